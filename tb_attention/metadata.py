@@ -1,0 +1,44 @@
+"""Plugin name, format version and SummaryMetadata for attention tags.
+
+The format itself is written down in proto/attention.proto.
+"""
+from tensorboard.compat.proto import summary_pb2
+
+from tb_attention.proto import attention_pb2
+
+PLUGIN_NAME = "attention"
+
+# Version of the StepHeader / blob layout. Bump it when the layout changes and
+# keep readers able to load every older version (tests/fixtures holds samples).
+FORMAT_VERSION = 1
+
+
+class FormatError(ValueError):
+    """Logged data that cannot be decoded: corrupt, truncated or too new."""
+
+
+def create_summary_metadata(description=""):
+    content = attention_pb2.AttentionPluginData(version=FORMAT_VERSION)
+    return summary_pb2.SummaryMetadata(
+        summary_description=description,
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content.SerializeToString()
+        ),
+        # Without data_class both of TensorBoard's loaders drop the data.
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+    )
+
+
+def parse_plugin_metadata(content):
+    if not isinstance(content, bytes):
+        raise TypeError("plugin content must be bytes, got %s" % type(content).__name__)
+    try:
+        data = attention_pb2.AttentionPluginData.FromString(content)
+    except Exception as e:  # protobuf raises DecodeError, a bare Exception subclass
+        raise FormatError("attention plugin metadata is not decodable: %s" % e) from e
+    if data.version > FORMAT_VERSION:
+        raise FormatError(
+            "attention data of format version %d is newer than this tb-attention "
+            "(reads up to %d): upgrade tb-attention" % (data.version, FORMAT_VERSION)
+        )
+    return data

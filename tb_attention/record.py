@@ -1,0 +1,320 @@
+"""AttentionRecord: one forward pass's attention (and optionally the query/key
+vectors behind it), as captured from a model, built from raw tensors, or read
+back from a logdir.
+
+Everything here is numpy; torch is only touched by `_to_numpy`, lazily.
+"""
+import dataclasses
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+KIND_NAMES = ("self", "encoder", "decoder", "cross")
+
+
+class AttentionInputError(ValueError):
+    """The attention or tokens handed to capture/add_attention are unusable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Neurons:
+    """Query/key vectors of the stored layers of one attention kind.
+
+    scores = queries @ keys.T * scale + bias, masked positions -> -inf, and the
+    softmax over keys is the attention (see `AttentionRecord.recompute_attention`).
+    """
+
+    queries: np.ndarray  # float32 [L, H, Tq, D], after RoPE
+    keys: np.ndarray  # float32 [L, H, Tk, D], grouped keys expanded per head
+    scales: np.ndarray  # float32 [L]
+    masked: np.ndarray  # bool [L, Tq, Tk]; True = position masked out
+    bias: Optional[np.ndarray] = None  # float32 [L, H, Tq, Tk] additive score bias
+
+
+@dataclasses.dataclass(frozen=True)
+class KindRecord:
+    name: str
+    attention: np.ndarray  # float32 [L, H, Tq, Tk]
+    query_tokens: Tuple[str, ...]
+    key_tokens: Tuple[str, ...]
+    layer_ids: Tuple[int, ...]
+    query_segment_b: int = 0  # first token of sentence B; 0 = no sentence pair
+    key_segment_b: int = 0
+    causal: bool = False
+    neurons: Optional[Neurons] = None
+
+    @property
+    def num_layers(self):
+        return self.attention.shape[0]
+
+    @property
+    def num_heads(self):
+        return self.attention.shape[1]
+
+
+class AttentionRecord:
+    """Attention of one example: one KindRecord per attention kind."""
+
+    def __init__(self, kinds: Sequence[KindRecord], model_type: str = ""):
+        if not kinds:
+            raise AttentionInputError("an AttentionRecord needs at least one attention kind")
+        names = [k.name for k in kinds]
+        if len(set(names)) != len(names):
+            raise AttentionInputError("attention kinds repeat: %s" % names)
+        self._kinds = {k.name: k for k in kinds}
+        self.model_type = model_type
+
+    @property
+    def kinds(self) -> Tuple[str, ...]:
+        return tuple(self._kinds)
+
+    def kind(self, kind: Optional[str] = None) -> KindRecord:
+        if kind is None:
+            if len(self._kinds) != 1:
+                raise KeyError(
+                    "this record has several attention kinds %s: name one" % (self.kinds,)
+                )
+            return next(iter(self._kinds.values()))
+        try:
+            return self._kinds[kind]
+        except KeyError:
+            raise KeyError("no attention kind %r; this record has %s" % (kind, self.kinds)) from None
+
+    def attention(self, kind: Optional[str] = None) -> np.ndarray:
+        return self.kind(kind).attention
+
+    def tokens(self, kind: Optional[str] = None) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        k = self.kind(kind)
+        return k.query_tokens, k.key_tokens
+
+    def segments(self, kind: Optional[str] = None) -> Tuple[int, int]:
+        k = self.kind(kind)
+        return k.query_segment_b, k.key_segment_b
+
+    def layer_ids(self, kind: Optional[str] = None) -> Tuple[int, ...]:
+        return self.kind(kind).layer_ids
+
+    @property
+    def has_neurons(self) -> bool:
+        return any(k.neurons is not None for k in self._kinds.values())
+
+    def neurons(self, kind: Optional[str] = None) -> Neurons:
+        k = self.kind(kind)
+        if k.neurons is None:
+            raise KeyError(
+                "no neurons logged for attention kind %r: capture with neurons=True" % k.name
+            )
+        return k.neurons
+
+    def recompute_attention(self, kind: Optional[str] = None) -> np.ndarray:
+        """Softmax of the scores rebuilt from the logged queries, keys, scale,
+        bias and mask: exactly what the neuron view shows. float32 [L, H, Tq, Tk]."""
+        n = self.neurons(kind)
+        return softmax_scores(n.queries, n.keys, n.scales, n.masked, n.bias)
+
+    def __repr__(self):
+        parts = []
+        for k in self._kinds.values():
+            parts.append(
+                "%s: %d layers x %d heads, %d x %d tokens%s"
+                % (k.name, k.num_layers, k.num_heads, len(k.query_tokens), len(k.key_tokens),
+                   ", neurons" if k.neurons is not None else "")
+            )
+        return "AttentionRecord(%s%s)" % (
+            "model_type=%r; " % self.model_type if self.model_type else "", "; ".join(parts))
+
+
+def softmax_scores(queries, keys, scales, masked, bias=None):
+    """The attention a softmax over logged scores gives. Inputs as in Neurons."""
+    q = np.asarray(queries, dtype=np.float32)
+    k = np.asarray(keys, dtype=np.float32)
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scales, np.float32)[:, None, None, None]
+    if bias is not None:
+        scores = scores + bias
+    scores = np.where(masked[:, None, :, :], -np.inf, scores)
+    top = np.max(scores, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(scores - top)
+    total = e.sum(axis=-1, keepdims=True)
+    return (e / np.where(total > 0, total, 1.0)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Building records from raw tensors, with the checks add_attention promises.
+
+
+def _to_numpy(x, what):
+    """A float32 numpy copy of a numpy array or torch tensor (any device)."""
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().to("cpu", copy=True).float().numpy()
+        return x
+    try:
+        return np.array(x, dtype=np.float32, copy=True)
+    except (TypeError, ValueError) as e:
+        raise AttentionInputError("%s is not a numeric array: %s" % (what, e)) from None
+
+
+def stack_layers(attentions, what="attentions"):
+    """A tuple of L tensors [1, H, Tq, Tk] (what transformers returns) or one
+    array [L, H, Tq, Tk] -> float32 numpy [L, H, Tq, Tk]."""
+    if isinstance(attentions, (tuple, list)):
+        if not attentions:
+            raise AttentionInputError(
+                "%s is empty: the model returned no attention weights. transformers "
+                "returns none under SDPA attention; use tb_attention.capture(), or run "
+                "the model with attn_implementation='eager' and output_attentions=True" % what)
+        layers = [_to_numpy(a, "%s[%d]" % (what, i)) for i, a in enumerate(attentions)]
+        for i, a in enumerate(layers):
+            if a.ndim == 4:
+                if a.shape[0] != 1:
+                    raise AttentionInputError(
+                        "%s[%d] has shape %s: a batch of %d examples where one is expected. "
+                        "Pick one example, e.g. [a[i:i+1] for a in %s], or use "
+                        "tb_attention.capture(), which splits a batch into one record per "
+                        "example" % (what, i, tuple(a.shape), a.shape[0], what))
+                layers[i] = a[0]
+            elif a.ndim != 3:
+                raise AttentionInputError(
+                    "%s[%d] has shape %s; expected [1, heads, query_len, key_len]"
+                    % (what, i, tuple(a.shape)))
+        shapes = {a.shape for a in layers}
+        if len(shapes) != 1:
+            raise AttentionInputError("the layers of %s differ in shape: %s" % (what, sorted(shapes)))
+        return np.stack(layers)
+    a = _to_numpy(attentions, what)
+    if a.ndim == 5:
+        if a.shape[1] != 1:
+            raise AttentionInputError(
+                "%s has shape %s: a batch of %d examples where one is expected. Pick one "
+                "example, e.g. %s[:, i]" % (what, tuple(a.shape), a.shape[1], what))
+        a = a[:, 0]
+    if a.ndim != 4:
+        raise AttentionInputError(
+            "%s has shape %s; expected [layers, heads, query_len, key_len] or a tuple of "
+            "layers [1, heads, query_len, key_len]" % (what, tuple(a.shape)))
+    return a
+
+
+def check_tokens(tokens, length, what):
+    if isinstance(tokens, str):
+        raise AttentionInputError("%s is one string; expected a list of %d token strings" % (what, length))
+    try:
+        tokens = tuple(tokens)
+    except TypeError:
+        raise AttentionInputError("%s must be a list of token strings" % what) from None
+    for i, t in enumerate(tokens):
+        if not isinstance(t, str):
+            raise AttentionInputError("%s[%d] is %s, not a str" % (what, i, type(t).__name__))
+    if len(tokens) != length:
+        raise AttentionInputError(
+            "%s has %d tokens but the attention has %d positions on that side"
+            % (what, len(tokens), length))
+    return tokens
+
+
+def check_attention_values(a, what):
+    """Raise on NaN/Inf or weights outside [0, 1]; warn once when rows do not
+    sum to 1 (some users log post-processed maps on purpose)."""
+    if a.size == 0:
+        raise AttentionInputError("%s is empty (shape %s)" % (what, tuple(a.shape)))
+    lo, hi = float(a.min()), float(a.max())  # NaN propagates into both
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise AttentionInputError(
+            "%s holds NaN or Inf (first at layer, head, query, key = %s)" % (what, tuple(int(i) for i in bad)))
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise AttentionInputError(
+            "%s holds weights outside [0, 1] (min %g, max %g): log softmax probabilities, "
+            "not scores" % (what, lo, hi))
+    sums = a.sum(axis=-1)
+    # Fully masked rows (all zero) are legitimate: padding queries.
+    off = (np.abs(sums - 1) > 1e-2) & (sums > 1e-6)
+    if off.any():
+        warnings.warn(
+            "%s: %d of %d rows do not sum to 1; logging them as they are"
+            % (what, int(off.sum()), off.size), stacklevel=4)
+
+
+def check_segment(segment_b, length, what):
+    if segment_b is None:
+        return 0
+    if isinstance(segment_b, bool) or not isinstance(segment_b, (int, np.integer)):
+        raise AttentionInputError("%s must be an int, got %s" % (what, type(segment_b).__name__))
+    if not 0 <= segment_b < length:
+        raise AttentionInputError("%s = %d is outside 0..%d" % (what, segment_b, length - 1))
+    return int(segment_b)
+
+
+def check_layer_ids(layer_ids, num_layers):
+    if layer_ids is None:
+        return tuple(range(num_layers))
+    ids = tuple(int(i) for i in layer_ids)
+    if len(ids) != num_layers:
+        raise AttentionInputError(
+            "layer_ids names %d layers but the attention has %d" % (len(ids), num_layers))
+    if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
+        raise AttentionInputError("layer_ids must be distinct non-negative ints, got %s" % (ids,))
+    return ids
+
+
+def validate_kind(k: KindRecord):
+    """Every check add_attention promises, on one kind; raises AttentionInputError."""
+    if k.name not in KIND_NAMES:
+        raise AttentionInputError("attention kind %r is not one of %s" % (k.name, KIND_NAMES))
+    a = k.attention
+    if not isinstance(a, np.ndarray) or a.ndim != 4:
+        raise AttentionInputError(
+            "%s attention must be a 4-d array [layers, heads, query_len, key_len], got shape %s"
+            % (k.name, getattr(a, "shape", None)))
+    L, H, Tq, Tk = a.shape
+    what = "%s attention" % k.name
+    check_tokens(k.query_tokens, Tq, "%s query tokens" % k.name)
+    check_tokens(k.key_tokens, Tk, "%s key tokens" % k.name)
+    check_attention_values(a, what)
+    check_layer_ids(k.layer_ids, L)
+    check_segment(k.query_segment_b, Tq, "%s query_segment_b" % k.name)
+    check_segment(k.key_segment_b, Tk, "%s key_segment_b" % k.name)
+    n = k.neurons
+    if n is not None:
+        D = n.queries.shape[-1] if n.queries.ndim == 4 else -1
+        expect = {
+            "queries": (n.queries, (L, H, Tq, D)),
+            "keys": (n.keys, (L, H, Tk, D)),
+            "scales": (n.scales, (L,)),
+            "masked": (n.masked, (L, Tq, Tk)),
+        }
+        if n.bias is not None:
+            expect["bias"] = (n.bias, (L, H, Tq, Tk))
+        for name, (arr, shape) in expect.items():
+            if tuple(arr.shape) != shape:
+                raise AttentionInputError(
+                    "%s neurons: %s has shape %s, expected %s" % (k.name, name, tuple(arr.shape), shape))
+            if name != "masked" and not np.isfinite(arr).all():
+                raise AttentionInputError("%s neurons: %s holds NaN or Inf" % (k.name, name))
+
+
+def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, kind="self"):
+    """An AttentionRecord of one kind from raw tensors (see add_attention)."""
+    a = stack_layers(attentions)
+    _, _, Tq, Tk = a.shape
+    if tokens is None:
+        raise AttentionInputError("tokens are required with raw attention tensors")
+    if (isinstance(tokens, tuple) and len(tokens) == 2
+            and not isinstance(tokens[0], str) and not isinstance(tokens[1], str)):
+        q_tokens, k_tokens = tokens
+    else:
+        q_tokens = k_tokens = tokens
+    q_tokens = check_tokens(q_tokens, Tq, "query tokens")
+    k_tokens = check_tokens(k_tokens, Tk, "key tokens")
+    if isinstance(segment_b, tuple):
+        q_seg, k_seg = segment_b
+    else:
+        q_seg = k_seg = segment_b
+    rec = KindRecord(
+        name=kind, attention=a, query_tokens=q_tokens, key_tokens=k_tokens,
+        layer_ids=check_layer_ids(layer_ids, a.shape[0]),
+        query_segment_b=check_segment(q_seg, Tq, "segment_b"),
+        key_segment_b=check_segment(k_seg, Tk, "segment_b"),
+        causal=bool(causal))
+    return AttentionRecord([rec])
