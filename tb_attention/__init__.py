@@ -1,0 +1,21 @@
+"""tb-attention: watch transformer attention change while the model trains.
+
+    record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)
+    with tb_attention.AttentionWriter("runs/exp1") as writer:
+        writer.add_attention("probe/cat", record, global_step=step)
+    log = tb_attention.load("runs")
+"""
+from tb_attention.reader import AttentionLog, load
+from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord, Neurons
+from tb_attention.writer import AttentionWriter, AttentionWriterError
+
+
+def capture(model, inputs, tokenizer=None, neurons=False, layers=None):
+    """Run model on inputs once and return its attention as an AttentionRecord
+    (a list of them for a batch). See tb_attention.capturing for details."""
+    from tb_attention import capturing  # imports torch, so only when asked
+    return capturing.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers)
+
+
+__all__ = ["capture", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
+           "AttentionRecord", "AttentionInputError", "KindRecord", "Neurons"]

@@ -1,0 +1,125 @@
+"""load(): read logged attention back from a logdir, without TensorBoard.
+
+For notebooks and tests. Reads event files directly, checking every record's
+CRC; a torn last record (a process killed while writing) is skipped with a
+warning, and so is any record that fails its checksum.
+"""
+import os
+import struct
+import warnings
+
+from tensorboard.compat.proto import event_pb2
+
+from tb_attention import codec, metadata
+from tb_attention.writer import masked_crc32c
+
+
+def _records(path):
+    """The payloads of the TFRecord file at path, skipping what is damaged."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 12:
+            warnings.warn("%s: skipped a torn record at byte %d (the writer stopped mid-record)" % (path, pos))
+            return
+        header = data[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        if masked_crc32c(header) != header_crc:
+            warnings.warn("%s: record header at byte %d is corrupt; the rest of this file is unreadable"
+                          % (path, pos))
+            return
+        start = pos + 12
+        if start + length + 4 > end:
+            warnings.warn("%s: skipped a torn record at byte %d (the writer stopped mid-record)" % (path, pos))
+            return
+        payload = data[start:start + length]
+        (crc,) = struct.unpack("<I", data[start + length:start + length + 4])
+        pos = start + length + 4
+        if masked_crc32c(payload) != crc:
+            warnings.warn("%s: skipped a corrupt record at byte %d (checksum mismatch)" % (path, start - 12))
+            continue
+        yield payload
+
+
+def _is_event_file(name):
+    return "tfevents" in name
+
+
+class _Step:
+    __slots__ = ("blobs", "wall_time")
+
+    def __init__(self, blobs, wall_time):
+        self.blobs = blobs
+        self.wall_time = wall_time
+
+
+class AttentionLog:
+    """Everything logged under a logdir: runs -> tags -> steps."""
+
+    def __init__(self, logdir):
+        self.logdir = os.fspath(logdir)
+        if not os.path.isdir(self.logdir):
+            raise FileNotFoundError("no such logdir: %s" % self.logdir)
+        self._data = {}  # run -> tag -> step -> _Step
+        for dirpath, dirnames, filenames in os.walk(self.logdir):
+            dirnames.sort()
+            run = os.path.relpath(dirpath, self.logdir)
+            run = "." if run == os.curdir else run.replace(os.sep, "/")
+            for name in sorted(filter(_is_event_file, filenames)):
+                self._read_file(run, os.path.join(dirpath, name))
+
+    def _read_file(self, run, path):
+        for payload in _records(path):
+            try:
+                event = event_pb2.Event.FromString(payload)
+            except Exception:  # foreign or damaged bytes that passed the CRC
+                warnings.warn("%s: skipped a record that is not a TensorBoard event" % path)
+                continue
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
+                    continue
+                blobs = list(value.tensor.string_val)
+                tags = self._data.setdefault(run, {}).setdefault(value.tag, {})
+                tags[event.step] = _Step(blobs, event.wall_time)
+
+    def runs(self):
+        return sorted(self._data)
+
+    def tags(self, run):
+        return sorted(self._run(run))
+
+    def steps(self, run, tag):
+        return sorted(self._tag(run, tag))
+
+    def get(self, run, tag, step):
+        """The AttentionRecord logged at (run, tag, step)."""
+        steps = self._tag(run, tag)
+        if step not in steps:
+            raise KeyError("no step %r for tag %r of run %r; steps: %s" % (step, tag, run, sorted(steps)))
+        return codec.decode_step(steps[step].blobs)
+
+    def wall_time(self, run, tag, step):
+        return self._tag(run, tag)[step].wall_time
+
+    def header(self, run, tag, step):
+        """The step's StepHeader proto (sequence number, writer id, kinds)."""
+        return codec.parse_header(self._tag(run, tag)[step].blobs[0])
+
+    def _run(self, run):
+        if run not in self._data:
+            raise KeyError("no run %r with attention in %s; runs: %s" % (run, self.logdir, self.runs()))
+        return self._data[run]
+
+    def _tag(self, run, tag):
+        tags = self._run(run)
+        if tag not in tags:
+            raise KeyError("no attention tag %r in run %r; tags: %s" % (tag, run, sorted(tags)))
+        return tags[tag]
+
+
+def load(logdir):
+    return AttentionLog(logdir)
