@@ -1,0 +1,397 @@
+"""The Attention tab: TensorBoard plugin routes over context.data_provider.
+
+Reads lazily: a request for one layer reads the step's header blob and that
+layer's blob, nothing else. Decoded blobs live in a byte-bounded LRU; a step's
+blobs never change once written, so they are cached by (run, tag, step,
+wall_time, index) and their responses may be cached by the browser.
+Routes are documented in docs/routes.md (and the README).
+"""
+import collections
+import math
+import os
+import posixpath
+import threading
+
+import numpy as np
+from werkzeug import wrappers
+
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+
+from tb_attention import codec, metadata
+from tb_attention.metadata import FormatError
+
+# A past step's data never changes, so the browser may keep it for a day.
+_IMMUTABLE_SECONDS = 86400
+_CACHE_BYTES = 512 * 2 ** 20
+# TensorBoard's downsample argument: every step the loader kept.
+_ALL_KEPT = 2 ** 31 - 1
+_STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".txt": "text/plain",
+}
+
+
+class DataLossError(errors.PublicError):
+    """A logged step is corrupt or truncated; other steps still load."""
+
+    http_code = 500
+
+
+def _frontend_root():
+    here = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(here, "frontend")  # setup.py maps frontend/ here
+    if os.path.isdir(installed):
+        return installed
+    return os.path.join(os.path.dirname(here), "frontend")  # a source checkout
+
+
+class _ByteLRU:
+    """LRU of values with a known size in bytes, bounded by total bytes."""
+
+    def __init__(self, max_bytes):
+        self._max = max_bytes
+        self._items = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        return None
+
+    def put(self, key, value, size):
+        if size > self._max:
+            return
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self._max:
+                _, (_, old) = self._items.popitem(last=False)
+                self._bytes -= old
+
+
+def _int_arg(request, name, required=True, default=None, lo=None, hi=None):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise errors.InvalidArgumentError("missing query parameter %r" % name)
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise errors.InvalidArgumentError("query parameter %r must be an integer, got %r"
+                                          % (name, raw[:100])) from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise errors.InvalidArgumentError("query parameter %r = %d is outside %s..%s"
+                                          % (name, value, lo, hi))
+    return value
+
+
+def _str_arg(request, name):
+    raw = request.args.get(name)
+    if raw is None:
+        raise errors.InvalidArgumentError("missing query parameter %r" % name)
+    return raw
+
+
+def _route(handler):
+    """Turn our errors into a status and a JSON body that names the problem."""
+
+    @wrappers.Request.application
+    def app(self, request):
+        try:
+            return handler(self, request)
+        except errors.PublicError as e:
+            return http_util.Respond(request, {"error": str(e)}, "application/json", code=e.http_code)
+        except FormatError as e:
+            return http_util.Respond(request, {"error": str(e)}, "application/json", code=500)
+
+    return app
+
+
+def max_pool(maps, size):
+    """[H, Tq, Tk] -> [H, ceil(Tq/pq), ceil(Tk/pk)] by max over pq x pk cells,
+    with pq = ceil(Tq/size) (1 when the map already fits)."""
+    H, Tq, Tk = maps.shape
+    pq, pk = max(1, math.ceil(Tq / size)), max(1, math.ceil(Tk / size))
+    if pq == 1 and pk == 1:
+        return maps, 1, 1
+    Sq, Sk = math.ceil(Tq / pq), math.ceil(Tk / pk)
+    padded = np.zeros((H, Sq * pq, Sk * pk), dtype=maps.dtype)
+    padded[:, :Tq, :Tk] = maps
+    return padded.reshape(H, Sq, pq, Sk, pk).max(axis=(2, 4)), pq, pk
+
+
+class AttentionPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._data_provider = context.data_provider
+        self._cache = _ByteLRU(_CACHE_BYTES)
+        self._frontend = _frontend_root()
+
+    def get_plugin_apps(self):
+        return {
+            "/static/*": self._serve_static,
+            "/tags": self._serve_tags,
+            "/header": self._serve_header,
+            "/attention": self._serve_attention,
+            "/overview": self._serve_overview,
+            "/neurons": self._serve_neurons,
+        }
+
+    def is_active(self):
+        return False  # TensorBoard decides from data_plugin_names() and the data
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/static/index.js", tab_name="Attention")
+
+    # -- static files --------------------------------------------------------
+
+    @wrappers.Request.application
+    def _serve_static(self, request):
+        prefix = "/static/"
+        path = request.path
+        rel = path[path.index(prefix) + len(prefix):] if prefix in path else ""
+        rel = posixpath.normpath(rel)
+        ext = posixpath.splitext(rel)[1]
+        if (not rel or rel.startswith(("/", "..")) or "\\" in rel or "\0" in rel
+                or ext not in _STATIC_TYPES):
+            return http_util.Respond(request, {"error": "no such file: %s" % rel[:200]},
+                                     "application/json", code=404)
+        full = os.path.realpath(os.path.join(self._frontend, *rel.split("/")))
+        root = os.path.realpath(self._frontend)
+        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+            return http_util.Respond(request, {"error": "no such file: %s" % rel[:200]},
+                                     "application/json", code=404)
+        with open(full, "rb") as f:
+            body = f.read()
+        return http_util.Respond(request, body, _STATIC_TYPES[ext])
+
+    # -- data access ---------------------------------------------------------
+
+    def _steps(self, ctx, experiment, run, tag):
+        """[BlobSequenceDatum] of (run, tag), oldest first; 404 when absent."""
+        result = self._data_provider.read_blob_sequences(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
+            downsample=_ALL_KEPT, run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
+        data = result.get(run, {}).get(tag)
+        if data is None:
+            if run not in result and not self._run_exists(ctx, experiment, run):
+                raise errors.NotFoundError("no run %r with attention" % run)
+            raise errors.NotFoundError("no attention tag %r in run %r" % (tag, run))
+        return sorted(data, key=lambda d: d.step)
+
+    def _run_exists(self, ctx, experiment, run):
+        listing = self._data_provider.list_blob_sequences(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=provider.RunTagFilter(runs=[run]))
+        return run in listing
+
+    def _datum(self, ctx, experiment, run, tag, step):
+        for d in self._steps(ctx, experiment, run, tag):
+            if d.step == step:
+                return d
+        raise errors.NotFoundError("no step %d for tag %r of run %r" % (step, tag, run))
+
+    def _blob(self, ctx, datum, key, index):
+        cache_key = key + (datum.wall_time, index)
+        blob = self._cache.get(cache_key)
+        if blob is None:
+            if not 0 <= index < len(datum.values):
+                raise DataLossError("step %d is corrupt: its header points at blob %d of %d"
+                                    % (datum.step, index, len(datum.values)))
+            blob = self._data_provider.read_blob(ctx, blob_key=datum.values[index].blob_key)
+            self._cache.put(cache_key, blob, len(blob))
+        return blob
+
+    def _header(self, ctx, datum, key):
+        cache_key = key + (datum.wall_time, "header")
+        header = self._cache.get(cache_key)
+        if header is None:
+            if not datum.values:
+                raise DataLossError("step %d holds no blobs" % datum.step)
+            blob = self._blob(ctx, datum, key, 0)
+            try:
+                header = codec.parse_header(blob)
+            except FormatError as e:
+                raise DataLossError("step %d of tag %r: %s" % (datum.step, key[1], e)) from e
+            self._cache.put(cache_key, header, len(blob))
+        return header
+
+    def _step_request(self, request):
+        """(ctx, key, datum, header) for run, tag, step of the request."""
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
+        step = _int_arg(request, "step", lo=0, hi=2 ** 63 - 1)
+        datum = self._datum(ctx, experiment, run, tag, step)
+        key = (run, tag, step)
+        return ctx, key, datum, self._header(ctx, datum, key)
+
+    def _kind_request(self, request):
+        ctx, key, datum, header = self._step_request(request)
+        name = _str_arg(request, "kind")
+        try:
+            kind = codec.find_kind(header, name)
+        except KeyError:
+            raise errors.NotFoundError("no attention kind %r at step %d; kinds: %s"
+                                       % (name, key[2], [k.name for k in header.kinds])) from None
+        return ctx, key, datum, kind
+
+    @staticmethod
+    def _layer_index(request, kind, step):
+        layer = _int_arg(request, "layer", lo=0, hi=2 ** 31 - 1)
+        layer_ids = list(kind.layer_ids)
+        if layer not in layer_ids:
+            raise errors.NotFoundError("no layer %d in %s attention at step %d; layers: %s"
+                                       % (layer, kind.name, step, layer_ids))
+        return layer_ids.index(layer)
+
+    @staticmethod
+    def _head(request, kind, required):
+        head = _int_arg(request, "head", required=required, lo=0, hi=2 ** 31 - 1)
+        if head is not None and head >= kind.num_heads:
+            raise errors.NotFoundError("no head %d: %s attention has %d heads (0..%d)"
+                                       % (head, kind.name, kind.num_heads, kind.num_heads - 1))
+        return head
+
+    def _stored_layer(self, ctx, key, datum, kind, index):
+        ref = kind.attention[index]
+        blob = self._blob(ctx, datum, key, ref.index)
+        try:
+            return codec.attention_layer(kind, index, blob)
+        except FormatError as e:
+            raise DataLossError("step %d of tag %r: %s" % (key[2], key[1], e)) from e
+
+    # -- routes --------------------------------------------------------------
+
+    @_route
+    def _serve_tags(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        listing = self._data_provider.read_blob_sequences(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME, downsample=_ALL_KEPT)
+        runs = []
+        for run in sorted(listing):
+            tags = []
+            for tag in sorted(listing[run]):
+                data = sorted(listing[run][tag], key=lambda d: d.step)
+                if not data:
+                    continue
+                entry = {"tag": tag, "steps": [d.step for d in data], "kept": len(data)}
+                newest = data[-1]
+                try:
+                    header = self._header(ctx, newest, (run, tag, newest.step))
+                except DataLossError as e:
+                    entry.update(model_type="", kinds=[], written=len(data), error=str(e))
+                else:
+                    entry.update(
+                        model_type=header.model_type,
+                        written=max(len(data), header.sequence + 1),
+                        kinds=[_kind_summary(k) for k in header.kinds])
+                tags.append(entry)
+            if tags:
+                runs.append({"run": run, "tags": tags})
+        return http_util.Respond(request, {"runs": runs}, "application/json")
+
+    @_route
+    def _serve_header(self, request):
+        ctx, key, datum, header = self._step_request(request)
+        body = {
+            "step": datum.step, "wall_time": datum.wall_time, "sequence": header.sequence,
+            "model_type": header.model_type,
+            "kinds": [dict(_kind_summary(k),
+                           query_tokens=codec.token_strings(k.query_tokens),
+                           key_tokens=codec.token_strings(k.key_tokens),
+                           query_segment_b=k.query_segment_b, key_segment_b=k.key_segment_b,
+                           dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim)
+                      for k in header.kinds],
+        }
+        return http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS)
+
+    @_route
+    def _serve_attention(self, request):
+        ctx, key, datum, kind = self._kind_request(request)
+        index = self._layer_index(request, kind, key[2])
+        head = self._head(request, kind, required=False)
+        stored = self._stored_layer(ctx, key, datum, kind, index)
+        if head is not None:
+            stored = stored[head:head + 1]
+        return _binary(request, stored.tobytes(), {
+            "X-Attention-Shape": ",".join(map(str, stored.shape)),
+            "X-Attention-Dtype": codec.DTYPE_NAMES[kind.dtype],
+        })
+
+    @_route
+    def _serve_overview(self, request):
+        ctx, key, datum, kind = self._kind_request(request)
+        size = _int_arg(request, "size", required=False, default=64, lo=1, hi=512)
+        cache_key = key + (datum.wall_time, kind.name, "overview", size)
+        cached = self._cache.get(cache_key)
+        if cached is None:
+            pooled = []
+            for index in range(len(kind.attention)):
+                stored = self._stored_layer(ctx, key, datum, kind, index)
+                maps, pq, pk = max_pool(stored, size)
+                if maps.dtype != np.uint8:
+                    maps = codec.quantize(maps.astype(np.float32), codec.DTYPES["uint8"])
+                pooled.append(maps)
+            array = np.stack(pooled)
+            cached = (array.tobytes(), array.shape, (pq, pk))
+            self._cache.put(cache_key, cached, array.nbytes)
+        body, shape, pools = cached
+        return _binary(request, body, {
+            "X-Attention-Shape": ",".join(map(str, shape)),
+            "X-Attention-Dtype": "uint8",
+            "X-Overview-Pool": "%d,%d" % pools,
+        })
+
+    @_route
+    def _serve_neurons(self, request):
+        ctx, key, datum, kind = self._kind_request(request)
+        index = self._layer_index(request, kind, key[2])
+        head = self._head(request, kind, required=True)
+        if not len(kind.neurons):
+            raise errors.NotFoundError(
+                "no neurons were logged at step %d of tag %r: capture with "
+                "tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)" % (key[2], key[1]))
+        blob = self._blob(ctx, datum, key, kind.neurons[index].blob.index)
+        try:
+            q, k, masked, bias, scale = codec.neuron_layer(kind, index, blob)
+        except FormatError as e:
+            raise DataLossError("step %d of tag %r: %s" % (key[2], key[1], e)) from e
+        parts = [q[head].tobytes(), k[head].tobytes()]
+        if bias is not None:
+            parts.append(bias[head].tobytes())
+        parts.append(masked.tobytes())
+        return _binary(request, b"".join(parts), {
+            "X-Neuron-Shape": "%d,%d,%d" % (q.shape[1], k.shape[1], q.shape[2]),
+            "X-Neuron-Scale": repr(float(scale)),
+            "X-Neuron-Has-Bias": "1" if bias is not None else "0",
+        })
+
+
+def _kind_summary(kind):
+    return {
+        "name": kind.name, "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
+        "query_len": len(kind.query_tokens), "key_len": len(kind.key_tokens),
+        "has_neurons": len(kind.neurons) > 0, "causal": kind.causal,
+    }
+
+
+def _binary(request, body, headers):
+    return http_util.Respond(request, body, "application/octet-stream",
+                             expires=_IMMUTABLE_SECONDS, headers=list(headers.items()))
