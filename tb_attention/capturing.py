@@ -80,7 +80,10 @@ def capture(model, inputs, tokenizer=None, neurons: bool = False,
         kind, or a dict kind -> indices. All layers by default.
 
     Returns one AttentionRecord for a batch of one, else a list with one record
-    per example, padding positions (attention_mask == 0) removed.
+    per example, padding positions (attention_mask == 0) removed. Removing
+    padding does not undo its effect on the model: with left padding, models
+    that number positions from the start of the row (GPT-2) compute something
+    else than for the unpadded example, and the record shows what they computed.
     """
     records = _capture(model, inputs, tokenizer, neurons, layers)
     return records[0] if len(records) == 1 else records
