@@ -1,0 +1,371 @@
+// Dashboard state and where it lives: the URL.
+//
+// Where: TensorBoard runs this plugin in an iframe (data/plugin_entry.html) and
+// recreates that iframe, without any hash, whenever its page reloads. The
+// iframe's own URL therefore survives nothing. TensorBoard's top-level URL
+// hash does survive a reload, and TensorBoard already reserves a place in it
+// for plugins: keys `p.<plugin>.<key>` next to its tab name
+// (`#attention&p.attention.run=exp1&p.attention.step=50`); its plugin API
+// message `experimental.GetURLPluginData` returns exactly those keys. There is
+// no "set" message, so the dashboard writes them itself into the (same
+// origin) parent window with history.replaceState, in TensorBoard's own
+// format (tf_storage: `&`-separated, encodeURIComponent'ed key=value pairs,
+// the tab name first), keeping every key it does not own. replaceState adds
+// no history entry and fires no hashchange, so TensorBoard does not re-route.
+// When there is no reachable parent (the page opened on its own, or a
+// cross-origin embed) the same keys go into the page's own hash.
+//
+// Everything in this module except `UrlStore` is pure and tested in node.
+
+export const PLUGIN = "attention";
+export const PREFIX = `p.${PLUGIN}.`;
+export const VIEWS = ["head", "model", "neuron", "matrix"];
+export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
+export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
+
+/**
+ * @typedef {{side: "q" | "k", index: number}} Hover
+ * @typedef {{
+ *   run: string | null, tag: string | null, step: number | null,
+ *   kind: string | null, view: string, layer: number | null,
+ *   heads: number[] | null, head: number, query: number,
+ *   hover: Hover | null, pair: string, raw: boolean,
+ *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
+ * }} State
+ * heads: heads shown in the head view (null = all).
+ * head: the one head of the matrix and neuron views.
+ * query: the query token of the neuron view.
+ * hover: the pinned token of the head view.
+ * mlayers / mheads: the model view's layer and head filters (null = all).
+ * zoom: row / cell size in pixels (0 = automatic).
+ */
+
+/** @returns {State} */
+export function defaultState() {
+  return {
+    run: null,
+    tag: null,
+    step: null,
+    kind: null,
+    view: "head",
+    layer: null,
+    heads: null,
+    head: 0,
+    query: 0,
+    hover: null,
+    pair: "all",
+    raw: false,
+    mlayers: null,
+    mheads: null,
+    zoom: 0,
+  };
+}
+
+/**
+ * Parse "0-3,5,7" into a sorted list of distinct non-negative integers.
+ * Returns null for an empty string (meaning "all") and for garbage.
+ * @param {string | null | undefined} text
+ * @returns {number[] | null}
+ */
+export function parseRange(text) {
+  if (text === null || text === undefined) return null;
+  const s = String(text).replace(/\s+/g, "");
+  if (s === "" || s === "all" || s === "*") return null;
+  const out = new Set();
+  for (const part of s.split(",")) {
+    if (part === "") continue;
+    const m = /^(\d{1,6})(?:-(\d{1,6}))?$/.exec(part);
+    if (!m) return null;
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a || b - a > 100000) return null;
+    for (let i = a; i <= b; i++) out.add(i);
+  }
+  if (out.size === 0) return null;
+  return [...out].sort((x, y) => x - y);
+}
+
+/**
+ * Format a list of integers compactly: [0,1,2,3,5] -> "0-3,5".
+ * @param {readonly number[] | null} list
+ */
+export function formatRange(list) {
+  if (!list) return "";
+  const xs = [...new Set(list)].sort((a, b) => a - b);
+  const parts = [];
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j] + 1) j++;
+    parts.push(j > i ? `${xs[i]}-${xs[j]}` : `${xs[i]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+function intOr(text, fallback, min = 0) {
+  if (text === undefined || text === null || !/^-?\d{1,12}$/.test(String(text))) return fallback;
+  const v = Number(text);
+  return v < min ? fallback : v;
+}
+
+/**
+ * State from the plugin's URL keys (without the `p.attention.` prefix).
+ * Unknown or malformed values fall back to defaults; nothing throws.
+ * @param {Record<string, string>} dict
+ * @returns {State}
+ */
+export function decodeState(dict) {
+  const s = defaultState();
+  const get = (k) => (Object.prototype.hasOwnProperty.call(dict, k) ? dict[k] : undefined);
+  if (get("run")) s.run = String(get("run"));
+  if (get("tag")) s.tag = String(get("tag"));
+  s.step = intOr(get("step"), null, 0);
+  if (get("kind")) s.kind = String(get("kind"));
+  if (VIEWS.includes(get("view"))) s.view = get("view");
+  s.layer = intOr(get("layer"), null, 0);
+  const heads = get("heads");
+  if (heads === "none") s.heads = [];
+  else s.heads = parseRange(heads);
+  s.head = intOr(get("head"), 0, 0);
+  s.query = intOr(get("query"), 0, 0);
+  const hover = /^([qk])(\d{1,7})$/.exec(get("hover") || "");
+  s.hover = hover ? { side: /** @type {"q"|"k"} */ (hover[1]), index: Number(hover[2]) } : null;
+  if (PAIRS.includes(get("pair"))) s.pair = get("pair");
+  s.raw = get("raw") === "1";
+  s.mlayers = parseRange(get("mlayers"));
+  s.mheads = parseRange(get("mheads"));
+  s.zoom = Math.min(intOr(get("zoom"), 0, 0), 64);
+  return s;
+}
+
+/**
+ * URL keys for a state, leaving out everything at its default.
+ * @param {State} s
+ * @returns {Record<string, string>}
+ */
+export function encodeState(s) {
+  const d = defaultState();
+  /** @type {Record<string, string>} */
+  const out = {};
+  if (s.run !== null && s.run !== undefined) out.run = s.run;
+  if (s.tag !== null && s.tag !== undefined) out.tag = s.tag;
+  if (s.step !== null && s.step !== undefined) out.step = String(s.step);
+  if (s.kind) out.kind = s.kind;
+  if (s.view !== d.view) out.view = s.view;
+  if (s.layer !== null && s.layer !== undefined) out.layer = String(s.layer);
+  if (s.heads) out.heads = s.heads.length === 0 ? "none" : formatRange(s.heads);
+  if (s.head) out.head = String(s.head);
+  if (s.query) out.query = String(s.query);
+  if (s.hover) out.hover = s.hover.side + s.hover.index;
+  if (s.pair !== d.pair) out.pair = s.pair;
+  if (s.raw) out.raw = "1";
+  if (s.mlayers) out.mlayers = formatRange(s.mlayers);
+  if (s.mheads) out.mheads = formatRange(s.mheads);
+  if (s.zoom) out.zoom = String(s.zoom);
+  return out;
+}
+
+export const TAB_KEY = "__tab__";
+
+/**
+ * Parse a URL hash the way TensorBoard's tf_storage does: `&`-separated
+ * parts; a part without `=` is the tab name; `key=value` parts are
+ * URI-decoded. Parts with several `=` are ignored, as TensorBoard ignores them.
+ * @param {string} hash with or without the leading '#'
+ * @returns {Record<string, string>}
+ */
+export function parseHash(hash) {
+  const h = hash.startsWith("#") ? hash.slice(1) : hash;
+  /** @type {Record<string, string>} */
+  const out = {};
+  if (h === "") return out;
+  for (const part of h.split("&")) {
+    const kv = part.split("=");
+    try {
+      if (kv.length === 1) out[TAB_KEY] = kv[0];
+      else if (kv.length === 2) out[decodeURIComponent(kv[0])] = decodeURIComponent(kv[1]);
+    } catch (e) {
+      // a malformed %-escape: skip the part, like an unknown key
+    }
+  }
+  return out;
+}
+
+/**
+ * Inverse of parseHash, in TensorBoard's order: the tab first, then keys.
+ * @param {Record<string, string>} dict
+ * @returns {string} without the leading '#'
+ */
+export function buildHash(dict) {
+  let out = dict[TAB_KEY] !== undefined ? dict[TAB_KEY] : "";
+  const rest = Object.keys(dict)
+    .filter((k) => k !== TAB_KEY)
+    .map((k) => encodeURIComponent(k) + "=" + encodeURIComponent(dict[k]))
+    .join("&");
+  return rest.length > 0 ? out + "&" + rest : out;
+}
+
+/**
+ * The plugin's keys of a hash, prefix removed.
+ * @param {string} hash
+ */
+export function readPluginKeys(hash) {
+  const all = parseHash(hash);
+  /** @type {Record<string, string>} */
+  const out = {};
+  for (const k of Object.keys(all)) if (k.startsWith(PREFIX)) out[k.slice(PREFIX.length)] = all[k];
+  return out;
+}
+
+/**
+ * A hash with the plugin's keys replaced by `keys`; every other key and the
+ * tab name are kept as they were.
+ * @param {string} hash
+ * @param {Record<string, string>} keys
+ * @returns {string} without the leading '#'
+ */
+export function writePluginKeys(hash, keys) {
+  const all = parseHash(hash);
+  /** @type {Record<string, string>} */
+  const out = {};
+  for (const k of Object.keys(all)) if (!k.startsWith(PREFIX)) out[k] = all[k];
+  for (const k of Object.keys(keys)) out[PREFIX + k] = keys[k];
+  return buildHash(out);
+}
+
+/**
+ * Make a state valid for what the backend has: pick a run, tag, step, kind,
+ * layer and heads that exist, keeping the requested ones when they do.
+ * @param {State} s
+ * @param {{runs: Array<{run: string, tags: Array<any>}>}} tags the `tags` route's answer
+ * @returns {{state: State, runInfo: any, tagInfo: any, kindInfo: any} | null}
+ *   null when nothing is logged at all.
+ */
+export function resolveState(s, tags) {
+  const runs = (tags && tags.runs) || [];
+  const withTags = runs.filter((r) => r.tags && r.tags.length > 0);
+  if (withTags.length === 0) return null;
+  const out = { ...s };
+  const runInfo = withTags.find((r) => r.run === s.run) || withTags[0];
+  out.run = runInfo.run;
+  const tagInfo = runInfo.tags.find((t) => t.tag === s.tag) || runInfo.tags[0];
+  out.tag = tagInfo.tag;
+  const steps = tagInfo.steps || [];
+  out.step = nearestStep(steps, s.step);
+  const kinds = tagInfo.kinds || [];
+  const kindInfo = kinds.find((k) => k.name === s.kind) || kinds[0] || null;
+  return { state: clampToKind(out, kindInfo), runInfo, tagInfo, kindInfo };
+}
+
+/**
+ * Keep the kind, layer, heads and token choices of a state that exist in one
+ * attention kind (from the `tags` route or from a step's header).
+ * @param {State} s
+ * @param {any} kindInfo  name, layer_ids, num_heads and query_len / key_len
+ *   or query_tokens / key_tokens
+ * @returns {State}
+ */
+export function clampToKind(s, kindInfo) {
+  const out = { ...s };
+  out.kind = kindInfo ? kindInfo.name : null;
+  if (!kindInfo) return out;
+  const ids = kindInfo.layer_ids || [];
+  const qlen = kindInfo.query_tokens ? kindInfo.query_tokens.length : kindInfo.query_len || 0;
+  const klen = kindInfo.key_tokens ? kindInfo.key_tokens.length : kindInfo.key_len || 0;
+  out.layer = ids.includes(s.layer) ? s.layer : ids.length ? ids[0] : null;
+  const H = kindInfo.num_heads || 0;
+  if (out.heads) {
+    const kept = out.heads.filter((h) => h < H);
+    out.heads = kept.length === H ? null : kept;
+  }
+  out.head = s.head < H ? s.head : 0;
+  out.query = s.query < qlen ? s.query : 0;
+  if (out.hover) {
+    const len = out.hover.side === "q" ? qlen : klen;
+    if (!(out.hover.index < len)) out.hover = null;
+  }
+  if (out.mlayers) {
+    const kept = out.mlayers.filter((l) => ids.includes(l));
+    out.mlayers = kept.length ? kept : null;
+  }
+  if (out.mheads) {
+    const kept = out.mheads.filter((h) => h < H);
+    out.mheads = kept.length ? kept : null;
+  }
+  return out;
+}
+
+/**
+ * The kept step closest to `want` (the newest on a tie or when `want` is
+ * null); null when there are no steps.
+ * @param {readonly number[]} steps
+ * @param {number | null} want
+ */
+export function nearestStep(steps, want) {
+  if (!steps || steps.length === 0) return null;
+  if (want === null || want === undefined) return steps[steps.length - 1];
+  let best = steps[0];
+  for (const st of steps) {
+    if (Math.abs(st - want) <= Math.abs(best - want)) best = st;
+  }
+  return best;
+}
+
+/**
+ * The step `delta` positions away in the kept steps, clamped.
+ * @param {readonly number[]} steps sorted ascending
+ * @param {number} step
+ * @param {number} delta
+ */
+export function stepBy(steps, step, delta) {
+  if (!steps.length) return null;
+  let i = steps.indexOf(step);
+  if (i < 0) i = steps.indexOf(nearestStep(steps, step));
+  const j = Math.max(0, Math.min(steps.length - 1, i + delta));
+  return steps[j];
+}
+
+/**
+ * Where the URL keys live: TensorBoard's top-level hash when the parent
+ * window is reachable, else this page's own hash.
+ */
+export class UrlStore {
+  /** @param {Window} win the plugin's window */
+  constructor(win) {
+    this.win = win;
+    this.host = win;
+    this.where = "own hash";
+    try {
+      const parent = win.parent;
+      if (parent && parent !== win && parent.location.origin === win.location.origin) {
+        // Accessing .location.hash throws for a cross-origin parent.
+        void parent.location.hash;
+        this.host = parent;
+        this.where = "TensorBoard's URL";
+      }
+    } catch (e) {
+      this.host = win;
+    }
+    this.lastWritten = null;
+  }
+
+  /** @returns {Record<string, string>} */
+  read() {
+    return readPluginKeys(this.host.location.hash);
+  }
+
+  /** @param {Record<string, string>} keys */
+  write(keys) {
+    const hash = writePluginKeys(this.host.location.hash, keys);
+    if (hash === this.lastWritten) return;
+    this.lastWritten = hash;
+    const url = new URL(this.host.location.href);
+    url.hash = hash;
+    if (url.href === this.host.location.href) return;
+    try {
+      this.host.history.replaceState(this.host.history.state, "", url.href);
+    } catch (e) {
+      // A host that refuses (sandboxed): the view still works, only unlinked.
+    }
+  }
+}

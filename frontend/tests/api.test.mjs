@@ -1,0 +1,185 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import {
+  halfToFloat, decodeFloat16, decodeWeights, weightAt, decodeNeurons, neuronScores, parseShape,
+  errorMessage, query, Cache, Api, ApiError,
+} from "../api.js";
+
+/** float32 -> float16 bits (round to nearest even), reference encoder for tests */
+function toHalf(v) {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0];
+  const sign = (x >>> 16) & 0x8000;
+  let e = ((x >>> 23) & 0xff) - 127 + 15;
+  let m = x & 0x7fffff;
+  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    m |= 0x800000;
+    const shift = 14 - e;
+    let hm = m >> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && hm & 1)) hm++;
+    return sign | hm;
+  }
+  let hm = m >> 13;
+  const rem = m & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && hm & 1)) {
+    hm++;
+    if (hm === 0x400) { hm = 0; e++; if (e >= 31) return sign | 0x7c00; }
+  }
+  return sign | (e << 10) | hm;
+}
+
+function f16buffer(values) {
+  const b = new ArrayBuffer(values.length * 2);
+  const dv = new DataView(b);
+  values.forEach((v, i) => dv.setUint16(i * 2, toHalf(v), true));
+  return b;
+}
+
+test("float16 special values", () => {
+  assert.equal(halfToFloat(0x0000), 0);
+  assert.ok(Object.is(halfToFloat(0x8000), -0));
+  assert.equal(halfToFloat(0x3c00), 1);
+  assert.equal(halfToFloat(0xc000), -2);
+  assert.equal(halfToFloat(0x7bff), 65504);
+  assert.equal(halfToFloat(0x0001), 2 ** -24); // smallest subnormal
+  assert.equal(halfToFloat(0x03ff), 1023 * 2 ** -24);
+  assert.equal(halfToFloat(0x7c00), Infinity);
+  assert.equal(halfToFloat(0xfc00), -Infinity);
+  assert.ok(Number.isNaN(halfToFloat(0x7e00)));
+  assert.equal(halfToFloat(0x3555), 0.333251953125);
+});
+
+test("decodeFloat16 is little-endian and handles odd offsets", () => {
+  const vals = [0, 1, -1.5, 0.1, 1000, 6e-8, -65504, 0.33325];
+  const buf = f16buffer(vals);
+  const out = decodeFloat16(buf);
+  vals.forEach((v, i) => assert.ok(Math.abs(out[i] - v) <= Math.abs(v) * 1e-3 + 6e-8, `${v} -> ${out[i]}`));
+  // odd byte offset: goes through DataView
+  const shifted = new Uint8Array(buf.byteLength + 1);
+  shifted.set(new Uint8Array(buf), 1);
+  assert.deepEqual([...decodeFloat16(shifted.buffer, 1, vals.length)], [...out]);
+  assert.deepEqual([...decodeFloat16(buf, 2, 2)], [...out.slice(1, 3)]);
+});
+
+test("decodeWeights: uint8 as is, float16 to values and bytes", () => {
+  const u = decodeWeights(new Uint8Array([0, 128, 255, 1]).buffer, [1, 2, 2], "uint8");
+  assert.equal(u.values, null);
+  assert.equal(weightAt(u, 2), 1);
+  assert.equal(weightAt(u, 1), 128 / 255);
+  const f = decodeWeights(f16buffer([0, 0.5, 1, 0.001]), [1, 2, 2], "float16");
+  assert.deepEqual([...f.bytes], [0, 128, 255, 0]);
+  assert.equal(weightAt(f, 1), 0.5);
+  assert.throws(() => decodeWeights(new ArrayBuffer(3), [1, 2, 2], "uint8"), /3 bytes/);
+  assert.throws(() => decodeWeights(new ArrayBuffer(4), [1, 2, 2], "float16"), /needs 8/);
+  assert.throws(() => decodeWeights(new ArrayBuffer(4), [1, 2, 2], "int8"), /dtype/);
+});
+
+test("shape headers", () => {
+  assert.deepEqual(parseShape("12,128, 64", 3), [12, 128, 64]);
+  assert.throws(() => parseShape("12,128", 3), /bad shape/);
+  assert.throws(() => parseShape(null, 3), /no shape/);
+  assert.throws(() => parseShape("1,a,2", 3), /bad shape/);
+});
+
+function neuronPayload({ Tq, Tk, D, q, k, bias, masked }) {
+  const parts = [f16buffer(q), f16buffer(k)];
+  if (bias) parts.push(f16buffer(bias));
+  parts.push(new Uint8Array(masked).buffer);
+  const total = parts.reduce((a, b) => a + b.byteLength, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) { out.set(new Uint8Array(p), o); o += p.byteLength; }
+  return out.buffer;
+}
+
+test("neurons decode and reproduce the softmax", () => {
+  const Tq = 2, Tk = 3, D = 2;
+  const q = [1, 0, 0.5, 2];
+  const k = [1, 1, 0, 1, -1, 0.5];
+  const bias = [0, 0.5, -0.25, 1, 0, 0];
+  const masked = [0, 1, 1, 0, 0, 0]; // causal-like on row 0
+  const buf = neuronPayload({ Tq, Tk, D, q, k, bias, masked });
+  const n = decodeNeurons(buf, { Tq, Tk, D, scale: 0.5, hasBias: true });
+  assert.deepEqual([...n.keys], k);
+  assert.deepEqual([...n.masked], masked);
+  const r0 = neuronScores(n, 0);
+  assert.deepEqual([...r0.softmax], [1, 0, 0]);
+  const r1 = neuronScores(n, 1);
+  // q1 = [0.5, 2]; dots = [2.5, 2, 0.5]; scaled = [1.25, 1, 0.25]; + bias [1, 0, 0]
+  assert.deepEqual([...r1.dot], [2.5, 2, 0.5]);
+  assert.deepEqual([...r1.score], [2.25, 1, 0.25]);
+  const e = [Math.exp(2.25), Math.exp(1), Math.exp(0.25)];
+  const s = e[0] + e[1] + e[2];
+  r1.softmax.forEach((v, j) => assert.ok(Math.abs(v - e[j] / s) < 1e-12));
+  assert.deepEqual([...r1.prod.slice(0, 2)], [0.5, 2]);
+  // without bias
+  const nb = decodeNeurons(neuronPayload({ Tq, Tk, D, q, k, masked }), { Tq, Tk, D, scale: 1, hasBias: false });
+  assert.equal(nb.bias, null);
+  assert.throws(() => decodeNeurons(buf, { Tq, Tk, D, scale: 1, hasBias: false }), /needs/);
+});
+
+test("error messages from TensorBoard's text and from JSON", () => {
+  assert.equal(errorMessage(404, "Not found: no run 'x'"), "Not found: no run 'x'");
+  assert.equal(errorMessage(400, '{"error": {"message": "layer 99 out of range"}}'), "layer 99 out of range");
+  assert.equal(errorMessage(400, '{"error": "bad step"}'), "bad step");
+  assert.equal(errorMessage(500, ""), "HTTP 500");
+  assert.equal(errorMessage(500, "{not json"), "{not json");
+});
+
+test("query strings encode user text", () => {
+  assert.equal(query({ run: "a b&c", tag: "x/y", step: 0, head: null }), "run=a%20b%26c&tag=x%2Fy&step=0");
+});
+
+test("cache: LRU by bytes, shared pending loads, failures not cached", async () => {
+  const c = new Cache(10);
+  c.set("a", 1, 4);
+  c.set("b", 2, 4);
+  c.get("a");
+  c.set("c", 3, 4); // evicts b (least recently used)
+  assert.ok(c.has("a") && c.has("c") && !c.has("b"));
+  let loads = 0;
+  const load = async () => { loads++; return { value: "v", size: 1 }; };
+  const [x, y] = await Promise.all([c.through("k", load), c.through("k", load)]);
+  assert.equal(x, "v"); assert.equal(y, "v"); assert.equal(loads, 1);
+  await c.through("k", load);
+  assert.equal(loads, 1);
+  await assert.rejects(c.through("bad", async () => { throw new Error("boom"); }), /boom/);
+  assert.equal(c.has("bad"), false);
+});
+
+function fakeResponse(status, body, headers = {}) {
+  const h = new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  return {
+    ok: status >= 200 && status < 300, status,
+    headers: { get: (k) => (h.has(k.toLowerCase()) ? h.get(k.toLowerCase()) : null) },
+    text: async () => (typeof body === "string" ? body : ""),
+    json: async () => JSON.parse(body),
+    arrayBuffer: async () => body,
+  };
+}
+
+test("Api decodes routes and caches per URL", async () => {
+  const calls = [];
+  const fetchFn = async (url) => {
+    calls.push(url);
+    if (url.includes("attention?")) return fakeResponse(200, new Uint8Array([1, 2, 3, 4]).buffer, { "X-Attention-Shape": "1,2,2", "X-Attention-Dtype": "uint8" });
+    if (url.includes("overview?")) return fakeResponse(200, new Uint8Array(8).buffer, { "X-Attention-Shape": "2,1,2,2", "X-Attention-Dtype": "uint8", "X-Overview-Pool": "4,4" });
+    if (url.endsWith("tags")) return fakeResponse(200, '{"runs": []}');
+    return fakeResponse(404, "Not found: unknown run 'nope'");
+  };
+  const api = new Api("/data/plugin/attention/", fetchFn);
+  const w = await api.attention("r", "t", 5, "self", 0);
+  assert.deepEqual(w.shape, [1, 2, 2]);
+  await api.attention("r", "t", 5, "self", 0);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0], "/data/plugin/attention/attention?run=r&tag=t&step=5&kind=self&layer=0");
+  const o = await api.overview("r", "t", 5, "self");
+  assert.deepEqual(o.pool, [4, 4]);
+  assert.deepEqual(await api.tags(), { runs: [] });
+  await assert.rejects(api.header("nope", "t", 1), (e) => e instanceof ApiError && e.status === 404 && /unknown run/.test(e.message));
+});

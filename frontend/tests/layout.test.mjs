@@ -1,0 +1,131 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import {
+  collectEdges, rowCutoff, rowCap, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
+  gridLayout, matrixCell, matrixHit, maxPool, bucketAlpha, ALPHA_BUCKETS,
+} from "../layout.js";
+
+function edgesOf(he) {
+  const out = [];
+  for (let b = 0; b < ALPHA_BUCKETS; b++) {
+    for (let p = he.offsets[b]; p < he.offsets[b + 1]; p++) out.push([he.q[p], he.k[p], b]);
+  }
+  return out.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+}
+
+// 2 heads, 3 x 3
+const W = new Uint8Array([
+  // head 0
+  255, 0, 0,
+  100, 155, 0,
+  0, 1, 254,
+  // head 1
+  0, 0, 255,
+  85, 85, 85,
+  0, 0, 0,
+]);
+
+test("edges: only weights >= 1/255, bucketed by opacity", () => {
+  const [h0, h1] = collectEdges(W, 3, 3, [0, 1]);
+  assert.equal(h0.head, 0);
+  assert.deepEqual(edgesOf(h0), [[0, 0, 31], [1, 0, 12], [1, 1, 19], [2, 1, 0], [2, 2, 31]]);
+  assert.equal(h0.count, 5);
+  assert.equal(h1.count, 4);
+  assert.equal(h0.capped, false);
+  const [strict] = collectEdges(W, 3, 3, [0], { minByte: 2 });
+  assert.equal(strict.count, 4);
+});
+
+test("edges: hover keeps one token's lines", () => {
+  const [q] = collectEdges(W, 3, 3, [0], { hover: { side: "q", index: 1 } });
+  assert.deepEqual(edgesOf(q), [[1, 0, 12], [1, 1, 19]]);
+  const [k] = collectEdges(W, 3, 3, [0], { hover: { side: "k", index: 1 } });
+  assert.deepEqual(edgesOf(k), [[1, 1, 19], [2, 1, 0]]);
+});
+
+test("edges: top-k per row", () => {
+  const [h] = collectEdges(W, 3, 3, [1], { maxPerRow: 1 });
+  // row 1 has three equal weights: exactly one kept
+  assert.equal(h.count, 2);
+  assert.equal(h.capped, true);
+  const [h0] = collectEdges(W, 3, 3, [0], { maxPerRow: 1 });
+  assert.deepEqual(edgesOf(h0), [[0, 0, 31], [1, 1, 19], [2, 2, 31]]);
+});
+
+test("edges: ranges and head offset", () => {
+  const [h] = collectEdges(W, 3, 3, [1], { qRange: [1, 3], kRange: [0, 2] });
+  assert.deepEqual(edgesOf(h), [[1, 0, 10], [1, 1, 10]]);
+  const one = W.slice(9);
+  const [o] = collectEdges(one, 3, 3, [1], { headOffset: 1 });
+  assert.equal(o.count, 4);
+});
+
+test("row cutoff and cap", () => {
+  const hist = new Uint32Array(256);
+  assert.equal(rowCutoff(new Uint8Array([5, 9, 1, 9, 3]), 0, 5, 2, hist), 9);
+  assert.equal(rowCutoff(new Uint8Array([5, 9, 1, 9, 3]), 0, 5, 3, hist), 5);
+  assert.equal(rowCutoff(new Uint8Array([5, 9]), 0, 2, 3, hist), 0);
+  assert.equal(rowCap(128, 128, 12), 104);
+  assert.equal(rowCap(512, 512, 12), 26);
+  assert.equal(rowCap(8, 8, 1), 8);
+  assert.equal(rowCap(100000, 100000, 100), 4);
+  assert.ok(bucketAlpha(31) <= 1 && bucketAlpha(0) > 0);
+});
+
+test("sentence pair ranges", () => {
+  assert.deepEqual(pairRanges("all", 4, 4, 10, 10), { qRange: [0, 10], kRange: [0, 10] });
+  assert.deepEqual(pairRanges("ab", 4, 4, 10, 10), { qRange: [0, 4], kRange: [4, 10] });
+  assert.deepEqual(pairRanges("ba", 4, 4, 10, 10), { qRange: [4, 10], kRange: [0, 4] });
+  assert.deepEqual(pairRanges("bb", 4, 6, 10, 12), { qRange: [4, 10], kRange: [6, 12] });
+  assert.deepEqual(pairRanges("aa", 0, 0, 10, 10), { qRange: [0, 10], kRange: [0, 10] });
+  assert.ok(hasSegments({ query_segment_b: 3 }));
+  assert.ok(!hasSegments({ query_segment_b: 0, key_segment_b: 0 }));
+});
+
+test("row height shrinks for long lists and honours zoom", () => {
+  assert.equal(rowHeight(10, 0), 18);
+  assert.equal(rowHeight(512, 0), 18);
+  assert.equal(rowHeight(4096, 0), 3);
+  assert.equal(rowHeight(10, 30), 30);
+  assert.equal(rowHeight(4096, 30), 3);
+});
+
+test("head view layout and hit testing", () => {
+  const L = headViewLayout({ Tq: 5, Tk: 7, rowH: 10, leftW: 50, rightW: 60, boxW: 4, nBox: 3 });
+  assert.ok(L.lineX0 < L.lineX1);
+  assert.equal(L.height, 8 + 70 + 8);
+  assert.equal(L.y(0), 13);
+  assert.deepEqual(headViewHit(L, 5, 7, 10, 14), { side: "q", index: 0 });
+  assert.deepEqual(headViewHit(L, 5, 7, L.lineX1 + 3, 8 + 65), { side: "k", index: 6 });
+  assert.equal(headViewHit(L, 5, 7, 10, 8 + 65), null); // no 7th query
+  assert.equal(headViewHit(L, 5, 7, (L.lineX0 + L.lineX1) / 2, 14), null);
+});
+
+test("grid layout", () => {
+  const g = gridLayout({ rows: 12, cols: 12, availWidth: 1200 });
+  assert.ok(g.thumb >= 40 && g.thumb <= 120);
+  assert.ok(g.width <= 1200);
+  assert.deepEqual(g.hit(g.x(3) + 2, g.y(5) + 2), { row: 5, col: 3 });
+  assert.equal(g.hit(g.x(3) - 1, g.y(5) + 2), null);
+  assert.equal(g.hit(0, 0), null);
+  const small = gridLayout({ rows: 2, cols: 64, availWidth: 800 });
+  assert.equal(small.thumb, 40); // scrolls rather than shrinking below 40 px
+});
+
+test("matrix cell and hit", () => {
+  assert.equal(matrixCell(10, 1000, 100, 0), 28);
+  assert.equal(matrixCell(512, 1000, 100, 0), 1);
+  assert.equal(matrixCell(512, 1000, 100, 6), 6);
+  assert.deepEqual(matrixHit(105, 52, 100, 50, 4, 3, 3), { i: 0, j: 1 });
+  assert.equal(matrixHit(99, 52, 100, 50, 4, 3, 3), null);
+  assert.equal(matrixHit(100 + 12, 52, 100, 50, 4, 3, 3), null);
+});
+
+test("max pool", () => {
+  const src = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+  assert.deepEqual(maxPool(src, 0, 4, 4, 2), { data: new Uint8Array([6, 8, 14, 16]), rows: 2, cols: 2 });
+  const p = maxPool(src, 0, 4, 4, 8);
+  assert.deepEqual([p.rows, p.cols], [4, 4]);
+  const odd = maxPool(new Uint8Array(15).fill(1), 0, 3, 5, 2);
+  assert.deepEqual([odd.rows, odd.cols], [2, 2]);
+});

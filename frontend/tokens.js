@@ -1,0 +1,155 @@
+// Token display: turn tokenizer strings into readable labels.
+//
+// Tokens are user text. Nothing here produces HTML: the results go to canvas
+// fillText or element.textContent only.
+//
+// Rules ("prettify"; the raw strings stay available through a toggle):
+//   - byte-level BPE (GPT-2, RoBERTa, BART, Qwen2, LLaMA-3): every character of
+//     a token stands for one byte (GPT-2's bytes_to_unicode table). When a token
+//     list uses that alphabet (it contains a `Ġ` or `Ċ`), each token is mapped
+//     back to its bytes and decoded as UTF-8, so `Ġthe` -> ` the` and
+//     `Ã©` -> `é`. A token whose bytes are not valid UTF-8 on their own (a
+//     multi-byte character split over two tokens) keeps its raw string.
+//   - SentencePiece (T5, ALBERT, XLNet, LLaMA-2): `▁` marks a word start and
+//     stands for a space.
+//   - WordPiece (BERT, ELECTRA, DistilBERT): `##` marks a continuation.
+//   - `</w>` (XLM, CLIP BPE) marks a word end.
+//   - SentencePiece byte fallback `<0x0A>` is shown as the character it encodes
+//     when that is printable or whitespace.
+// Word-boundary markers and the leading space they stand for are dropped, so
+// labels line up; whitespace-only tokens and control characters get visible
+// symbols (␣ ↵ ⇥ ␀...) so no label is blank.
+
+/** @type {Map<string, number> | null} */
+let BYTE_DECODER = null;
+
+/** GPT-2's bytes_to_unicode, inverted: character -> byte. */
+export function byteDecoder() {
+  if (BYTE_DECODER) return BYTE_DECODER;
+  const bs = [];
+  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
+  const cs = bs.slice();
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n);
+      n++;
+    }
+  }
+  BYTE_DECODER = new Map();
+  for (let i = 0; i < bs.length; i++) BYTE_DECODER.set(String.fromCharCode(cs[i]), bs[i]);
+  return BYTE_DECODER;
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decode one byte-level BPE token back to text, or null when it is not one
+ * (a character outside the byte alphabet, or bytes that are not valid UTF-8).
+ * @param {string} token
+ * @returns {string | null}
+ */
+export function decodeByteLevel(token) {
+  const dec = byteDecoder();
+  const bytes = new Uint8Array(token.length);
+  let n = 0;
+  for (const ch of token) {
+    const b = dec.get(ch);
+    if (b === undefined) return null;
+    bytes[n++] = b;
+  }
+  try {
+    return UTF8.decode(bytes.subarray(0, n));
+  } catch (e) {
+    return null;
+  }
+}
+
+/**
+ * Whether a token list comes from a byte-level BPE tokenizer: some token
+ * uses the characters that stand for a space or a newline.
+ * @param {readonly string[]} tokens
+ */
+export function isByteLevel(tokens) {
+  for (const t of tokens) {
+    if (t.includes("\u0120") || t.includes("\u010a")) return true;
+  }
+  return false;
+}
+
+const CONTROL_NAMES = new Map([
+  ["\n", "\u21b5"], // ↵
+  ["\r", "\u240d"], // ␍
+  ["\t", "\u21e5"], // ⇥
+  ["\u0000", "\u2400"], // ␀
+]);
+
+/** Replace whitespace and control characters that would draw as nothing. */
+export function visible(text) {
+  let out = "";
+  for (const ch of text) {
+    const code = ch.codePointAt(0);
+    if (CONTROL_NAMES.has(ch)) out += CONTROL_NAMES.get(ch);
+    else if (code < 0x20 || (code >= 0x7f && code < 0xa0)) {
+      out += "\\x" + code.toString(16).padStart(2, "0");
+    } else out += ch;
+  }
+  return out;
+}
+
+/**
+ * Readable label of one token.
+ * @param {string} token the tokenizer's string
+ * @param {{byteLevel?: boolean}} [opts]
+ * @returns {string}
+ */
+export function prettify(token, opts = {}) {
+  let t = String(token);
+  if (opts.byteLevel) {
+    const decoded = decodeByteLevel(t);
+    if (decoded !== null) t = decoded;
+  }
+  const fallback = /^<0x([0-9A-Fa-f]{2})>$/.exec(t);
+  if (fallback) {
+    const code = parseInt(fallback[1], 16);
+    if (code < 0x80) t = String.fromCharCode(code);
+  }
+  if (t.length > 1 && t.startsWith("\u2581")) t = t.slice(1); // ▁ (SentencePiece word start)
+  else if (t.length > 2 && t.startsWith("##")) t = t.slice(2); // WordPiece
+  if (t.length > 4 && t.endsWith("</w>")) t = t.slice(0, -4);
+  t = t.replace(/\u2581/g, " ");
+  if (t.length > 0 && t.trim() === "") {
+    // A token that is only whitespace: show each character.
+    return [...t].map((c) => (c === " " ? "\u2423" : visible(c))).join("");
+  }
+  if (t.length > 1 && t.startsWith(" ") && t.trim() !== "") t = t.replace(/^ +/, "");
+  if (t === "") return "\u2205"; // ∅
+  return visible(t);
+}
+
+/**
+ * Labels for a token list: prettified (the default) or raw.
+ * Raw labels still make control characters visible.
+ * @param {readonly string[]} tokens
+ * @param {boolean} pretty
+ * @returns {string[]}
+ */
+export function tokenLabels(tokens, pretty = true) {
+  if (!pretty) return tokens.map((t) => (t === "" ? "\u2205" : visible(t)));
+  const byteLevel = isByteLevel(tokens);
+  return tokens.map((t) => prettify(t, { byteLevel }));
+}
+
+/**
+ * Shorten a label to at most `max` characters (code points) with an ellipsis.
+ * @param {string} label
+ * @param {number} max
+ */
+export function truncate(label, max) {
+  const chars = [...label];
+  if (chars.length <= max) return label;
+  return chars.slice(0, Math.max(1, max - 1)).join("") + "\u2026";
+}
