@@ -10,6 +10,7 @@ import collections
 import math
 import os
 import posixpath
+import re
 import threading
 
 import numpy as np
@@ -25,6 +26,11 @@ from tb_attention.metadata import FormatError
 
 # A past step's data never changes, so the browser may keep it for a day.
 _IMMUTABLE_SECONDS = 86400
+_IMMUTABLE_CACHE_CONTROL = "private, max-age=%d, immutable" % _IMMUTABLE_SECONDS
+# A query parameter that is an integer: ASCII digits only (int() alone would
+# also take "1_0", " 7", "+3" and non-ASCII digits) and short enough that
+# converting it costs nothing.
+_INT_RE = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _CACHE_BYTES = 512 * 2 ** 20
 # TensorBoard's downsample argument: every step the loader kept.
 _ALL_KEPT = 2 ** 31 - 1
@@ -50,7 +56,13 @@ def _frontend_root():
     installed = os.path.join(here, "frontend")  # setup.py maps frontend/ here
     if os.path.isdir(installed):
         return installed
-    return os.path.join(os.path.dirname(here), "frontend")  # a source checkout
+    checkout = os.path.dirname(here)
+    # A source checkout has frontend/ next to the package. Anywhere else (an
+    # installed package without its frontend) that directory could be some
+    # other package's site-packages/frontend: serve nothing rather than that.
+    if os.path.isfile(os.path.join(checkout, "setup.py")):
+        return os.path.join(checkout, "frontend")
+    return installed
 
 
 class _ByteLRU:
@@ -88,11 +100,13 @@ def _int_arg(request, name, required=True, default=None, lo=None, hi=None):
         if required:
             raise errors.InvalidArgumentError("missing query parameter %r" % name)
         return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
+    if not _INT_RE.fullmatch(raw):
+        if re.fullmatch(r"-?[0-9]+", raw, re.ASCII):
+            raise errors.InvalidArgumentError("query parameter %r = %s... is outside %s..%s"
+                                              % (name, raw[:20], lo, hi))
         raise errors.InvalidArgumentError("query parameter %r must be an integer, got %r"
-                                          % (name, raw[:100])) from None
+                                          % (name, raw[:100]))
+    value = int(raw)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise errors.InvalidArgumentError("query parameter %r = %d is outside %s..%s"
                                           % (name, value, lo, hi))
@@ -114,11 +128,16 @@ def _route(handler):
         try:
             return handler(self, request)
         except errors.PublicError as e:
-            return http_util.Respond(request, {"error": str(e)}, "application/json", code=e.http_code)
+            return _error(request, str(e), e.http_code)
         except FormatError as e:
-            return http_util.Respond(request, {"error": str(e)}, "application/json", code=500)
+            return _error(request, str(e), 500)
 
     return app
+
+
+def _error(request, message, code):
+    """The error body of docs/routes.md: {"error": {"message": ...}}, never cached."""
+    return http_util.Respond(request, {"error": {"message": message}}, "application/json", code=code)
 
 
 def max_pool(maps, size):
@@ -169,13 +188,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         ext = posixpath.splitext(rel)[1]
         if (not rel or rel.startswith(("/", "..")) or "\\" in rel or "\0" in rel
                 or ext not in _STATIC_TYPES):
-            return http_util.Respond(request, {"error": "no such file: %s" % rel[:200]},
-                                     "application/json", code=404)
+            return _error(request, "no such file: %s" % rel[:200], 404)
         full = os.path.realpath(os.path.join(self._frontend, *rel.split("/")))
         root = os.path.realpath(self._frontend)
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
-            return http_util.Respond(request, {"error": "no such file: %s" % rel[:200]},
-                                     "application/json", code=404)
+            return _error(request, "no such file: %s" % rel[:200], 404)
         with open(full, "rb") as f:
             body = f.read()
         return http_util.Respond(request, body, _STATIC_TYPES[ext])
@@ -201,10 +218,15 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return run in listing
 
     def _datum(self, ctx, experiment, run, tag, step):
-        for d in self._steps(ctx, experiment, run, tag):
+        data = self._steps(ctx, experiment, run, tag)
+        for d in data:
             if d.step == step:
                 return d
-        raise errors.NotFoundError("no step %d for tag %r of run %r" % (step, tag, run))
+        hint = ""
+        if data and step < data[-1].step:  # older than the newest: maybe sampled away
+            hint = (" among the %d steps TensorBoard kept; if it was logged, start TensorBoard "
+                    "with --samples_per_plugin=attention=0 to keep every step" % len(data))
+        raise errors.NotFoundError("no step %d for tag %r of run %r%s" % (step, tag, run, hint))
 
     def _blob(self, ctx, datum, key, index):
         cache_key = key + (datum.wall_time, index)
@@ -292,16 +314,25 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 if not data:
                     continue
                 entry = {"tag": tag, "steps": [d.step for d in data], "kept": len(data)}
-                newest = data[-1]
-                try:
-                    header = self._header(ctx, newest, (run, tag, newest.step))
-                except DataLossError as e:
-                    entry.update(model_type="", kinds=[], written=len(data), error=str(e))
+                # Describe the tag by its newest step whose header is readable: one
+                # corrupt step must not hide the tag's other steps.
+                header, newer, error = None, 0, None
+                for datum in reversed(data):
+                    try:
+                        header = self._header(ctx, datum, (run, tag, datum.step))
+                        break
+                    except DataLossError as e:
+                        newer += 1
+                        error = error or str(e)
+                if header is None:
+                    entry.update(model_type="", kinds=[], written=len(data))
                 else:
                     entry.update(
                         model_type=header.model_type,
-                        written=max(len(data), header.sequence + 1),
+                        written=max(len(data), header.sequence + 1 + newer),
                         kinds=[_kind_summary(k) for k in header.kinds])
+                if error is not None:
+                    entry["error"] = error
                 tags.append(entry)
             if tags:
                 runs.append({"run": run, "tags": tags})
@@ -320,7 +351,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                            dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim)
                       for k in header.kinds],
         }
-        return http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS)
+        return _immutable(http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS))
 
     @_route
     def _serve_attention(self, request):
@@ -392,6 +423,13 @@ def _kind_summary(kind):
     }
 
 
+def _immutable(response):
+    """Respond(expires=...) says "private, max-age=N"; a step's data never
+    changes, so also tell the browser not to revalidate it (docs/routes.md)."""
+    response.headers["Cache-Control"] = _IMMUTABLE_CACHE_CONTROL
+    return response
+
+
 def _binary(request, body, headers):
-    return http_util.Respond(request, body, "application/octet-stream",
-                             expires=_IMMUTABLE_SECONDS, headers=list(headers.items()))
+    return _immutable(http_util.Respond(request, body, "application/octet-stream",
+                                        expires=_IMMUTABLE_SECONDS, headers=list(headers.items())))

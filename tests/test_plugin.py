@@ -1,0 +1,984 @@
+"""The plugin backend (tb_attention/plugin.py) against real TensorBoard parts.
+
+One logdir per module, written by AttentionWriter (plus hand-built event files
+for damage that the writer never produces, torch SummaryWriter logs and
+foreign files). Three backends answer the same HTTP routes:
+
+- "wsgi":   TensorBoard's own WSGI app (application.TensorBoardWSGIApp) with
+            TensorBoard's default sample sizes, over a real EventMultiplexer and
+            MultiplexerDataProvider, in process, through werkzeug's test client;
+- "rust":   a `tensorboard --load_fast=true` subprocess (Rust data server);
+- "python": a `tensorboard --load_fast=false` subprocess (Python loader).
+
+Both subprocesses run the INSTALLED package (`pip install .`), started once
+per module and shared by the tests. Expected bytes are computed here from the
+float arrays that were written, never read back through the code under test.
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import struct
+import sys
+import urllib.parse
+
+import numpy as np
+import pytest
+from werkzeug import datastructures, test as werkzeug_test, wrappers
+
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import data_provider as tb_data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.context import RequestContext
+from tensorboard.data import provider as tb_provider
+from tensorboard.plugins.scalar import scalars_plugin
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from conftest import wait_until
+from tb_attention import AttentionWriter, codec, metadata
+from tb_attention import plugin as plugin_module
+from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
+
+PREFIX = "/data/plugin/attention/"
+HOSTILE = ["[CLS]", "<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>",
+           "ü😀", "", 'a"b\\c\n\t', "\ud800"]  # the last one is a lone surrogate
+WRITER_ID = "handmade"
+
+
+# ---------------------------------------------------------------------------
+# The logdir
+
+
+def attention_maps(rng, L, H, Tq, Tk, causal=False):
+    x = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) * 3
+    if causal:
+        x = np.where(np.tril(np.ones((Tq, Tk), bool), Tk - Tq), x, -np.inf)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def stored(att, dtype):
+    """What the route must return for float weights att (docs/routes.md)."""
+    if dtype == "uint8":
+        return np.rint(np.clip(att, 0, 1) * 255).astype(np.uint8)
+    return att.astype("<f2")
+
+
+def self_record(rng, L, H, tokens, layer_ids=None, segment_b=0, causal=False, model_type=""):
+    T = len(tokens)
+    kind = KindRecord(name="self", attention=attention_maps(rng, L, H, T, T, causal),
+                      query_tokens=tuple(tokens), key_tokens=tuple(tokens),
+                      layer_ids=tuple(layer_ids if layer_ids is not None else range(L)),
+                      query_segment_b=segment_b, key_segment_b=segment_b, causal=causal)
+    return AttentionRecord([kind], model_type=model_type)
+
+
+def neurons_for(rng, L, H, Tq, Tk, D, masked, bias):
+    queries = rng.standard_normal((L, H, Tq, D)).astype(np.float32)
+    keys = rng.standard_normal((L, H, Tk, D)).astype(np.float32)
+    scales = np.full(L, 1 / np.sqrt(D), np.float32)
+    b = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if bias else None
+    n = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=b)
+    return n, softmax_scores(queries, keys, scales, masked, b)
+
+
+def event_records(path):
+    """(record_start, payload_start, payload_length) of each TFRecord in path."""
+    data = open(path, "rb").read()
+    pos, out = 0, []
+    while pos + 12 <= len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        out.append((pos, pos + 12, n))
+        pos += 12 + n + 4
+    return out
+
+
+def attention_event(tag, step, blobs, wall_time=1.7e9):
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]),
+        string_val=blobs)
+    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(), tensor=tensor)
+    return event_pb2.Event(wall_time=wall_time + step, step=step, summary=summary_pb2.Summary(value=[value]))
+
+
+def write_event_file(directory, events, suffix="handmade"):
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "events.out.tfevents.1700000000.%s" % suffix)
+    writer = RecordWriter(open(path, "wb"))
+    writer.write(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2").SerializeToString())
+    for e in events:
+        writer.write(e if isinstance(e, bytes) else e.SerializeToString())
+    writer.close()
+    return path
+
+
+class Logdir:
+    """What was written: written[(run, tag)][step] = (AttentionRecord, dtype)."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.written = {}
+        # Newest step each backend must list once the logdir is loaded.
+        self.newest = {}
+        self.live_writer = None
+        self.live_steps = []
+        self.rng = np.random.default_rng(1234)
+
+    def log(self, writer, run, tag, step, record, dtype="uint8"):
+        writer.add_attention(tag, record, global_step=step)
+        self.written.setdefault((run, tag), {})[step] = (record, dtype)
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+
+def build_logdir(root):
+    import torch.utils.tensorboard as torch_tb
+
+    log = Logdir(root)
+    rng = log.rng
+
+    # train: 30 steps of a 2-of-3-layer model (layer ids 0 and 2) with hostile
+    # tokens and a sentence pair; neurons with a score bias; a 130-token record.
+    with AttentionWriter(log.path("train")) as w:
+        for s in range(30):
+            log.log(w, "train", "probe", 10 * s,
+                    self_record(rng, 2, 3, HOSTILE, layer_ids=(0, 2), segment_b=3))
+        T, L, H, D = 6, 2, 3, 4
+        masked = np.broadcast_to(~np.tril(np.ones((T, T), bool)), (L, T, T)).copy()
+        n, att = neurons_for(rng, L, H, T, T, D, masked, bias=True)
+        kind = KindRecord(name="self", attention=att, query_tokens=tuple("abcdef"),
+                          key_tokens=tuple("abcdef"), layer_ids=(0, 2), causal=True, neurons=n)
+        log.log(w, "train", "neurons", 0, AttentionRecord([kind], model_type="gpt2"))
+        log.log(w, "train", "long", 0, self_record(rng, 2, 2, ["t%d" % i for i in range(130)]))
+    log.newest[("train", "probe")] = 290
+    log.newest[("train", "neurons")] = 0
+    log.newest[("train", "long")] = 0
+
+    # fp16: float16 storage.
+    with AttentionWriter(log.path("fp16"), dtype="float16") as w:
+        for s in range(3):
+            log.log(w, "fp16", "probe", s, self_record(rng, 2, 2, list("abcdefg")), "float16")
+        log.log(w, "fp16", "long", 0, self_record(rng, 1, 2, ["t%d" % i for i in range(130)]), "float16")
+    log.newest[("fp16", "probe")] = 2
+    log.newest[("fp16", "long")] = 0
+
+    # encdec: encoder, decoder and cross attention; neurons (no bias) on cross only.
+    enc, dec = ["<s>", "le", "chat", "</s>", "<pad>"], ["<s>", "the", "cat", "</s>"]
+    with AttentionWriter(log.path("encdec")) as w:
+        for s in (0, 5):
+            masked = np.zeros((2, 4, 5), bool)
+            masked[:, :, 4] = True  # the encoder's padding
+            n, cross = neurons_for(rng, 2, 2, 4, 5, 3, masked, bias=False)
+            kinds = [
+                KindRecord(name="encoder", attention=attention_maps(rng, 2, 2, 5, 5), query_tokens=tuple(enc),
+                           key_tokens=tuple(enc), layer_ids=(0, 1)),
+                KindRecord(name="decoder", attention=attention_maps(rng, 2, 2, 4, 4, causal=True),
+                           query_tokens=tuple(dec), key_tokens=tuple(dec), layer_ids=(0, 1), causal=True),
+                KindRecord(name="cross", attention=cross, query_tokens=tuple(dec), key_tokens=tuple(enc),
+                           layer_ids=(0, 1), neurons=n),
+            ]
+            log.log(w, "encdec", "translate", s, AttentionRecord(kinds, model_type="bart"))
+    log.newest[("encdec", "translate")] = 5
+
+    # torch: attention in a torch SummaryWriter's own event file, next to its
+    # scalars and images; scalars_only: a run without attention.
+    sw = torch_tb.SummaryWriter(log.path("torch"))
+    aw = AttentionWriter(sw)
+    for s in range(5):
+        sw.add_scalar("loss", 1.0 / (s + 1), s)
+        sw.add_image("sample", rng.random((3, 8, 8)), s)
+        if s % 2 == 0:
+            log.log(aw, "torch", "probe", s, self_record(rng, 1, 2, list("xyz")))
+    aw.close()
+    sw.close()
+    log.newest[("torch", "probe")] = 4
+    sw = torch_tb.SummaryWriter(log.path("scalars_only"))
+    for s in range(3):
+        sw.add_scalar("loss", float(s), s)
+        sw.add_image("sample", rng.random((3, 4, 4)), s)
+    sw.close()
+
+    # Runs the plugin must ignore: empty, and garbage named like an event file
+    # (in its own run and next to our attention). Not here: well-framed
+    # records that are not Event protos; TensorBoard's Python loader raises
+    # DecodeError from Reload() on those, whatever plugins are installed.
+    os.makedirs(log.path("empty"))
+    os.makedirs(log.path("garbage"))
+    with open(log.path("garbage", "events.out.tfevents.1700000000.garbage"), "wb") as f:
+        f.write(np.random.default_rng(7).bytes(4000))
+
+    # nested run with a non-ASCII name.
+    with AttentionWriter(log.path("group", "ü run")) as w:
+        log.log(w, "group/ü run", "probe", 3, self_record(rng, 1, 1, list("ab")))
+    log.newest[("group/ü run", "probe")] = 3
+
+    # tampered: valid event records (so both loaders keep them) whose payloads
+    # do not match their step header: the damage only our own CRC catches.
+    events, tokens = [], list("abcd")
+    for step in range(5):
+        record = self_record(rng, 2, 2, tokens)
+        blobs = codec.encode_step(record, step, WRITER_ID)
+        if step == 0:  # a foreign writer's invalid UTF-8 token
+            header = codec.parse_header(blobs[0])
+            header.kinds[0].query_tokens[0] = b"\xffab"
+            blobs[0] = header.SerializeToString()
+        elif step == 1:  # layer 1: one byte flipped, same length
+            b = bytearray(blobs[2])
+            b[len(b) // 2] ^= 0x5A
+            blobs[2] = bytes(b)
+        elif step == 2:  # layer 0: truncated
+            blobs[1] = blobs[1][: len(blobs[1]) // 2]
+        elif step == 3:  # the header itself
+            blobs[0] = b"\x00\x01 not a header"
+        log.written.setdefault(("tampered", "probe"), {})[step] = (record, "uint8")
+        events.append(attention_event("probe", step, blobs))
+    ok, bad = self_record(rng, 1, 2, tokens), self_record(rng, 1, 2, tokens)
+    log.written[("tampered", "bad_newest")] = {0: (ok, "uint8"), 1: (bad, "uint8")}
+    events.append(attention_event("bad_newest", 0, codec.encode_step(ok, 0, WRITER_ID)))
+    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *codec.encode_step(bad, 1, WRITER_ID)[1:]]))
+    future = codec.encode_step(ok, 0, WRITER_ID)
+    header = codec.parse_header(future[0])
+    header.version = metadata.FORMAT_VERSION + 1
+    future[0] = header.SerializeToString()
+    events.append(attention_event("future", 0, future))
+    write_event_file(log.path("tampered"), events)
+    log.newest.update({("tampered", "probe"): 4, ("tampered", "bad_newest"): 1, ("tampered", "future"): 0})
+
+    # crcbroken: one byte flipped inside step 2's event record (its record CRC
+    # fails). truncated: the file cut in the middle of the last record.
+    for run in ("crcbroken", "truncated"):
+        with AttentionWriter(log.path(run)) as w:
+            for s in range(5):
+                log.log(w, run, "probe", s, self_record(rng, 2, 2, tokens))
+    (path,) = glob.glob(log.path("crcbroken", "events.out.tfevents.*"))
+    data = bytearray(open(path, "rb").read())
+    for _, start, n in event_records(path):
+        event = event_pb2.Event.FromString(bytes(data[start:start + n]))
+        if event.step == 2 and event.HasField("summary"):
+            data[start + n - 20] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    (path,) = glob.glob(log.path("truncated", "events.out.tfevents.*"))
+    _, start, n = event_records(path)[-1]
+    with open(path, "r+b") as f:
+        f.truncate(start + n // 2)
+    log.newest[("crcbroken", "probe")] = 1
+    log.newest[("truncated", "probe")] = 3
+
+    # live: an open writer; tests add steps while the servers run.
+    log.live_writer = AttentionWriter(log.path("live"))
+    return log
+
+
+def _live_log(log, step):
+    record = self_record(log.rng, 2, 2, list("live"))
+    log.log(log.live_writer, "live", "probe", step, record)
+    log.live_writer.flush()
+    log.live_steps.append(step)
+    log.newest[("live", "probe")] = step
+    return record
+
+
+ATTENTION_RUNS = {"train", "fp16", "encdec", "torch", "group/ü run", "tampered", "crcbroken", "truncated", "live"}
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    log = build_logdir(tmp_path_factory.mktemp("logdir"))
+    _live_log(log, 0)
+    yield log
+    log.live_writer.close()
+
+
+# ---------------------------------------------------------------------------
+# Backends
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = datastructures.Headers(list(headers.items()) if isinstance(headers, dict) else headers)
+        self.body = body
+
+    def json(self):
+        assert self.headers.get("Content-Type") == "application/json", self.headers
+        return json.loads(self.body)
+
+    def error(self):
+        body = self.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"message"}, body
+        return body["error"]["message"]
+
+    def __repr__(self):
+        return "<%d %s %r>" % (self.status, self.headers.get("Content-Type"), self.body[:300])
+
+
+def url(route, **params):
+    return PREFIX + route + ("?" + urllib.parse.urlencode(params) if params else "")
+
+
+def flags_for(logdir):
+    return argparse.Namespace(logdir=logdir, samples_per_plugin={}, window_title="", path_prefix="")
+
+
+class CountingProvider:
+    """The real data provider, counting read_blob calls (instrumentation)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.blob_keys = []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def read_blob(self, ctx=None, *, blob_key):
+        self.blob_keys.append(blob_key)
+        return self.real.read_blob(ctx, blob_key=blob_key)
+
+
+class WsgiBackend:
+    """TensorBoard's WSGI app over a real multiplexer, with TensorBoard's
+    default sample sizes (10 attention steps per tag)."""
+
+    name = "wsgi"
+
+    def __init__(self, logdir, counting=False):
+        self.logdir = logdir
+        self.multiplexer = plugin_event_multiplexer.EventMultiplexer(
+            size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+            tensor_size_guidance=dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE))
+        self.reload()
+        self.provider = tb_data_provider.MultiplexerDataProvider(self.multiplexer, logdir)
+        if counting:
+            self.provider = CountingProvider(self.provider)
+        app = application.TensorBoardWSGIApp(
+            flags_for(logdir), [plugin_module.AttentionPlugin, scalars_plugin.ScalarsPlugin],
+            data_provider=self.provider, deprecated_multiplexer=self.multiplexer)
+        self.client = werkzeug_test.Client(app, wrappers.Response)
+
+    def reload(self):
+        self.multiplexer.AddRunsFromDirectory(self.logdir)
+        self.multiplexer.Reload()
+
+    def get(self, path):
+        r = self.client.get(path)
+        return Resp(r.status_code, r.headers, r.get_data())
+
+
+class ServerBackend:
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+
+    def reload(self):
+        pass  # --reload_interval 1
+
+    def get(self, path):
+        status, headers, body = self.server.get(urllib.parse.quote(path, safe="/?&=%+"))
+        return Resp(status, headers, body)
+
+
+def fully_loaded(backend, log):
+    """Every (run, tag) the backend must show lists its newest surviving step."""
+    r = backend.get(url("tags"))
+    if r.status != 200:
+        return False
+    listed = {(run["run"], t["tag"]): t["steps"] for run in r.json()["runs"] for t in run["tags"]}
+    return all(key in listed and listed[key][-1] == step for key, step in log.newest.items())
+
+
+@pytest.fixture(scope="module")
+def backends(logdir, tensorboard_factory):
+    """name -> backend, started on first use: one tensorboard per loader per module."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            if name == "wsgi":
+                b = WsgiBackend(logdir.root)
+            else:
+                b = ServerBackend(tensorboard_factory(logdir.root, load_fast=(name == "rust")), name)
+            wait_until(lambda: fully_loaded(b, logdir), timeout=90, what="%s to load the logdir" % name)
+            made[name] = b
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(params=["wsgi", "rust", "python"])
+def backend(request, backends):
+    return backends(request.param)
+
+
+def tags_of(backend):
+    r = backend.get(url("tags"))
+    assert r.status == 200, r
+    return {(run["run"], t["tag"]): t for run in r.json()["runs"] for t in run["tags"]}
+
+
+def assert_immutable(r):
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Cache-Control"] == "private, max-age=86400, immutable", r.headers
+
+
+def assert_not_cached(r):
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-cache" in r.headers["Cache-Control"] and "max-age" not in r.headers["Cache-Control"]
+
+
+def get_attention(backend, run, tag, step, kind="self", **params):
+    r = backend.get(url("attention", run=run, tag=tag, step=step, kind=kind, **params))
+    assert r.status == 200, r
+    assert r.headers["Content-Type"] == "application/octet-stream"
+    assert_immutable(r)
+    shape = tuple(int(x) for x in r.headers["X-Attention-Shape"].split(","))
+    dtype = {"uint8": np.uint8, "float16": np.dtype("<f2")}[r.headers["X-Attention-Dtype"]]
+    array = np.frombuffer(r.body, dtype).reshape(shape)  # raises if the length is wrong
+    return array, r
+
+
+# ---------------------------------------------------------------------------
+# Metadata routes
+
+
+def test_tags_lists_kinds_counts_and_kept_vs_written(backend, logdir):
+    r = backend.get(url("tags"))
+    assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+    assert_not_cached(r)  # new steps arrive: the listing must never be cached
+    runs = [run["run"] for run in r.json()["runs"]]
+    assert runs == sorted(runs) and set(runs) == ATTENTION_RUNS
+
+    tags = tags_of(backend)
+    probe = tags[("train", "probe")]
+    # TensorBoard keeps 10 of the 30 logged steps by default, always the newest.
+    assert probe["kept"] == 10 == len(probe["steps"]) and probe["written"] == 30
+    assert probe["steps"] == sorted(probe["steps"]) and probe["steps"][-1] == 290
+    assert set(probe["steps"]) <= set(logdir.written[("train", "probe")])
+    assert probe["model_type"] == ""
+    assert probe["kinds"] == [{"name": "self", "layer_ids": [0, 2], "num_heads": 3, "query_len": len(HOSTILE),
+                               "key_len": len(HOSTILE), "has_neurons": False, "causal": False}]
+    neurons = tags[("train", "neurons")]
+    assert neurons["model_type"] == "gpt2" and neurons["kept"] == neurons["written"] == 1
+    assert neurons["kinds"][0]["has_neurons"] is True and neurons["kinds"][0]["causal"] is True
+
+    translate = tags[("encdec", "translate")]
+    assert translate["steps"] == [0, 5] and translate["kept"] == translate["written"] == 2
+    assert translate["model_type"] == "bart"
+    assert [(k["name"], k["query_len"], k["key_len"], k["has_neurons"], k["causal"], k["num_heads"])
+            for k in translate["kinds"]] == [("encoder", 5, 5, False, False, 2), ("decoder", 4, 4, False, True, 2),
+                                             ("cross", 4, 5, True, False, 2)]
+    assert tags[("torch", "probe")]["steps"] == [0, 2, 4]
+    assert tags[("group/ü run", "probe")]["steps"] == [3]
+    assert tags[("fp16", "long")]["kinds"][0]["query_len"] == 130
+    # Only attention tags: the torch run's scalars and images are not listed.
+    assert {tag for run, tag in tags if run == "torch"} == {"probe"}
+
+
+def test_header_gives_tokens_exactly_and_segments(backend, logdir):
+    r = backend.get(url("header", run="train", tag="probe", step=290))
+    assert r.status == 200
+    assert_immutable(r)
+    header = r.json()
+    assert header["step"] == 290 and header["sequence"] == 29 and header["model_type"] == ""
+    assert isinstance(header["wall_time"], float)
+    (kind,) = header["kinds"]
+    assert kind["query_tokens"] == HOSTILE and kind["key_tokens"] == HOSTILE
+    assert kind["query_segment_b"] == 3 and kind["key_segment_b"] == 3
+    assert kind["dtype"] == "uint8" and kind["num_heads"] == 3 and kind["layer_ids"] == [0, 2]
+    assert kind["head_dim"] == 0 and kind["has_neurons"] is False
+    # JSON, never HTML: the hostile token travels as a JSON string.
+    assert b"<img src=x onerror=alert(1)>" in r.body and b"text/html" not in r.body
+
+    kinds = {k["name"]: k for k in backend.get(url("header", run="encdec", tag="translate", step=5)).json()["kinds"]}
+    assert kinds["cross"]["query_tokens"] == ["<s>", "the", "cat", "</s>"]
+    assert kinds["cross"]["key_tokens"] == ["<s>", "le", "chat", "</s>", "<pad>"]
+    assert kinds["cross"]["head_dim"] == 3 and kinds["encoder"]["head_dim"] == 0
+    assert backend.get(url("header", run="fp16", tag="probe", step=1)).json()["kinds"][0]["dtype"] == "float16"
+    # Invalid UTF-8 from a foreign writer becomes U+FFFD instead of failing.
+    foreign = backend.get(url("header", run="tampered", tag="probe", step=0)).json()["kinds"][0]
+    assert foreign["query_tokens"] == ["\ufffdab", "b", "c", "d"] and foreign["key_tokens"] == list("abcd")
+
+
+# ---------------------------------------------------------------------------
+# Binary routes
+
+
+def expected_layer(logdir, run, tag, step, kind, layer):
+    record, dtype = logdir.written[(run, tag)][step]
+    k = record.kind(kind)
+    return stored(k.attention[list(k.layer_ids).index(layer)], dtype)
+
+
+def test_attention_is_the_stored_bytes_for_a_layer_and_a_head(backend, logdir):
+    steps = tags_of(backend)[("train", "probe")]["steps"]
+    for step in (steps[0], steps[-1]):
+        for layer in (0, 2):
+            want = expected_layer(logdir, "train", "probe", step, "self", layer)
+            array, r = get_attention(backend, "train", "probe", step, layer=layer)
+            assert r.headers["X-Attention-Shape"] == "3,%d,%d" % (len(HOSTILE), len(HOSTILE))
+            assert r.headers["X-Attention-Dtype"] == "uint8"
+            assert r.body == want.tobytes()
+            for head in (0, 2):
+                one, r = get_attention(backend, "train", "probe", step, layer=layer, head=head)
+                assert r.headers["X-Attention-Shape"] == "1,%d,%d" % (len(HOSTILE), len(HOSTILE))
+                assert r.body == want[head].tobytes()
+
+    # float16: little-endian halves, as written.
+    for step in (0, 2):
+        want = expected_layer(logdir, "fp16", "probe", step, "self", 1)
+        array, r = get_attention(backend, "fp16", "probe", step, layer=1)
+        assert r.headers["X-Attention-Dtype"] == "float16" and r.headers["X-Attention-Shape"] == "2,7,7"
+        assert r.body == want.tobytes()
+        _, r = get_attention(backend, "fp16", "probe", step, layer=1, head=1)
+        assert r.body == want[1].tobytes()
+
+    # Cross attention is not square.
+    want = expected_layer(logdir, "encdec", "translate", 5, "cross", 1)
+    array, r = get_attention(backend, "encdec", "translate", 5, kind="cross", layer=1)
+    assert r.headers["X-Attention-Shape"] == "2,4,5" and r.body == want.tobytes()
+    # A torch SummaryWriter's file shared with scalars and images.
+    want = expected_layer(logdir, "torch", "probe", 2, "self", 0)
+    assert get_attention(backend, "torch", "probe", 2, layer=0)[1].body == want.tobytes()
+    want = expected_layer(logdir, "group/ü run", "probe", 3, "self", 0)
+    assert get_attention(backend, "group/ü run", "probe", 3, layer=0)[1].body == want.tobytes()
+
+
+def numpy_max_pool(maps, p):
+    """[.., Tq, Tk] max over p x p cells (the last ones partial), by reduceat."""
+    idx_q, idx_k = np.arange(0, maps.shape[-2], p[0]), np.arange(0, maps.shape[-1], p[1])
+    return np.maximum.reduceat(np.maximum.reduceat(maps, idx_q, axis=-2), idx_k, axis=-1)
+
+
+def get_overview(backend, run, tag, step, kind="self", **params):
+    r = backend.get(url("overview", run=run, tag=tag, step=step, kind=kind, **params))
+    assert r.status == 200, r
+    assert r.headers["Content-Type"] == "application/octet-stream" and r.headers["X-Attention-Dtype"] == "uint8"
+    assert_immutable(r)
+    shape = tuple(int(x) for x in r.headers["X-Attention-Shape"].split(","))
+    pools = tuple(int(x) for x in r.headers["X-Overview-Pool"].split(","))
+    return np.frombuffer(r.body, np.uint8).reshape(shape), pools
+
+
+def test_overview_max_pools_every_layer_and_head(backend, logdir):
+    record, _ = logdir.written[("train", "long")][0]
+    full = stored(record.attention(), "uint8")  # [2, 2, 130, 130]
+    pooled, pools = get_overview(backend, "train", "long", 0, size=64)
+    # ceil(130 / 64) = 3 tokens per cell, ceil(130 / 3) = 44 cells.
+    assert pools == (3, 3) and pooled.shape == (2, 2, 44, 44)
+    assert np.array_equal(pooled, numpy_max_pool(full, (3, 3)))
+    assert pooled[1, 0, 2, 43] == full[1, 0, 6:9, 129].max()  # a partial last cell
+    default, pools = get_overview(backend, "train", "long", 0)  # size defaults to 64
+    assert pools == (3, 3) and np.array_equal(default, pooled)
+    for size in (130, 512):  # fits: no pooling
+        same, pools = get_overview(backend, "train", "long", 0, size=size)
+        assert pools == (1, 1) and np.array_equal(same, full)
+    tiny, pools = get_overview(backend, "train", "long", 0, size=1)
+    assert pools == (130, 130) and np.array_equal(tiny[..., 0, 0], full.max(axis=(2, 3)))
+
+    # A short record is not pooled.
+    step = tags_of(backend)[("train", "probe")]["steps"][-1]
+    short, pools = get_overview(backend, "train", "probe", step)
+    record, _ = logdir.written[("train", "probe")][step]
+    assert pools == (1, 1) and np.array_equal(short, stored(record.attention(), "uint8"))
+    # Not square: 4 queries x 5 keys into at most 2 x 2 cells.
+    cross, pools = get_overview(backend, "encdec", "translate", 0, kind="cross", size=2)
+    want = stored(logdir.written[("encdec", "translate")][0][0].attention("cross"), "uint8")
+    assert pools == (2, 3) and cross.shape == (2, 2, 2, 2)
+    assert np.array_equal(cross, numpy_max_pool(want, (2, 3)))
+    # float16 maps are pooled, then given as uint8 like every overview.
+    record, _ = logdir.written[("fp16", "long")][0]
+    halves = record.attention().astype("<f2").astype(np.float32)
+    pooled, pools = get_overview(backend, "fp16", "long", 0, size=64)
+    assert pools == (3, 3) and pooled.shape == (1, 2, 44, 44)
+    assert np.array_equal(pooled, stored(numpy_max_pool(halves, (3, 3)), "uint8"))
+
+
+def test_neurons_are_the_written_queries_keys_bias_and_mask(backend, logdir):
+    record, _ = logdir.written[("train", "neurons")][0]
+    n = record.neurons("self")
+    T, D = 6, 4
+    for layer, i in ((0, 0), (2, 1)):
+        r = backend.get(url("neurons", run="train", tag="neurons", step=0, kind="self", layer=layer, head=1))
+        assert r.status == 200, r
+        assert r.headers["Content-Type"] == "application/octet-stream"
+        assert_immutable(r)
+        assert r.headers["X-Neuron-Shape"] == "%d,%d,%d" % (T, T, D) and r.headers["X-Neuron-Has-Bias"] == "1"
+        assert np.float32(float(r.headers["X-Neuron-Scale"])) == n.scales[i]
+        want = (n.queries[i, 1].astype("<f2").tobytes() + n.keys[i, 1].astype("<f2").tobytes()
+                + n.bias[i, 1].astype("<f2").tobytes() + n.masked[i].astype(np.uint8).tobytes())
+        assert r.body == want
+    # Cross attention without a bias: queries [4, 3], keys [5, 3], mask [4, 5].
+    record, _ = logdir.written[("encdec", "translate")][5]
+    n = record.neurons("cross")
+    r = backend.get(url("neurons", run="encdec", tag="translate", step=5, kind="cross", layer=1, head=0))
+    assert r.status == 200 and r.headers["X-Neuron-Shape"] == "4,5,3" and r.headers["X-Neuron-Has-Bias"] == "0"
+    assert r.body == (n.queries[1, 0].astype("<f2").tobytes() + n.keys[1, 0].astype("<f2").tobytes()
+                      + n.masked[1].astype(np.uint8).tobytes())
+    # No neurons logged: 404 saying how to log them.
+    for run, tag, step, kind in (("train", "probe", 290, "self"), ("encdec", "translate", 5, "encoder")):
+        r = backend.get(url("neurons", run=run, tag=tag, step=step, kind=kind, layer=0, head=0))
+        assert r.status == 404 and "neurons=True" in r.error(), r
+        assert_not_cached(r)
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+NOT_FOUND = [  # (route, params, what the message must name)
+    ("header", dict(run="nope", tag="probe", step=0), "'nope'"),
+    ("header", dict(run="train", tag="nope", step=0), "'nope'"),
+    ("header", dict(run="train", tag="probe", step=7), "step 7"),
+    ("header", dict(run="train", tag="probe", step=2 ** 40), "step %d" % 2 ** 40),
+    ("attention", dict(run="train", tag="probe", step=290, kind="cross", layer=0), "'cross'"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="bogus", layer=0), "'bogus'"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1), "layer 1"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=0, head=3), "head 3"),
+    ("overview", dict(run="train", tag="probe", step=7, kind="self"), "step 7"),
+    ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=5, head=0), "layer 5"),
+    ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=0, head=9), "head 9"),
+    ("attention", dict(run="encdec", tag="translate", step=5, kind="self", layer=0), "'self'"),
+    # Runs and tags that exist, but without attention.
+    ("header", dict(run="scalars_only", tag="loss", step=0), "'scalars_only'"),
+    ("header", dict(run="torch", tag="loss", step=0), "'loss'"),
+    ("header", dict(run="empty", tag="probe", step=0), "'empty'"),
+    ("header", dict(run="garbage", tag="probe", step=0), "'garbage'"),
+]
+
+
+@pytest.mark.parametrize("route,params,named", NOT_FOUND)
+def test_unknown_things_are_404_with_a_json_message_naming_them(backend, route, params, named):
+    r = backend.get(url(route, **params))
+    assert r.status == 404, r
+    assert named in r.error(), r
+    assert_not_cached(r)  # the step may appear on the next reload
+
+
+def test_a_step_sampled_away_says_how_to_keep_all(backend, logdir):
+    kept = tags_of(backend)[("train", "probe")]["steps"]
+    dropped = min(set(logdir.written[("train", "probe")]) - set(kept))
+    r = backend.get(url("header", run="train", tag="probe", step=dropped))
+    assert r.status == 404 and "--samples_per_plugin=attention=0" in r.error(), r
+
+
+STEP = dict(run="train", tag="probe", step=290)
+BAD_PARAMS = [  # (route, params, what the message must name)
+    ("header", dict(STEP, step="abc"), "'step'"),
+    ("header", dict(STEP, step="-1"), "'step'"),
+    ("header", dict(STEP, step="1.5"), "'step'"),
+    ("header", dict(STEP, step="2_90"), "'step'"),  # int() would read 290
+    ("header", dict(STEP, step="+290"), "'step'"),
+    ("header", dict(STEP, step=" 290"), "'step'"),
+    ("header", dict(STEP, step="٢٩٠"), "'step'"),  # Arabic-Indic digits: int() would read 290
+    ("header", dict(STEP, step=""), "'step'"),
+    ("header", dict(STEP, step=str(2 ** 63)), "'step'"),
+    ("header", dict(STEP, step="9" * 5000), "'step'"),
+    ("header", dict(run="train", tag="probe"), "'step'"),
+    ("header", dict(tag="probe", step=290), "'run'"),
+    ("header", dict(run="train", step=290), "'tag'"),
+    ("attention", dict(STEP, layer=0), "'kind'"),
+    ("attention", dict(STEP, kind="self"), "'layer'"),
+    ("attention", dict(STEP, kind="self", layer="1.5"), "'layer'"),
+    ("attention", dict(STEP, kind="self", layer="-2"), "'layer'"),
+    ("attention", dict(STEP, kind="self", layer=str(2 ** 31)), "'layer'"),
+    ("attention", dict(STEP, kind="self", layer="1" * 40), "'layer'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="-1"), "'head'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="x"), "'head'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="9" * 100), "'head'"),
+    ("overview", dict(STEP, kind="self", size=0), "'size'"),
+    ("overview", dict(STEP, kind="self", size=10000), "'size'"),
+    ("overview", dict(STEP, kind="self", size="big"), "'size'"),
+    ("overview", dict(STEP, kind="self", size="-64"), "'size'"),
+    ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=0), "'head'"),
+]
+
+
+@pytest.mark.parametrize("route,params,named", BAD_PARAMS)
+def test_malformed_parameters_are_400_with_a_json_message(backend, route, params, named):
+    r = backend.get(url(route, **params))
+    assert r.status == 400, r
+    assert named in r.error(), r
+    assert_not_cached(r)
+
+
+def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
+    """Event records intact (TensorBoard keeps them), payloads damaged."""
+    tags = tags_of(backend)
+    assert tags[("tampered", "probe")]["steps"] == [0, 1, 2, 3, 4]
+    assert tags[("tampered", "probe")]["kinds"][0]["num_heads"] == 2
+
+    def attention(step, layer):
+        return backend.get(url("attention", run="tampered", tag="probe", step=step, kind="self", layer=layer))
+
+    def corrupt(r, *names):
+        assert r.status == 500, r
+        message = r.error()
+        assert "corrupt" in message and all(name in message for name in names), message
+        assert_not_cached(r)
+
+    corrupt(attention(1, 1), "step 1", "layer 1", "checksum")  # one byte flipped
+    corrupt(attention(2, 0), "step 2", "layer 0", "truncated")  # cut short
+    corrupt(attention(3, 0), "step 3", "header")  # the header blob
+    corrupt(backend.get(url("header", run="tampered", tag="probe", step=3)), "step 3")
+    corrupt(backend.get(url("overview", run="tampered", tag="probe", step=1, kind="self")), "layer 1")
+    # Everything else of those steps, and the neighbours, still loads.
+    for step, layer in ((1, 0), (2, 1), (0, 0), (0, 1), (4, 0), (4, 1)):
+        r = attention(step, layer)
+        assert r.status == 200, r
+        assert r.body == expected_layer(logdir, "tampered", "probe", step, "self", layer).tobytes()
+    assert backend.get(url("overview", run="tampered", tag="probe", step=4, kind="self")).status == 200
+
+    # A corrupt newest step does not hide the tag: it is described by the
+    # newest readable step, with the error alongside.
+    bad_newest = tags[("tampered", "bad_newest")]
+    assert bad_newest["steps"] == [0, 1] and bad_newest["kinds"][0]["num_heads"] == 2
+    assert "step 1" in bad_newest["error"] and "corrupt" in bad_newest["error"]
+    assert bad_newest["written"] == 2
+    r = backend.get(url("attention", run="tampered", tag="bad_newest", step=0, kind="self", layer=0))
+    assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "bad_newest", 0, "self", 0).tobytes()
+    # A step from a newer tb-attention says to upgrade.
+    r = backend.get(url("header", run="tampered", tag="future", step=0))
+    assert r.status == 500 and "upgrade tb-attention" in r.error()
+    assert "upgrade tb-attention" in tags[("tampered", "future")]["error"]
+
+
+def test_a_record_failing_the_event_file_crc_is_absent_not_an_error(backend, logdir):
+    """A byte flipped inside step 2's event record: TensorBoard's loaders drop
+    the record (both, measured, also stop reading that file there, so steps 3
+    and 4 are gone too; that is TensorBoard's reader, not the plugin). The
+    plugin must answer 404 for the missing step and serve the rest."""
+    steps = tags_of(backend)[("crcbroken", "probe")]["steps"]
+    assert 2 not in steps and steps[:2] == [0, 1]
+    for step in steps:
+        for layer in (0, 1):
+            r = backend.get(url("attention", run="crcbroken", tag="probe", step=step, kind="self", layer=layer))
+            assert r.status == 200 and r.body == expected_layer(
+                logdir, "crcbroken", "probe", step, "self", layer).tobytes()
+    r = backend.get(url("header", run="crcbroken", tag="probe", step=2))
+    assert r.status == 404 and "step 2" in r.error()
+
+
+def test_a_truncated_event_file_keeps_its_earlier_steps(backend, logdir):
+    steps = tags_of(backend)[("truncated", "probe")]["steps"]
+    assert steps == [0, 1, 2, 3]
+    for step in steps:
+        r = backend.get(url("attention", run="truncated", tag="probe", step=step, kind="self", layer=1))
+        assert r.status == 200 and r.body == expected_layer(logdir, "truncated", "probe", step, "self", 1).tobytes()
+    r = backend.get(url("attention", run="truncated", tag="probe", step=4, kind="self", layer=1))
+    assert r.status == 404 and "step 4" in r.error()
+
+
+def test_other_plugins_logs_and_foreign_files_are_left_alone(backend):
+    # TensorBoard itself still works on the same logdir (the in-process app
+    # has no core plugin, so no /data/runs)...
+    assert backend.get("/data/plugins_listing").status == 200
+    if backend.name != "wsgi":
+        for path in ("/data/runs", "/data/environment"):
+            r = backend.get(path)
+            assert r.status == 200, (path, r)
+        assert {"torch", "scalars_only"} <= set(json.loads(backend.get("/data/runs").body))
+    # ...and the scalars that share the torch run's event file with our
+    # attention are all there.
+    r = backend.get("/data/plugin/scalars/scalars?" + urllib.parse.urlencode(dict(run="torch", tag="loss")))
+    assert r.status == 200, r
+    assert [p[1] for p in json.loads(r.body)] == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------
+# Live data
+
+
+def test_a_step_written_after_start_appears_after_reload(backend, logdir):
+    step = 10 + len(logdir.live_steps)
+    record = _live_log(logdir, step)
+
+    def listed():
+        backend.reload()
+        return step in tags_of(backend)[("live", "probe")]["steps"]
+
+    wait_until(listed, timeout=60, what="%s to show live step %d" % (backend.name, step))
+    _, r = get_attention(backend, "live", "probe", step, layer=1)
+    assert r.body == stored(record.attention()[1], "uint8").tobytes()
+    header = backend.get(url("header", run="live", tag="probe", step=step)).json()
+    assert header["kinds"][0]["query_tokens"] == list("live")
+
+
+# ---------------------------------------------------------------------------
+# Both loaders, same bytes
+
+
+def test_both_loaders_and_the_wsgi_app_give_identical_bytes(backends, logdir):
+    rust, python, wsgi = backends("rust"), backends("python"), backends("wsgi")
+    tags = {b.name: tags_of(b) for b in (rust, python, wsgi)}
+    assert set(tags["rust"]) == set(tags["python"]) == set(tags["wsgi"])
+    compared = 0
+    for (run, tag), entry in sorted(tags["rust"].items()):
+        if run == "live":
+            continue
+        common = sorted(set(entry["steps"]) & set(tags["python"][(run, tag)]["steps"])
+                        & set(tags["wsgi"][(run, tag)]["steps"]))
+        assert common and common[-1] == entry["steps"][-1]  # the newest is always kept
+        for step in common[-2:]:
+            base = dict(run=run, tag=tag, step=step)
+            paths = [url("header", **base)]
+            for kind in entry["kinds"]:
+                with_kind = dict(base, kind=kind["name"])
+                paths.append(url("overview", **with_kind))
+                for layer in kind["layer_ids"]:
+                    paths.append(url("attention", layer=layer, **with_kind))
+                    paths.append(url("attention", layer=layer, head=kind["num_heads"] - 1, **with_kind))
+                    if kind["has_neurons"]:
+                        paths.append(url("neurons", layer=layer, head=0, **with_kind))
+            for path in paths:
+                answers = [b.get(path) for b in (rust, python, wsgi)]
+                assert len({a.status for a in answers}) == 1, (path, answers)
+                assert answers[0].body == answers[1].body == answers[2].body, path
+                compared += answers[0].status == 200
+                for name in ("X-Attention-Shape", "X-Attention-Dtype", "X-Overview-Pool", "X-Neuron-Shape",
+                             "X-Neuron-Scale", "X-Neuron-Has-Bias", "Content-Type"):
+                    assert len({a.headers.get(name) for a in answers}) == 1, (path, name)
+    assert compared > 50
+
+
+def test_plugins_listing_names_the_attention_tab(backend):
+    r = backend.get("/data/plugins_listing")
+    assert r.status == 200, r
+    entry = json.loads(r.body)["attention"]
+    assert entry["enabled"] is True and entry["tab_name"] == "Attention"
+    assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": PREFIX + "static/index.js"}
+
+
+# ---------------------------------------------------------------------------
+# Static files
+
+
+TRAVERSALS = [
+    "../secret.js", "%2e%2e/secret.js", "%2E%2E%2Fsecret.js", "views/../../secret.js", "views/%2e%2e/%2e%2e/secret.js",
+    "..%5csecret.js", "views%5c..%5c..%5csecret.js", "SECRET_ABS", "%2FSECRET_ABS", "link.js", "index.js%00.txt",
+    "index.js%00", "..", "", "views", "nope.js", "../frontend/../secret.txt", "index.py",
+]
+
+
+def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdir, tmp_path, monkeypatch):
+    root = tmp_path / "frontend"
+    (root / "views").mkdir(parents=True)
+    (root / "index.js").write_text("export function render() {}\n")
+    (root / "views" / "heads.js").write_text("export const heads = 1;\n")
+    (root / "style.css").write_text("body { margin: 0 }\n")
+    (root / "index.py").write_text("SECRET = 1\n")  # not a served type
+    (tmp_path / "secret.js").write_text("SECRET")
+    (tmp_path / "secret.txt").write_text("SECRET")
+    os.symlink(tmp_path / "secret.js", root / "link.js")
+    monkeypatch.setattr(plugin_module, "_frontend_root", lambda: str(root))
+    backend = WsgiBackend(logdir.root)
+
+    for rel, ctype in (("index.js", "text/javascript"), ("views/heads.js", "text/javascript"),
+                       ("style.css", "text/css")):
+        r = backend.get(PREFIX + "static/" + rel)
+        assert r.status == 200, (rel, r)
+        assert r.headers["Content-Type"].split(";")[0] == ctype
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.body == (root / rel).read_bytes()
+    for rel in TRAVERSALS:
+        rel = rel.replace("SECRET_ABS", str(tmp_path / "secret.js").lstrip("/"))
+        r = backend.get(PREFIX + "static/" + rel)
+        assert r.status == 404, (rel, r)
+        assert b"SECRET" not in r.body
+        if rel:  # ".../static/" is TensorBoard's own 404: it strips the slash, no route matches
+            assert "no such file" in r.error(), (rel, r)
+    r = backend.get(PREFIX + "static//" + str(tmp_path / "secret.js").lstrip("/"))
+    assert r.status == 404 and b"SECRET" not in r.body
+
+
+@pytest.mark.parametrize("name", ["rust", "python"])
+def test_installed_frontend_is_served_and_guarded(backends, name):
+    backend = backends(name)
+    import importlib.metadata as md
+    dist = md.distribution("tb-attention")
+    (entry_points,) = [f for f in dist.files if f.name == "entry_points.txt"]
+    assert os.path.isfile(dist.locate_file(entry_points))  # a served type (.txt), next to the package
+    target = "/".join(entry_points.parts)  # tb_attention-X.dist-info/entry_points.txt
+    for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
+                "../plugin.py", "../__init__.py%00.js"):
+        r = backend.get(PREFIX + "static/" + rel)
+        assert r.status == 404, (rel, r)
+        assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
+    installed = os.path.join(os.path.dirname(str(dist.locate_file("tb_attention/__init__.py"))), "frontend", "index.js")
+    if not os.path.isfile(installed):
+        pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
+    r = backend.get(PREFIX + "static/index.js")
+    assert r.status == 200 and r.headers["Content-Type"].split(";")[0] == "text/javascript"
+    assert r.body == open(installed, "rb").read()
+
+
+# ---------------------------------------------------------------------------
+# Lazy reads
+
+
+def test_one_layer_reads_the_header_and_that_layer_only(logdir):
+    backend = WsgiBackend(logdir.root, counting=True)
+    counting = backend.provider
+    ctx = RequestContext()
+    step = tags_of(backend)[("train", "probe")]["steps"][-3]
+    data = counting.real.read_blob_sequences(
+        ctx, experiment_id="", plugin_name="attention", downsample=1000,
+        run_tag_filter=tb_provider.RunTagFilter(runs=["train"], tags=["probe"]))["train"]["probe"]
+    (datum,) = [d for d in data if d.step == step]
+    header = codec.parse_header(counting.real.read_blob(ctx, blob_key=datum.values[0].blob_key))
+    key = {i: datum.values[ref.index].blob_key for i, ref in enumerate(header.kinds[0].attention)}
+    head_key = datum.values[0].blob_key
+    assert len(datum.values) == 3  # the header and two layers: a step-sized read would show
+
+    def reads(path):
+        before = len(counting.blob_keys)
+        r = backend.get(path)
+        assert r.status == 200, r
+        return counting.blob_keys[before:]
+
+    base = dict(run="train", tag="probe", step=step, kind="self")
+    assert reads(url("attention", layer=2, **base)) == [head_key, key[1]]
+    assert reads(url("attention", layer=2, **base)) == []  # the LRU
+    assert reads(url("attention", layer=2, head=1, **base)) == []
+    assert reads(url("header", run="train", tag="probe", step=step)) == []
+    assert reads(url("attention", layer=0, **base)) == [key[0]]
+    assert reads(url("overview", **base)) == []  # both layers are cached already
+    assert reads(url("overview", size=2, **base)) == []
+    # The listing reads one header per tag (the newest readable step's), once.
+    fresh = WsgiBackend(logdir.root, counting=True)
+    listed = fresh.get(url("tags")).json()["runs"]
+    newest = {(run["run"], t["tag"]): t["steps"][-1] for run in listed for t in run["tags"]}
+    wanted = []
+    for (run, tag), step in newest.items():
+        data = fresh.provider.real.read_blob_sequences(
+            ctx, experiment_id="", plugin_name="attention", downsample=1000,
+            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[tag]))[run][tag]
+        wanted.append(data[-1].values[0].blob_key)
+        if (run, tag) == ("tampered", "bad_newest"):  # corrupt: the step before describes the tag
+            wanted.append(data[-2].values[0].blob_key)
+    assert sorted(fresh.provider.blob_keys) == sorted(wanted)
+    before = len(fresh.provider.blob_keys)
+    assert fresh.get(url("tags")).status == 200 and len(fresh.provider.blob_keys) == before
+    # Neurons: the header and that layer's neuron blob.
+    data = counting.real.read_blob_sequences(
+        ctx, experiment_id="", plugin_name="attention", downsample=1000,
+        run_tag_filter=tb_provider.RunTagFilter(runs=["encdec"], tags=["translate"]))["encdec"]["translate"]
+    datum = data[0]
+    header = codec.parse_header(counting.real.read_blob(ctx, blob_key=datum.values[0].blob_key))
+    cross = codec.find_kind(header, "cross")
+    got = reads(url("neurons", run="encdec", tag="translate", step=0, kind="cross", layer=1, head=1))
+    assert got == [datum.values[0].blob_key, datum.values[cross.neurons[1].blob.index].blob_key]
+
+
+def test_byte_lru_is_bounded_by_bytes():
+    lru = plugin_module._ByteLRU(100)
+    lru.put("a", b"a" * 40, 40)
+    lru.put("b", b"b" * 40, 40)
+    assert lru.get("a") is not None  # a is now the most recent
+    lru.put("c", b"c" * 40, 40)  # 120 > 100: evicts b, the least recent
+    assert lru.get("b") is None and lru.get("a") == b"a" * 40 and lru.get("c") == b"c" * 40
+    lru.put("huge", b"h" * 101, 101)  # bigger than the whole cache: not kept, nothing evicted
+    assert lru.get("huge") is None and lru.get("a") is not None and lru.get("c") is not None
