@@ -674,6 +674,7 @@ def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, conf
         q_side, k_side = _adapters.KIND_SIDES[kind]
         qi, q_tokens, q_seg = side(q_side)
         ki, k_tokens, k_seg = side(k_side)
+        k_special = _special_positions(batch.ids[k_side][b][ki], tokenizer)
         grid = np.ix_(qi, ki)
         attention = np.stack([c.attention[b][:, grid[0], grid[1]] for c in calls]).astype(np.float32)
         if attention.shape[-2:] != (len(qi), len(ki)):
@@ -700,10 +701,22 @@ def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, conf
             key_tokens=k_tokens, layer_ids=tuple(c.layer for c in calls),
             query_segment_b=q_seg if q_side == "input" else 0,
             key_segment_b=k_seg if k_side == "input" else 0,
-            causal=bool(causal), neurons=neurons)
+            causal=bool(causal), neurons=neurons, key_special=k_special)
         validate_kind(record)
         kinds.append(record)
     return AttentionRecord(kinds, model_type=adapter.model_type)
+
+
+def _special_positions(ids, tokenizer):
+    """Positions of the tokens the tokenizer marks special (all_special_ids,
+    except the unknown token), for the special_tokens statistic; None without
+    a tokenizer (unknown)."""
+    if tokenizer is None:
+        return None
+    special = set(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or ()))
+    unk = getattr(tokenizer, "unk_token_id", None)
+    special.discard(unk)
+    return tuple(int(j) for j in np.flatnonzero(np.isin(ids, sorted(special))))
 
 
 def _looks_causal(attention):

@@ -8,7 +8,7 @@ import uuid
 import google_crc32c
 import numpy as np
 
-from tb_attention import metadata
+from tb_attention import metadata, stats
 from tb_attention.metadata import FormatError
 from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionRecord, KindRecord, Neurons
@@ -44,7 +44,9 @@ def quantize(attention, dtype):
 
 
 def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8"):
-    """Blobs of one step: [StepHeader, payload, payload, ...]."""
+    """Blobs of one step: [StepHeader, payload, payload, ...]. The header also
+    holds each kind's per-head statistics (stats.compute, on the float
+    attention before quantization): this runs on the writer's thread."""
     if dtype not in DTYPES:
         raise ValueError("dtype must be one of %s, got %r" % (sorted(DTYPES), dtype))
     header = attention_pb2.StepHeader(
@@ -66,6 +68,10 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
             causal=k.causal)
         kh.query_tokens.extend(_token_bytes(k.query_tokens))
         kh.key_tokens.extend(_token_bytes(k.key_tokens))
+        stats.to_proto(header.stats.add(), k.name,
+                       stats.compute(k.attention, k.key_special,
+                                     stats.relative_positions_defined(k.name, Tq, Tk)),
+                       k.key_special)
         stored = quantize(k.attention, DTYPES[dtype])
         for layer in range(L):
             kh.attention.append(add_blob(stored[layer].tobytes()))
@@ -187,5 +193,6 @@ def decode_step(blobs, model_type=None) -> AttentionRecord:
             query_tokens=tuple(token_strings(k.query_tokens)),
             key_tokens=tuple(token_strings(k.key_tokens)),
             layer_ids=tuple(k.layer_ids), query_segment_b=k.query_segment_b,
-            key_segment_b=k.key_segment_b, causal=k.causal, neurons=neurons))
+            key_segment_b=k.key_segment_b, causal=k.causal, neurons=neurons,
+            key_special=stats.special_keys(header, k.name)))
     return AttentionRecord(kinds, model_type=header.model_type)

@@ -22,6 +22,7 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
 from tb_attention import codec, metadata
+from tb_attention import stats as _stats
 from tb_attention.metadata import FormatError
 
 # A past step's data never changes, so the browser may keep it for a day.
@@ -32,6 +33,8 @@ _IMMUTABLE_CACHE_CONTROL = "private, max-age=%d, immutable" % _IMMUTABLE_SECONDS
 # converting it costs nothing.
 _INT_RE = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _CACHE_BYTES = 512 * 2 ** 20
+_STATS_CACHE_BYTES = 64 * 2 ** 20
+_STATS_READERS = 8  # step headers fetched at once by the stats route
 # TensorBoard's downsample argument: every step the loader kept.
 _ALL_KEPT = 2 ** 31 - 1
 _STATIC_TYPES = {
@@ -160,6 +163,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
         self._cache = _ByteLRU(_CACHE_BYTES)
         self._frontend = _frontend_root()
+        # Per-step statistics read from step headers, by (run, tag, step,
+        # wall_time): the stats route reads every step's header once.
+        self._stats_cache = _ByteLRU(_STATS_CACHE_BYTES)
 
     def get_plugin_apps(self):
         return {
@@ -169,6 +175,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/attention": self._serve_attention,
             "/overview": self._serve_overview,
             "/neurons": self._serve_neurons,
+            "/stats": self._serve_stats,
         }
 
     def is_active(self):
@@ -414,6 +421,68 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "X-Neuron-Has-Bias": "1" if bias is not None else "0",
         })
 
+    @_route
+    def _serve_stats(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
+        kind = request.args.get("kind") or None
+        data = self._steps(ctx, experiment, run, tag)
+        per_step, problems = self._all_step_stats(ctx, run, tag, data)
+        names = []
+        for item in per_step:
+            for k in item or ():
+                if k not in names:
+                    names.append(k)
+        if kind is None:
+            if len(names) != 1:
+                if not names:
+                    raise errors.NotFoundError("no readable step of tag %r in run %r" % (tag, run))
+                raise errors.InvalidArgumentError("tag %r has several attention kinds %s: "
+                                                  "pass kind=" % (tag, names))
+            kind = names[0]
+        elif kind not in names:
+            raise errors.NotFoundError("no attention kind %r in tag %r; kinds: %s" % (kind, tag, names))
+        steps, layer_ids, heads, arrays = _stats.collect(
+            [d.step for d in data], [(item or {}).get(kind) for item in per_step])
+        body = {
+            "run": run, "tag": tag, "kind": kind,
+            "steps": steps.tolist(), "layer_ids": layer_ids.tolist(), "num_heads": heads,
+            "stats": {n: _stats.json_rows(arrays[n]) for n in _stats.NAMES},
+            "descriptions": dict(_stats.DESCRIPTIONS),
+            "errors": problems,
+        }
+        return http_util.Respond(request, body, "application/json")
+
+    def _all_step_stats(self, ctx, run, tag, data):
+        """For every datum, {kind: stats.step_stats(...)} read from its header
+        (cached by run, tag, step, wall_time; uncached headers fetched a few at
+        a time), None for a step whose header is unreadable; and
+        [{"step", "message"}] of the unreadable ones."""
+        import concurrent.futures
+
+        def one(datum):
+            key = (run, tag, datum.step, datum.wall_time)
+            cached = self._stats_cache.get(key)
+            if cached is not None:
+                return cached, None
+            try:
+                header = self._header(ctx, datum, (run, tag, datum.step))
+            except DataLossError as e:
+                return None, {"step": datum.step, "message": str(e)}
+            cached = {k.name: _stats.step_stats(header, k.name) for k in header.kinds}
+            size = 256 + sum(v.nbytes for item in cached.values() if item is not None
+                             for v in item[2].values() if v is not None)
+            self._stats_cache.put(key, cached, size)
+            return cached, None
+
+        uncached = sum(1 for d in data if self._stats_cache.get((run, tag, d.step, d.wall_time)) is None)
+        if uncached > 1:
+            with concurrent.futures.ThreadPoolExecutor(min(_STATS_READERS, uncached)) as pool:
+                results = list(pool.map(one, data))
+        else:
+            results = [one(d) for d in data]
+        return [r[0] for r in results], [r[1] for r in results if r[1] is not None]
 
 def _kind_summary(kind):
     return {

@@ -109,6 +109,30 @@ class AttentionLog:
         """The step's StepHeader proto (sequence number, writer id, kinds)."""
         return codec.parse_header(self._tag(run, tag)[step].blobs[0])
 
+    def stats(self, run, tag, kind=None):
+        """Per-head statistics of every step of (run, tag), from the step headers.
+
+        Returns a dict: "steps" int64 [S], "layer_ids" int64 [L] and, for each
+        name in tb_attention.stats.NAMES ("entropy", "max_weight",
+        "first_token", "special_tokens", "distance", "previous_token"), a
+        float32 array [S, L, H]. NaN where a step has no value: steps written
+        before statistics existed, statistics not defined for the kind
+        (distance, previous_token of cross attention) or not known
+        (special_tokens of raw tensors logged without special_tokens=).
+        kind: the attention kind; may be left out when there is only one.
+        See tb_attention/stats.py for the definitions.
+        """
+        from tb_attention import stats as _stats
+
+        steps = self.steps(run, tag)
+        headers = [self.header(run, tag, s) for s in steps]
+        name = _stats.choose_kind(headers, kind)
+        step_ids, layer_ids, _, arrays = _stats.collect(
+            steps, [_stats.step_stats(h, name) for h in headers])
+        result = {"steps": step_ids, "layer_ids": layer_ids}
+        result.update(arrays)
+        return result
+
     def _run(self, run):
         if run not in self._data:
             raise KeyError("no run %r with attention in %s; runs: %s" % (run, self.logdir, self.runs()))

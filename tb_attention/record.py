@@ -43,6 +43,9 @@ class KindRecord:
     key_segment_b: int = 0
     causal: bool = False
     neurons: Optional[Neurons] = None
+    # Key positions of the tokens the tokenizer marks special ([CLS], <s>, ...);
+    # None when not known (raw tensors logged without special_tokens=).
+    key_special: Optional[Tuple[int, ...]] = None
 
     @property
     def num_layers(self):
@@ -246,6 +249,24 @@ def check_segment(segment_b, length, what):
     return int(segment_b)
 
 
+def check_special(positions, length, what):
+    """Special-token key positions: None (unknown) or distinct ints in 0..length-1."""
+    if positions is None:
+        return None
+    try:
+        pos = tuple(positions)
+    except TypeError:
+        raise AttentionInputError("%s must be a sequence of token positions, got %r"
+                                  % (what, positions)) from None
+    if any(isinstance(j, bool) or not isinstance(j, (int, np.integer)) for j in pos):
+        raise AttentionInputError("%s must be ints (token positions), got %r" % (what, pos))
+    pos = tuple(int(j) for j in pos)
+    if len(set(pos)) != len(pos) or any(not 0 <= j < length for j in pos):
+        raise AttentionInputError("%s must be distinct positions in 0..%d, got %s"
+                                  % (what, length - 1, pos))
+    return pos
+
+
 def check_layer_ids(layer_ids, num_layers):
     if layer_ids is None:
         return tuple(range(num_layers))
@@ -275,6 +296,7 @@ def validate_kind(k: KindRecord):
     check_layer_ids(k.layer_ids, L)
     check_segment(k.query_segment_b, Tq, "%s query_segment_b" % k.name)
     check_segment(k.key_segment_b, Tk, "%s key_segment_b" % k.name)
+    check_special(k.key_special, Tk, "%s key_special" % k.name)
     n = k.neurons
     if n is not None:
         D = n.queries.shape[-1] if n.queries.ndim == 4 else -1
@@ -294,7 +316,8 @@ def validate_kind(k: KindRecord):
                 raise AttentionInputError("%s neurons: %s holds NaN or Inf" % (k.name, name))
 
 
-def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, kind="self"):
+def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, kind="self",
+             special_tokens=None):
     """An AttentionRecord of one kind from raw tensors (see add_attention)."""
     a = stack_layers(attentions)
     _, _, Tq, Tk = a.shape
@@ -316,5 +339,6 @@ def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, k
         layer_ids=check_layer_ids(layer_ids, a.shape[0]),
         query_segment_b=check_segment(q_seg, Tq, "segment_b"),
         key_segment_b=check_segment(k_seg, Tk, "segment_b"),
-        causal=bool(causal))
+        causal=bool(causal),
+        key_special=check_special(special_tokens, Tk, "special_tokens"))
     return AttentionRecord([rec])

@@ -158,13 +158,16 @@ class AttentionWriter:
     # -- training thread ---------------------------------------------------
 
     def add_attention(self, tag, attention, tokens=None, global_step=None, walltime=None,
-                      layer_ids=None, segment_b=None, causal=False, kind="self"):
+                      layer_ids=None, segment_b=None, causal=False, kind="self",
+                      special_tokens=None):
         """Log one example's attention at a step.
 
         attention: an AttentionRecord (from tb_attention.capture), a tuple of L
         tensors [1, H, Tq, Tk] (what transformers returns), or one array
         [L, H, Tq, Tk]. With raw tensors, tokens is a list of strings (self
-        attention) or a pair (query_tokens, key_tokens).
+        attention) or a pair (query_tokens, key_tokens), and special_tokens
+        the key positions of special tokens ([CLS], [SEP], ...) for the
+        "special_tokens" statistic (unknown, NaN, without them).
         """
         self._raise_pending()
         if not isinstance(tag, str) or not tag.strip():
@@ -180,14 +183,15 @@ class AttentionWriter:
         elif not isinstance(walltime, numbers.Real) or walltime != walltime:
             raise AttentionInputError("walltime must be a number, got %r" % (walltime,))
         if isinstance(attention, AttentionRecord):
-            if tokens is not None or layer_ids is not None or segment_b is not None:
+            if (tokens is not None or layer_ids is not None or segment_b is not None
+                    or special_tokens is not None):
                 raise AttentionInputError(
-                    "tokens, layer_ids and segment_b come from the record; pass them only "
-                    "with raw attention tensors")
+                    "tokens, layer_ids, segment_b and special_tokens come from the record; "
+                    "pass them only with raw attention tensors")
             record = attention
         else:
             record = from_raw(attention, tokens, layer_ids=layer_ids, segment_b=segment_b,
-                              causal=causal, kind=kind)
+                              causal=causal, kind=kind, special_tokens=special_tokens)
         for name in record.kinds:
             validate_kind(record.kind(name))
         with self._lock:

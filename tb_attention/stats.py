@@ -1,0 +1,230 @@
+"""Per-head statistics of attention, one number per (layer, head) and step.
+
+    stats.compute(attention)            # float32 [L, H, Tq, Tk] -> {name: [L, H] or None}
+    tb_attention.load("runs").stats("run", "probe/cat")   # {name: [steps, L, H], "steps": ...}
+
+The writer computes them on its background thread from the float attention
+(before quantization) and stores them in the step header (StepHeader.stats,
+proto/attention.proto), so a chart of a statistic over steps reads only the
+small headers, never the attention itself.
+
+Every statistic is a mean over the query rows i that are not fully masked
+(rows whose weights sum to more than ROW_EPSILON; capture removes padding, so
+such rows only come from raw tensors), with a_ij the weight of query i on key j:
+
+  entropy          -sum_j a_ij ln a_ij, in nats (0 ln 0 = 0)
+  max_weight       max_j a_ij
+  first_token      a_i0: mass on the first token (the "attention sink")
+  special_tokens   sum of a_ij over the keys j the tokenizer marks special
+                   ([CLS], [SEP], <s>, ...); not known (NaN) for raw tensors
+                   logged without special_tokens=
+  distance         sum_j a_ij |i - j|: mean attention distance in tokens
+  previous_token   a_i,i-1, over rows i >= 1: previous-token score
+
+distance and previous_token compare positions in one sequence: they are not
+defined (NaN) for cross attention, nor when the query and key lengths differ.
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+NAMES = ("entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token")
+
+DESCRIPTIONS = {
+    "entropy": "entropy of each query row's attention, in nats (mean over rows)",
+    "max_weight": "largest weight of each query row (mean over rows)",
+    "first_token": "weight on the first token, the attention sink (mean over rows)",
+    "special_tokens": "weight on the tokens the tokenizer marks special (mean over rows)",
+    "distance": "mean attention distance in tokens: sum_j a_ij |i - j| (mean over rows)",
+    "previous_token": "weight on the previous token, a_i,i-1 (mean over rows i >= 1)",
+}
+
+# A query row whose weights sum to no more than this is fully masked.
+ROW_EPSILON = 1e-6
+
+
+def relative_positions_defined(kind_name: str, query_len: int, key_len: int) -> bool:
+    """distance and previous_token need queries and keys from one sequence."""
+    return kind_name != "cross" and query_len == key_len
+
+
+def _row_mean(values, valid):
+    """Mean of values [..., R] over the valid rows; NaN where none is valid."""
+    count = valid.sum(axis=-1)
+    total = np.where(valid, values, 0.0).sum(axis=-1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return np.where(count > 0, mean, np.nan).astype(np.float32)
+
+
+def compute(attention: np.ndarray, key_special: Optional[Sequence[int]] = None,
+            relative: bool = True) -> Dict[str, Optional[np.ndarray]]:
+    """Statistics of one attention kind.
+
+    attention: float [L, H, Tq, Tk] (rows are softmax distributions; fully
+        masked rows are all zero and left out of every mean).
+    key_special: key positions of special tokens; None when not known, and
+        then "special_tokens" is None.
+    relative: whether query i and key i are the same position of one sequence
+        (False for cross attention); when False "distance" and
+        "previous_token" are None.
+
+    Returns {name: float32 [L, H] or None} for every name in NAMES; NaN for a
+    (layer, head) without a row to average over. Works one layer at a time,
+    so its temporaries are a few times one layer's size.
+    """
+    if getattr(attention, "ndim", None) != 4:
+        raise ValueError("attention must be [layers, heads, query_len, key_len], got shape %s"
+                         % (getattr(attention, "shape", None),))
+    L, H, Tq, Tk = attention.shape
+    special = None
+    if key_special is not None:
+        special = np.asarray(sorted({int(j) for j in key_special}), dtype=np.int64)
+        if special.size and (special[0] < 0 or special[-1] >= Tk):
+            raise ValueError("special key positions %s are outside 0..%d" % (special.tolist(), Tk - 1))
+    relative = bool(relative) and Tq == Tk
+    dist = None
+    if relative:
+        pos = np.arange(Tq, dtype=np.float32)
+        dist = np.abs(pos[:, None] - pos[None, :])  # [Tq, Tk]: |i - j|
+
+    out = {name: np.full((L, H), np.nan, np.float32) for name in NAMES}
+    if special is None:
+        out["special_tokens"] = None
+    if not relative:
+        out["distance"] = out["previous_token"] = None
+    for layer in range(L):
+        a = np.asarray(attention[layer], dtype=np.float32)  # [H, Tq, Tk]
+        valid = a.sum(axis=-1) > ROW_EPSILON  # [H, Tq]
+        plogp = a * np.log(np.where(a > 0, a, 1.0))  # 0 ln 0 = 0
+        out["entropy"][layer] = _row_mean(-plogp.sum(axis=-1), valid)
+        del plogp
+        out["max_weight"][layer] = _row_mean(a.max(axis=-1), valid)
+        out["first_token"][layer] = _row_mean(a[..., 0], valid)
+        if special is not None:
+            mass = a[..., special].sum(axis=-1) if special.size else np.zeros((H, Tq), np.float32)
+            out["special_tokens"][layer] = _row_mean(mass, valid)
+        if relative:
+            out["distance"][layer] = _row_mean((a * dist).sum(axis=-1), valid)
+            if Tq > 1:
+                prev = np.diagonal(a, offset=-1, axis1=-2, axis2=-1)  # [H, Tq-1]: a_i,i-1
+                out["previous_token"][layer] = _row_mean(prev, valid[..., 1:])
+    return out
+
+
+# --------------------------------------------------------------------------
+# Headers <-> arrays
+
+
+def to_proto(kind_stats, name: str, values: Dict[str, Optional[np.ndarray]],
+             key_special: Optional[Sequence[int]]):
+    """Fill an attention_pb2.KindStats from compute()'s result."""
+    kind_stats.kind = name
+    for stat in NAMES:
+        v = values.get(stat)
+        if v is not None:
+            getattr(kind_stats, stat).extend(np.asarray(v, np.float32).ravel().tolist())
+    if key_special is not None:
+        kind_stats.special_known = True
+        kind_stats.special_keys.extend(int(j) for j in key_special)
+
+
+def find_stats(header, kind_name):
+    """The KindStats of kind_name in a StepHeader, or None (older steps have none)."""
+    for s in header.stats:
+        if s.kind == kind_name:
+            return s
+    return None
+
+
+def special_keys(header, kind_name):
+    """Key positions of special tokens stored with a step, or None when unknown."""
+    s = find_stats(header, kind_name)
+    if s is None or not s.special_known:
+        return None
+    return tuple(int(j) for j in s.special_keys)
+
+
+def kind_names(headers) -> List[str]:
+    """Kind names over the headers (None entries skipped), first seen first."""
+    names = []
+    for h in headers:
+        if h is None:
+            continue
+        for k in h.kinds:
+            if k.name not in names:
+                names.append(k.name)
+    return names
+
+
+def choose_kind(headers, kind: Optional[str]) -> str:
+    """kind, checked against the headers; None picks the only kind there is.
+    Raises KeyError naming the kinds there are."""
+    names = kind_names(headers)
+    if kind is None:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise KeyError("no readable step holds attention")
+        raise KeyError("several attention kinds %s: name one" % (names,))
+    if kind not in names:
+        raise KeyError("no attention kind %r; kinds: %s" % (kind, names))
+    return kind
+
+
+def step_stats(header, kind_name):
+    """(layer_ids, num_heads, {name: float32 [L, H] or None}) of one step's
+    stored statistics for kind_name, or None when the step has no such kind.
+    A step written before statistics existed gives every value None."""
+    kind = None
+    for k in header.kinds:
+        if k.name == kind_name:
+            kind = k
+            break
+    if kind is None:
+        return None
+    L, H = len(kind.layer_ids), kind.num_heads
+    s = find_stats(header, kind_name)
+    values = {}
+    for stat in NAMES:
+        raw = getattr(s, stat) if s is not None else ()
+        values[stat] = np.asarray(raw, np.float32).reshape(L, H) if len(raw) == L * H else None
+    return tuple(int(i) for i in kind.layer_ids), H, values
+
+
+def collect(steps: Sequence[int], per_step: Sequence[Optional[tuple]]):
+    """Stack step_stats() results into arrays.
+
+    steps: the steps, in order; per_step: step_stats() of each (None for a step
+    without the kind or whose header is unreadable).
+    Returns (steps int64 [S], layer_ids int64 [L], num_heads, {name: float32
+    [S, L, H]}), layers being every layer id any step stored (sorted) and
+    H the most heads any step had; what a step lacks is NaN.
+    """
+    layer_set, heads = set(), 0
+    for item in per_step:
+        if item is not None:
+            layer_set.update(item[0])
+            heads = max(heads, item[1])
+    layer_ids = sorted(layer_set)
+    row = {lid: i for i, lid in enumerate(layer_ids)}
+    S, L = len(steps), len(layer_ids)
+    arrays = {name: np.full((S, L, heads), np.nan, np.float32) for name in NAMES}
+    for s, item in enumerate(per_step):
+        if item is None:
+            continue
+        ids, h, values = item
+        rows = [row[i] for i in ids]
+        for name, v in values.items():
+            if v is not None:
+                arrays[name][s, rows, :h] = v
+    return np.asarray(steps, np.int64), np.asarray(layer_ids, np.int64), heads, arrays
+
+
+def json_rows(array: np.ndarray):
+    """[S, L, H] -> [[L*H floats, row-major by layer then head] per step];
+    NaN -> None (JSON null)."""
+    S = array.shape[0]
+    flat = array.reshape(S, -1)
+    return [[None if math.isnan(x) else x for x in row.tolist()] for row in flat]
