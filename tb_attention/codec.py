@@ -72,9 +72,8 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
                        stats.compute(k.attention, k.key_special,
                                      stats.relative_positions_defined(k.name, Tq, Tk)),
                        k.key_special)
-        stored = quantize(k.attention, DTYPES[dtype])
-        for layer in range(L):
-            kh.attention.append(add_blob(stored[layer].tobytes()))
+        for layer in range(L):  # layer by layer: temporaries of one layer, not of the record
+            kh.attention.append(add_blob(quantize(k.attention[layer], DTYPES[dtype]).tobytes()))
         n = k.neurons
         if n is not None:
             kh.head_dim = n.queries.shape[-1]

@@ -15,13 +15,14 @@ import numbers
 import os
 import queue
 import struct
+import sys
 import threading
 import time
 import types
 import weakref
 
 import google_crc32c
-from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2, types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_attention import codec, metadata
@@ -72,7 +73,13 @@ class _OwnFile:
         self._writer.flush()
 
     def close(self):
+        async_writer = self._writer._async_writer
         self._writer.close()
+        # TensorBoard's worker thread may die writing the last records while
+        # close() stops it, and its close() does not look: raise it here.
+        error = async_writer._worker.exception
+        if error is not None:
+            raise error
 
 
 class _SharedFile:
@@ -111,8 +118,8 @@ def _close_all_at_exit():
     for w in list(_live_writers):
         try:
             w.close()
-        except Exception:  # exit must go on; the error was the user's to see earlier
-            pass
+        except Exception as e:  # exit must go on, but never swallow the error
+            sys.stderr.write("tb-attention: flushing at exit failed: %s\n" % e)
 
 
 class AttentionWriter:
@@ -189,6 +196,8 @@ class AttentionWriter:
                     "tokens, layer_ids, segment_b and special_tokens come from the record; "
                     "pass them only with raw attention tensors")
             record = attention
+            if not isinstance(record.model_type or "", str):
+                raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
         else:
             record = from_raw(attention, tokens, layer_ids=layer_ids, segment_b=segment_b,
                               causal=causal, kind=kind, special_tokens=special_tokens)
@@ -220,7 +229,8 @@ class AttentionWriter:
         try:
             self._sink.flush()
         except Exception as e:
-            raise self._wrap(e) from e
+            self._error = self._wrap(e)  # sticky: later calls raise it too
+            raise self._error from e
 
     def close(self):
         with self._lock:
@@ -274,11 +284,14 @@ class AttentionWriter:
 
     def _encode(self, tag, step, walltime, record, sequence):
         blobs = codec.encode_step(record, sequence, self._writer_id, self._dtype)
-        tensor = tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]),
-            string_val=blobs)
-        summary = summary_pb2.Summary(value=[
-            summary_pb2.Summary.Value(tag=tag, metadata=self._metadata, tensor=tensor)])
-        return event_pb2.Event(wall_time=walltime, step=step, summary=summary).SerializeToString()
+        # Built in place: passing sub-messages to constructors copies the whole
+        # payload once per nesting level (measured: 1.1 s instead of 0.25 s
+        # for a 38 MB record).
+        event = event_pb2.Event(wall_time=walltime, step=step)
+        value = event.summary.value.add(tag=tag)
+        value.metadata.CopyFrom(self._metadata)
+        value.tensor.dtype = types_pb2.DT_STRING
+        value.tensor.tensor_shape.dim.add(size=len(blobs))
+        value.tensor.string_val.extend(blobs)
+        del blobs
+        return event.SerializeToString()
