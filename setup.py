@@ -14,6 +14,7 @@ setup(
     packages=[
         "tb_attention",
         "tb_attention.proto",
+        "tb_attention.integrations",
         "tb_attention.frontend",
     ],
     package_dir={"tb_attention.frontend": "frontend"},
@@ -33,5 +34,6 @@ setup(
     extras_require={"torch": ["torch", "transformers>=5"]},
     entry_points={
         "tensorboard_plugins": ["attention = tb_attention.plugin:AttentionPlugin"],
+        "console_scripts": ["tb-attention = tb_attention.cli:main"],
     },
 )

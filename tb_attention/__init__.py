@@ -8,6 +8,7 @@
 from tb_attention.reader import AttentionLog, load
 from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord, Neurons
 from tb_attention.writer import AttentionWriter, AttentionWriterError
+from tb_attention.probe import Probe  # imports torch only when a probe logs
 
 
 def capture(model, inputs, tokenizer=None, neurons=False, layers=None):
@@ -18,4 +19,4 @@ def capture(model, inputs, tokenizer=None, neurons=False, layers=None):
 
 
 __all__ = ["capture", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
-           "AttentionRecord", "AttentionInputError", "KindRecord", "Neurons"]
+           "AttentionRecord", "AttentionInputError", "KindRecord", "Neurons", "Probe"]

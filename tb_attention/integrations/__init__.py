@@ -1,0 +1,4 @@
+"""Integrations with training frameworks.
+
+    from tb_attention.integrations.transformers import AttentionCallback
+"""

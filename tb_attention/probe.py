@@ -1,0 +1,268 @@
+"""Probe: log a model's attention on fixed texts every N training steps.
+
+    probe = tb_attention.Probe(model, tokenizer, ["the cat sat on the mat"],
+                               "runs/exp1", every_n_steps=50)
+    for step, batch in enumerate(loader):
+        loss = model(**batch).loss
+        loss.backward(); optimizer.step(); optimizer.zero_grad()
+        probe.maybe_log(step)
+    probe.close()
+
+Each probe text is run through the model by tb_attention.capture: eval mode,
+no gradients, an attention implementation that returns weights; afterwards
+the train/eval flags, the attention implementation and the torch RNG states
+are put back exactly, so training goes on as if the probe had not run (the
+loss trajectory with and without a probe is bit-identical, dropout included).
+The record goes to the writer's queue; encoding and writing happen on the
+writer's background thread.
+
+Under torch.distributed only rank 0 logs; the other ranks return at once and
+never touch the logdir.
+"""
+import collections
+import re
+import time
+from typing import Mapping, Optional
+
+from tb_attention.record import AttentionInputError
+
+DEFAULT_TAG_PREFIX = "probe/"
+
+# Config attributes that cap the number of positions a model takes.
+_POSITION_LIMITS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
+                    "max_sequence_length")
+# Models whose position ids start after the padding index (RoBERTa's
+# create_position_ids_from_input_ids): padding_idx + 1 positions are not usable.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer",
+                     "data2vec-text", "mpnet", "ibert", "luke", "mluke")
+
+
+def position_limit(config):
+    """(most tokens the model takes, the config attribute saying so), or
+    (None, None) when the config names no limit (relative positions, as in T5)."""
+    for attr in _POSITION_LIMITS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+                pad = getattr(config, "pad_token_id", None)
+                value -= (pad if isinstance(pad, int) else 1) + 1
+            return value, attr
+    return None, None
+
+
+def _slug(text, limit=40):
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    slug = ""
+    for w in words:
+        candidate = w if not slug else slug + "_" + w
+        if len(candidate) > limit:
+            break
+        slug = candidate
+    return slug or (words[0][:limit] if words else "")
+
+
+def probe_tags(texts, prefix=DEFAULT_TAG_PREFIX):
+    """[(tag, text)] of probe texts: a dict gives its keys as names; a list
+    gives each str text a name from its first words ("the_cat_sat_on_the_mat"),
+    each non-str input (token ids) its index; repeated names get "_2", "_3"."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(texts, Mapping):
+        items = [(str(k), v) for k, v in texts.items()]
+    else:
+        try:
+            texts = list(texts)
+        except TypeError:
+            raise AttentionInputError("texts must be a str, a list of texts or a dict name -> text, "
+                                      "got %s" % type(texts).__name__) from None
+        items = [((_slug(t) or "text%d" % i) if isinstance(t, str) else "%d" % i, t)
+                 for i, t in enumerate(texts)]
+    if not items:
+        raise AttentionInputError("no probe texts given")
+    seen = collections.Counter()
+    out = []
+    for name, text in items:
+        seen[name] += 1
+        if seen[name] > 1:
+            name = "%s_%d" % (name, seen[name])
+        out.append((prefix + name, text))
+    return out
+
+
+def describe(text, limit=50):
+    """A short quote of a probe text for error messages."""
+    if isinstance(text, str):
+        return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+    return "input %s" % type(text).__name__
+
+
+def encode_text(text, tokenizer):
+    """Model inputs (a dict of [1, T] tensors) for one probe text: a str
+    (needs a tokenizer), token ids (list / tensor / array), or a dict /
+    BatchEncoding already holding input_ids."""
+    import torch
+
+    if isinstance(text, str):
+        if tokenizer is None:
+            raise AttentionInputError(
+                "probe text %s is a string but no tokenizer was given: pass the tokenizer, "
+                "or token ids instead of text" % describe(text))
+        enc = tokenizer(text, return_tensors="pt")
+        return {k: v for k, v in enc.items() if torch.is_tensor(v)}
+    if isinstance(text, Mapping):
+        if "input_ids" not in text:
+            raise AttentionInputError("a probe input dict needs input_ids (keys: %s)" % sorted(text))
+        inputs = {}
+        for k, v in text.items():
+            t = v if torch.is_tensor(v) else torch.as_tensor(v)
+            inputs[k] = t.unsqueeze(0) if t.ndim == 1 else t
+        return inputs
+    ids = text if torch.is_tensor(text) else torch.as_tensor(text)
+    if ids.ndim == 1:
+        ids = ids.unsqueeze(0)
+    if ids.ndim != 2 or ids.shape[0] != 1 or ids.is_floating_point():
+        raise AttentionInputError("probe token ids must be one sequence of ints, got %s %s"
+                                  % (ids.dtype, tuple(ids.shape)))
+    return {"input_ids": ids}
+
+
+def check_length(inputs, config, what):
+    """Raise AttentionInputError when the input is longer than the model takes."""
+    limit, attr = position_limit(config)
+    n = int(inputs["input_ids"].shape[-1])
+    if limit is not None and n > limit:
+        raise AttentionInputError(
+            "%s is %d tokens long; the model takes at most %d (config.%s)" % (what, n, limit, attr))
+    return n
+
+
+def distributed_rank():
+    """This process's rank under torch.distributed, 0 when not distributed."""
+    import sys
+
+    dist_mod = sys.modules.get("torch.distributed")
+    if dist_mod is None:  # torch.distributed never imported: not distributed
+        return 0
+    if dist_mod.is_available() and dist_mod.is_initialized():
+        return dist_mod.get_rank()
+    return 0
+
+
+def unwrap_model(model):
+    """The model inside DistributedDataParallel / DataParallel / torch.compile."""
+    for _ in range(8):
+        inner = getattr(model, "_orig_mod", None)  # torch.compile
+        if inner is None and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+            inner = getattr(model, "module", None)
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
+class Probe:
+    """Logs a model's attention on fixed probe texts every `every_n_steps`.
+
+    model: a transformers model (DDP / DataParallel / torch.compile wrappers
+        are looked through).
+    tokenizer: turns the texts into tokens and names them; may be None when
+        the texts are token ids.
+    texts: a str, a list of them, or a dict tag name -> text; instead of a
+        str, token ids or a dict of model inputs. One tag per text:
+        tag_prefix + name (see probe_tags).
+    writer: an AttentionWriter, a torch SummaryWriter (attention goes into
+        its run and event file), or a logdir path (the probe opens its own
+        AttentionWriter on first use, on rank 0 only, and close() closes it).
+    every_n_steps: maybe_log(step) logs when step % every_n_steps == 0.
+    neurons: also log queries and keys (the neuron view).
+    layers: layer indices to keep (see tb_attention.capture).
+    """
+
+    def __init__(self, model, tokenizer, texts, writer, every_n_steps: int = 50,
+                 neurons: bool = False, tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None):
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError("every_n_steps must be a positive int, got %r" % (every_n_steps,))
+        if writer is None:
+            raise ValueError("writer is required: an AttentionWriter, a torch SummaryWriter or a logdir")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.every_n_steps = every_n_steps
+        self.neurons = bool(neurons)
+        self.layers = layers
+        config = getattr(unwrap_model(model), "config", None)
+        self._inputs = []
+        for tag, text in probe_tags(texts, tag_prefix):
+            inputs = encode_text(text, tokenizer)
+            if config is not None:
+                check_length(inputs, config, "probe text %s" % describe(text))
+            self._inputs.append((tag, inputs))
+        self._target = writer
+        self._writer = None
+        self._owns_writer = False
+        self.seconds = 0.0  # time spent in log() on the training thread
+        self.logged_steps = []
+
+    @property
+    def tags(self):
+        return [tag for tag, _ in self._inputs]
+
+    @property
+    def writer(self):
+        """The AttentionWriter, opened on first use."""
+        if self._writer is None:
+            from tb_attention.writer import AttentionWriter
+
+            if isinstance(self._target, AttentionWriter):
+                self._writer = self._target
+            else:
+                self._writer = AttentionWriter(self._target)
+                # Our own writer over a logdir or a SummaryWriter: ours to close
+                # (closing it over a SummaryWriter only flushes; the user closes theirs).
+                self._owns_writer = True
+        return self._writer
+
+    def should_log(self, step) -> bool:
+        return int(step) % self.every_n_steps == 0
+
+    def maybe_log(self, step) -> bool:
+        """Log the probe texts at `step` when step % every_n_steps == 0 (on rank 0).
+        Returns whether it logged."""
+        if distributed_rank() != 0 or not self.should_log(step):
+            return False
+        return self.log(step)
+
+    def log(self, step) -> bool:
+        """Log the probe texts at `step` now (rank 0 only; other ranks return False)."""
+        if distributed_rank() != 0:
+            return False
+        from tb_attention import capturing
+
+        start = time.perf_counter()
+        writer = self.writer
+        model = unwrap_model(self.model)
+        for tag, inputs in self._inputs:
+            record = capturing.capture(model, inputs, tokenizer=self.tokenizer,
+                                       neurons=self.neurons, layers=self.layers)
+            writer.add_attention(tag, record, global_step=int(step))
+        self.logged_steps.append(int(step))
+        self.seconds += time.perf_counter() - start
+        return True
+
+    def flush(self):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self):
+        """Flush; close the writer if the probe opened it."""
+        if self._writer is None:
+            return
+        if self._owns_writer:
+            self._writer.close()
+        else:
+            self._writer.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
