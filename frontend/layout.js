@@ -3,9 +3,9 @@
 //
 // Weights arrive as bytes: uint8 attention is weight * 255 already, float16 is
 // quantized to bytes for drawing (see api.js). A line is drawn only when its
-// byte is at least `minByte` (1 = weight 1/255, the faintest a canvas can show),
-// and at most `maxPerRow` of a query's strongest keys, so the number of lines
-// stays bounded at any sequence length.
+// byte is at least 1 (weight 1/255, the faintest a canvas can show) and, so a
+// draw takes bounded time at any sequence length, only the strongest lines
+// whose total length fits a pixel budget (budgetCutoff).
 
 export const ALPHA_BUCKETS = 32;
 
@@ -15,53 +15,24 @@ export function bucketAlpha(b) {
 }
 
 /**
- * The smallest byte a row must reach to be among its `k` strongest entries
- * (ties at the cutoff are all kept; the caller caps them).
- * @param {Uint8Array} w
- * @param {number} start
- * @param {number} len
- * @param {number} k
- * @param {Uint32Array} hist scratch, length 256
- */
-export function rowCutoff(w, start, len, k, hist) {
-  if (k >= len) return 0;
-  hist.fill(0);
-  for (let j = 0; j < len; j++) hist[w[start + j]]++;
-  let seen = 0;
-  for (let b = 255; b > 0; b--) {
-    seen += hist[b];
-    if (seen >= k) return b;
-  }
-  return 1;
-}
-
-/**
- * How many lines per query row to allow so that about `budget` lines are
- * drawn over all rows and heads.
- */
-export function rowCap(queryCount, keyLen, heads, budget = 160000) {
-  const perRow = Math.floor(budget / Math.max(1, queryCount * Math.max(1, heads)));
-  return Math.max(4, Math.min(keyLen, perRow));
-}
-
-/**
  * @typedef {{
  *   head: number,
  *   offsets: Int32Array,  // ALPHA_BUCKETS + 1: bucket b's edges are [offsets[b], offsets[b+1])
  *   q: Int32Array, k: Int32Array, // query and key index of each edge
  *   count: number,
- *   capped: boolean,      // some row had more visible lines than maxPerRow
  * }} HeadEdges
  */
 
 /**
- * Select the lines to draw for some heads of one layer.
+ * Select the lines to draw for some heads of one layer: every weight of at
+ * least `minByte` (use budgetCutoff to pick it), grouped by opacity bucket so
+ * each group is drawn as one path.
  * @param {Uint8Array} w  bytes, row-major [H, Tq, Tk]
  * @param {number} Tq
  * @param {number} Tk
  * @param {readonly number[]} heads  indices into the first axis
  * @param {{
- *   minByte?: number, maxPerRow?: number,
+ *   minByte?: number,
  *   qRange?: [number, number], kRange?: [number, number],
  *   hover?: {side: "q" | "k", index: number} | null,
  *   headOffset?: number, // when `w` holds only some heads: index of heads[i] in w is heads[i] - headOffset
@@ -70,7 +41,52 @@ export function rowCap(queryCount, keyLen, heads, budget = 160000) {
  */
 export function collectEdges(w, Tq, Tk, heads, opts = {}) {
   const minByte = Math.max(1, opts.minByte || 1);
-  const maxPerRow = opts.maxPerRow || Tk;
+  const [q0, q1, k0, k1] = edgeRanges(Tq, Tk, opts);
+  const off = opts.headOffset || 0;
+  const result = [];
+  for (let hi = 0; hi < heads.length; hi++) {
+    const h = heads[hi];
+    const base = (h - off) * Tq * Tk;
+    const counts = new Int32Array(ALPHA_BUCKETS);
+    // pass 1: count per bucket
+    for (let i = q0; i < q1; i++) {
+      const row = base + i * Tk;
+      for (let j = k0; j < k1; j++) {
+        const v = w[row + j];
+        if (v >= minByte) counts[v >> 3]++;
+      }
+    }
+    const offsets = new Int32Array(ALPHA_BUCKETS + 1);
+    for (let b = 0; b < ALPHA_BUCKETS; b++) offsets[b + 1] = offsets[b] + counts[b];
+    const total = offsets[ALPHA_BUCKETS];
+    const qa = new Int32Array(total);
+    const ka = new Int32Array(total);
+    if (total > 0) {
+      // pass 2: place edges by bucket
+      const fill = offsets.slice(0, ALPHA_BUCKETS);
+      for (let i = q0; i < q1; i++) {
+        const row = base + i * Tk;
+        for (let j = k0; j < k1; j++) {
+          const v = w[row + j];
+          if (v >= minByte) {
+            const p = fill[v >> 3]++;
+            qa[p] = i;
+            ka[p] = j;
+          }
+        }
+      }
+    }
+    result.push({ head: h, offsets, q: qa, k: ka, count: total });
+  }
+  return result;
+}
+
+/**
+ * The query and key index ranges lines are drawn for: the pair filter's
+ * ranges, narrowed to the hovered token.
+ * @returns {[number, number, number, number]} q0, q1, k0, k1 (half-open)
+ */
+export function edgeRanges(Tq, Tk, opts = {}) {
   let [q0, q1] = opts.qRange || [0, Tq];
   let [k0, k1] = opts.kRange || [0, Tk];
   const hover = opts.hover || null;
@@ -82,63 +98,60 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
     k0 = Math.max(k0, hover.index);
     k1 = Math.min(k1, hover.index + 1);
   }
+  return [q0, q1, k0, k1];
+}
+
+/**
+ * The smallest weight byte to draw so that the drawn lines' total length
+ * stays within `budget` pixels: the strongest lines go first. A line from
+ * query i to key j between columns `gap` px apart costs
+ * max(gap, |y_i - y_j|) (a rasterizer's work is about one step per pixel
+ * along the longer axis, and at long sequences the lines are long).
+ * @param {Uint8Array} w bytes [H, Tq, Tk]
+ * @param {{budget: number, gap: number, rowQ: number, rowK: number,
+ *   minByte?: number, qRange?: [number, number], kRange?: [number, number],
+ *   hover?: {side: "q" | "k", index: number} | null, headOffset?: number}} opts
+ *   rowQ / rowK: px per query / key row
+ * @returns {{cutoff: number, lines: number, drawn: number, cost: number}}
+ *   cutoff: draw bytes >= cutoff (256 = nothing fits); lines: candidates at
+ *   or above minByte; drawn: lines at or above cutoff; cost: their length.
+ */
+export function budgetCutoff(w, Tq, Tk, heads, opts) {
+  const minByte = Math.max(1, opts.minByte || 1);
+  const [q0, q1, k0, k1] = edgeRanges(Tq, Tk, opts);
   const off = opts.headOffset || 0;
-  const hist = new Uint32Array(256);
-  const result = [];
+  const cost = new Float64Array(256);
+  const count = new Float64Array(256);
+  const { gap, rowQ, rowK } = opts;
   for (const h of heads) {
     const base = (h - off) * Tq * Tk;
-    const counts = new Int32Array(ALPHA_BUCKETS);
-    let capped = false;
-    // pass 1: count per bucket (and per-row cutoffs when capping)
-    const cutoffs = new Uint8Array(Math.max(0, q1 - q0));
-    const kLen = Math.max(0, k1 - k0);
     for (let i = q0; i < q1; i++) {
       const row = base + i * Tk;
-      let cut = minByte;
-      if (maxPerRow < kLen) {
-        const c = rowCutoff(w, row + k0, kLen, maxPerRow, hist);
-        if (c > cut) {
-          cut = c;
-        }
-      }
-      cutoffs[i - q0] = cut;
-      let n = 0;
-      let visible = 0;
+      const yi = (i + 0.5) * rowQ;
       for (let j = k0; j < k1; j++) {
         const v = w[row + j];
-        if (v >= minByte) visible++;
-        if (v >= cut && n < maxPerRow) {
-          n++;
-          counts[v >> 3]++;
-        }
-      }
-      if (visible > n) capped = true;
-    }
-    const offsets = new Int32Array(ALPHA_BUCKETS + 1);
-    for (let b = 0; b < ALPHA_BUCKETS; b++) offsets[b + 1] = offsets[b] + counts[b];
-    const total = offsets[ALPHA_BUCKETS];
-    const qa = new Int32Array(total);
-    const ka = new Int32Array(total);
-    const fill = offsets.slice(0, ALPHA_BUCKETS);
-    // pass 2: place edges by bucket (same row rule as pass 1)
-    for (let i = q0; i < q1; i++) {
-      const row = base + i * Tk;
-      const cut = cutoffs[i - q0];
-      let n = 0;
-      for (let j = k0; j < k1; j++) {
-        const v = w[row + j];
-        if (v >= cut) {
-          if (n >= maxPerRow) continue;
-          n++;
-          const p = fill[v >> 3]++;
-          qa[p] = i;
-          ka[p] = j;
-        }
+        if (v < minByte) continue;
+        const dy = yi - (j + 0.5) * rowK;
+        const len = dy > gap ? dy : -dy > gap ? -dy : gap;
+        cost[v] += len;
+        count[v] += 1;
       }
     }
-    result.push({ head: h, offsets, q: qa, k: ka, count: total, capped });
   }
-  return result;
+  let lines = 0;
+  for (let b = minByte; b < 256; b++) lines += count[b];
+  let total = 0;
+  let drawn = 0;
+  let cutoff = 256;
+  for (let b = 255; b >= minByte; b--) {
+    if (count[b] === 0) continue;
+    if (total + cost[b] > opts.budget && total > 0) break;
+    total += cost[b];
+    drawn += count[b];
+    cutoff = b;
+  }
+  if (drawn === 0) cutoff = 256;
+  return { cutoff, lines, drawn, cost: total };
 }
 
 /**
@@ -169,12 +182,14 @@ export function hasSegments(kind) {
 }
 
 /**
- * Row height of a token column: the requested zoom, or automatic (18 px,
- * shrinking for long lists so the canvas stays under maxHeight).
+ * Row height of a token column: the requested zoom, or automatic: 18 px up
+ * to 128 tokens, then shrinking (to 4 px at 576 tokens and beyond, where the
+ * labels need a zoom) so lines stay short enough to draw quickly; never
+ * taller than maxHeight in all.
  */
 export function rowHeight(count, zoom, maxHeight = 16000) {
   if (zoom > 0) return Math.max(1, Math.min(64, zoom, Math.floor(maxHeight / Math.max(1, count)) || 1));
-  return Math.max(1, Math.min(18, Math.floor(maxHeight / Math.max(1, count))));
+  return Math.max(1, Math.min(18, Math.max(4, Math.floor(2304 / Math.max(1, count))), Math.floor(maxHeight / Math.max(1, count))));
 }
 
 /**

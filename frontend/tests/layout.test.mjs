@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  collectEdges, rowCutoff, rowCap, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
+  collectEdges, budgetCutoff, edgeRanges, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
   gridLayout, matrixCell, matrixHit, maxPool, bucketAlpha, ALPHA_BUCKETS,
 } from "../layout.js";
 
@@ -31,7 +31,6 @@ test("edges: only weights >= 1/255, bucketed by opacity", () => {
   assert.deepEqual(edgesOf(h0), [[0, 0, 31], [1, 0, 12], [1, 1, 19], [2, 1, 0], [2, 2, 31]]);
   assert.equal(h0.count, 5);
   assert.equal(h1.count, 4);
-  assert.equal(h0.capped, false);
   const [strict] = collectEdges(W, 3, 3, [0], { minByte: 2 });
   assert.equal(strict.count, 4);
 });
@@ -43,15 +42,6 @@ test("edges: hover keeps one token's lines", () => {
   assert.deepEqual(edgesOf(k), [[1, 1, 19], [2, 1, 0]]);
 });
 
-test("edges: top-k per row", () => {
-  const [h] = collectEdges(W, 3, 3, [1], { maxPerRow: 1 });
-  // row 1 has three equal weights: exactly one kept
-  assert.equal(h.count, 2);
-  assert.equal(h.capped, true);
-  const [h0] = collectEdges(W, 3, 3, [0], { maxPerRow: 1 });
-  assert.deepEqual(edgesOf(h0), [[0, 0, 31], [1, 1, 19], [2, 2, 31]]);
-});
-
 test("edges: ranges and head offset", () => {
   const [h] = collectEdges(W, 3, 3, [1], { qRange: [1, 3], kRange: [0, 2] });
   assert.deepEqual(edgesOf(h), [[1, 0, 10], [1, 1, 10]]);
@@ -60,16 +50,9 @@ test("edges: ranges and head offset", () => {
   assert.equal(o.count, 4);
 });
 
-test("row cutoff and cap", () => {
-  const hist = new Uint32Array(256);
-  assert.equal(rowCutoff(new Uint8Array([5, 9, 1, 9, 3]), 0, 5, 2, hist), 9);
-  assert.equal(rowCutoff(new Uint8Array([5, 9, 1, 9, 3]), 0, 5, 3, hist), 5);
-  assert.equal(rowCutoff(new Uint8Array([5, 9]), 0, 2, 3, hist), 0);
-  assert.equal(rowCap(128, 128, 12), 104);
-  assert.equal(rowCap(512, 512, 12), 26);
-  assert.equal(rowCap(8, 8, 1), 8);
-  assert.equal(rowCap(100000, 100000, 100), 4);
+test("bucket opacity", () => {
   assert.ok(bucketAlpha(31) <= 1 && bucketAlpha(0) > 0);
+  assert.ok(Math.abs(bucketAlpha(12) - 100 / 255) < 0.02);
 });
 
 test("sentence pair ranges", () => {
@@ -84,7 +67,9 @@ test("sentence pair ranges", () => {
 
 test("row height shrinks for long lists and honours zoom", () => {
   assert.equal(rowHeight(10, 0), 18);
-  assert.equal(rowHeight(512, 0), 18);
+  assert.equal(rowHeight(128, 0), 18);
+  assert.equal(rowHeight(256, 0), 9);
+  assert.equal(rowHeight(512, 0), 4);
   assert.equal(rowHeight(4096, 0), 3);
   assert.equal(rowHeight(10, 30), 30);
   assert.equal(rowHeight(4096, 30), 3);
@@ -128,4 +113,41 @@ test("max pool", () => {
   assert.deepEqual([p.rows, p.cols], [4, 4]);
   const odd = maxPool(new Uint8Array(15).fill(1), 0, 3, 5, 2);
   assert.deepEqual([odd.rows, odd.cols], [2, 2]);
+});
+
+test("budget: strongest lines first, within the total length", () => {
+  // head 0 of W, rows 10 px apart, columns 100 px apart: every line costs
+  // max(100, |dy|) = 100 here
+  const geo = { gap: 100, rowQ: 10, rowK: 10 };
+  const all = budgetCutoff(W, 3, 3, [0], { ...geo, budget: 1e9 });
+  assert.deepEqual(all, { cutoff: 1, lines: 5, drawn: 5, cost: 500 });
+  // room for two lines: the two 255/254 ones
+  const two = budgetCutoff(W, 3, 3, [0], { ...geo, budget: 250 });
+  assert.deepEqual(two, { cutoff: 254, lines: 5, drawn: 2, cost: 200 });
+  // nothing fits: still the strongest level, so something is drawn
+  const one = budgetCutoff(W, 3, 3, [0], { ...geo, budget: 10 });
+  assert.equal(one.cutoff, 255);
+  assert.equal(one.drawn, 1);
+  // long lines cost their vertical extent
+  const tall = budgetCutoff(W, 3, 3, [0], { gap: 1, rowQ: 100, rowK: 100, budget: 1e9 });
+  assert.equal(tall.cost, 1 + 100 + 1 + 100 + 1);
+  // ties at the cutoff are all in or all out
+  const h1 = budgetCutoff(W, 3, 3, [1], { ...geo, budget: 250 });
+  assert.equal(h1.cutoff, 255);
+  assert.equal(h1.drawn, 1);
+  // hover narrows the candidates
+  const hov = budgetCutoff(W, 3, 3, [0], { ...geo, budget: 1e9, hover: { side: "q", index: 1 } });
+  assert.equal(hov.lines, 2);
+  // nothing to draw
+  assert.equal(budgetCutoff(new Uint8Array(9), 3, 3, [0], { ...geo, budget: 1e9 }).cutoff, 256);
+  // and collectEdges with that cutoff returns exactly the counted lines
+  const [e] = collectEdges(W, 3, 3, [0], { minByte: two.cutoff });
+  assert.equal(e.count, two.drawn);
+});
+
+test("edge ranges combine the pair filter and hover", () => {
+  assert.deepEqual(edgeRanges(5, 6, {}), [0, 5, 0, 6]);
+  assert.deepEqual(edgeRanges(5, 6, { qRange: [2, 5], hover: { side: "q", index: 3 } }), [3, 4, 0, 6]);
+  assert.deepEqual(edgeRanges(5, 6, { qRange: [2, 5], hover: { side: "q", index: 0 } }), [2, 1, 0, 6]);
+  assert.deepEqual(edgeRanges(5, 6, { kRange: [0, 3], hover: { side: "k", index: 2 } }), [0, 5, 2, 3]);
 });

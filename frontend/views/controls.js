@@ -1,0 +1,99 @@
+// Controls the views share: layer, single head and zoom selects, and the
+// head colour squares of the head view.
+
+import { css, headColor } from "../colors.js";
+import { clear, el, labelled, setOptions } from "../dom.js";
+
+/** Layer select bound to state.layer. */
+export function layerControl(app) {
+  const sel = el("select", { attrs: { "data-name": "layer" }, title: "Layer (\u2191/\u2193 in the list)", on: { change: () => app.setState({ layer: Number(sel.value) }) } });
+  return {
+    field: labelled("Layer", sel),
+    select: sel,
+    update(kind, state) {
+      setOptions(sel, kind.layer_ids.map((id) => ({ value: String(id), label: String(id) })), String(state.layer));
+    },
+  };
+}
+
+/** Single-head select bound to state.head (matrix and neuron views). */
+export function headControl(app) {
+  const sel = el("select", { attrs: { "data-name": "head" }, title: "Head", on: { change: () => app.setState({ head: Number(sel.value) }) } });
+  const swatch = el("span", { className: "tba-head", attrs: { "aria-hidden": "true" }, style: { display: "inline-block" } });
+  return {
+    field: labelled("Head", el("span", { className: "tba-field" }, swatch, sel)),
+    select: sel,
+    update(kind, state) {
+      const opts = [];
+      for (let h = 0; h < kind.num_heads; h++) opts.push({ value: String(h), label: String(h) });
+      setOptions(sel, opts, String(state.head));
+      swatch.style.background = css(headColor(state.head));
+    },
+  };
+}
+
+export const ZOOMS = [0, 2, 4, 8, 12, 18, 24, 32];
+
+/** Zoom (row or cell size) select bound to state.zoom. */
+export function zoomControl(app, title) {
+  const sel = el("select", { attrs: { "data-name": "zoom" }, title, on: { change: () => app.setState({ zoom: Number(sel.value) }) } });
+  return {
+    field: labelled("Zoom", sel),
+    select: sel,
+    update(state) {
+      const zs = ZOOMS.includes(state.zoom) ? ZOOMS : [...ZOOMS, state.zoom].sort((a, b) => a - b);
+      setOptions(sel, zs.map((z) => ({ value: String(z), label: z === 0 ? "auto" : `${z} px` })), String(state.zoom));
+    },
+  };
+}
+
+/**
+ * One colour square per head: click toggles a head, double-click shows only
+ * that head (double-click it again to show all).
+ */
+export function headSquares(app) {
+  const box = el("div", { className: "tba-heads", attrs: { "data-name": "heads", role: "group", "aria-label": "Heads" } });
+  let count = -1;
+  const selected = () => {
+    const H = count;
+    const s = app.state.heads;
+    return s === null ? [...Array(H).keys()] : s.slice();
+  };
+  const normalize = (list) => (list.length === count ? null : list.sort((a, b) => a - b));
+  return {
+    element: box,
+    update(H, state) {
+      if (H !== count) {
+        count = H;
+        clear(box);
+        for (let h = 0; h < H; h++) {
+          const b = el("button", {
+            className: "tba-head",
+            text: H <= 32 ? String(h) : "",
+            title: `head ${h}: click to toggle, double-click to show only this head`,
+            attrs: { "data-head": String(h), "aria-pressed": "true" },
+            style: { background: css(headColor(h)) },
+            on: {
+              click: () => {
+                const sel = selected();
+                const i = sel.indexOf(h);
+                if (i >= 0) sel.splice(i, 1);
+                else sel.push(h);
+                app.setState({ heads: normalize(sel) });
+              },
+              dblclick: () => {
+                // the two clicks before this toggled h twice: the selection is as it was
+                const sel = selected();
+                const solo = sel.length === 1 && sel[0] === h;
+                app.setState({ heads: solo ? null : [h] });
+              },
+            },
+          });
+          box.appendChild(b);
+        }
+      }
+      const on = new Set(state.heads === null ? [...Array(H).keys()] : state.heads);
+      for (const b of box.children) b.setAttribute("aria-pressed", String(on.has(Number(b.dataset.head))));
+    },
+  };
+}

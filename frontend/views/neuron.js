@@ -1,0 +1,344 @@
+// Neuron view (BertViz's expanded neuron view, for a logged step): one layer,
+// one head, one query token. Columns: the query tokens (click one), the key
+// tokens, every key vector k with the query vector q drawn above them
+// (dimensions aligned), the elementwise product q x k, then q . k, the
+// scaled score (x scale), the additive bias when the model has one, and the
+// softmax. Signed values use a diverging scale (blue < 0 < red); masked
+// (causal or padding) positions are greyed. The numbers come from the logged
+// queries and keys (capture(..., neurons=True)); softmax(q . k * scale + bias)
+// is what the model computed.
+
+import { css, divergingIndex, divLut, headColor, seqLut } from "../colors.js";
+import { canvasPoint, el, FONT, fitText, MONO, maxLabelWidth, sizeCanvas } from "../dom.js";
+import { ApiError, neuronScores } from "../api.js";
+import { headControl, layerControl, zoomControl } from "./controls.js";
+
+const NEURONS_SNIPPET = [
+  "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
+  "w.add_attention(\"probe\", record, global_step=step)",
+].join("\n");
+
+/** neuronScores plus the ranges the colour scales need. */
+function neuronNumbers(n, qi) {
+  const r = neuronScores(n, qi);
+  const { D, Tk } = n;
+  const maxAbs = (arr) => {
+    let m = 0;
+    for (let j = 0; j < arr.length; j++) if (!r.masked[j] && Math.abs(arr[j]) > m && Number.isFinite(arr[j])) m = Math.abs(arr[j]);
+    return m;
+  };
+  let maxQK = 0;
+  for (let d = 0; d < D; d++) maxQK = Math.max(maxQK, Math.abs(r.q[d]));
+  for (let i = 0; i < Tk * D; i++) maxQK = Math.max(maxQK, Math.abs(n.keys[i]));
+  let maxProd = 0;
+  for (let j = 0; j < Tk; j++) {
+    if (r.masked[j]) continue;
+    for (let d = 0; d < D; d++) maxProd = Math.max(maxProd, Math.abs(r.prod[j * D + d]));
+  }
+  const bias = new Float64Array(Tk);
+  if (n.bias) for (let j = 0; j < Tk; j++) bias[j] = n.bias[qi * Tk + j];
+  let top = 0;
+  for (let j = 1; j < Tk; j++) if (r.softmax[j] > r.softmax[top]) top = j;
+  return { ...r, bias, maxQK, maxProd, maxAbs, top };
+}
+
+export class NeuronView {
+  constructor(app) {
+    this.app = app;
+    this.layer = layerControl(app);
+    this.head = headControl(app);
+    this.zoom = zoomControl(app, "Row height");
+    this.queryLabel = el("span", { attrs: { "data-name": "neuron-query" } });
+    this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "neuron-readout" } });
+    this.controls = el("div", { className: "tba-controls" },
+      this.layer.field, this.head.field, this.zoom.field,
+      el("span", { className: "tba-field" }, el("span", { text: "Query" }), this.queryLabel),
+      el("span", { className: "tba-hint", text: "click a query token on the left" }),
+      this.readout,
+    );
+    this.canvas = el("canvas", { attrs: { "data-name": "neuron-canvas" } });
+    this.scroll = el("div", { className: "tba-scroll" }, this.canvas);
+    this.message = el("div", { className: "tba-message", attrs: { "data-name": "neuron-message" } });
+    this.root = el("div", { attrs: { "data-name": "neuron-view" } }, this.message, this.scroll);
+    this.canvas.addEventListener("click", (e) => this.onClick(e));
+    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    this.canvas.addEventListener("mouseleave", () => {
+      this.readout.textContent = "";
+    });
+    this.ctx = null;
+    this.neurons = null;
+    this.geo = null;
+    this.status = "";
+  }
+
+  async show(ctx) {
+    const { state, kind } = ctx;
+    this.layer.update(kind, state);
+    this.head.update(kind, state);
+    this.zoom.update(state);
+    this.queryLabel.textContent = `${state.query} \u201c${ctx.labels.q[state.query] ?? ""}\u201d`;
+    if (!kind.has_neurons) {
+      this.ctx = ctx;
+      this.neurons = null;
+      this.showMessage(`Step ${state.step} of probe \u201c${state.tag}\u201d has no query/key vectors (${state.kind} attention).`);
+      return;
+    }
+    let n;
+    try {
+      n = await this.app.api.neurons(state.run, state.tag, state.step, state.kind, state.layer, state.head);
+    } catch (e) {
+      if (!ctx.isCurrent()) return;
+      if (e instanceof ApiError && e.status === 404) {
+        this.ctx = ctx;
+        this.neurons = null;
+        this.showMessage(e.message);
+        return;
+      }
+      throw e;
+    }
+    if (!ctx.isCurrent()) return;
+    this.ctx = ctx;
+    this.neurons = n;
+    this.message.hidden = true;
+    this.scroll.hidden = false;
+    this.status = "drawn";
+    this.draw();
+  }
+
+  showMessage(text) {
+    this.status = "no-neurons";
+    this.scroll.hidden = true;
+    this.message.hidden = false;
+    while (this.message.firstChild) this.message.removeChild(this.message.firstChild);
+    this.message.append(
+      el("h2", { text: "No neurons logged" }),
+      el("p", { text }),
+      el("p", { text: "The neuron view needs the queries and keys behind the attention. Log them with:" }),
+      el("pre", { className: "tba-code", text: NEURONS_SNIPPET }),
+    );
+  }
+
+  prefetch(ctx) {
+    const s = ctx.state;
+    if (!ctx.kind.has_neurons) return Promise.resolve();
+    const kind = ctx.header.kinds.find((k) => k.name === s.kind);
+    if (!kind || !kind.has_neurons) return Promise.resolve();
+    return this.app.api.neurons(s.run, s.tag, s.step, s.kind, s.layer, s.head);
+  }
+
+  setTheme(theme) {
+    if (!this.ctx) return;
+    this.ctx = { ...this.ctx, theme };
+    if (this.neurons) this.draw();
+  }
+
+  onResize() {}
+
+  detail() {
+    return this.status === "no-neurons" ? "no-neurons" : this.numbers ? `top=${this.numbers.top}` : "";
+  }
+
+  draw() {
+    const { state, labels, theme } = this.ctx;
+    const n = this.neurons;
+    const { Tq, Tk, D } = n;
+    const qi = Math.min(state.query, Tq - 1);
+    const nums = neuronNumbers(n, qi);
+    this.numbers = nums;
+    const rowH = state.zoom ? Math.max(6, Math.min(64, state.zoom)) : Math.max(10, Math.min(18, Math.floor(16000 / Math.max(Tq, Tk))));
+    const fontPx = Math.min(12, rowH - 3);
+    const cw = Math.max(2, Math.min(8, Math.floor(256 / D)));
+    const c0 = this.canvas.getContext("2d");
+    c0.font = `${fontPx}px ${FONT}`;
+    const qW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.q)) + 10);
+    const kW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.k)) + 10);
+    const headerH = 44;
+    const top = headerH + rowH + 8; // q vector row sits above the keys
+    const numW = 64;
+    const x = {};
+    x.q = 8; // query labels (right aligned at x.q + qW)
+    x.k = x.q + qW + 24; // key labels
+    x.kv = x.k + kW + 6; // k vectors
+    x.prod = x.kv + D * cw + 14; // q x k
+    x.dot = x.prod + D * cw + 14;
+    x.scaled = x.dot + numW;
+    x.bias = x.scaled + numW;
+    x.score = n.hasBias ? x.bias + numW : x.bias;
+    x.soft = n.hasBias ? x.score + numW : x.scaled + numW;
+    const width = x.soft + 120;
+    const height = Math.max(top + Tk * rowH, headerH + Tq * rowH) + 10;
+    this.geo = { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D };
+    const ctx = sizeCanvas(this.canvas, width, height);
+    ctx.fillStyle = theme.background;
+    ctx.fillRect(0, 0, width, height);
+    const div = divLut(theme);
+    const divCss = (v, max) => {
+      const i = divergingIndex(v, max);
+      return `rgb(${div[i * 4]},${div[i * 4 + 1]},${div[i * 4 + 2]})`;
+    };
+    // readable text on a diverging cell: light on dark fills, dark on light
+    const divText = (v, max) => {
+      const i = divergingIndex(v, max);
+      const lum = (0.2126 * div[i * 4] + 0.7152 * div[i * 4 + 1] + 0.0722 * div[i * 4 + 2]) / 255;
+      return lum < 0.5 ? "#ffffff" : "#111111";
+    };
+    const maskedCss = css(theme.masked);
+
+    // column titles
+    ctx.fillStyle = theme.muted;
+    ctx.font = `11px ${FONT}`;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "left";
+    const title = (text, at, y = 14) => ctx.fillText(text, at, y);
+    title("query", x.q);
+    title("key", x.k);
+    title(`k  (q above; ${D} dims)`, x.kv);
+    title("q \u00d7 k", x.prod);
+    title("q \u00b7 k", x.dot);
+    title(`\u00d7 ${fmt(n.scale)}`, x.scaled);
+    if (n.hasBias) {
+      title("+ bias", x.bias);
+      title("= score", x.score);
+    }
+    title("softmax", x.soft);
+    ctx.fillStyle = css(headColor(state.head));
+    ctx.fillRect(x.soft + 50, 9, 10, 10);
+
+    // query tokens (left), selected one highlighted
+    ctx.font = `${fontPx}px ${FONT}`;
+    for (let i = 0; i < Tq; i++) {
+      const y = headerH + i * rowH;
+      if (i === qi) {
+        ctx.fillStyle = theme.highlight;
+        ctx.fillRect(x.q - 4, y, qW + 8, rowH);
+      }
+      ctx.fillStyle = theme.text;
+      fitText(ctx, labels.q[i], x.q + qW, y + rowH / 2, qW - 4, "right");
+    }
+    // q vector above the key vectors, dims aligned with k
+    const qy = headerH;
+    ctx.fillStyle = theme.text;
+    fitText(ctx, "q", x.kv - 6, qy + rowH / 2, kW, "right");
+    for (let d = 0; d < D; d++) {
+      ctx.fillStyle = divCss(nums.q[d], nums.maxQK);
+      ctx.fillRect(x.kv + d * cw, qy, cw, rowH - 1);
+    }
+    // arrow from the selected query to the q row
+    ctx.strokeStyle = theme.muted;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(x.q + qW + 4, headerH + qi * rowH + rowH / 2);
+    ctx.lineTo(x.k - 4, qy + rowH / 2);
+    ctx.stroke();
+
+    const maxDot = nums.maxAbs(nums.dot);
+    const maxScaled = nums.maxAbs(nums.scaled);
+    const maxBias = n.hasBias ? nums.maxAbs(nums.bias) : 0;
+    const maxScore = nums.maxAbs(nums.score);
+    const soft = seqLut(theme);
+    for (let j = 0; j < Tk; j++) {
+      const y = top + j * rowH;
+      const masked = nums.masked[j] === 1;
+      ctx.fillStyle = masked ? theme.muted : theme.text;
+      ctx.font = `${fontPx}px ${FONT}`;
+      fitText(ctx, labels.k[j], x.k + kW, y + rowH / 2, kW - 4, "right");
+      for (let d = 0; d < D; d++) {
+        ctx.fillStyle = divCss(n.keys[j * D + d], nums.maxQK);
+        ctx.fillRect(x.kv + d * cw, y, cw, rowH - 1);
+        ctx.fillStyle = masked ? maskedCss : divCss(nums.prod[j * D + d], nums.maxProd);
+        ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
+      }
+      const cellNum = (v, max, at) => {
+        ctx.fillStyle = masked ? maskedCss : divCss(v, max);
+        ctx.fillRect(at, y, numW - 4, rowH - 1);
+        if (fontPx >= 7) {
+          ctx.fillStyle = masked ? theme.muted : divText(v, max);
+          ctx.font = `${Math.min(11, fontPx)}px ${MONO}`;
+          ctx.textAlign = "right";
+          ctx.fillText(masked ? "\u2013" : fmt(v), at + numW - 7, y + rowH / 2);
+        }
+      };
+      cellNum(nums.dot[j], maxDot, x.dot);
+      cellNum(nums.scaled[j], maxScaled, x.scaled);
+      if (n.hasBias) {
+        cellNum(nums.bias[j], maxBias, x.bias);
+        cellNum(nums.score[j], maxScore, x.score);
+      }
+      // softmax: bar + value
+      const p = nums.softmax[j];
+      if (masked) {
+        ctx.fillStyle = maskedCss;
+        ctx.fillRect(x.soft, y, 110, rowH - 1);
+      } else {
+        const b = Math.round(p * 255);
+        ctx.fillStyle = `rgb(${soft[b * 4]},${soft[b * 4 + 1]},${soft[b * 4 + 2]})`;
+        ctx.fillRect(x.soft, y, Math.max(1, p * 60), rowH - 1);
+      }
+      if (fontPx >= 7) {
+        ctx.fillStyle = masked ? theme.muted : theme.text;
+        ctx.font = `${Math.min(11, fontPx)}px ${MONO}`;
+        ctx.textAlign = "left";
+        ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
+      }
+    }
+    ctx.textAlign = "left";
+  }
+
+  hit(e) {
+    const g = this.geo;
+    if (!g) return null;
+    const p = canvasPoint(this.canvas, e);
+    if (p.x < g.x.q + g.qW + 6) {
+      const i = Math.floor((p.y - g.headerH) / g.rowH);
+      if (i >= 0 && i < g.Tq) return { query: i };
+      return null;
+    }
+    const j = Math.floor((p.y - g.top) / g.rowH);
+    if (j < 0 || j >= g.Tk) return null;
+    let dim = null;
+    let block = "";
+    if (p.x >= g.x.kv && p.x < g.x.kv + g.D * g.cw) {
+      dim = Math.floor((p.x - g.x.kv) / g.cw);
+      block = "k";
+    } else if (p.x >= g.x.prod && p.x < g.x.prod + g.D * g.cw) {
+      dim = Math.floor((p.x - g.x.prod) / g.cw);
+      block = "prod";
+    }
+    return { key: j, dim, block };
+  }
+
+  onClick(e) {
+    const h = this.hit(e);
+    if (h && h.query !== undefined && h.query !== this.ctx.state.query) this.app.setState({ query: h.query });
+  }
+
+  onMove(e) {
+    const h = this.hit(e);
+    this.canvas.style.cursor = h && h.query !== undefined ? "pointer" : "default";
+    if (!h || h.key === undefined || !this.numbers) {
+      this.readout.textContent = h && h.query !== undefined ? `click: query ${h.query} \u201c${this.ctx.labels.q[h.query]}\u201d` : "";
+      return;
+    }
+    const nums = this.numbers;
+    const n = this.neurons;
+    const j = h.key;
+    let text = `key ${j} \u201c${this.ctx.labels.k[j]}\u201d`;
+    if (h.dim !== null) {
+      const d = h.dim;
+      text += ` \u00b7 dim ${d}: q=${fmt(nums.q[d])} k=${fmt(n.keys[j * n.D + d])} q\u00d7k=${fmt(nums.prod[j * n.D + d])}`;
+    }
+    text += nums.masked[j] ? " \u00b7 masked" : ` \u00b7 q\u00b7k=${fmt(nums.dot[j])} score=${fmt(nums.score[j])} softmax=${nums.softmax[j].toFixed(4)}`;
+    this.readout.textContent = text;
+  }
+
+  exportCanvas() {
+    return this.canvas;
+  }
+}
+
+function fmt(v) {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 0.01 || a >= 10000)) return v.toExponential(1);
+  return v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
+}
