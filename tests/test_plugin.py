@@ -18,9 +18,8 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import struct
-import sys
+import sysconfig
 import urllib.parse
 
 import numpy as np
@@ -924,17 +923,18 @@ def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdi
 @pytest.mark.parametrize("name", ["rust", "python"])
 def test_installed_frontend_is_served_and_guarded(backends, name):
     backend = backends(name)
-    import importlib.metadata as md
-    dist = md.distribution("tb-attention")
-    (entry_points,) = [f for f in dist.files if f.name == "entry_points.txt"]
-    assert os.path.isfile(dist.locate_file(entry_points))  # a served type (.txt), next to the package
-    target = "/".join(entry_points.parts)  # tb_attention-X.dist-info/entry_points.txt
+    # What the subprocess runs: site-packages, not this checkout (conftest
+    # drops PYTHONPATH and starts it elsewhere).
+    site = sysconfig.get_paths()["purelib"]
+    (entry_points,) = glob.glob(os.path.join(site, "tb_attention-*.dist-info", "entry_points.txt"))
+    assert "tensorboard_plugins" in open(entry_points).read()  # a served type (.txt), next to the package
+    target = os.path.relpath(entry_points, site).replace(os.sep, "/")
     for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
                 "../plugin.py", "../__init__.py%00.js"):
         r = backend.get(PREFIX + "static/" + rel)
         assert r.status == 404, (rel, r)
         assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
-    installed = os.path.join(os.path.dirname(str(dist.locate_file("tb_attention/__init__.py"))), "frontend", "index.js")
+    installed = os.path.join(site, "tb_attention", "frontend", "index.js")
     if not os.path.isfile(installed):
         pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
     r = backend.get(PREFIX + "static/index.js")
