@@ -62,7 +62,9 @@ class _OwnFile:
 
     def __init__(self, logdir):
         self.logdir = logdir
-        self._writer = EventFileWriter(logdir, max_queue_size=4, flush_secs=30)
+        # One serialized event waiting in TensorBoard's queue is enough to keep
+        # its thread busy; more would sit outside _MAX_QUEUED_BYTES.
+        self._writer = EventFileWriter(logdir, max_queue_size=1, flush_secs=30)
         _accelerate(self._writer)
         self.path = self._writer._file_name
 
@@ -110,6 +112,24 @@ class _SharedFile:
 
 
 _STOP = object()
+
+# Records waiting for the background thread may hold at most this much memory
+# (one record always gets through, however large). A count alone would let
+# max_queue 32x32x1024x1024 records, 4 GiB each as float32, pile up.
+_MAX_QUEUED_BYTES = 1 << 30
+
+
+def _record_nbytes(record):
+    total = 0
+    for name in record.kinds:
+        k = record.kind(name)
+        total += k.attention.nbytes
+        n = k.neurons
+        if n is not None:
+            total += n.queries.nbytes + n.keys.nbytes + n.masked.nbytes
+            total += 0 if n.bias is None else n.bias.nbytes
+    return total
+
 _live_writers = weakref.WeakSet()
 
 
@@ -155,6 +175,8 @@ class AttentionWriter:
         self._sequences = {}
         self._metadata = metadata.create_summary_metadata()
         self._queue = queue.Queue(maxsize=max_queue)
+        self._queued_bytes = 0
+        self._space = threading.Condition()
         self._error = None
         self._closed = False
         self._lock = threading.Lock()
@@ -208,18 +230,32 @@ class AttentionWriter:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)
             sequence = self._sequences.get(tag, 0)
             self._sequences[tag] = sequence + 1
-            self._put((tag, int(global_step), float(walltime), record, sequence))
+            self._put((tag, int(global_step), float(walltime), record, sequence), _record_nbytes(record))
 
-    def _put(self, item):
+    def _put(self, item, nbytes):
         # A bounded queue: when the disk is slower than training, training waits
         # here instead of memory growing without limit. Wake up now and then so a
         # dead background thread turns into an exception instead of a hang.
+        with self._space:
+            while self._queued_bytes and self._queued_bytes + nbytes > _MAX_QUEUED_BYTES:
+                self._space.wait(0.5)
+                self._raise_pending()
+            self._queued_bytes += nbytes
         while True:
             try:
-                self._queue.put(item, timeout=0.5)
+                self._queue.put(item + (nbytes,), timeout=0.5)
                 return
             except queue.Full:
-                self._raise_pending()
+                try:
+                    self._raise_pending()
+                except AttentionWriterError:
+                    self._release(nbytes)
+                    raise
+
+    def _release(self, nbytes):
+        with self._space:
+            self._queued_bytes -= nbytes
+            self._space.notify_all()
 
     def flush(self):
         """Block until everything added so far is in the event file."""
@@ -276,10 +312,13 @@ class AttentionWriter:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    self._sink.write(self._encode(*item))
+                    self._sink.write(self._encode(*item[:-1]))
             except Exception as e:  # surfaced to the user on their next call
                 self._error = self._wrap(e)
             finally:
+                if item is not _STOP:
+                    self._release(item[-1])
+                item = None  # do not hold the last record while waiting for the next
                 self._queue.task_done()
 
     def _encode(self, tag, step, walltime, record, sequence):

@@ -950,3 +950,64 @@ def test_error_at_interpreter_exit_is_reported(tmp_path):
     assert "No space left on device" in r.stderr
     os.unlink(path)
     assert load(tmp_path).steps(".", "probe") == list(range(12))  # the .kept file
+
+
+# --------------------------------------------------------------------------
+# back-pressure: a stalled disk blocks the training thread, memory stays bounded
+
+
+def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypatch):
+    """The event file is swapped for a FIFO nobody reads: every write blocks in
+    open(2), as on a hung network filesystem. add_attention must then block
+    once the records in flight reach the byte bound (here: one record), not
+    pile up max_queue records; reading the FIFO releases everything, in order."""
+    from tb_attention import writer as writer_module
+    monkeypatch.setattr(writer_module, "_MAX_QUEUED_BYTES", 1)
+    w = AttentionWriter(tmp_path / "run", max_queue=8)
+    w.add_attention("probe", _GOOD, tokens=_T4, global_step=0)
+    w.flush()
+    path = w._sink.path
+    os.rename(path, tmp_path / "before")
+    os.mkfifo(path)
+    done, errors = [], []
+
+    def train():
+        try:
+            for step in range(1, 16):
+                w.add_attention("probe", _GOOD, tokens=_T4, global_step=step)
+                done.append(step)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    received = bytearray()
+
+    def drain():  # each record is one open/append/close of the FIFO
+        while True:
+            with open(path, "rb") as f:
+                chunk = f.read()
+            if chunk == b"STOP":
+                return
+            received.extend(chunk)
+
+    trainer = threading.Thread(target=train, daemon=True)
+    reader = threading.Thread(target=drain, daemon=True)
+    trainer.start()
+    try:
+        # In flight while the disk hangs: one record in TensorBoard's writer thread
+        # (stuck in open), one in its queue, one in ours (waiting to hand it over).
+        wait_until(lambda: len(done) >= 3, timeout=30, what="three records to be accepted")
+        trainer.join(timeout=1.0)
+        blocked_at = list(done)
+    finally:  # whatever happened, let the disk go again
+        reader.start()
+    assert trainer.is_alive() and blocked_at == [1, 2, 3], blocked_at  # blocked, not queueing more
+    trainer.join(timeout=60)
+    assert not trainer.is_alive() and not errors, errors
+    w.close()
+    with open(path, "wb") as f:  # release the drain thread
+        f.write(b"STOP")
+    reader.join(timeout=30)
+    os.unlink(path)
+    (tmp_path / "run" / "events.out.tfevents.after").write_bytes(bytes(received))
+    os.rename(tmp_path / "before", tmp_path / "run" / "events.out.tfevents.before")
+    assert load(tmp_path).steps("run", "probe") == list(range(16))
