@@ -63,6 +63,12 @@ export class App {
     this.setupTheme();
     this.host = new HostChannel(this.win);
     this.host.listen(DATA_RELOADED, () => this.reload());
+    this.store.onExternalChange((keys) => {
+      // back / forward or an edited link: show what the URL says now
+      this.stopPlay();
+      this.state = decodeState(keys);
+      this.schedule();
+    });
     this.win.addEventListener("keydown", (e) => this.onKey(e));
     this.win.addEventListener("resize", () => this.onResize());
     this.refresh();

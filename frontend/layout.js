@@ -36,6 +36,7 @@ export function bucketAlpha(b) {
  *   qRange?: [number, number], kRange?: [number, number],
  *   hover?: {side: "q" | "k", index: number} | null,
  *   headOffset?: number, // when `w` holds only some heads: index of heads[i] in w is heads[i] - headOffset
+ *   band?: [number, number] | null, rowQ?: number, rowK?: number, // only lines crossing the band (see budgetCutoff)
  * }} [opts]
  * @returns {HeadEdges[]}
  */
@@ -43,6 +44,17 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
   const minByte = Math.max(1, opts.minByte || 1);
   const [q0, q1, k0, k1] = edgeRanges(Tq, Tk, opts);
   const off = opts.headOffset || 0;
+  const band = opts.band || null;
+  const rowQ = opts.rowQ || 1;
+  const rowK = opts.rowK || 1;
+  // key range per query row (all keys without a band)
+  const ja = new Int32Array(Math.max(0, q1 - q0));
+  const jb = new Int32Array(Math.max(0, q1 - q0));
+  for (let i = q0; i < q1; i++) {
+    const r = bandKeys((i + 0.5) * rowQ, band, rowK, k0, k1);
+    ja[i - q0] = r[0];
+    jb[i - q0] = r[1];
+  }
   const result = [];
   for (let hi = 0; hi < heads.length; hi++) {
     const h = heads[hi];
@@ -51,7 +63,7 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
     // pass 1: count per bucket
     for (let i = q0; i < q1; i++) {
       const row = base + i * Tk;
-      for (let j = k0; j < k1; j++) {
+      for (let j = ja[i - q0], end = jb[i - q0]; j < end; j++) {
         const v = w[row + j];
         if (v >= minByte) counts[v >> 3]++;
       }
@@ -66,7 +78,7 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
       const fill = offsets.slice(0, ALPHA_BUCKETS);
       for (let i = q0; i < q1; i++) {
         const row = base + i * Tk;
-        for (let j = k0; j < k1; j++) {
+        for (let j = ja[i - q0], end = jb[i - q0]; j < end; j++) {
           const v = w[row + j];
           if (v >= minByte) {
             const p = fill[v >> 3]++;
@@ -102,6 +114,21 @@ export function edgeRanges(Tq, Tk, opts = {}) {
 }
 
 /**
+ * The keys whose line from query row y_i crosses the band [b0, b1] (all px,
+ * rows at (i + 0.5) * rowQ on the left and (j + 0.5) * rowK on the right):
+ * when the query's end is inside the band every key qualifies; above it only
+ * keys reaching down into it; below it only keys reaching up into it.
+ * @returns {[number, number]} half-open key range within [k0, k1)
+ */
+export function bandKeys(yi, band, rowK, k0, k1) {
+  if (!band) return [k0, k1];
+  const [b0, b1] = band;
+  if (yi < b0) return [Math.max(k0, Math.ceil(b0 / rowK - 0.5)), k1];
+  if (yi > b1) return [k0, Math.min(k1, Math.floor(b1 / rowK - 0.5) + 1)];
+  return [k0, k1];
+}
+
+/**
  * The smallest weight byte to draw so that the drawn lines' total length
  * stays within `budget` pixels: the strongest lines go first. A line from
  * query i to key j between columns `gap` px apart costs
@@ -110,8 +137,11 @@ export function edgeRanges(Tq, Tk, opts = {}) {
  * @param {Uint8Array} w bytes [H, Tq, Tk]
  * @param {{budget: number, gap: number, rowQ: number, rowK: number,
  *   minByte?: number, qRange?: [number, number], kRange?: [number, number],
- *   hover?: {side: "q" | "k", index: number} | null, headOffset?: number}} opts
- *   rowQ / rowK: px per query / key row
+ *   hover?: {side: "q" | "k", index: number} | null, headOffset?: number,
+ *   band?: [number, number] | null}} opts
+ *   rowQ / rowK: px per query / key row; band: only the part of each line
+ *   inside these y limits is drawn (the visible part of a scrolled view):
+ *   lines outside it are skipped, and a line costs only its visible part.
  * @returns {{cutoff: number, lines: number, drawn: number, cost: number}}
  *   cutoff: draw bytes >= cutoff (256 = nothing fits); lines: candidates at
  *   or above minByte; drawn: lines at or above cutoff; cost: their length.
@@ -123,16 +153,32 @@ export function budgetCutoff(w, Tq, Tk, heads, opts) {
   const cost = new Float64Array(256);
   const count = new Float64Array(256);
   const { gap, rowQ, rowK } = opts;
+  const band = opts.band || null;
+  const b0 = band ? band[0] : -Infinity;
+  const b1 = band ? band[1] : Infinity;
   for (const h of heads) {
     const base = (h - off) * Tq * Tk;
     for (let i = q0; i < q1; i++) {
       const row = base + i * Tk;
       const yi = (i + 0.5) * rowQ;
-      for (let j = k0; j < k1; j++) {
+      const [ja, jb] = bandKeys(yi, band, rowK, k0, k1);
+      const ci = yi < b0 ? b0 : yi > b1 ? b1 : yi;
+      for (let j = ja; j < jb; j++) {
         const v = w[row + j];
         if (v < minByte) continue;
-        const dy = yi - (j + 0.5) * rowK;
-        const len = dy > gap ? dy : -dy > gap ? -dy : gap;
+        const yj = (j + 0.5) * rowK;
+        let len;
+        if (band) {
+          // the visible part: its vertical extent, and its share of the gap
+          const cj = yj < b0 ? b0 : yj > b1 ? b1 : yj;
+          const vis = ci > cj ? ci - cj : cj - ci;
+          const dy = yi > yj ? yi - yj : yj - yi;
+          const wide = dy < 1 ? gap : (gap * vis) / dy;
+          len = vis > wide ? vis : wide;
+        } else {
+          const dy = yi - yj;
+          len = dy > gap ? dy : -dy > gap ? -dy : gap;
+        }
         cost[v] += len;
         count[v] += 1;
       }

@@ -347,6 +347,7 @@ export class UrlStore {
       this.host = win;
     }
     this.lastWritten = null;
+    this.remember = null;
   }
 
   /** @returns {Record<string, string>} */
@@ -354,11 +355,38 @@ export class UrlStore {
     return readPluginKeys(this.host.location.hash);
   }
 
+  /**
+   * Call fn(keys) when the plugin's keys in the URL change from outside
+   * (back / forward, an edited or pasted link); not for this store's writes.
+   * @param {(keys: Record<string, string>) => void} fn
+   */
+  onExternalChange(fn) {
+    let last = JSON.stringify(this.read());
+    const check = () => {
+      const keys = this.read();
+      const now = JSON.stringify(keys);
+      if (now === last) return;
+      last = now;
+      if (this.host.location.hash.replace(/^#/, "") === this.lastWritten) return;
+      fn(keys);
+    };
+    this.remember = (hash) => {
+      last = JSON.stringify(readPluginKeys(hash));
+    };
+    try {
+      this.host.addEventListener("hashchange", check);
+      this.host.addEventListener("popstate", check);
+    } catch (e) {
+      // a host that does not let us listen: links still work on load
+    }
+  }
+
   /** @param {Record<string, string>} keys */
   write(keys) {
     const hash = writePluginKeys(this.host.location.hash, keys);
     if (hash === this.lastWritten) return;
     this.lastWritten = hash;
+    if (this.remember) this.remember(hash);
     const url = new URL(this.host.location.href);
     url.hash = hash;
     if (url.href === this.host.location.href) return;

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  collectEdges, budgetCutoff, edgeRanges, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
+  collectEdges, budgetCutoff, bandKeys, edgeRanges, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
   gridLayout, matrixCell, matrixHit, maxPool, bucketAlpha, ALPHA_BUCKETS,
 } from "../layout.js";
 
@@ -150,4 +150,32 @@ test("edge ranges combine the pair filter and hover", () => {
   assert.deepEqual(edgeRanges(5, 6, { qRange: [2, 5], hover: { side: "q", index: 3 } }), [3, 4, 0, 6]);
   assert.deepEqual(edgeRanges(5, 6, { qRange: [2, 5], hover: { side: "q", index: 0 } }), [2, 1, 0, 6]);
   assert.deepEqual(edgeRanges(5, 6, { kRange: [0, 3], hover: { side: "k", index: 2 } }), [0, 5, 2, 3]);
+});
+
+test("band: only lines crossing the visible rows, costed by their visible part", () => {
+  // 1 head, 4 x 4, every weight visible; rows 10 px apart (row i at 10 i + 5)
+  const all = new Uint8Array(16).fill(200);
+  assert.deepEqual(bandKeys(5, null, 10, 0, 4), [0, 4]);
+  // band [20, 40]: rows 2 and 3 (y 25, 35) are inside
+  assert.deepEqual(bandKeys(5, [20, 40], 10, 0, 4), [2, 4]); // from above: keys reaching down
+  assert.deepEqual(bandKeys(25, [20, 40], 10, 0, 4), [0, 4]); // inside: all
+  assert.deepEqual(bandKeys(45, [20, 30], 10, 0, 4), [0, 3]); // from below: keys 0..2 (y <= 30 for 0, 1, 2)
+  const [e] = collectEdges(all, 4, 4, [0], { band: [20, 40], rowQ: 10, rowK: 10 });
+  // queries 0 and 1 reach keys 2, 3; queries 2 and 3 reach every key
+  assert.equal(e.count, 2 + 2 + 4 + 4);
+  const c = budgetCutoff(all, 4, 4, [0], { budget: 1e9, gap: 1, rowQ: 10, rowK: 10, band: [20, 40] });
+  assert.equal(c.lines, 12);
+  // query 0 (y 5) -> key 3 (y 35): visible from y 20 to 35 = 15 px (of 30)
+  const one = new Uint8Array(16);
+  one[3] = 255;
+  const v = budgetCutoff(one, 4, 4, [0], { budget: 1e9, gap: 1, rowQ: 10, rowK: 10, band: [20, 40] });
+  assert.equal(v.cost, 15);
+  // a horizontal line inside the band costs the gap
+  const h = new Uint8Array(16);
+  h[2 * 4 + 2] = 255;
+  assert.equal(budgetCutoff(h, 4, 4, [0], { budget: 1e9, gap: 100, rowQ: 10, rowK: 10, band: [20, 40] }).cost, 100);
+  // a line entirely above the band is skipped
+  const above = new Uint8Array(16);
+  above[0] = 255;
+  assert.equal(budgetCutoff(above, 4, 4, [0], { budget: 1e9, gap: 1, rowQ: 10, rowK: 10, band: [20, 40] }).lines, 0);
 });

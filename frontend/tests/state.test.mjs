@@ -166,3 +166,24 @@ test("UrlStore falls back to its own hash for a cross-origin parent", () => {
   assert.equal(frame.location.hash, "#&p.attention.view=model");
   assert.deepEqual(store.read(), { view: "model" });
 });
+
+test("UrlStore reports changes made outside, not its own writes", () => {
+  const listeners = {};
+  const top = fakeWindow("http://127.0.0.1:6006/#attention&p.attention.step=5");
+  top.addEventListener = (type, fn) => { (listeners[type] = listeners[type] || []).push(fn); };
+  const frame = fakeWindow("http://127.0.0.1:6006/data/plugin_entry.html?name=attention", top);
+  const store = new UrlStore(frame);
+  const seen = [];
+  store.onExternalChange((keys) => seen.push(keys));
+  const fire = () => listeners.hashchange.forEach((f) => f());
+  store.write({ step: "7" });
+  fire();
+  assert.deepEqual(seen, []);
+  top.location = makeLoc("http://127.0.0.1:6006/#attention&p.attention.step=9&p.attention.view=model");
+  fire();
+  assert.deepEqual(seen, [{ step: "9", view: "model" }]);
+  // TensorBoard rewriting its own part of the hash is not a change of ours
+  top.location = makeLoc("http://127.0.0.1:6006/#scalars&p.attention.step=9&p.attention.view=model");
+  fire();
+  assert.equal(seen.length, 1);
+});

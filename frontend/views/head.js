@@ -14,10 +14,11 @@ import { PAIR_LABELS, PAIRS } from "../state.js";
 import { headSquares, layerControl, zoomControl } from "./controls.js";
 
 const MAX_LABEL_W = 180;
-// Total length (CSS px) of the lines one draw may stroke: the strongest lines
-// go first. Canvas rasterization costs about one step per pixel of a line's
-// longer axis, so this bounds the draw time at any sequence length.
-export const LINE_BUDGET = 1500000;
+// Total length (CSS px) of the visible lines one draw may stroke: the
+// strongest lines go first. Canvas rasterization costs about one step per
+// pixel of a line's longer axis (Chromium's software canvas: ~100 ns per
+// step), so this bounds the draw time at any sequence length.
+export const LINE_BUDGET = 600000;
 
 export class HeadView {
   constructor(app) {
@@ -36,9 +37,18 @@ export class HeadView {
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
       this.note,
     );
-    this.canvas = el("canvas", { attrs: { "data-name": "head-canvas" } });
-    this.scroll = el("div", { className: "tba-scroll" }, this.canvas);
-    this.root = el("div", { attrs: { "data-name": "head-view" } }, this.scroll);
+    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "head-canvas" } });
+    this.sizer = el("div", { className: "tba-sizer" }, this.canvas);
+    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
+    this.view = { y0: 0, h: 0 };
+    this.scroll.addEventListener("scroll", () => {
+      if (this.scrollFrame) return;
+      this.scrollFrame = requestAnimationFrame(() => {
+        this.scrollFrame = 0;
+        if (this.ctx && this.weights && Math.round(this.scroll.scrollTop) !== Math.round(this.view.y0)) this.draw();
+      });
+    });
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.scroll);
     /** @type {{side: "q" | "k", index: number} | null} */
     this.transient = null;
     this.ctx = null;
@@ -100,7 +110,7 @@ export class HeadView {
     if (!this.geometry) return null;
     const p = canvasPoint(this.canvas, e);
     const [, Tq, Tk] = this.weights.shape;
-    return headViewHit(this.geometry, Tq, Tk, p.x, p.y);
+    return headViewHit(this.geometry, Tq, Tk, p.x, p.y + this.view.y0);
   }
 
   onMove(e) {
@@ -131,11 +141,26 @@ export class HeadView {
     this.app.setState({ hover: same ? null : h });
   }
 
+  /** The whole view (not only the visible rows), for PNG export. */
   exportCanvas() {
-    return this.canvas;
+    const c = document.createElement("canvas");
+    this.render(c, { y0: 0, h: this.geometry.height }, 4 * LINE_BUDGET);
+    return c;
   }
 
+  /** Draw what is visible in the scroller. */
   draw() {
+    this.render(this.canvas, null, LINE_BUDGET);
+  }
+
+  /**
+   * Draw the view into `canvas`: the rows visible in the scroller (view null),
+   * or everything (view {y0: 0, h: full height}, for export).
+   * @param {HTMLCanvasElement} canvas
+   * @param {{y0: number, h: number} | null} view
+   * @param {number} budget total length of lines to draw (px)
+   */
+  render(canvas, view, budget) {
     const { state, kind, labels, theme } = this.ctx;
     const w = this.weights;
     const [, Tq, Tk] = w.shape;
@@ -144,7 +169,7 @@ export class HeadView {
     const rowH = rowHeight(Math.max(Tq, Tk), state.zoom);
     const fontPx = Math.min(13, rowH - 3);
     const showText = fontPx >= 6;
-    const c = this.canvas.getContext("2d");
+    const c = canvas.getContext("2d");
     c.font = `${fontPx}px ${FONT}`;
     const leftW = showText ? Math.min(MAX_LABEL_W, Math.ceil(maxLabelWidth(c, labels.q))) + 6 : 4;
     const rightW = showText ? Math.min(MAX_LABEL_W, Math.ceil(maxLabelWidth(c, labels.k))) + 6 : 4;
@@ -152,10 +177,36 @@ export class HeadView {
     const avail = (this.scroll.clientWidth || 900) - 2;
     const gap = Math.max(160, Math.min(420, avail - leftW - rightW - 2 * boxW * heads.length - 40));
     const L = headViewLayout({ Tq, Tk, rowH, leftW, rightW, boxW, nBox: heads.length, gap });
-    this.geometry = L;
-    const ctx = sizeCanvas(this.canvas, L.width, L.height);
+
+    // The on-screen canvas covers only the scroller's visible rows (it is
+    // sticky inside a spacer as tall as the whole view): off-screen lines
+    // cost nothing, and the budget is spent on what can be seen.
+    let y0 = 0;
+    let vh = L.height;
+    if (!view) {
+      this.geometry = L;
+      this.sizer.style.width = L.width + "px";
+      this.sizer.style.height = L.height + "px";
+      const visible = this.scroll.clientHeight || Math.max(200, (this.app.win.innerHeight || 800) - 150);
+      vh = Math.max(1, Math.min(L.height, visible));
+      y0 = Math.max(0, Math.min(this.scroll.scrollTop, L.height - vh));
+      this.view = { y0, h: vh };
+      // where things are, for tests and tools that read pixels
+      canvas.dataset.geometry = JSON.stringify({
+        top: L.top, rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX,
+        rightTextX: L.rightTextX, leftBoxX: L.leftBoxX, rightBoxX: L.rightBoxX, boxW,
+        width: L.width, height: L.height, viewY: y0, viewH: vh,
+      });
+    } else {
+      y0 = view.y0;
+      vh = view.h;
+    }
+    const ctx = sizeCanvas(canvas, L.width, vh);
     ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, L.width, L.height);
+    ctx.fillRect(0, 0, L.width, vh);
+    ctx.translate(0, -y0);
+    const firstRow = Math.max(0, Math.floor((y0 - L.top) / rowH) - 1);
+    const lastRow = Math.ceil((y0 + vh - L.top) / rowH) + 1;
 
     const { qRange, kRange } = hasSegments(kind)
       ? pairRanges(state.pair, kind.query_segment_b, kind.key_segment_b, Tq, Tk)
@@ -197,25 +248,25 @@ export class HeadView {
       ctx.setLineDash([]);
     }
 
-    // labels
+    // labels of the visible rows
     if (showText) {
       ctx.font = `${fontPx}px ${FONT}`;
       ctx.textBaseline = "middle";
-      for (let i = 0; i < Tq; i++) {
+      for (let i = firstRow; i < Math.min(Tq, lastRow); i++) {
         ctx.fillStyle = i >= qRange[0] && i < qRange[1] ? theme.text : theme.muted;
         fitText(ctx, labels.q[i], L.leftTextX, L.y(i), leftW - 4, "right");
       }
-      for (let j = 0; j < Tk; j++) {
+      for (let j = firstRow; j < Math.min(Tk, lastRow); j++) {
         ctx.fillStyle = j >= kRange[0] && j < kRange[1] ? theme.text : theme.muted;
         fitText(ctx, labels.k[j], L.rightTextX, L.y(j), rightW - 4, "left");
       }
     }
 
-    // lines: the strongest first, within the length budget
-    const edgeOpts = { qRange, kRange, hover };
-    const cut = budgetCutoff(w.bytes, Tq, Tk, heads, { ...edgeOpts, budget: LINE_BUDGET, gap: L.lineX1 - L.lineX0, rowQ: rowH, rowK: rowH });
+    // lines crossing the visible band, the strongest first, within the budget
+    const band = [y0 - L.top, y0 + vh - L.top];
+    const edgeOpts = { qRange, kRange, hover, band, rowQ: rowH, rowK: rowH };
+    const cut = budgetCutoff(w.bytes, Tq, Tk, heads, { ...edgeOpts, budget, gap: L.lineX1 - L.lineX0 });
     const edges = cut.cutoff > 255 ? [] : collectEdges(w.bytes, Tq, Tk, heads, { ...edgeOpts, minByte: cut.cutoff });
-    this.cut = cut;
     ctx.lineWidth = Math.max(Tq, Tk) <= 64 ? 2 : 1;
     ctx.lineCap = "butt";
     let count = 0;
@@ -239,7 +290,6 @@ export class HeadView {
       }
     }
     ctx.globalAlpha = 1;
-    this.edgeCount = count;
 
     // per-head boxes on the other side of the hovered token
     if (hover) {
@@ -250,7 +300,7 @@ export class HeadView {
         if (hover.side === "q") {
           const row = base + hover.index * Tk;
           const x = L.rightBoxX + s * boxW;
-          for (let j = kRange[0]; j < kRange[1]; j++) {
+          for (let j = Math.max(kRange[0], firstRow); j < Math.min(kRange[1], lastRow); j++) {
             const v = w.bytes[row + j];
             if (!v) continue;
             ctx.globalAlpha = v / 255;
@@ -258,7 +308,7 @@ export class HeadView {
           }
         } else {
           const x = L.leftBoxX + s * boxW;
-          for (let i = qRange[0]; i < qRange[1]; i++) {
+          for (let i = Math.max(qRange[0], firstRow); i < Math.min(qRange[1], lastRow); i++) {
             const v = w.bytes[base + i * Tk + hover.index];
             if (!v) continue;
             ctx.globalAlpha = v / 255;
@@ -268,11 +318,14 @@ export class HeadView {
       });
       ctx.globalAlpha = 1;
     }
+    if (view) return;
 
+    this.cut = cut;
+    this.edgeCount = count;
     const notes = [];
     if (heads.length === 0) notes.push("no heads selected: click a square");
     if (cut.drawn < cut.lines) {
-      notes.push(`the ${cut.drawn} strongest of ${cut.lines} lines (weight \u2265 ${(cut.cutoff / 255).toFixed(3)})`);
+      notes.push(`the ${cut.drawn} strongest of ${cut.lines} visible lines (weight \u2265 ${(cut.cutoff / 255).toFixed(3)})`);
     }
     if (!showText) notes.push("zoom in for token labels");
     this.note.textContent = notes.join(" \u00b7 ");

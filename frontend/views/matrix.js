@@ -22,7 +22,7 @@ export class MatrixView {
     this.overlay = el("canvas", { className: "tba-overlay" });
     this.stack = el("div", { className: "tba-stack" }, this.canvas, this.overlay);
     this.scroll = el("div", { className: "tba-scroll" }, this.stack);
-    this.root = el("div", { attrs: { "data-name": "matrix-view" } }, this.scroll);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setCell(null));
     this.ctx = null;
@@ -82,6 +82,7 @@ export class MatrixView {
     const width = ox + Tk * cell + 2;
     const height = oy + Tq * cell + 2;
     this.geo = { ox, oy, cell, Tq, Tk, width, height };
+    this.canvas.dataset.geometry = JSON.stringify(this.geo);
     const ctx = sizeCanvas(this.canvas, width, height);
     sizeCanvas(this.overlay, width, height);
     ctx.fillStyle = theme.background;

@@ -39,7 +39,7 @@ export class ModelView {
     this.canvas.style.cursor = "pointer";
     this.tooltip = el("div", { className: "tba-tooltip" });
     this.scroll = el("div", { className: "tba-scroll" }, this.canvas);
-    this.root = el("div", { attrs: { "data-name": "model-view" } }, this.scroll, this.tooltip);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "model-view" } }, this.scroll, this.tooltip);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => {
       this.tooltip.style.display = "none";
@@ -107,6 +107,9 @@ export class ModelView {
     const avail = Math.max(600, (this.scroll.clientWidth || 1000) - 4);
     const g = gridLayout({ rows: layerIdx.length, cols: heads.length, availWidth: avail });
     this.grid = g;
+    this.canvas.dataset.geometry = JSON.stringify({
+      labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: layerIdx.length, cols: heads.length,
+    });
     this.layout = { layerIdx, heads };
     const ctx = sizeCanvas(this.canvas, g.width, g.height);
     ctx.fillStyle = theme.background;

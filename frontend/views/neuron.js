@@ -59,7 +59,7 @@ export class NeuronView {
     this.canvas = el("canvas", { attrs: { "data-name": "neuron-canvas" } });
     this.scroll = el("div", { className: "tba-scroll" }, this.canvas);
     this.message = el("div", { className: "tba-message", attrs: { "data-name": "neuron-message" } });
-    this.root = el("div", { attrs: { "data-name": "neuron-view" } }, this.message, this.scroll);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "neuron-view" } }, this.message, this.scroll);
     this.canvas.addEventListener("click", (e) => this.onClick(e));
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => {
@@ -158,9 +158,10 @@ export class NeuronView {
     const x = {};
     x.q = 8; // query labels (right aligned at x.q + qW)
     x.k = x.q + qW + 24; // key labels
+    const blockW = Math.max(D * cw, 64); // room for the column title
     x.kv = x.k + kW + 6; // k vectors
-    x.prod = x.kv + D * cw + 14; // q x k
-    x.dot = x.prod + D * cw + 14;
+    x.prod = x.kv + blockW + 14; // q x k
+    x.dot = x.prod + blockW + 14;
     x.scaled = x.dot + numW;
     x.bias = x.scaled + numW;
     x.score = n.hasBias ? x.bias + numW : x.bias;
@@ -168,6 +169,7 @@ export class NeuronView {
     const width = x.soft + 120;
     const height = Math.max(top + Tk * rowH, headerH + Tq * rowH) + 10;
     this.geo = { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D };
+    this.canvas.dataset.geometry = JSON.stringify(this.geo);
     const ctx = sizeCanvas(this.canvas, width, height);
     ctx.fillStyle = theme.background;
     ctx.fillRect(0, 0, width, height);
@@ -192,7 +194,7 @@ export class NeuronView {
     const title = (text, at, y = 14) => ctx.fillText(text, at, y);
     title("query", x.q);
     title("key", x.k);
-    title(`k  (q above; ${D} dims)`, x.kv);
+    title(`k \u00b7 ${D} dims`, x.kv);
     title("q \u00d7 k", x.prod);
     title("q \u00b7 k", x.dot);
     title(`\u00d7 ${fmt(n.scale)}`, x.scaled);
@@ -339,6 +341,7 @@ export class NeuronView {
 function fmt(v) {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 0.01 || a >= 10000)) return v.toExponential(1);
-  return v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
+  if (a >= 10000) return v.toExponential(1);
+  const s = v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
+  return s === "-0.00" ? "0.00" : s;
 }
