@@ -271,9 +271,10 @@ def save_screenshot(page, name):
     os.makedirs(SCREENSHOTS, exist_ok=True)
     img = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
     path = os.path.join(SCREENSHOTS, name + ".png")
-    # palette PNGs; noisy ones (512 random tokens) with fewer colours
-    for colors in (256, 48):
-        img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    # palette PNGs; noisy ones (512 random tokens) with fewer colours, or at half size
+    for scale, colors in ((1, 256), (1, 48), (2, 64)):
+        small = img.resize((img.width // scale, img.height // scale), Image.LANCZOS) if scale > 1 else img
+        small.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
         if os.path.getsize(path) < 150_000:
             break
 
@@ -336,6 +337,7 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     # hover query token 0 ("<s>")
     canvas.hover(position={"x": geo["leftTextX"] - 8, "y": geo["top"] + 0.5 * geo["rowH"]})
     wait_drawn(frame, hover="q0")
+    assert frame.text_content('[data-name="head-hover"]') == "query 0 \u201c<s>\u201d"
     assert int(detail(frame)["edges"]) == 4  # one line per head: <s> -> <s>
     assert before == 32
     assert canvas_pixels(frame, "head-canvas", [on])[0][:3] == [255, 255, 255]
@@ -541,6 +543,14 @@ def test_encoder_decoder_kinds_in_every_view(page, board):
             assert img.getextrema() != ((255, 255), (255, 255), (255, 255)), "%s view of %s is blank" % (view, kind)
         if view in ("head", "matrix"):
             save_screenshot(page, "%s-cross" % view)
+    # the decoder's future positions are greyed in the matrix view
+    frame.click('button[data-view="matrix"]')
+    frame.select_option('select[data-name="kind"]', "decoder")
+    wait_drawn(frame, view="matrix", kind="decoder")
+    g = geometry(frame, "matrix-canvas")
+    masked, seen = canvas_pixels(frame, "matrix-canvas", [
+        (g["ox"] + 2.5 * g["cell"], g["oy"] + 0.5 * g["cell"]), (g["ox"] + 0.5 * g["cell"], g["oy"] + 0.5 * g["cell"])])
+    assert masked[:3] == [225, 225, 225] and seen[:3] != [225, 225, 225], (masked, seen)
     # cross attention in the head view: 3 decoder tokens on the left, 7 encoder tokens on the right
     frame.click('button[data-view="head"]')
     frame.select_option('select[data-name="kind"]', "cross")
@@ -588,6 +598,11 @@ def test_512_tokens_every_view(page, board):
     geo = geometry(frame, "model-canvas")
     assert (geo["rows"], geo["cols"]) == (12, 12)
     save_screenshot(page, "model-512")
+    # a heatmap thumbnail opens in the matrix view: layer 3, head 7
+    t, gap = geo["thumb"], geo["gap"]
+    frame.locator('canvas[data-name="model-canvas"]').click(position={
+        "x": geo["labelW"] + gap + 7 * (t + gap) + t / 2, "y": geo["labelH"] + gap + 3 * (t + gap) + t / 2})
+    wait_drawn(frame, view="matrix", layer=3, head=7)
     for view in ("head", "matrix", "neuron"):
         frame.click('button[data-view="%s"]' % view)
         wait_drawn(frame, view=view)

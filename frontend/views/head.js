@@ -28,13 +28,15 @@ export class HeadView {
     this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => app.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
     this.zoom = zoomControl(app, "Row height");
-    this.note = el("span", { className: "tba-hint", attrs: { "data-name": "head-note" } });
+    this.note = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "head-note" } });
+    this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
       this.layer.field,
       labelled("Heads", this.squares.element),
       this.pairField,
       this.zoom.field,
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
+      this.hoverLabel,
       this.note,
     );
     this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "head-canvas" } });
@@ -322,6 +324,10 @@ export class HeadView {
 
     this.cut = cut;
     this.edgeCount = count;
+    this.hoverLabel.textContent = hover
+      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${(hover.side === "q" ? labels.q : labels.k)[hover.index]}\u201d` +
+        (state.hover && state.hover.side === hover.side && state.hover.index === hover.index ? " (pinned)" : "")
+      : "";
     const notes = [];
     if (heads.length === 0) notes.push("no heads selected: click a square");
     if (cut.drawn < cut.lines) {

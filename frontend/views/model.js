@@ -28,7 +28,7 @@ export class ModelView {
     this.headsInput = el("input", { attrs: { type: "text", placeholder: "all", "data-name": "mheads" }, title: "Heads to show: numbers and ranges, like 0-3,7" });
     this.layersInput.addEventListener("change", onFilter("mlayers", this.layersInput));
     this.headsInput.addEventListener("change", onFilter("mheads", this.headsInput));
-    this.note = el("span", { className: "tba-hint", attrs: { "data-name": "model-note" } });
+    this.note = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "model-note" } });
     this.controls = el("div", { className: "tba-controls" },
       labelled("Layers", this.layersInput),
       labelled("Heads", this.headsInput),
