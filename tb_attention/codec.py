@@ -39,7 +39,10 @@ def token_strings(raw):
 
 def quantize(attention, dtype):
     if dtype == attention_pb2.UINT8:
-        return np.rint(np.clip(attention, 0.0, 1.0) * 255.0).astype(np.uint8)
+        x = np.multiply(attention, np.float32(255.0), dtype=np.float32)  # the one temporary
+        np.clip(x, 0.0, 255.0, out=x)
+        np.rint(x, out=x)
+        return x.astype(np.uint8)
     return attention.astype("<f2")
 
 

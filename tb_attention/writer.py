@@ -43,8 +43,14 @@ def masked_crc32c(data):
 
 def _fast_record_write(self, data):
     header = struct.pack("<Q", len(data))
-    self._writer.write(header + struct.pack("<I", masked_crc32c(header)) + data
-                       + struct.pack("<I", masked_crc32c(data)))
+    header += struct.pack("<I", masked_crc32c(header))
+    footer = struct.pack("<I", masked_crc32c(data))
+    if len(data) < (1 << 20):
+        self._writer.write(header + data + footer)
+    else:  # no copy of a big record just to frame it
+        self._writer.write(header)
+        self._writer.write(data)
+        self._writer.write(footer)
 
 
 def _accelerate(event_file_writer):
