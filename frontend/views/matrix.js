@@ -1,14 +1,19 @@
 // Matrix view: one head as a query x key heatmap, with a hover readout
-// (query token, key token, weight). The heatmap is one ImageData (one pixel
-// per cell) scaled up without smoothing, so 4096 x 4096 stays one draw call;
-// the hover crosshair lives on an overlay canvas so hovering never redraws
-// the map. Causal (future) positions are greyed.
+// (query token, key token, weight). The canvas covers only the scroller's
+// visible area (it is sticky inside a spacer as large as the whole map):
+// each draw fills the visible cells into one ImageData (one pixel per cell)
+// and scales it up without smoothing, so 4096 x 4096 costs what the screen
+// shows, not 16 M pixels. Token labels stay frozen at the left and top edges
+// while the map scrolls. The hover crosshair is made of DOM boxes, so hovering
+// never repaints the map. Causal (future) positions are greyed.
 
 import { lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { weightAt } from "../api.js";
 import { matrixCell, matrixHit } from "../layout.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
+
+const EXPORT_MAX_SIDE = 8192;
 
 export class MatrixView {
   constructor(app) {
@@ -18,13 +23,24 @@ export class MatrixView {
     this.zoom = zoomControl(app, "Cell size");
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "matrix-readout" }, text: "hover a cell" });
     this.controls = el("div", { className: "tba-controls" }, this.layer.field, this.head.field, this.zoom.field, this.readout);
-    this.canvas = el("canvas", { attrs: { "data-name": "matrix-canvas" } });
-    this.overlay = el("canvas", { className: "tba-overlay" });
-    this.stack = el("div", { className: "tba-stack" }, this.canvas, this.overlay);
-    this.scroll = el("div", { className: "tba-scroll" }, this.stack);
+    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "matrix-canvas" } });
+    const box = (cls) => el("div", { className: "tba-cross " + cls });
+    this.rowBand = box("tba-cross-row");
+    this.colBand = box("tba-cross-col");
+    this.cellBox = box("tba-cross-cell");
+    this.sizer = el("div", { className: "tba-sizer" }, this.canvas, this.rowBand, this.colBand, this.cellBox);
+    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setCell(null));
+    this.scroll.addEventListener("scroll", () => {
+      if (this.scrollFrame) return;
+      this.scrollFrame = requestAnimationFrame(() => {
+        this.scrollFrame = 0;
+        if (this.ctx && this.weights) this.draw();
+      });
+    });
+    this.tile = document.createElement("canvas");
     this.ctx = null;
     this.weights = null;
     this.geo = null;
@@ -63,82 +79,125 @@ export class MatrixView {
     return g ? `cell=${g.cell}` : "";
   }
 
-  draw() {
-    const { state, kind, labels, theme } = this.ctx;
-    const w = this.weights;
-    const [, Tq, Tk] = w.shape;
+  /** Label gutters and cell size for the current state. */
+  layout(cellOverride) {
+    const { state, labels } = this.ctx;
+    const [, Tq, Tk] = this.weights.shape;
     const avail = (this.scroll.clientWidth || 900) - 4;
-    // labels only when cells are tall enough to read them
-    let cell = matrixCell(Tk, avail, 120, state.zoom);
+    let cell = cellOverride || matrixCell(Tk, avail, 120, state.zoom);
     const showText = cell >= 8;
     const fontPx = Math.min(12, cell - 1);
-    const c0 = this.canvas.getContext("2d");
+    const c0 = this.tile.getContext("2d");
     c0.font = `${fontPx}px ${FONT}`;
     const labelW = showText ? Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8) : 4;
     const labelH = showText ? Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8) : 4;
-    if (!state.zoom) cell = matrixCell(Tk, avail, labelW, 0);
-    const ox = labelW;
-    const oy = labelH;
-    const width = ox + Tk * cell + 2;
-    const height = oy + Tq * cell + 2;
-    this.geo = { ox, oy, cell, Tq, Tk, width, height };
-    this.canvas.dataset.geometry = JSON.stringify(this.geo);
-    const ctx = sizeCanvas(this.canvas, width, height);
-    sizeCanvas(this.overlay, width, height);
+    if (!state.zoom && !cellOverride) cell = matrixCell(Tk, avail, labelW, 0);
+    return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
+  }
+
+  draw() {
+    const g = this.layout();
+    this.sizer.style.width = g.width + "px";
+    this.sizer.style.height = g.height + "px";
+    const vw = Math.max(1, Math.min(g.width, this.scroll.clientWidth || g.width));
+    const vh = Math.max(1, Math.min(g.height, this.scroll.clientHeight || g.height));
+    const x0 = Math.max(0, Math.min(this.scroll.scrollLeft, g.width - vw));
+    const y0 = Math.max(0, Math.min(this.scroll.scrollTop, g.height - vh));
+    this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
+    this.canvas.dataset.geometry = JSON.stringify({
+      ox: g.ox, oy: g.oy, cell: g.cell, Tq: g.Tq, Tk: g.Tk, width: g.width, height: g.height,
+      viewX: x0, viewY: y0, viewW: vw, viewH: vh,
+    });
+    this.render(this.canvas, g, x0, y0, vw, vh);
+    this.drawCross();
+  }
+
+  /**
+   * Draw the part of the map whose top-left map pixel is (x0, y0) (map
+   * scrolled by that much), into a vw x vh canvas with frozen label gutters.
+   */
+  render(canvas, g, x0, y0, vw, vh) {
+    const { kind, labels, theme } = this.ctx;
+    const { ox, oy, cell, Tq, Tk } = g;
+    const ctx = sizeCanvas(canvas, vw, vh);
     ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, width, height);
-
-    // the map: one pixel per cell, scaled up
-    const tile = document.createElement("canvas");
-    tile.width = Tk;
-    tile.height = Tq;
-    const tctx = tile.getContext("2d");
-    const img = tctx.createImageData(Tk, Tq);
-    const px = new Uint32Array(img.data.buffer);
-    const lut = lutToUint32(seqLut(theme));
-    const src = w.bytes;
-    const m = theme.masked;
-    const maskedPx = (255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0];
-    const causal = kind.causal && Tq === Tk;
-    for (let i = 0; i < Tq; i++) {
-      const row = i * Tk;
-      for (let j = 0; j < Tk; j++) px[row + j] = causal && j > i ? maskedPx : lut[src[row + j]];
+    ctx.fillRect(0, 0, vw, vh);
+    // visible cells
+    const j0 = Math.max(0, Math.floor(x0 / cell));
+    const j1 = Math.min(Tk, Math.ceil((x0 + vw - ox) / cell));
+    const i0 = Math.max(0, Math.floor(y0 / cell));
+    const i1 = Math.min(Tq, Math.ceil((y0 + vh - oy) / cell));
+    const nj = Math.max(0, j1 - j0);
+    const ni = Math.max(0, i1 - i0);
+    if (nj > 0 && ni > 0) {
+      this.tile.width = nj;
+      this.tile.height = ni;
+      const tctx = this.tile.getContext("2d");
+      const img = tctx.createImageData(nj, ni);
+      const px = new Uint32Array(img.data.buffer);
+      const lut = lutToUint32(seqLut(theme));
+      const src = this.weights.bytes;
+      const m = theme.masked;
+      const maskedPx = (255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0];
+      const causal = kind.causal && Tq === Tk;
+      for (let i = i0; i < i1; i++) {
+        const row = i * Tk;
+        const out = (i - i0) * nj - j0;
+        for (let j = j0; j < j1; j++) px[out + j] = causal && j > i ? maskedPx : lut[src[row + j]];
+      }
+      tctx.putImageData(img, 0, 0);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(ox, oy, vw - ox, vh - oy);
+      ctx.clip();
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(this.tile, ox + j0 * cell - x0, oy + i0 * cell - y0, nj * cell, ni * cell);
+      ctx.restore();
     }
-    tctx.putImageData(img, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(tile, ox, oy, Tk * cell, Tq * cell);
-
-    if (showText) {
-      ctx.font = `${fontPx}px ${FONT}`;
+    // frozen gutters
+    ctx.fillStyle = theme.background;
+    ctx.fillRect(0, 0, ox, vh);
+    ctx.fillRect(0, 0, vw, oy);
+    if (g.showText) {
+      ctx.font = `${g.fontPx}px ${FONT}`;
       ctx.fillStyle = theme.text;
       ctx.textBaseline = "middle";
-      for (let i = 0; i < Tq; i++) fitText(ctx, labels.q[i], ox - 4, oy + (i + 0.5) * cell, labelW - 6, "right");
       ctx.save();
-      ctx.rotate(-Math.PI / 2);
-      for (let j = 0; j < Tk; j++) fitText(ctx, labels.k[j], -(oy - 4), ox + (j + 0.5) * cell, labelH - 6, "left");
+      ctx.beginPath();
+      ctx.rect(0, oy, ox, vh - oy);
+      ctx.clip();
+      for (let i = i0; i < i1; i++) fitText(ctx, labels.q[i], ox - 4, oy + (i + 0.5) * cell - y0, ox - 6, "right");
       ctx.restore();
-    } else {
-      ctx.fillStyle = theme.muted;
-      ctx.font = `10px ${FONT}`;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(ox, 0, vw - ox, oy);
+      ctx.clip();
+      ctx.rotate(-Math.PI / 2);
+      for (let j = j0; j < j1; j++) fitText(ctx, labels.k[j], -(oy - 4), ox + (j + 0.5) * cell - x0, oy - 6, "left");
+      ctx.restore();
     }
     ctx.strokeStyle = theme.grid;
     ctx.lineWidth = 1;
-    ctx.strokeRect(ox - 0.5, oy - 0.5, Tk * cell + 1, Tq * cell + 1);
-    this.drawOverlay();
+    ctx.strokeRect(ox - 0.5, oy - 0.5, Math.min(vw - ox, Tk * cell - x0) + 1, Math.min(vh - oy, Tq * cell - y0) + 1);
   }
 
   onMove(e) {
     if (!this.geo) return;
     const p = canvasPoint(this.canvas, e);
     const g = this.geo;
-    this.setCell(matrixHit(p.x, p.y, g.ox, g.oy, g.cell, g.Tq, g.Tk));
+    if (p.x < g.ox || p.y < g.oy) {
+      this.setCell(null);
+      return;
+    }
+    this.setCell(matrixHit(p.x + g.viewX, p.y + g.viewY, g.ox, g.oy, g.cell, g.Tq, g.Tk));
   }
 
   setCell(c) {
     this.cell = c;
-    this.drawOverlay();
+    this.drawCross();
     if (!c) {
       this.readout.textContent = "hover a cell";
+      this.readout.removeAttribute("data-cell");
       return;
     }
     const { labels, kind } = this.ctx;
@@ -149,24 +208,37 @@ export class MatrixView {
     this.readout.setAttribute("data-cell", `${c.i},${c.j}`);
   }
 
-  drawOverlay() {
+  /** Crosshair boxes, placed in the spacer where the cell shows on screen. */
+  drawCross() {
     const g = this.geo;
-    if (!g) return;
-    const ctx = this.overlay.getContext("2d");
-    const sx = this.overlay.width / g.width;
-    ctx.setTransform(sx, 0, 0, this.overlay.height / g.height, 0, 0);
-    ctx.clearRect(0, 0, g.width, g.height);
-    if (!this.cell) return;
-    const { i, j } = this.cell;
-    ctx.fillStyle = "rgba(255, 200, 0, 0.18)";
-    ctx.fillRect(0, g.oy + i * g.cell, g.width, g.cell);
-    ctx.fillRect(g.ox + j * g.cell, 0, g.cell, g.height);
-    ctx.strokeStyle = "#ff9800";
-    ctx.lineWidth = 2;
-    ctx.strokeRect(g.ox + j * g.cell - 1, g.oy + i * g.cell - 1, g.cell + 2, g.cell + 2);
+    const c = this.cell;
+    for (const b of [this.rowBand, this.colBand, this.cellBox]) b.hidden = !c || !g;
+    if (!c || !g) return;
+    // a map pixel (x, y) shows at viewport (x - viewX, y - viewY), that is at
+    // spacer position (x - viewX + scrollLeft, ...); the canvas sticks at the
+    // scroll offset, so the two offsets cancel when the view is not clamped
+    const sx = this.scroll.scrollLeft - g.viewX;
+    const sy = this.scroll.scrollTop - g.viewY;
+    const x = g.ox + c.j * g.cell + sx;
+    const y = g.oy + c.i * g.cell + sy;
+    const place = (b, left, top, w, h) => {
+      b.style.left = left + "px";
+      b.style.top = top + "px";
+      b.style.width = w + "px";
+      b.style.height = h + "px";
+    };
+    place(this.rowBand, g.viewX + sx, y, g.viewW, g.cell);
+    place(this.colBand, x, g.viewY + sy, g.cell, g.viewH);
+    place(this.cellBox, x - 2, y - 2, g.cell + 4, g.cell + 4);
   }
 
+  /** The whole map (up to 8192 px a side) for PNG export. */
   exportCanvas() {
-    return this.canvas;
+    const g0 = this.layout();
+    const fit = Math.max(1, Math.floor((EXPORT_MAX_SIDE - g0.ox) / Math.max(g0.Tq, g0.Tk)));
+    const g = g0.cell > fit ? this.layout(fit) : g0;
+    const c = document.createElement("canvas");
+    this.render(c, g, 0, 0, g.width, g.height);
+    return c;
   }
 }
