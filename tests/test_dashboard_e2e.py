@@ -523,7 +523,7 @@ def test_neuron_view_numbers_match_the_logged_attention(page, board):
     assert px[1][:3] == [225, 225, 225] and px[2][:3] == [225, 225, 225], px
     # picking another query token by clicking it
     frame.locator('canvas[data-name="neuron-canvas"]').click(
-        position={"x": geo["x"]["q"] + geo["qW"] - 5, "y": geo["headerH"] + 2.5 * geo["rowH"]})
+        position={"x": geo["x"]["q"] + geo["qW"] - 5, "y": geo["top"] + 2.5 * geo["rowH"]})
     wait_drawn(frame, view="neuron", query=2)
     assert not page.watch.errors
 

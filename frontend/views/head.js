@@ -18,7 +18,7 @@ const MAX_LABEL_W = 180;
 // strongest lines go first. Canvas rasterization costs about one step per
 // pixel of a line's longer axis (Chromium's software canvas: ~100 ns per
 // step), so this bounds the draw time at any sequence length.
-export const LINE_BUDGET = 600000;
+export const LINE_BUDGET = 400000;
 
 export class HeadView {
   constructor(app) {

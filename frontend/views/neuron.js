@@ -56,8 +56,16 @@ export class NeuronView {
       el("span", { className: "tba-hint", text: "click a query token on the left" }),
       this.readout,
     );
-    this.canvas = el("canvas", { attrs: { "data-name": "neuron-canvas" } });
-    this.scroll = el("div", { className: "tba-scroll" }, this.canvas);
+    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "neuron-canvas" } });
+    this.sizer = el("div", { className: "tba-sizer" }, this.canvas);
+    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
+    this.scroll.addEventListener("scroll", () => {
+      if (this.scrollFrame) return;
+      this.scrollFrame = requestAnimationFrame(() => {
+        this.scrollFrame = 0;
+        if (this.ctx && this.neurons) this.draw();
+      });
+    });
     this.message = el("div", { className: "tba-message", attrs: { "data-name": "neuron-message" } });
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "neuron-view" } }, this.message, this.scroll);
     this.canvas.addEventListener("click", (e) => this.onClick(e));
@@ -103,6 +111,15 @@ export class NeuronView {
     this.scroll.hidden = false;
     this.status = "drawn";
     this.draw();
+    // a newly chosen query (or a link to one) scrolled out of sight: bring it in
+    const g = this.geo;
+    if (this.shownQuery !== state.query) {
+      this.shownQuery = state.query;
+      const y = g.top + state.query * g.rowH;
+      if (y - g.viewY < g.top || y - g.viewY > g.viewH - g.rowH) {
+        this.scroll.scrollTop = Math.max(0, y - g.top - (g.viewH - g.top) / 2);
+      }
+    }
   }
 
   showMessage(text) {
@@ -132,19 +149,19 @@ export class NeuronView {
     if (this.neurons) this.draw();
   }
 
-  onResize() {}
+  onResize() {
+    if (this.ctx && this.neurons) this.draw();
+  }
 
   detail() {
     return this.status === "no-neurons" ? "no-neurons" : this.numbers ? `top=${this.numbers.top}` : "";
   }
 
-  draw() {
-    const { state, labels, theme } = this.ctx;
+  /** Geometry of the whole view (CSS px). */
+  layout() {
+    const { state, labels } = this.ctx;
     const n = this.neurons;
     const { Tq, Tk, D } = n;
-    const qi = Math.min(state.query, Tq - 1);
-    const nums = neuronNumbers(n, qi);
-    this.numbers = nums;
     const rowH = state.zoom ? Math.max(6, Math.min(64, state.zoom)) : Math.max(10, Math.min(18, Math.floor(16000 / Math.max(Tq, Tk))));
     const fontPx = Math.min(12, rowH - 3);
     const cw = Math.max(2, Math.min(8, Math.floor(256 / D)));
@@ -152,13 +169,13 @@ export class NeuronView {
     c0.font = `${fontPx}px ${FONT}`;
     const qW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.q)) + 10);
     const kW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.k)) + 10);
-    const headerH = 44;
-    const top = headerH + rowH + 8; // q vector row sits above the keys
+    const headerH = 26; // column titles
+    const top = headerH + rowH + 8; // the q vector row sits between titles and rows
     const numW = 64;
+    const blockW = Math.max(D * cw, 64); // room for the column title
     const x = {};
     x.q = 8; // query labels (right aligned at x.q + qW)
     x.k = x.q + qW + 24; // key labels
-    const blockW = Math.max(D * cw, 64); // room for the column title
     x.kv = x.k + kW + 6; // k vectors
     x.prod = x.kv + blockW + 14; // q x k
     x.dot = x.prod + blockW + 14;
@@ -167,12 +184,39 @@ export class NeuronView {
     x.score = n.hasBias ? x.bias + numW : x.bias;
     x.soft = n.hasBias ? x.score + numW : x.scaled + numW;
     const width = x.soft + 120;
-    const height = Math.max(top + Tk * rowH, headerH + Tq * rowH) + 10;
-    this.geo = { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D };
+    const height = top + Math.max(Tq, Tk) * rowH + 10;
+    return { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D, fontPx, numW };
+  }
+
+  /** Draw what is visible in the scroller. */
+  draw() {
+    const g = this.layout();
+    this.sizer.style.width = g.width + "px";
+    this.sizer.style.height = g.height + "px";
+    const vw = Math.max(1, Math.min(g.width, this.scroll.clientWidth || g.width));
+    const vh = Math.max(1, Math.min(g.height, this.scroll.clientHeight || g.height));
+    const x0 = Math.max(0, Math.min(this.scroll.scrollLeft, g.width - vw));
+    const y0 = Math.max(0, Math.min(this.scroll.scrollTop, g.height - vh));
+    this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
     this.canvas.dataset.geometry = JSON.stringify(this.geo);
-    const ctx = sizeCanvas(this.canvas, width, height);
+    this.render(this.canvas, g, x0, y0, vw, vh);
+  }
+
+  /**
+   * Draw the view scrolled by (x0, y0) into a vw x vh canvas; the column
+   * titles and the q vector stay frozen at the top.
+   */
+  render(canvas, g, x0, y0, vw, vh) {
+    const { state, labels, theme } = this.ctx;
+    const n = this.neurons;
+    const { Tq, Tk, D } = n;
+    const { x, rowH, top, headerH, cw, qW, kW, fontPx, numW } = g;
+    const qi = Math.min(state.query, Tq - 1);
+    const nums = neuronNumbers(n, qi);
+    this.numbers = nums;
+    const ctx = sizeCanvas(canvas, vw, vh);
     ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, width, height);
+    ctx.fillRect(0, 0, vw, vh);
     const div = divLut(theme);
     const divCss = (v, max) => {
       const i = divergingIndex(v, max);
@@ -185,31 +229,17 @@ export class NeuronView {
       return lum < 0.5 ? "#ffffff" : "#111111";
     };
     const maskedCss = css(theme.masked);
+    // rows visible below the frozen header
+    const first = Math.max(0, Math.floor(y0 / rowH) - 1);
+    const last = Math.ceil((y0 + vh) / rowH) + 1;
 
-    // column titles
-    ctx.fillStyle = theme.muted;
-    ctx.font = `11px ${FONT}`;
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    const title = (text, at, y = 14) => ctx.fillText(text, at, y);
-    title("query", x.q);
-    title("key", x.k);
-    title(`k \u00b7 ${D} dims`, x.kv);
-    title("q \u00d7 k", x.prod);
-    title("q \u00b7 k", x.dot);
-    title(`\u00d7 ${fmt(n.scale)}`, x.scaled);
-    if (n.hasBias) {
-      title("+ bias", x.bias);
-      title("= score", x.score);
-    }
-    title("softmax", x.soft);
-    ctx.fillStyle = css(headColor(state.head));
-    ctx.fillRect(x.soft + 50, 9, 10, 10);
-
-    // query tokens (left), selected one highlighted
+    ctx.save();
+    ctx.translate(-x0, -y0);
+    // query tokens (left), the selected one highlighted
     ctx.font = `${fontPx}px ${FONT}`;
-    for (let i = 0; i < Tq; i++) {
-      const y = headerH + i * rowH;
+    ctx.textBaseline = "middle";
+    for (let i = first; i < Math.min(Tq, last); i++) {
+      const y = top + i * rowH;
       if (i === qi) {
         ctx.fillStyle = theme.highlight;
         ctx.fillRect(x.q - 4, y, qW + 8, rowH);
@@ -217,28 +247,12 @@ export class NeuronView {
       ctx.fillStyle = theme.text;
       fitText(ctx, labels.q[i], x.q + qW, y + rowH / 2, qW - 4, "right");
     }
-    // q vector above the key vectors, dims aligned with k
-    const qy = headerH;
-    ctx.fillStyle = theme.text;
-    fitText(ctx, "q", x.kv - 6, qy + rowH / 2, kW, "right");
-    for (let d = 0; d < D; d++) {
-      ctx.fillStyle = divCss(nums.q[d], nums.maxQK);
-      ctx.fillRect(x.kv + d * cw, qy, cw, rowH - 1);
-    }
-    // arrow from the selected query to the q row
-    ctx.strokeStyle = theme.muted;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(x.q + qW + 4, headerH + qi * rowH + rowH / 2);
-    ctx.lineTo(x.k - 4, qy + rowH / 2);
-    ctx.stroke();
-
     const maxDot = nums.maxAbs(nums.dot);
     const maxScaled = nums.maxAbs(nums.scaled);
     const maxBias = n.hasBias ? nums.maxAbs(nums.bias) : 0;
     const maxScore = nums.maxAbs(nums.score);
     const soft = seqLut(theme);
-    for (let j = 0; j < Tk; j++) {
+    for (let j = first; j < Math.min(Tk, last); j++) {
       const y = top + j * rowH;
       const masked = nums.masked[j] === 1;
       ctx.fillStyle = masked ? theme.muted : theme.text;
@@ -283,6 +297,46 @@ export class NeuronView {
         ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
       }
     }
+    ctx.restore();
+
+    // frozen header: column titles and the q vector, dims aligned with k
+    ctx.save();
+    ctx.translate(-x0, 0);
+    ctx.fillStyle = theme.background;
+    ctx.fillRect(x0, 0, vw, top - 2);
+    ctx.fillStyle = theme.muted;
+    ctx.font = `11px ${FONT}`;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "left";
+    const title = (text, at) => ctx.fillText(text, at, 13);
+    title("query", x.q);
+    title("key", x.k);
+    title(`k \u00b7 ${D} dims`, x.kv);
+    title("q \u00d7 k", x.prod);
+    title("q \u00b7 k", x.dot);
+    title(`\u00d7 ${fmt(n.scale)}`, x.scaled);
+    if (n.hasBias) {
+      title("+ bias", x.bias);
+      title("= score", x.score);
+    }
+    title("softmax", x.soft);
+    ctx.fillStyle = css(headColor(state.head));
+    ctx.fillRect(x.soft + 50, 8, 10, 10);
+    const qy = headerH;
+    ctx.font = `${fontPx}px ${FONT}`;
+    ctx.fillStyle = theme.text;
+    fitText(ctx, `q of \u201c${labels.q[qi]}\u201d`, x.kv - 6, qy + rowH / 2, x.kv - 6 - x.q, "right");
+    for (let d = 0; d < D; d++) {
+      ctx.fillStyle = divCss(nums.q[d], nums.maxQK);
+      ctx.fillRect(x.kv + d * cw, qy, cw, rowH - 1);
+    }
+    ctx.strokeStyle = theme.grid;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(x0, top - 2.5);
+    ctx.lineTo(x0 + vw, top - 2.5);
+    ctx.stroke();
+    ctx.restore();
     ctx.textAlign = "left";
   }
 
@@ -290,23 +344,15 @@ export class NeuronView {
     const g = this.geo;
     if (!g) return null;
     const p = canvasPoint(this.canvas, e);
-    if (p.x < g.x.q + g.qW + 6) {
-      const i = Math.floor((p.y - g.headerH) / g.rowH);
-      if (i >= 0 && i < g.Tq) return { query: i };
-      return null;
-    }
-    const j = Math.floor((p.y - g.top) / g.rowH);
-    if (j < 0 || j >= g.Tk) return null;
+    if (p.y < g.top) return null; // the frozen header
+    const px = p.x + g.viewX;
+    const row = Math.floor((p.y + g.viewY - g.top) / g.rowH);
+    if (px < g.x.q + g.qW + 6) return row >= 0 && row < g.Tq ? { query: row } : null;
+    if (row < 0 || row >= g.Tk) return null;
     let dim = null;
-    let block = "";
-    if (p.x >= g.x.kv && p.x < g.x.kv + g.D * g.cw) {
-      dim = Math.floor((p.x - g.x.kv) / g.cw);
-      block = "k";
-    } else if (p.x >= g.x.prod && p.x < g.x.prod + g.D * g.cw) {
-      dim = Math.floor((p.x - g.x.prod) / g.cw);
-      block = "prod";
-    }
-    return { key: j, dim, block };
+    if (px >= g.x.kv && px < g.x.kv + g.D * g.cw) dim = Math.floor((px - g.x.kv) / g.cw);
+    else if (px >= g.x.prod && px < g.x.prod + g.D * g.cw) dim = Math.floor((px - g.x.prod) / g.cw);
+    return { key: row, dim };
   }
 
   onClick(e) {
@@ -333,8 +379,13 @@ export class NeuronView {
     this.readout.textContent = text;
   }
 
+  /** The whole view (not only the visible rows), for PNG export. */
   exportCanvas() {
-    return this.canvas;
+    if (!this.neurons) return this.canvas;
+    const g = this.layout();
+    const c = document.createElement("canvas");
+    this.render(c, g, 0, 0, g.width, g.height);
+    return c;
   }
 }
 
