@@ -3,6 +3,9 @@
 // cache of decoded arrays (responses for a step never change, so a decoded
 // layer is kept and reused until the cache's byte budget pushes it out).
 
+/** Largest side of the model view's max-pooled maps (the `overview` route's size). */
+export const OVERVIEW_SIZE = 64;
+
 /** @type {Float32Array | null} */
 let HALF_TABLE = null;
 

@@ -32,14 +32,20 @@ const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Ma
 const PLAY_INTERVAL_MS = 700;
 
 export class App {
-  /** @param {Window} win */
-  constructor(win) {
+  /**
+   * @param {Window} win
+   * @param {{api?: Api, store?: UrlStore, tags?: Promise<any>}} [early]
+   *   what index.js already started: the API (with requests in flight), the
+   *   URL store and the pending `tags` request
+   */
+  constructor(win, early = {}) {
     this.win = win;
     this.doc = win.document;
-    this.api = new Api(new URL("../", import.meta.url).href);
-    this.store = new UrlStore(win);
+    this.api = early.api || new Api(new URL("../", import.meta.url).href);
+    this.store = early.store || new UrlStore(win);
     this.state = decodeState(this.store.read());
     this.tags = null;
+    this.earlyTags = early.tags || null;
     this.gen = 0;
     this.draws = 0;
     this.playing = false;
@@ -54,10 +60,13 @@ export class App {
   }
 
   start() {
-    const link = this.doc.createElement("link");
-    link.rel = "stylesheet";
-    link.href = new URL("./style.css", import.meta.url).href;
-    this.doc.head.appendChild(link);
+    if (!this.doc.querySelector('link[data-tba="style"]')) {
+      const link = this.doc.createElement("link");
+      link.rel = "stylesheet";
+      link.href = new URL("./style.css", import.meta.url).href;
+      link.dataset.tba = "style";
+      this.doc.head.appendChild(link);
+    }
     this.buildChrome();
     this.doc.body.appendChild(this.root);
     this.setupTheme();
@@ -238,7 +247,9 @@ export class App {
     this.setStatus("loading");
     try {
       if (!this.tags) {
-        const tags = await this.api.tags();
+        const pending = this.earlyTags;
+        this.earlyTags = null;
+        const tags = await (pending || this.api.tags());
         if (gen !== this.gen) return;
         this.tags = tags;
       }

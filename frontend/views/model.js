@@ -9,8 +9,8 @@ import { ALPHA_BUCKETS, bucketAlpha, budgetCutoff, collectEdges, gridLayout } fr
 import { css, headColor, lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, sizeCanvas } from "../dom.js";
 import { formatRange, parseRange } from "../state.js";
+import { OVERVIEW_SIZE } from "../api.js";
 
-export const OVERVIEW_SIZE = 64;
 export const LINES_MAX_TOKENS = 40;
 // Total line length (px) of the whole grid in lines mode; see head.js.
 export const GRID_LINE_BUDGET = 1500000;
