@@ -677,6 +677,22 @@ def test_empty_logdir_shows_the_snippet(page, empty_board):
     save_screenshot(page, "empty")
 
 
+def test_loading_state_while_the_server_has_not_answered(page, board):
+    held = []
+    page.route(re.compile(r".*/data/plugin/attention/tags$"), lambda route: held.append(route))
+    page.goto(url(board, run="edge", tag="probe", step=0))
+    frame = plugin_frame(page)
+    frame.wait_for_selector('#tba[data-state="loading"]', state="attached", timeout=TIMEOUT)
+    # the indicator fades in when loading takes a moment
+    frame.wait_for_function("() => getComputedStyle(document.querySelector('.tba-loading')).opacity === '1'",
+                            timeout=TIMEOUT)
+    assert frame.text_content(".tba-loading") == "Loading\u2026"
+    wait_until(lambda: held, timeout=30, interval=0.05, what="the held tags request")
+    held[0].continue_()
+    wait_drawn(frame, run="edge", step=0)
+    assert frame.evaluate("() => getComputedStyle(document.querySelector('.tba-loading')).opacity") == "0"
+
+
 def test_error_state_shows_the_servers_message(page, board):
     # send the dashboard's attention request for a layer that does not exist:
     # the real server answers, and the dashboard shows what it said
