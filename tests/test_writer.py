@@ -981,13 +981,16 @@ def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypa
 
     received = bytearray()
 
-    def drain():  # each record is one open/append/close of the FIFO
-        while True:
-            with open(path, "rb") as f:
-                chunk = f.read()
-            if chunk == b"STOP":
-                return
-            received.extend(chunk)
+    def drain():
+        # Each record is one open/append/close of the FIFO by TensorBoard's
+        # thread. Opened read-write, the FIFO always has a writer (us), so we
+        # never see EOF between records, and always a reader, so none is lost.
+        fd = os.open(path, os.O_RDWR)
+        try:
+            while not received.endswith(b"STOP"):
+                received.extend(os.read(fd, 1 << 20))
+        finally:
+            os.close(fd)
 
     trainer = threading.Thread(target=train, daemon=True)
     reader = threading.Thread(target=drain, daemon=True)
@@ -1004,10 +1007,11 @@ def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypa
     trainer.join(timeout=60)
     assert not trainer.is_alive() and not errors, errors
     w.close()
-    with open(path, "wb") as f:  # release the drain thread
+    with open(path, "wb") as f:  # after every record: release the drain thread
         f.write(b"STOP")
     reader.join(timeout=30)
+    assert not reader.is_alive()
     os.unlink(path)
-    (tmp_path / "run" / "events.out.tfevents.after").write_bytes(bytes(received))
+    (tmp_path / "run" / "events.out.tfevents.after").write_bytes(bytes(received[:-4]))
     os.rename(tmp_path / "before", tmp_path / "run" / "events.out.tfevents.before")
     assert load(tmp_path).steps("run", "probe") == list(range(16))
