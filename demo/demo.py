@@ -1,7 +1,7 @@
 """tb-attention demo: watch a small GPT-2 grow previous-token and induction
 heads, look at a pretrained BERT's attention, and compare two checkpoints.
 
-    bash demo/run.sh                        # install, train (~3 min), serve on :6006
+    bash demo/run.sh                        # install, train (~2 min), serve on :6006
     .venv/bin/python demo/demo.py --help    # the knobs
 
 What it writes into --logdir (default ./demo_runs), one TensorBoard run each:
@@ -22,22 +22,27 @@ of words occurs twice ("... fox owl sun map ... fox owl sun map ..."). The
 first copy cannot be predicted; the second can, by a two-layer circuit: a
 previous-token head in layer 0 writes "the word before me" into each position,
 and an induction head in layer 1 looks for the position whose previous word is
-the current word and copies the word found there. Between the segments the
-background follows a fixed rule on the word two back, which gives the
-previous-token head a reason to form early (see make_batch).
+the current word and copies the word found there. In the background, the token
+two after a word is often that word's punctuation mark (a fixed rule), which
+gives the previous-token head a reason to form early (see Task). With the
+defaults the previous-token head forms within ~300 steps and the induction head
+around step 1200-1500; the loss on the repeated segment drops at the same time.
 
 Then TensorBoard serves the logdir (all steps kept) until Ctrl-C.
 """
-import argparse
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
+
+_STARTED = time.perf_counter()  # before the heavy imports: "Total" counts them
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -50,6 +55,9 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import tb_attention  # noqa: E402
 
+# Talk to our own TensorBoard directly, whatever http_proxy says.
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 # Runs this demo writes (and removes again from --logdir before writing).
 TRAIN_RUN = "gpt2-train"
 EARLY_RUN = "gpt2-checkpoint-early"
@@ -60,28 +68,18 @@ REPORT_FILE = "demo_report.json"
 DEMO_ENTRIES = (TRAIN_RUN, EARLY_RUN, FINAL_RUN, MINILM_RUN, CHECKPOINT_DIR, REPORT_FILE)
 
 BOS, UNK = "<s>", "<unk>"
-# The vocabulary: short readable words, so the dashboard's tokens are words.
+# The vocabulary: short readable words, so the dashboard's tokens are words ...
 WORDS = (
-    "cat dog fox owl bee cow pig hen ant yak emu eel bat rat elk ape "
-    "red tan sky sun sea ice oak elm fig pea jam tea pie egg nut bun "
-    "cup hat key map box pen jar mug bag bed rug net kit car van bus "
-    "run sit fly eat see dig hop nap cry hum mix zip win fix tap rub"
+    "cat dog fox owl bee cow pig hen ant yak emu eel "
+    "red tan sky sun sea ice oak elm fig pea jam tea "
+    "cup hat key map box pen jar mug bag bed rug net "
+    "run sit fly eat see dig hop nap cry hum mix zip"
 ).split()
-
-# Fixed probe sequences, logged at every --log-every step (same in every run).
-# Each holds one repeated segment; the words are outside any pattern the
-# training data prefers, so what the heads do on them is what they learned.
-PROBES = (
-    ("probe/induction-0",
-     "red sky ant fig owl map sun key tea jam bee nut hat fox cup pen "
-     "bed tan sun key tea jam bee nut hat fox ice"),
-    ("probe/induction-1",
-     "van dig egg fox owl bat cup sea mix elm tap cow hop sit pig "
-     "rug win fox owl bat cup sea mix elm tap hum zip"),
-    ("probe/induction-2",
-     "elk kit jar car eat hen yak pie fly nap rat ape dog run eel mug "
-     "pea oak see bag yak pie fly nap rat ape dog"),
-)
+# ... and three punctuation marks, each word's "mark" (see Task).
+MARKS = (",", ";", ".")
+PROBE_TAGS = ("probe/induction-0", "probe/induction-1", "probe/induction-2")
+PROBE_SEGMENTS = (5, 7, 9)  # length of the repeated segment in each probe
+PROBE_SEED = 2024
 
 MINILM_TEXTS = (
     ("coreference/tired", "The animal didn't cross the street because it was too tired."),
@@ -100,94 +98,112 @@ MINILM_TEXTS = (
 
 
 def build_tokenizer():
-    """A real transformers tokenizer over WORDS (one word = one token), built
-    in code: a tokenizers WordLevel model wrapped in PreTrainedTokenizerFast."""
+    """A real transformers tokenizer (one word or mark = one token), built in
+    code: a tokenizers WordLevel model wrapped in PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {BOS: 0, UNK: 1}
-    for w in WORDS:
+    for w in list(WORDS) + list(MARKS):
         vocab[w] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, unk_token=UNK)
 
 
-FIRST_WORD_ID = 2  # ids 0, 1 are <s>, <unk>
+FIRST_WORD_ID = 2  # ids 0, 1 are <s>, <unk>; then WORDS, then MARKS
+FIRST_MARK_ID = FIRST_WORD_ID + len(WORDS)
 
 
 class Task:
-    """Batches of training sequences [BOS] + seq_len words, see make_batch."""
+    """Training sequences: [BOS] + seq_len tokens.
+
+    The background is random words in which, with probability rule_prob, the
+    token two after a word is that word's mark (one of MARKS, fixed per word):
+    "fox cup , ..." if fox's mark is ",". Predicting a mark needs the word
+    before the current token, so this rule makes a previous-token head useful
+    from the start. Into the background one random segment of n distinct
+    words (n random) is written at two random places; the second copy is
+    predictable only by looking back at the first: an induction head.
+    """
 
     def __init__(self, seq_len, min_segment, max_segment, rule_prob, seed):
         if not 2 <= min_segment <= max_segment or 2 * max_segment > seq_len:
-            raise SystemExit("need 2 <= --min-segment <= --max-segment <= seq_len / 2")
+            raise SystemExit("need 2 <= --min-segment <= --max-segment <= seq-len / 2")
         self.seq_len = seq_len
         self.min_segment, self.max_segment = min_segment, max_segment
         self.rule_prob = rule_prob
-        self.num_words = len(WORDS)
         self.generator = torch.Generator().manual_seed(seed)
-        # The background rule: the word after next of word w is RULE[w].
-        rule_gen = torch.Generator().manual_seed(12345)
-        self.rule = torch.randperm(self.num_words, generator=rule_gen)
+        marks = torch.randint(0, len(MARKS), (len(WORDS),),
+                              generator=torch.Generator().manual_seed(12345))
+        # token id -> its mark's token id (words only; marks map to themselves)
+        self.mark_of = torch.arange(FIRST_MARK_ID + len(MARKS))
+        self.mark_of[FIRST_WORD_ID:FIRST_MARK_ID] = FIRST_MARK_ID + marks
 
-    def make_batch(self, batch_size):
-        """(input_ids [B, 1 + seq_len], repeated mask [B, seq_len]).
-
-        Background: random words, where with probability rule_prob the word at
-        t is RULE[word at t - 2] (a rule a model can only use by knowing the
-        previous word: this makes previous-token heads useful early). Then one
-        random segment of n distinct words (n random) is written at two random
-        places. repeated[b, t] marks the labels (input_ids[b, t + 1]) that the
-        second copy makes predictable: the induction targets.
-        """
-        g, W, T = self.generator, self.num_words, self.seq_len
-        words = torch.randint(0, W, (batch_size, T), generator=g)
-        use_rule = torch.rand(batch_size, T, generator=g) < self.rule_prob
+    def make_batch(self, batch_size, generator=None, lengths=None):
+        """(input_ids [B, 1 + seq_len], queries [B, 1 + seq_len]): queries
+        marks the positions in the segment's second copy whose next token is
+        in the segment too (what an induction head can predict)."""
+        g = generator or self.generator
+        B, T, W = batch_size, self.seq_len, len(WORDS)
+        ids = torch.randint(0, W, (B, T), generator=g) + FIRST_WORD_ID
+        coins = torch.rand(B, T, generator=g) < self.rule_prob
         for t in range(2, T):
-            words[:, t] = torch.where(use_rule[:, t], self.rule[words[:, t - 2]], words[:, t])
-        repeated = torch.zeros(batch_size, T, dtype=torch.bool)
-        lengths = torch.randint(self.min_segment, self.max_segment + 1, (batch_size,), generator=g)
-        for b in range(batch_size):
+            is_word = ids[:, t - 2] < FIRST_MARK_ID
+            ids[:, t] = torch.where(coins[:, t] & is_word, self.mark_of[ids[:, t - 2]], ids[:, t])
+        queries = torch.zeros(B, T + 1, dtype=torch.bool)
+        if lengths is None:
+            lengths = torch.randint(self.min_segment, self.max_segment + 1, (B,), generator=g)
+        for b in range(B):
             n = int(lengths[b])
-            segment = torch.randperm(W, generator=g)[:n]
+            segment = torch.randperm(W, generator=g)[:n] + FIRST_WORD_ID
             first, gap = sorted(torch.randint(0, T - 2 * n + 1, (2,), generator=g).tolist())
             second = gap + n
-            words[b, first:first + n] = segment
-            words[b, second:second + n] = segment
-            # label index j predicts words[j]; words[second + i] for i >= 1
-            repeated[b, second:second + n - 1] = True
-        ids = torch.cat([torch.zeros(batch_size, 1, dtype=torch.long), words + FIRST_WORD_ID], dim=1)
-        return ids, repeated
+            ids[b, first:first + n] = segment
+            ids[b, second:second + n] = segment
+            queries[b, 1 + second:second + n] = True  # +1: BOS shifts positions
+        bos = torch.zeros(B, 1, dtype=torch.long)
+        return torch.cat([bos, ids], dim=1), queries
+
+    def probes(self, tokenizer):
+        """[(tag, text, induction queries)] for PROBE_TAGS: fixed sequences
+        from the training distribution (same in every run), each with a
+        segment whose words occur nowhere else in it."""
+        g = torch.Generator().manual_seed(PROBE_SEED)
+        out = []
+        for tag, n in zip(PROBE_TAGS, PROBE_SEGMENTS):
+            n = min(max(n, self.min_segment), self.max_segment)
+            while True:
+                ids, queries = self.make_batch(1, generator=g, lengths=[n])
+                ids, queries = ids[0], queries[0]
+                q = torch.nonzero(queries)[:, 0]
+                segment = set(ids[q[0]:q[-1] + 2].tolist())
+                if sum(int(i) in segment for i in ids.tolist()) == 2 * len(segment):
+                    break
+            text = " ".join(tokenizer.convert_ids_to_tokens(ids.tolist()[1:]))
+            out.append((tag, text, q.tolist()))
+        return out
 
 
 # ---------------------------------------------------------------------------
 # Head scores (from captured records: what the dashboard shows)
 
 
-def induction_targets(tokens):
-    """[T, T] bool: key j is an induction target of query i when the token
-    before j equals token i (j <= i), for queries whose token occurred before."""
-    tokens = list(tokens)
-    T = len(tokens)
-    target = np.zeros((T, T), bool)
-    for i in range(T):
-        for j in range(1, i + 1):
-            if tokens[j - 1] == tokens[i] and j - 1 < i:
-                target[i, j] = True
-    return target
+def head_scores(record, queries):
+    """(induction [L, H], previous_token [L, H]) of one probe record.
 
-
-def head_scores(record):
-    """(induction [L, H], previous_token [L, H]) of one record: mean attention
-    on the induction targets over the queries that have one, and on the
-    previous token over queries 1..T-1."""
+    induction: mean attention of the segment's second copy on the token after
+    the previous occurrence of the query's token (query i -> key i - n + 1).
+    previous_token: mean attention on the previous token over queries 1..T-1.
+    """
     attention = record.attention("self")
     tokens = record.tokens("self")[0]
-    target = induction_targets(tokens)
-    rows = target.any(axis=1)
-    induction = (attention * target).sum(-1)[..., rows].mean(-1)
     T = attention.shape[-1]
+    keys = []
+    for i in queries:
+        earlier = [j for j in range(i) if tokens[j] == tokens[i]]
+        keys.append(earlier[-1] + 1)
+    induction = attention[..., queries, keys].mean(-1)
     previous = attention[..., np.arange(1, T), np.arange(0, T - 1)].mean(-1)
     return induction, previous
 
@@ -201,28 +217,28 @@ def best_head(scores):
 # Logging helpers
 
 
-def probe_inputs(tokenizer):
+def probe_inputs(task, tokenizer):
+    """[(tag, encoding, induction queries)] of the fixed probes."""
     out = []
-    for tag, text in PROBES:
+    for tag, text, queries in task.probes(tokenizer):
         enc = tokenizer(BOS + " " + text, return_tensors="pt")
-        if (enc["input_ids"] == tokenizer.unk_token_id).any():
-            raise AssertionError("probe %s has a word outside the vocabulary" % tag)
-        out.append((tag, enc))
+        assert not (enc["input_ids"] == tokenizer.unk_token_id).any(), text
+        out.append((tag, enc, queries))
     return out
 
 
 def log_probes(model, tokenizer, probes, writer, step, neurons):
     """Capture and log every probe at step; returns the records."""
     records = []
-    for tag, enc in probes:
+    for tag, enc, _ in probes:
         record = tb_attention.capture(model, enc, tokenizer=tokenizer, neurons=neurons)
         writer.add_attention(tag, record, global_step=step)
         records.append(record)
     return records
 
 
-def mean_scores(records):
-    pairs = [head_scores(r) for r in records]
+def mean_scores(records, probes):
+    pairs = [head_scores(r, queries) for r, (_, _, queries) in zip(records, probes)]
     return np.mean([p[0] for p in pairs], axis=0), np.mean([p[1] for p in pairs], axis=0)
 
 
@@ -249,17 +265,28 @@ def train(args, tokenizer, logdir):
 
     torch.manual_seed(args.seed)
     task = Task(args.seq_len, args.min_segment, args.max_segment, args.rule_prob, args.seed + 1)
+    # Untied input/output embeddings, and token embeddings drawn 5x larger
+    # than GPT-2's default (std 0.1 instead of 0.02): otherwise what layer 0
+    # writes drowns the token's own identity, and the model often finds another
+    # circuit first: a layer-1 head attending two tokens after the previous
+    # occurrence and reading the answer from that position's previous-token
+    # head. Measured while tuning: with GPT-2's defaults 1 of 3 seeds grew only
+    # that head; with these two changes the demo grew a clean induction head in
+    # 5 of 5 seeds (0-4), attention on the induction target 0.92-0.99.
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=args.seq_len + 1, n_embd=args.embd,
         n_layer=args.layers, n_head=args.heads, resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        attn_pdrop=0.0, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+        pad_token_id=0)
     model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        model.transformer.wte.weight.normal_(0.0, args.embedding_std)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01,
                                   betas=(0.9, 0.98))
-    warmup = max(1, min(100, args.steps // 10))
+    warmup = max(1, min(50, args.steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    probes = probe_inputs(tokenizer)
+    probes = probe_inputs(task, tokenizer)
     checkpoints = {}
     history = []  # (step, induction [L,H], previous [L,H], loss on repeated)
 
@@ -275,7 +302,7 @@ def train(args, tokenizer, logdir):
             t0 = time.perf_counter()
             records = log_probes(model, tokenizer, probes, writer, step, neurons=True)
             probe_seconds += time.perf_counter() - t0
-            induction, previous = mean_scores(records)
+            induction, previous = mean_scores(records, probes)
             history.append((step, induction, previous, repeated_loss_avg))
             summary.add_scalar("heads/best_induction_score", float(induction.max()), step)
             summary.add_scalar("heads/best_previous_token_score", float(previous.max()), step)
@@ -288,7 +315,8 @@ def train(args, tokenizer, logdir):
             checkpoints[step] = path
         if step == args.steps:
             break
-        ids, repeated = task.make_batch(args.batch_size)
+        ids, queries = task.make_batch(args.batch_size)
+        repeated = queries[:, :-1]  # losses[:, j] is the loss of predicting ids[:, j + 1]
         logits = model(input_ids=ids).logits[:, :-1]
         losses = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
@@ -328,7 +356,7 @@ def log_checkpoints(checkpoints, early_step, tokenizer, probes, logdir, quiet):
         model = AutoModelForCausalLM.from_pretrained(checkpoints[step])
         with tb_attention.AttentionWriter(os.path.join(logdir, run)) as writer:
             records = log_probes(model, tokenizer, probes, writer, step, neurons=True)
-        scores[run] = mean_scores(records)
+        scores[run] = mean_scores(records, probes)
     return scores
 
 
@@ -358,6 +386,7 @@ def log_minilm(logdir, quiet):
 class Server:
     def __init__(self, logdir, host, port):
         self.url = "http://%s:%d" % (host, port)
+        self.port = port
         cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir,
                "--host", host, "--port", str(port), "--samples_per_plugin=attention=0"]
         self.log_path = os.path.join(logdir, ".tensorboard.log")
@@ -373,16 +402,16 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit("TensorBoard exited (code %s):\n%s"
-                                 % (self.proc.returncode, self.output()[-3000:]))
+                raise SystemExit("TensorBoard exited (code %s; is port %d taken? see --port):\n%s"
+                                 % (self.proc.returncode, self.port, self.output()[-3000:]))
             try:
-                with urllib.request.urlopen(self.url + "/data/plugins_listing", timeout=5) as r:
+                with _http.open(self.url + "/data/plugins_listing", timeout=5) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.25)
-        raise SystemExit("TensorBoard did not answer on %s within %d s:\n%s"
+        raise SystemExit("TensorBoard did not answer on %s within %d s (try another --port):\n%s"
                          % (self.url, timeout, self.output()[-3000:]))
 
     def stop(self):
@@ -402,11 +431,11 @@ class Server:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=2000, help="training steps")
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
     p.add_argument("--log-every", type=int, default=50,
                    help="log the probes' attention every N steps (and at the last step)")
     p.add_argument("--early-step", type=int, default=None,
-                   help="step of the early checkpoint (default: --steps / 5, on a --log-every step)")
+                   help="step of the early checkpoint (None: the --log-every step nearest --steps / 5)")
     p.add_argument("--logdir", default="demo_runs",
                    help="output directory; the demo's own runs in it are replaced")
     p.add_argument("--port", type=int, default=6006, help="TensorBoard port")
@@ -419,10 +448,12 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--embd", type=int, default=64, help="GPT-2 hidden size")
-    p.add_argument("--seq-len", type=int, default=31, help="words per training sequence")
+    p.add_argument("--seq-len", type=int, default=31, help="tokens per training sequence (after <s>)")
     p.add_argument("--min-segment", type=int, default=4, help="shortest repeated segment")
     p.add_argument("--max-segment", type=int, default=10, help="longest repeated segment")
-    p.add_argument("--rule-prob", type=float, default=0.5,
+    p.add_argument("--embedding-std", type=float, default=0.1,
+                   help="init std of the token embeddings (GPT-2's default is 0.02)")
+    p.add_argument("--rule-prob", type=float, default=0.75,
                    help="probability of the background rule (makes previous-token heads form early)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 leaves a core to the writer and TensorBoard)")
@@ -455,7 +486,6 @@ def main(argv=None):
         # Start now: the attention appears in the dashboard while the model trains.
         server = Server(logdir, args.host, args.port)
 
-    total_start = time.perf_counter()
     try:
         tokenizer = build_tokenizer()
         if server is not None:
@@ -466,7 +496,7 @@ def main(argv=None):
         ckpt_scores = log_checkpoints(result["checkpoints"], args.early_step, tokenizer,
                                       result["probes"], logdir, args.quiet)
         minilm_tags = [] if args.no_minilm else log_minilm(logdir, args.quiet)
-        total_seconds = time.perf_counter() - total_start
+        total_seconds = time.perf_counter() - _STARTED
         report = summarize(args, result, ckpt_scores, minilm_tags, total_seconds)
         with open(os.path.join(logdir, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=1)
@@ -501,7 +531,7 @@ def summarize(args, result, ckpt_scores, minilm_tags, total_seconds):
         "log_every": args.log_every,
         "early_step": args.early_step,
         "runs": [TRAIN_RUN, EARLY_RUN, FINAL_RUN] + ([MINILM_RUN] if minilm_tags else []),
-        "probe_tags": [tag for tag, _ in PROBES],
+        "probe_tags": list(PROBE_TAGS),
         "minilm_tags": minilm_tags,
         "logged_steps": [h[0] for h in history],
         "induction_head": {"layer": ind_head[0], "head": ind_head[1],
@@ -513,7 +543,7 @@ def summarize(args, result, ckpt_scores, minilm_tags, total_seconds):
                                 "last": float(last_prev[prev_head]),
                                 "early_checkpoint": float(early_prev[prev_head]),
                                 "final_checkpoint": float(final_prev[prev_head])},
-        "induction_scores_by_step": [[h[0], h[1].round(3).tolist()] for h in history],
+        "induction_scores_by_step": [[h[0], h[1].astype(float).round(3).tolist()] for h in history],
         "repeated_segment_loss_last": last_loss,
         "train_seconds": result["train_seconds"],
         "probe_seconds": result["probe_seconds"],
@@ -534,11 +564,14 @@ def print_report(r, logdir):
           % (ph["layer"], ph["head"], ph["first"], ph["last"]))
     if r["repeated_segment_loss_last"] is not None:
         print("Loss on the repeated segment (smoothed): %.3f" % r["repeated_segment_loss_last"])
+    print("Checkpoints: early (step %d) induction %.2f, previous-token %.2f; final (step %d) %.2f, %.2f"
+          % (r["early_step"], ih["early_checkpoint"], ph["early_checkpoint"], r["steps"],
+             ih["final_checkpoint"], ph["final_checkpoint"]))
     print("Probe overhead: %.1f s of %.1f s training (%.1f%%): capture + add_attention of %d "
           "probes every %d steps, with neurons"
           % (r["probe_seconds"], r["train_seconds"], 100 * r["probe_fraction"], len(r["probe_tags"]),
              r["log_every"]))
-    print("Total %.0f s" % r["total_seconds"])
+    print("Total %.0f s (imports, training, checkpoints, MiniLM)" % r["total_seconds"])
 
 
 if __name__ == "__main__":
