@@ -27,6 +27,9 @@ two after a word is often that word's punctuation mark (a fixed rule), which
 gives the previous-token head a reason to form early (see Task). With the
 defaults the previous-token head forms within ~300 steps and the induction head
 around step 1200-1500; the loss on the repeated segment drops at the same time.
+At the end the demo reads the run back with tb_attention.load and prints one
+line per head that specialised: its score at the first and last step, the step
+it formed, and the loss it helps with before and after (specialised_heads).
 
 Then TensorBoard serves the logdir (all steps kept) until Ctrl-C.
 """
@@ -213,6 +216,59 @@ def best_head(scores):
     return int(layer), int(head)
 
 
+SPECIALISED = 0.5  # a head whose score ends at least this high has specialised
+
+
+def specialised_heads(logdir, probes, step_losses, window):
+    """The heads that specialised in training, read back from the logged run
+    as a user would read it (tb_attention.load), scores averaged over the
+    probes: previous_token from the per-head statistics the writer stored
+    with every step (stats()["previous_token"]), induction from the logged
+    attention (head_scores).
+
+    For each head whose last score is at least SPECIALISED, under the score
+    it has more of: its score at the first and the last logged step, the
+    first step at which it reached SPECIALISED, and the training loss it
+    helps with, before and after its rise (the steps where its score first
+    passed 20% and 80% of the way from first to last), each the mean over
+    the `window` steps before: the repeated segment for an induction head;
+    the other tokens for a previous-token head (the mark rule needs the
+    previous token). So the loss curve and the attention are compared step
+    by step.
+    """
+    log = tb_attention.load(logdir)
+    stats = [log.stats(TRAIN_RUN, tag) for tag, _, _ in probes]
+    steps = [int(s) for s in stats[0]["steps"]]
+    previous = np.mean([s["previous_token"] for s in stats], axis=0)  # [S, L, H]
+    induction = np.mean([[head_scores(log.get(TRAIN_RUN, tag, step), queries)[0]
+                          for step in steps] for tag, _, queries in probes], axis=0)
+
+    def loss_before(step, column):
+        lo = max(0, step - window)
+        return float(step_losses[lo:max(step, lo + 1), column].mean())
+
+    heads = []
+    for layer, head in np.ndindex(*induction.shape[1:]):
+        kind, scores, column, loss_name = max(
+            (("induction", induction[:, layer, head], 0, "repeated segment"),
+             ("previous-token", previous[:, layer, head], 1, "other tokens")),
+            key=lambda k: k[1][-1])
+        if not scores[-1] >= SPECIALISED:
+            continue
+        first, last = float(scores[0]), float(scores[-1])
+        rise = [steps[int(np.argmax(scores >= first + f * (last - first)))] for f in (0.2, 0.8)]
+        heads.append({
+            "layer": int(layer), "head": int(head), "kind": kind,
+            "first": first, "last": last, "first_step": steps[0], "last_step": steps[-1],
+            "formed_at": steps[int(np.argmax(scores >= SPECIALISED))],
+            "rise_steps": rise, "loss_name": loss_name,
+            "loss_before_rise": loss_before(rise[0], column),
+            "loss_after_rise": loss_before(rise[1], column),
+            "scores": np.round(scores.astype(float), 3).tolist(),
+        })
+    return heads, steps
+
+
 # ---------------------------------------------------------------------------
 # Logging helpers
 
@@ -294,6 +350,7 @@ def train(args, tokenizer, logdir):
     writer = tb_attention.AttentionWriter(summary)
     probe_seconds = 0.0
     repeated_loss_avg = None
+    step_losses = []  # (loss on the repeated segment, loss on the other tokens) per step
     start = time.perf_counter()
     bar = tqdm(total=args.steps, desc="training gpt2", unit="step", dynamic_ncols=True,
                disable=args.quiet)
@@ -332,7 +389,9 @@ def train(args, tokenizer, logdir):
             0.95 * repeated_loss_avg + 0.05 * repeated_loss)
         summary.add_scalar("loss/train", float(loss.detach()), step + 1)
         summary.add_scalar("loss/repeated_segment", repeated_loss, step + 1)
-        summary.add_scalar("loss/other_tokens", float(losses[~repeated].mean()), step + 1)
+        other_loss = float(losses[~repeated].mean())
+        step_losses.append((repeated_loss, other_loss))
+        summary.add_scalar("loss/other_tokens", other_loss, step + 1)
         bar.update(1)
     t0 = time.perf_counter()
     writer.close()
@@ -341,7 +400,8 @@ def train(args, tokenizer, logdir):
     train_seconds = time.perf_counter() - start
     bar.close()
     return dict(model=model, history=history, checkpoints=checkpoints, probes=probes,
-                probe_seconds=probe_seconds, train_seconds=train_seconds)
+                probe_seconds=probe_seconds, train_seconds=train_seconds,
+                step_losses=np.array(step_losses, dtype=np.float64).reshape(-1, 2))
 
 
 def log_checkpoints(checkpoints, early_step, tokenizer, probes, logdir, quiet):
@@ -436,7 +496,7 @@ def parse_args(argv=None):
                    help="log the probes' attention every N steps (and at the last step)")
     p.add_argument("--early-step", type=int, default=None,
                    help="step of the early checkpoint (None: the --log-every step nearest --steps / 5)")
-    p.add_argument("--logdir", default="demo_runs",
+    p.add_argument("--logdir", "--out", default="demo_runs",
                    help="output directory; the demo's own runs in it are replaced")
     p.add_argument("--port", type=int, default=6006, help="TensorBoard port")
     p.add_argument("--host", default="localhost", help="TensorBoard host (0.0.0.0 to share)")
@@ -493,11 +553,14 @@ def main(argv=None):
             print("TensorBoard is up at %s/#attention (it picks up new steps every few seconds)"
                   % server.url, flush=True)
         result = train(args, tokenizer, logdir)
+        heads, _ = specialised_heads(logdir, result["probes"], result["step_losses"],
+                                     args.log_every)
         ckpt_scores = log_checkpoints(result["checkpoints"], args.early_step, tokenizer,
                                       result["probes"], logdir, args.quiet)
         minilm_tags = [] if args.no_minilm else log_minilm(logdir, args.quiet)
         total_seconds = time.perf_counter() - _STARTED
         report = summarize(args, result, ckpt_scores, minilm_tags, total_seconds)
+        report["specialised_heads"] = heads
         with open(os.path.join(logdir, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=1)
         print_report(report, logdir)
@@ -557,21 +620,28 @@ def summarize(args, result, ckpt_scores, minilm_tags, total_seconds):
 def print_report(r, logdir):
     ih, ph = r["induction_head"], r["previous_token_head"]
     print("\nWrote %s: runs %s" % (logdir, ", ".join(r["runs"])))
-    print("Induction head      L%dH%d: attention on the token after the previous occurrence "
-          "%.2f at step %d -> %.2f at step %d"
-          % (ih["layer"], ih["head"], ih["first"], r["first_step"], ih["last"], r["last_step"]))
-    print("Previous-token head L%dH%d: attention on the previous token %.2f -> %.2f"
-          % (ph["layer"], ph["head"], ph["first"], ph["last"]))
-    if r["repeated_segment_loss_last"] is not None:
-        print("Loss on the repeated segment (smoothed): %.3f" % r["repeated_segment_loss_last"])
-    print("Checkpoints: early (step %d) induction %.2f, previous-token %.2f; final (step %d) %.2f, %.2f"
-          % (r["early_step"], ih["early_checkpoint"], ph["early_checkpoint"], r["steps"],
-             ih["final_checkpoint"], ph["final_checkpoint"]))
     print("Probe overhead: %.1f s of %.1f s training (%.1f%%): capture + add_attention of %d "
           "probes every %d steps, with neurons"
           % (r["probe_seconds"], r["train_seconds"], 100 * r["probe_fraction"], len(r["probe_tags"]),
              r["log_every"]))
+    print("Checkpoints: early (step %d) induction %.2f, previous-token %.2f; final (step %d) %.2f, %.2f"
+          % (r["early_step"], ih["early_checkpoint"], ph["early_checkpoint"], r["steps"],
+             ih["final_checkpoint"], ph["final_checkpoint"]))
     print("Total %.0f s (imports, training, checkpoints, MiniLM)" % r["total_seconds"])
+    heads = r["specialised_heads"]
+    if not heads:
+        print("\nNo head reached %.1f by step %d: train longer (the default --steps 3000 grows a "
+              "previous-token and an induction head)." % (SPECIALISED, r["last_step"]))
+        return
+    print("\nHeads that specialised (read back with tb_attention.load, mean over the %d probes; "
+          "loss: mean of the %d steps before):" % (len(r["probe_tags"]), r["log_every"]))
+    for h in heads:
+        lo, hi = h["rise_steps"]
+        print("  layer %d head %d, %s: %.2f at step %d -> %.2f at step %d, reached %.1f at step %d; "
+              "loss on the %s %.2f at step %d -> %.2f at step %d"
+              % (h["layer"], h["head"], h["kind"], h["first"], h["first_step"], h["last"],
+                 h["last_step"], SPECIALISED, h["formed_at"], h["loss_name"],
+                 h["loss_before_rise"], lo, h["loss_after_rise"], hi))
 
 
 if __name__ == "__main__":
