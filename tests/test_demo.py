@@ -1,27 +1,68 @@
-"""The demo end to end, as a user runs it, with tiny settings: train a few
-steps, log probes, checkpoints and MiniLM, serve TensorBoard on a free port,
-fetch the plugin's runs and the loss scalars over HTTP, stop the server.
+"""The demo end to end, as a user runs it: train, log probes, checkpoints and
+MiniLM, serve TensorBoard on a free port, fetch the plugin's runs and the loss
+scalars over HTTP, open the dashboard in headless Chromium and take a
+screenshot of every view tab it offers, stop the server.
+
+By default the demo runs with tiny settings (a few steps) and the
+screenshots go to a temporary directory. With TBA_README_SCREENSHOTS=1 the
+demo runs at its default size (3000 steps, about a minute of training) and the
+screenshots are written to docs/screenshots/ for the README:
+
+    TBA_README_SCREENSHOTS=1 .venv/bin/python -m pytest tests/test_demo.py -q -p no:cacheprovider
 
 The demo and its TensorBoard use the installed tb_attention (PYTHONPATH is
 dropped), as after `bash demo/run.sh`.
 """
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
+
+import pytest
 
 from tests.conftest import REPO, free_port, wait_until
 
 DEMO = os.path.join(REPO, "demo", "demo.py")
-STEPS, LOG_EVERY, EARLY = 12, 4, 4
+README_MODE = os.environ.get("TBA_README_SCREENSHOTS") == "1"
+if README_MODE:  # the demo's defaults, as `bash demo/run.sh` runs it
+    STEPS, LOG_EVERY, EARLY = 3000, 50, 600
+    DEMO_ARGS = []
+    LOGGED_TIMEOUT = 600
+else:
+    STEPS, LOG_EVERY, EARLY = 12, 4, 4
+    DEMO_ARGS = ["--steps", str(STEPS), "--log-every", str(LOG_EVERY), "--early-step", str(EARLY),
+                 "--seq-len", "16", "--max-segment", "6"]
+    LOGGED_TIMEOUT = 120
+README_SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
+TIMEOUT_MS = 60_000
+VIEWPORT = {"width": 1280, "height": 800}
+
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore http_proxy
 PROBE_TAGS = ["probe/induction-0", "probe/induction-1", "probe/induction-2"]
 MINILM_TAGS = ["agreement/author", "agreement/keys", "coreference/tired", "coreference/trophy",
                "coreference/wide", "pair/cat-mat", "pair/paraphrase", "pair/question-answer"]
+
+# What each screenshot shows (the dashboard's URL state, frontend/README.md).
+# The final step of the first induction probe: layer 0 head 0 is the
+# previous-token head, layer 1 head 0 the induction head (the demo prints
+# which heads formed). MiniLM layer 3 head 1 sends "it" (token 10) mostly to
+# "animal" (0.68 in coreference/tired, the largest of its 72 heads).
+TRAIN_FINAL = {"run": "gpt2-train", "tag": "probe/induction-0", "step": STEPS}
+VIEW_STATE = {
+    "head": {"run": "minilm", "tag": "coreference/tired", "step": 0, "layer": 3, "heads": 1,
+             "hover": "q10"},
+    "model": dict(TRAIN_FINAL),
+    "neuron": {"run": "minilm", "tag": "coreference/tired", "step": 0, "layer": 3, "head": 1,
+               "query": 10},
+    "matrix": dict(TRAIN_FINAL, layer=1, head=0, zoom=16),  # all 32 rows: the second copy is last
+}
+# Views without an entry (added later) get TRAIN_FINAL.
+DRAWN_KEYS = ("run", "tag", "step", "layer", "head")
 
 
 def _get_json(url):
@@ -41,91 +82,180 @@ def _stop(proc):
             proc.wait()
 
 
-def test_demo_end_to_end(tmp_path):
-    started = time.monotonic()
-    logdir = tmp_path / "runs"
-    port = free_port()
-    url = "http://127.0.0.1:%d" % port
-    out_path = tmp_path / "demo.out"
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    cmd = [sys.executable, DEMO, "--steps", str(STEPS), "--log-every", str(LOG_EVERY),
-           "--early-step", str(EARLY), "--logdir", str(logdir), "--port", str(port),
-           "--host", "127.0.0.1", "--seq-len", "16", "--max-segment", "6"]
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(tmp_path), start_new_session=True)
+class Demo:
+    def __init__(self, tmp):
+        self.logdir = tmp / "runs"
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.out_path = tmp / "demo.out"
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        cmd = [sys.executable, DEMO, *DEMO_ARGS, "--logdir", str(self.logdir),
+               "--port", str(self.port), "--host", "127.0.0.1"]
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         cwd=str(tmp), start_new_session=True)
 
-    def output():
-        return out_path.read_text(errors="replace")
+    def output(self):
+        return self.out_path.read_text(errors="replace")
 
+    def stop(self):
+        _stop(self.proc)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = Demo(tmp_path_factory.mktemp("demo"))
     try:
-        def demo_serving_or_exited():
-            return proc.poll() is not None or "TensorBoard: %s/#attention" % url in output()
+        def serving_or_exited():
+            return d.proc.poll() is not None or "TensorBoard: %s/#attention" % d.url in d.output()
 
-        wait_until(demo_serving_or_exited, timeout=75, interval=0.2,
+        wait_until(serving_or_exited, timeout=LOGGED_TIMEOUT, interval=0.2,
                    what="the demo to finish logging")
-        assert proc.poll() is None, "demo exited with %s:\n%s" % (proc.returncode, output())
-
-        steps = list(range(0, STEPS + 1, LOG_EVERY))
-        expected = {
-            "gpt2-train": {tag: steps for tag in PROBE_TAGS},
-            "gpt2-checkpoint-early": {tag: [EARLY] for tag in PROBE_TAGS},
-            "gpt2-checkpoint-final": {tag: [STEPS] for tag in PROBE_TAGS},
-            "minilm": {tag: [0] for tag in MINILM_TAGS},
-        }
-
-        def all_loaded():  # TensorBoard picks up new event data every few seconds
-            listing = _get_json(url + "/data/plugin/attention/tags")
-            got = {r["run"]: {t["tag"]: t["steps"] for t in r["tags"]} for r in listing["runs"]}
-            return listing if got == expected else None
-
-        listing = wait_until(all_loaded, timeout=40, interval=0.5,
-                             what="the demo's runs in /data/plugin/attention/tags")
-        tags = {(r["run"], t["tag"]): t for r in listing["runs"] for t in r["tags"]}
-
-        train = tags[("gpt2-train", "probe/induction-0")]
-        assert train["model_type"] == "gpt2"
-        assert train["kept"] == train["written"] == len(steps)  # all steps kept
-        (kind,) = train["kinds"]
-        assert kind["name"] == "self" and kind["causal"] and kind["has_neurons"]
-        assert kind["layer_ids"] == [0, 1] and kind["num_heads"] == 4
-        assert tags[("gpt2-checkpoint-final", "probe/induction-0")]["kinds"] == train["kinds"]
-
-        bert = tags[("minilm", "pair/question-answer")]
-        assert bert["model_type"] == "bert"
-        (kind,) = bert["kinds"]
-        assert kind["has_neurons"] and not kind["causal"]
-        assert len(kind["layer_ids"]) == 6 and kind["num_heads"] == 12
-
-        # The loss curve lives in the same run as the probes' attention.
-        scalar_tags = _get_json(url + "/data/plugin/scalars/tags")
-        assert {"loss/train", "loss/repeated_segment", "heads/best_induction_score"} <= set(
-            scalar_tags["gpt2-train"])
-        loss = _get_json(url + "/data/plugin/scalars/scalars?run=gpt2-train&tag=loss/train")
-        assert [row[1] for row in loss] == list(range(1, STEPS + 1))
-
-        # One step's attention decodes: a row of a causal map sums to 1.
-        with _http.open(
-                url + "/data/plugin/attention/attention?run=gpt2-train&tag=probe/induction-0"
-                "&step=%d&kind=self&layer=1&head=0" % STEPS, timeout=30) as r:
-            body = r.read()
-            shape = [int(x) for x in r.headers["X-Attention-Shape"].split(",")]
-        assert shape[0] == 1 and len(body) == shape[0] * shape[1] * shape[2]
-        assert abs(sum(body[-shape[2]:]) / 255 - 1) < 0.05
-
-        report = json.loads((logdir / "demo_report.json").read_text())
-        assert report["logged_steps"] == steps
-        assert 0 < report["probe_fraction"] < 1
-        assert os.path.isfile(logdir / "checkpoints" / ("gpt2-step-%d" % STEPS) / "config.json")
-        assert "Probe overhead" in output()
+        assert d.proc.poll() is None, "demo exited with %s:\n%s" % (d.proc.returncode, d.output())
+        yield d
     finally:
-        _stop(proc)
+        d.stop()
 
-    # Stopping the demo stopped its TensorBoard too.
+
+def test_demo_end_to_end(demo):
+    url, logdir = demo.url, demo.logdir
+    steps = list(range(0, STEPS + 1, LOG_EVERY))
+    expected = {
+        "gpt2-train": {tag: steps for tag in PROBE_TAGS},
+        "gpt2-checkpoint-early": {tag: [EARLY] for tag in PROBE_TAGS},
+        "gpt2-checkpoint-final": {tag: [STEPS] for tag in PROBE_TAGS},
+        "minilm": {tag: [0] for tag in MINILM_TAGS},
+    }
+
+    def all_loaded():  # TensorBoard picks up new event data every few seconds
+        listing = _get_json(url + "/data/plugin/attention/tags")
+        got = {r["run"]: {t["tag"]: t["steps"] for t in r["tags"]} for r in listing["runs"]}
+        return listing if got == expected else None
+
+    listing = wait_until(all_loaded, timeout=60, interval=0.5,
+                         what="the demo's runs in /data/plugin/attention/tags")
+    tags = {(r["run"], t["tag"]): t for r in listing["runs"] for t in r["tags"]}
+
+    train = tags[("gpt2-train", "probe/induction-0")]
+    assert train["model_type"] == "gpt2"
+    assert train["kept"] == train["written"] == len(steps)  # all steps kept
+    (kind,) = train["kinds"]
+    assert kind["name"] == "self" and kind["causal"] and kind["has_neurons"]
+    assert kind["layer_ids"] == [0, 1] and kind["num_heads"] == 4
+    assert tags[("gpt2-checkpoint-final", "probe/induction-0")]["kinds"] == train["kinds"]
+
+    bert = tags[("minilm", "pair/question-answer")]
+    assert bert["model_type"] == "bert"
+    (kind,) = bert["kinds"]
+    assert kind["has_neurons"] and not kind["causal"]
+    assert len(kind["layer_ids"]) == 6 and kind["num_heads"] == 12
+
+    # The loss curve lives in the same run as the probes' attention.
+    scalar_tags = _get_json(url + "/data/plugin/scalars/tags")
+    assert {"loss/train", "loss/repeated_segment", "heads/best_induction_score"} <= set(
+        scalar_tags["gpt2-train"])
+    def every_loss_step():  # all kept (the demo serves with scalars=0), once loaded
+        loss = _get_json(url + "/data/plugin/scalars/scalars?run=gpt2-train&tag=loss/train")
+        return [row[1] for row in loss] == list(range(1, STEPS + 1))
+
+    wait_until(every_loss_step, timeout=60, interval=0.5, what="every step of loss/train")
+
+    # One step's attention decodes: a row of a causal map sums to 1.
+    with _http.open(
+            url + "/data/plugin/attention/attention?run=gpt2-train&tag=probe/induction-0"
+            "&step=%d&kind=self&layer=1&head=0" % STEPS, timeout=30) as r:
+        body = r.read()
+        shape = [int(x) for x in r.headers["X-Attention-Shape"].split(",")]
+    assert shape[0] == 1 and len(body) == shape[0] * shape[1] * shape[2]
+    assert abs(sum(body[-shape[2]:]) / 255 - 1) < 0.05
+
+    report = json.loads((logdir / "demo_report.json").read_text())
+    assert report["logged_steps"] == steps
+    assert 0 < report["probe_fraction"] < 1
+    assert os.path.isfile(logdir / "checkpoints" / ("gpt2-step-%d" % STEPS) / "config.json")
+    out = demo.output()
+    assert "Probe overhead" in out
+    heads = report["specialised_heads"]
+    if README_MODE:
+        # At its default size the demo grows both circuits, and says so.
+        kinds = {(h["layer"], h["kind"]) for h in heads}
+        assert {(0, "previous-token"), (1, "induction")} <= kinds, heads
+        for h in heads:
+            assert h["last"] >= 0.5 > h["first"]
+            assert "layer %d head %d, %s:" % (h["layer"], h["head"], h["kind"]) in out
+    else:
+        assert heads == [] and "No head reached 0.5 by step %d" % STEPS in out
+
+
+def _save_png(png_bytes, path):
+    """A palette PNG, smaller for busy pictures (the README's must stay small)."""
+    from PIL import Image
+    img = Image.open(io.BytesIO(png_bytes)).convert("RGB")
+    for scale, colors in ((1, 128), (1, 48), (2, 64)):
+        small = img.resize((img.width // scale, img.height // scale), Image.LANCZOS) if scale > 1 else img
+        small.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        if os.path.getsize(path) < 200_000:
+            break
+    return img
+
+
+def _dashboard_url(base, view, state):
+    keys = dict(state, view=view)
+    return "%s/#attention%s" % (base, "".join(
+        "&p.attention.%s=%s" % (k, quote(str(v), safe="")) for k, v in keys.items()))
+
+
+def _drawn(view, state):
+    sel = '#tba[data-state="drawn"][data-view="%s"]' % view
+    for k in DRAWN_KEYS:
+        if k in state:
+            sel += '[data-%s="%s"]' % (k, state[k])
+    return sel
+
+
+def test_screenshot_of_every_view(demo, browser, tmp_path):
+    out_dir = README_SCREENSHOTS if README_MODE else str(tmp_path)
+    os.makedirs(out_dir, exist_ok=True)
+    ctx = browser.new_context(viewport=VIEWPORT)
     try:
-        _http.open(url + "/data/plugins_listing", timeout=2)
-        raise AssertionError("TensorBoard still answers after the demo was stopped")
-    except (urllib.error.URLError, ConnectionError, OSError):
-        pass
-    assert time.monotonic() - started < 90, "the tiny demo run took %.0f s" % (time.monotonic() - started)
+        page = ctx.new_page()
+        page.goto(_dashboard_url(demo.url, "head", VIEW_STATE["head"]))
+        frame = page.wait_for_selector("iframe", state="attached", timeout=TIMEOUT_MS).content_frame()
+        frame.wait_for_selector('#tba[data-state="drawn"]', state="attached", timeout=TIMEOUT_MS)
+        views = frame.eval_on_selector_all("button[data-view]", "bs => bs.map(b => b.dataset.view)")
+        assert {"head", "model", "neuron", "matrix"} <= set(views), views
+        page.close()
+
+        written = {}
+        for view in views:
+            state = VIEW_STATE.get(view, TRAIN_FINAL)
+            page = ctx.new_page()
+            page.goto(_dashboard_url(demo.url, view, state))
+            frame = page.wait_for_selector("iframe", state="attached",
+                                           timeout=TIMEOUT_MS).content_frame()
+            frame.wait_for_selector(_drawn(view, state), state="attached", timeout=TIMEOUT_MS)
+            assert frame.get_attribute('button[data-view="%s"]' % view, "aria-pressed") == "true"
+            # Drawn means drawn with ink: the dashboard's area is not one flat colour.
+            from PIL import Image
+            area = Image.open(io.BytesIO(frame.locator("#tba").screenshot())).convert("L")
+            hist = area.histogram()
+            ink = 1 - max(hist) / sum(hist)
+            assert ink > 0.02, "%s view: %.1f%% of its pixels differ from the background" % (
+                view, 100 * ink)
+            path = os.path.join(out_dir, "demo-%s.png" % view)
+            _save_png(page.screenshot(), path)
+            written[view] = os.path.getsize(path)
+            page.close()
+    finally:
+        ctx.close()
+    assert set(written) == set(views)
+    if README_MODE:
+        assert sum(written.values()) < 1_500_000, written
+
+
+def test_stopping_the_demo_stops_its_tensorboard(demo):
+    demo.stop()
+    assert demo.proc.returncode is not None
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        _http.open(demo.url + "/data/plugins_listing", timeout=2)
