@@ -242,9 +242,9 @@ def write_summary():
         srcs = srcs if isinstance(srcs, list) else [srcs]
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             measure, ours, base, ratio, ", ".join(dict.fromkeys(s.date for s in srcs)),
-            ", ".join("[%s](%s)" % (s.name, s.name) for s in srcs)))
+            ", ".join("`results/%s`" % s.name for s in srcs)))  # no links: pasted into the README as is
     lines += ["", "Where each source says it ran:", ""]
-    lines += ["- `%s`: %s" % (src.name, src.context[:700] or "(no date)") for src in sources]
+    lines += ["- `results/%s`: %s" % (src.name, src.context[:700] or "(no date)") for src in sources]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(RESULTS, "SUMMARY.md"), "w", encoding="utf-8") as f:
         f.write(text)
