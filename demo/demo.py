@@ -254,8 +254,8 @@ def specialised_heads(logdir, probes, step_losses, window):
     heads = []
     for layer, head in np.ndindex(*induction.shape[1:]):
         kind, scores, column, loss_name = max(
-            (("induction", induction[:, layer, head], 0, "repeated segment"),
-             ("previous-token", previous[:, layer, head], 1, "other tokens")),
+            (("induction", induction[:, layer, head], 0, "repeated-segment"),
+             ("previous-token", previous[:, layer, head], 1, "other-token")),
             key=lambda k: k[1][-1])
         if not scores[-1] >= SPECIALISED:
             continue
@@ -641,11 +641,11 @@ def print_report(r, logdir):
           "loss: mean of the %d steps before):" % (len(r["probe_tags"]), r["log_every"]))
     for h in heads:
         lo, hi = h["rise_steps"]
-        print("  layer %d head %d, %s: %.2f at step %d -> %.2f at step %d, reached %.1f at step %d; "
-              "loss on the %s %.2f at step %d -> %.2f at step %d"
+        print("  layer %d head %d: %s score %.2f at step %d -> %.2f at step %d (%.1f at step %d); "
+              "%s loss %.2f -> %.2f over steps %d-%d"
               % (h["layer"], h["head"], h["kind"], h["first"], h["first_step"], h["last"],
                  h["last_step"], SPECIALISED, h["formed_at"], h["loss_name"],
-                 h["loss_before_rise"], lo, h["loss_after_rise"], hi))
+                 h["loss_before_rise"], h["loss_after_rise"], lo, hi))
 
 
 if __name__ == "__main__":

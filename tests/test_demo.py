@@ -183,7 +183,7 @@ def test_demo_end_to_end(demo):
         assert {(0, "previous-token"), (1, "induction")} <= kinds, heads
         for h in heads:
             assert h["last"] >= 0.5 > h["first"]
-            assert "layer %d head %d, %s:" % (h["layer"], h["head"], h["kind"]) in out
+            assert "layer %d head %d: %s score" % (h["layer"], h["head"], h["kind"]) in out
     else:
         assert heads == [] and "No head reached 0.5 by step %d" % STEPS in out
 
