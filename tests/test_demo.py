@@ -60,8 +60,14 @@ VIEW_STATE = {
     "neuron": {"run": "minilm", "tag": "coreference/tired", "step": 0, "layer": 3, "head": 1,
                "query": 10},
     "matrix": dict(TRAIN_FINAL, layer=1, head=0, zoom=16),  # all 32 rows: the second copy is last
+    # Views being added on other branches (their URL keys: stat; brun, bstep, cmode): the
+    # previous-token statistic over training, and the final checkpoint against the early one.
+    "stats": dict(TRAIN_FINAL, stat="previous_token"),
+    "compare": {"run": "gpt2-checkpoint-final", "tag": "probe/induction-0", "step": STEPS,
+                "brun": "gpt2-checkpoint-early", "bstep": EARLY, "cmode": "matrix",
+                "layer": 1, "head": 0},
 }
-# Views without an entry (added later) get TRAIN_FINAL.
+# Views without an entry get TRAIN_FINAL.
 DRAWN_KEYS = ("run", "tag", "step", "layer", "head")
 
 
