@@ -102,6 +102,23 @@ export function formatRange(list) {
   return parts.join(",");
 }
 
+/**
+ * Decimal text of an integer, exact beyond 2**53: String(2 ** 62) gives
+ * "4611686018427388000", the shortest text that reads back as that double,
+ * not the step TensorBoard has ("4611686018427387904").
+ * @param {number} n
+ */
+export function intText(n) {
+  return Number.isInteger(n) && !Number.isSafeInteger(n) ? BigInt(n).toString() : String(n);
+}
+
+/** A step from URL text: up to 2**63 - 1 (int64 steps), null otherwise. */
+function stepOr(text, fallback) {
+  if (text === undefined || text === null || !/^\d{1,19}$/.test(String(text))) return fallback;
+  const v = Number(text);
+  return v < 2 ** 63 ? v : fallback;
+}
+
 function intOr(text, fallback, min = 0) {
   if (text === undefined || text === null || !/^-?\d{1,12}$/.test(String(text))) return fallback;
   const v = Number(text);
@@ -119,7 +136,7 @@ export function decodeState(dict) {
   const get = (k) => (Object.prototype.hasOwnProperty.call(dict, k) ? dict[k] : undefined);
   if (get("run")) s.run = String(get("run"));
   if (get("tag")) s.tag = String(get("tag"));
-  s.step = intOr(get("step"), null, 0);
+  s.step = stepOr(get("step"), null);
   if (get("kind")) s.kind = String(get("kind"));
   if (VIEWS.includes(get("view"))) s.view = get("view");
   s.layer = intOr(get("layer"), null, 0);
@@ -149,7 +166,7 @@ export function encodeState(s) {
   const out = {};
   if (s.run !== null && s.run !== undefined) out.run = s.run;
   if (s.tag !== null && s.tag !== undefined) out.tag = s.tag;
-  if (s.step !== null && s.step !== undefined) out.step = String(s.step);
+  if (s.step !== null && s.step !== undefined) out.step = intText(s.step);
   if (s.kind) out.kind = s.kind;
   if (s.view !== d.view) out.view = s.view;
   if (s.layer !== null && s.layer !== undefined) out.layer = String(s.layer);

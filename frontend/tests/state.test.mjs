@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   parseRange, formatRange, decodeState, encodeState, defaultState, parseHash, buildHash,
-  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore,
+  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore, intText,
 } from "../state.js";
 
 test("ranges parse and format", () => {
@@ -186,4 +186,18 @@ test("UrlStore reports changes made outside, not its own writes", () => {
   top.location = makeLoc("http://127.0.0.1:6006/#scalars&p.attention.step=9&p.attention.view=model");
   fire();
   assert.equal(seen.length, 1);
+});
+
+test("steps up to 2**63 - 1 round-trip through the URL exactly", () => {
+  assert.equal(intText(2 ** 62), "4611686018427387904");
+  assert.equal(intText(0), "0");
+  assert.equal(intText(123456), "123456");
+  const s = decodeState({ step: "4611686018427387904" });
+  assert.equal(s.step, 2 ** 62);
+  assert.equal(encodeState(s).step, "4611686018427387904");
+  assert.equal(decodeState(encodeState({ ...defaultState(), step: 0 })).step, 0);
+  assert.equal(decodeState({ step: "9223372036854775808" }).step, null); // 2**63: not an int64
+  assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
+  assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
+  assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
 });

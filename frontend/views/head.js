@@ -12,6 +12,7 @@ import { css, headColor } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, labelled, maxLabelWidth, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { headSquares, layerControl, zoomControl } from "./controls.js";
+import { shortLabel } from "../tokens.js";
 
 const MAX_LABEL_W = 180;
 // Total length (CSS px) of the visible lines one draw may stroke: the
@@ -324,10 +325,14 @@ export class HeadView {
 
     this.cut = cut;
     this.edgeCount = count;
+    const hoverText = hover ? (hover.side === "q" ? labels.q : labels.k)[hover.index] : "";
     this.hoverLabel.textContent = hover
-      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${(hover.side === "q" ? labels.q : labels.k)[hover.index]}\u201d` +
+      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${shortLabel(hoverText)}\u201d` +
         (state.hover && state.hover.side === hover.side && state.hover.index === hover.index ? " (pinned)" : "")
       : "";
+    // the whole token (labels and the readout are cut short) on hover
+    this.hoverLabel.title = hoverText;
+    canvas.title = hoverText;
     const notes = [];
     if (heads.length === 0) notes.push("no heads selected: click a square");
     if (cut.drawn < cut.lines) {

@@ -12,6 +12,7 @@ import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../do
 import { weightAt } from "../api.js";
 import { matrixCell, matrixHit } from "../layout.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
+import { shortLabel } from "../tokens.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
@@ -198,13 +199,19 @@ export class MatrixView {
     if (!c) {
       this.readout.textContent = "hover a cell";
       this.readout.removeAttribute("data-cell");
+      this.readout.title = "";
+      this.canvas.title = "";
       return;
     }
     const { labels, kind } = this.ctx;
     const v = weightAt(this.weights, c.i * this.geo.Tk + c.j);
     const masked = kind.causal && this.geo.Tq === this.geo.Tk && c.j > c.i;
-    this.readout.textContent = `query ${c.i} \u201c${labels.q[c.i]}\u201d \u2192 key ${c.j} \u201c${labels.k[c.j]}\u201d: ` +
+    const text = (q, k) => `query ${c.i} \u201c${q}\u201d \u2192 key ${c.j} \u201c${k}\u201d: ` +
       (masked ? "masked (future position)" : v.toFixed(this.weights.values ? 4 : 3));
+    this.readout.textContent = text(shortLabel(labels.q[c.i]), shortLabel(labels.k[c.j]));
+    // the whole tokens (labels and the readout are cut short) on hover
+    this.readout.title = text(labels.q[c.i], labels.k[c.j]);
+    this.canvas.title = this.readout.title;
     this.readout.setAttribute("data-cell", `${c.i},${c.j}`);
   }
 
