@@ -331,6 +331,10 @@ export class Api {
     this.base = base;
     this.fetch = fetchFn || ((...a) => fetch(...a));
     this.cache = new Cache();
+    // Step responses are sent as immutable, so the browser's HTTP cache keeps
+    // them by URL; a TensorBoard restarted on rewritten logs answers the same
+    // URLs differently. After a reconnect, ask the server every time.
+    this.revalidate = false;
   }
 
   url(route, params) {
@@ -341,7 +345,7 @@ export class Api {
   async request(url) {
     let res;
     try {
-      res = await this.fetch(url, { credentials: "same-origin" });
+      res = await this.fetch(url, this.revalidate ? { credentials: "same-origin", cache: "no-cache" } : { credentials: "same-origin" });
     } catch (e) {
       throw new ApiError(0, `could not reach TensorBoard (${e && e.message ? e.message : e})`, url);
     }

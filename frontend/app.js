@@ -441,8 +441,10 @@ export class App {
       });
       if (!tags || !live()) return;
       this.online();
-      // a restarted TensorBoard may serve other logs: drop what was decoded
+      // a restarted TensorBoard may serve other logs: drop what was decoded,
+      // and what the browser cached
       this.api.cache.clear();
+      this.api.revalidate = true;
       this.tags = tags;
       this.checkStep = true;
       this.schedule();

@@ -233,3 +233,12 @@ test("steps beyond 2**53 go to the server exactly", () => {
   assert.equal(query({ step: 2 ** 62 }), "step=4611686018427387904");
   assert.equal(query({ step: 0, layer: 3 }), "step=0&layer=3");
 });
+
+test("after a reconnect, requests skip the browser's HTTP cache", async () => {
+  const opts = [];
+  const api = new Api("/p/", async (url, o) => { opts.push(o); return fakeResponse(200, '{"kinds": []}'); });
+  await api.header("r", "t", 1);
+  api.revalidate = true;
+  await api.header("r", "t", 2);
+  assert.deepEqual(opts, [{ credentials: "same-origin" }, { credentials: "same-origin", cache: "no-cache" }]);
+});
