@@ -418,6 +418,7 @@ export class App {
     if (first) this.reconnect();
   }
 
+  /** What failed, and when the next attempt is (`nextMs`), in the offline banner. */
   setOfflineDetail(e, nextMs) {
     if (!this.offlineDetail || !this.offline) return;
     const why = e && e.status ? `HTTP ${e.status}: ${e.message}` : e && e.message ? e.message : "";

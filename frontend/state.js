@@ -112,11 +112,14 @@ export function intText(n) {
   return Number.isInteger(n) && !Number.isSafeInteger(n) ? BigInt(n).toString() : String(n);
 }
 
-/** A step from URL text: up to 2**63 - 1 (int64 steps), null otherwise. */
+/**
+ * A step from URL text: int64 steps (up to 19 digits), read to the nearest
+ * double as JSON.parse reads the `tags` answer, so they compare equal.
+ */
 function stepOr(text, fallback) {
   if (text === undefined || text === null || !/^\d{1,19}$/.test(String(text))) return fallback;
   const v = Number(text);
-  return v < 2 ** 63 ? v : fallback;
+  return v <= 2 ** 63 ? v : fallback;
 }
 
 function intOr(text, fallback, min = 0) {

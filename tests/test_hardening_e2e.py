@@ -485,7 +485,7 @@ def test_many_runs_stay_usable(page, board):
     assert tags == ["p%d" % p for p in range(MANY_PROBES)]
     for run in ("many/r000", "many/r199", "many/r042"):
         frame.select_option('select[data-name="run"]', run)
-        attrs = wait_drawn(frame, run=run, tag="p3", step=1)
+        wait_drawn(frame, run=run, tag="p3", step=1)
         r = int(run[-3:])
         assert frame.evaluate("() => window.tbAttention.context.labels.q") == ["r%d" % r, "p3", "s1"]
     frame.select_option('select[data-name="tag"]', "p0")

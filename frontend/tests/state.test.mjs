@@ -196,7 +196,8 @@ test("steps up to 2**63 - 1 round-trip through the URL exactly", () => {
   assert.equal(s.step, 2 ** 62);
   assert.equal(encodeState(s).step, "4611686018427387904");
   assert.equal(decodeState(encodeState({ ...defaultState(), step: 0 })).step, 0);
-  assert.equal(decodeState({ step: "9223372036854775808" }).step, null); // 2**63: not an int64
+  assert.equal(decodeState({ step: "9223372036854775807" }).step, 2 ** 63); // as JSON.parse reads it
+  assert.equal(decodeState({ step: "9999999999999999999" }).step, null); // beyond int64
   assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
   assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
