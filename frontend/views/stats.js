@@ -13,7 +13,7 @@
 // - A null value (a step without statistics, an unreadable step, a statistic
 //   not defined for the kind) breaks the line: gaps are gaps, never
 //   interpolated. A value with no neighbour is a short tick.
-// - Each cell's tint is its latest value on the shared scale (darker = more
+// - Each cell's tint is its latest value on the shared scale (stronger = more
 //   specialised: lower entropy, higher everything else), so the heads that
 //   formed stand out before any line is read. Cells with no value are grey.
 // - One canvas. A sparkline never draws more than one vertical stroke per
@@ -175,8 +175,10 @@ export function traceSparkline(path, values, xs, x0, yOf) {
 /**
  * Grid geometry: cell (r, c) has its top-left corner at
  * (labelW + gap + c * (cellW + gap), labelH + gap + r * (cellH + gap)); its
- * plot area is inset by padX / padY; a value v sits at
- * y = cellY + padY + (1 - (v - lo) / (hi - lo)) * plotH.
+ * plot area is inset by padX / padY; step s is the pixel column
+ * cellX + padX + xs[s] and a value v the pixel row
+ * floor(cellY + padY + (1 - (v - lo) / (hi - lo)) * plotH) (lines run
+ * through pixel centres, so they stay crisp).
  */
 export function statsLayout({ rows, cols, availWidth }) {
   const labelW = 36;
@@ -208,14 +210,14 @@ export class StatsView {
   constructor(app) {
     this.app = app;
     this.statSel = el("select", { attrs: { "data-name": "stat" }, title: "Statistic", on: { change: () => app.setState({ stat: this.statSel.value }) } });
-    this.caption = el("span", { className: "tba-hint", attrs: { "data-name": "stats-caption" } });
+    this.caption = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-caption" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "stats-readout" }, text: "hover a sparkline" });
     this.notice = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-notice" } });
     this.controls = el("div", { className: "tba-controls" },
       labelled("Statistic", this.statSel),
-      this.caption,
       el("span", { className: "tba-hint", text: "click a point to open that head at that step" }),
       this.readout,
+      this.caption,
       this.notice,
     );
     this.canvas = el("canvas", { attrs: { "data-name": "stats-canvas" } });
@@ -323,7 +325,8 @@ export class StatsView {
     const unit = UNITS[name] ? ` ${UNITS[name]}` : "";
     const hasAny = rows.some((r) => r.some((v) => v !== null));
     const desc = (data.descriptions || {})[name] || name;
-    this.caption.textContent = `${desc} \u00b7 y: ${lo}\u2013${formatValue(hi)}${unit}, shared by every cell \u00b7 tint: latest value (darker = ${LOW_IS_STRONG.has(name) ? "lower" : "higher"})` +
+    this.caption.textContent = `${desc} \u00b7 y: ${lo}\u2013${Number(hi.toPrecision(3))}${unit}, shared by every cell \u00b7 ` +
+      `tint: latest value (stronger = ${LOW_IS_STRONG.has(name) ? "lower" : "higher"})` +
       (hasAny ? "" : ` \u00b7 no values: ${this.undefinedReason(name)}`);
 
     const avail = Math.max(300, (this.scroll.clientWidth || 1000) - 4);
@@ -408,10 +411,10 @@ export class StatsView {
     ctx.strokeStyle = theme.text;
     ctx.lineWidth = 1;
     ctx.lineJoin = "round";
+    ctx.lineCap = "square"; // a line that starts or ends in a column covers its pixel
     ctx.beginPath();
     for (let r = 0; r < ids.length; r++) {
-      const top = g.y(r) + g.padY;
-      const yOf = (v) => top + (1 - Math.max(0, Math.min(1, (v - lo) / span))) * g.plotH;
+      const yOf = (v) => this.valueY(r, v);
       for (let h = 0; h < H; h++) {
         const i = r * H + h;
         const x0 = g.x(h) + g.padX;
@@ -428,6 +431,13 @@ export class StatsView {
         for (let h = 0; h < H; h++) ctx.fillRect(g.x(h) + g.padX + xs[cur], g.y(r), 1, g.cellH);
       }
     }
+  }
+
+  /** Canvas y of value v in row r: a pixel centre. */
+  valueY(r, v) {
+    const g = this.geo;
+    const t = Math.max(0, Math.min(1, (v - g.lo) / (g.hi - g.lo || 1)));
+    return Math.floor(g.y(r) + g.padY + (1 - t) * g.plotH) + 0.5;
   }
 
   /** The cell and step under a mouse event, or null. */
@@ -468,9 +478,8 @@ export class StatsView {
       this.dot.hidden = true;
       return;
     }
-    const span = g.hi - g.lo || 1;
     this.dot.style.left = g.x(p.c) + g.padX + g.xs[p.s] + 0.5 + "px";
-    this.dot.style.top = g.y(p.r) + g.padY + (1 - Math.max(0, Math.min(1, (v - g.lo) / span))) * g.plotH + "px";
+    this.dot.style.top = this.valueY(p.r, v) + "px";
     this.dot.hidden = false;
   }
 
