@@ -20,6 +20,7 @@ import { HeadView } from "./views/head.js";
 import { MatrixView } from "./views/matrix.js";
 import { ModelView } from "./views/model.js";
 import { NeuronView } from "./views/neuron.js";
+import { StatsView } from "./views/stats.js";
 
 export const SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok)",
@@ -27,8 +28,8 @@ export const SNIPPET = [
   '    w.add_attention("probe", record, global_step=step)',
 ];
 
-const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView };
-const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
+const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView, stats: StatsView };
+const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix", stats: "Stats" };
 const PLAY_INTERVAL_MS = 700;
 
 export class App {
@@ -510,7 +511,8 @@ export class App {
     const src = v.exportCanvas();
     const s = this.state;
     const title = `${s.run} \u00b7 ${s.tag} \u00b7 step ${s.step} \u00b7 ${s.kind} \u00b7 ${VIEW_NAMES[s.view]} view` +
-      (s.view === "model" ? "" : ` \u00b7 layer ${s.layer}`) +
+      (s.view === "model" || s.view === "stats" ? "" : ` \u00b7 layer ${s.layer}`) +
+      (s.view === "stats" ? ` \u00b7 ${s.stat}` : "") +
       (s.view === "matrix" || s.view === "neuron" ? ` \u00b7 head ${s.head}` : "");
     const scale = src.width / Math.max(1, parseFloat(src.style.width) || src.width);
     const band = Math.round(24 * scale);

@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   parseRange, formatRange, decodeState, encodeState, defaultState, parseHash, buildHash,
-  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore,
+  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore, VIEWS, STATS,
 } from "../state.js";
 
 test("ranges parse and format", () => {
@@ -21,7 +21,7 @@ test("state round-trips through URL keys", () => {
   const s = {
     ...defaultState(), run: "exp/1 a&b=c", tag: "probe/cat", step: 50, kind: "cross", view: "matrix",
     layer: 3, heads: [0, 2, 3], head: 7, query: 4, hover: { side: "k", index: 12 }, pair: "ab",
-    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9,
+    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token",
   };
   const keys = encodeState(s);
   assert.deepEqual(decodeState(keys), s);
@@ -186,4 +186,23 @@ test("UrlStore reports changes made outside, not its own writes", () => {
   top.location = makeLoc("http://127.0.0.1:6006/#scalars&p.attention.step=9&p.attention.view=model");
   fire();
   assert.equal(seen.length, 1);
+});
+
+test("the stats view's statistic lives in the URL as `stat`", () => {
+  assert.ok(VIEWS.includes("stats"));
+  assert.deepEqual(STATS, ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"]);
+  assert.equal(defaultState().stat, "entropy");
+  assert.equal(decodeState({}).stat, "entropy");
+  for (const name of STATS) {
+    const s = { ...defaultState(), view: "stats", stat: name };
+    const keys = encodeState(s);
+    assert.equal(keys.view, "stats");
+    assert.equal(keys.stat, name === "entropy" ? undefined : name);
+    assert.equal(decodeState(keys).stat, name);
+  }
+  // unknown statistics (a typo, an old link, markup) fall back to the default
+  for (const bad of ["Entropy", "loss", "<b>x</b>", ""]) assert.equal(decodeState({ stat: bad }).stat, "entropy");
+  const hash = writePluginKeys("#attention", encodeState({ ...defaultState(), view: "stats", stat: "distance" }));
+  assert.equal(hash, "attention&p.attention.view=stats&p.attention.stat=distance");
+  assert.equal(decodeState(readPluginKeys(hash)).stat, "distance");
 });
