@@ -19,7 +19,9 @@
 
 export const PLUGIN = "attention";
 export const PREFIX = `p.${PLUGIN}.`;
-export const VIEWS = ["head", "model", "neuron", "matrix"];
+export const VIEWS = ["head", "model", "neuron", "matrix", "compare"];
+// The compare view's modes: head ranking, A | B | B-A matrices, model grid, head lines.
+export const CMODES = ["rank", "matrix", "model", "head"];
 export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
 
@@ -31,6 +33,7 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   heads: number[] | null, head: number, query: number,
  *   hover: Hover | null, pair: string, raw: boolean,
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
+ *   brun: string | null, bstep: number | null, cmode: string,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
@@ -38,6 +41,8 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
+ * brun / bstep: the compare view's B (null = chosen by the view: the same
+ *   run, its newest other step); A is run / step. cmode: its mode.
  */
 
 /** @returns {State} */
@@ -58,6 +63,9 @@ export function defaultState() {
     mlayers: null,
     mheads: null,
     zoom: 0,
+    brun: null,
+    bstep: null,
+    cmode: "rank",
   };
 }
 
@@ -135,6 +143,9 @@ export function decodeState(dict) {
   s.mlayers = parseRange(get("mlayers"));
   s.mheads = parseRange(get("mheads"));
   s.zoom = Math.min(intOr(get("zoom"), 0, 0), 64);
+  if (get("brun")) s.brun = String(get("brun"));
+  s.bstep = intOr(get("bstep"), null, 0);
+  if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
   return s;
 }
 
@@ -162,6 +173,9 @@ export function encodeState(s) {
   if (s.mlayers) out.mlayers = formatRange(s.mlayers);
   if (s.mheads) out.mheads = formatRange(s.mheads);
   if (s.zoom) out.zoom = String(s.zoom);
+  if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
+  if (s.bstep !== null && s.bstep !== undefined) out.bstep = String(s.bstep);
+  if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
   return out;
 }
 
