@@ -29,9 +29,15 @@ import numpy as np
 from tb_attention.stats import ROW_EPSILON
 
 LN2 = math.log(2.0)
+_TINY = np.float32(np.finfo(np.float32).tiny)
 # Token positions listed per side when two steps' tokens differ: enough to
 # see the pattern, bounded so a 4096-token probe does not answer megabytes.
 MAX_LISTED_DIFFERENCES = 50
+
+
+def _entropy_terms(x):
+    """sum_j x_j ln x_j over the last axis (0 ln 0 = 0: 0 * ln(tiny) is 0)."""
+    return (x * np.log(np.maximum(x, _TINY))).sum(axis=-1, dtype=np.float64)
 
 
 def jsd_rows(a: np.ndarray, b: np.ndarray):
@@ -40,23 +46,26 @@ def jsd_rows(a: np.ndarray, b: np.ndarray):
     Returns (jsd [..., Tq] float64, valid [..., Tq] bool); jsd is 0 where a
     row is not valid (fully masked in a or b).
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
     if a.shape != b.shape:
         raise ValueError("cannot compare attention of shape %s with %s" % (a.shape, b.shape))
     if a.ndim < 2:
         raise ValueError("attention must be [..., query_len, key_len], got shape %s" % (a.shape,))
-    sa = a.sum(axis=-1)
-    sb = b.sum(axis=-1)
+    sa = a.sum(axis=-1, dtype=np.float64)
+    sb = b.sum(axis=-1, dtype=np.float64)
     valid = (sa > ROW_EPSILON) & (sb > ROW_EPSILON)
-    p = a / np.where(valid, sa, 1.0)[..., None]
-    q = b / np.where(valid, sb, 1.0)[..., None]
-    m = 0.5 * (p + q)
-    safe_m = np.where(m > 0, m, 1.0)
-    # p_j > 0 implies m_j > 0; where p_j = 0 the term is 0 (0 ln 0 = 0)
-    kl_p = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / safe_m), 0.0).sum(axis=-1)
-    kl_q = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / safe_m), 0.0).sum(axis=-1)
-    jsd = np.clip(0.5 * (kl_p + kl_q), 0.0, LN2)  # rounding can stray just outside
+    p = a / np.where(valid, sa, 1.0).astype(np.float32)[..., None]
+    q = b / np.where(valid, sb, 1.0).astype(np.float32)[..., None]
+    # JSD = H(m) - (H(p) + H(q)) / 2 with m = (p + q) / 2: three passes over
+    # the rows instead of two KL terms' six. Identical rows give m = p
+    # exactly, so exactly 0; float32 keeps a 512-token layer's temporaries
+    # small (the sums are float64).
+    half_sum = 0.5 * (_entropy_terms(p) + _entropy_terms(q))
+    m = p
+    m += q
+    m *= 0.5
+    jsd = np.clip(half_sum - _entropy_terms(m), 0.0, LN2)  # rounding can stray just outside
     return np.where(valid, jsd, 0.0), valid
 
 

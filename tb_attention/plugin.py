@@ -597,11 +597,13 @@ class AttentionPlugin(base_plugin.TBPlugin):
         layers = range(len(sides[0][2].attention))
         blobs = [(key, datum, kind, i) for key, datum, kind in sides for i in layers]
         list(self._readers.map(lambda x: self._blob(ctx, x[1], x[0], x[2].attention[x[3]].index), blobs))
-        out = []
-        for index in layers:
+
+        def one(index):
             a, b = (codec.to_float(self._stored_layer(ctx, key, datum, kind, index)) for key, datum, kind in sides)
-            out.append(_compare.mean_jsd(a, b))
-        return np.stack(out)
+            # a head at a time bounds the temporaries (a few times one head's map)
+            return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
+        # numpy lets go of the GIL in the row math: layers run on every core
+        return np.stack(list(self._readers.map(one, layers)))
 
 def _kind_summary(kind):
     return {
