@@ -27,6 +27,7 @@ WHITE = [255, 255, 255]
 BLUE = [33, 102, 172]
 RED = [178, 24, 43]
 T = 8
+LONG = 100  # beyond the overview's 64: the model grid is max-pooled
 
 
 def edge_attention(key, extra=()):
@@ -49,6 +50,13 @@ def write_logdir(root):
     with tb_attention.AttentionWriter(os.path.join(root, "ft")) as w:
         for step in (3, 7):
             w.add_attention("probe", edge_attention(6, extra=((1, 2, 0, 7), (1, 2, 4, 1))), tokens=TOKENS, global_step=step)
+    rng = np.random.default_rng(3)
+    with tb_attention.AttentionWriter(os.path.join(root, "long")) as w:
+        for step in (0, 1):
+            x = rng.standard_normal((1, 2, LONG, LONG)).astype(np.float32) * 2
+            e = np.exp(x - x.max(-1, keepdims=True))
+            w.add_attention("probe", e / e.sum(-1, keepdims=True), tokens=["w%d" % i for i in range(LONG)],
+                            global_step=step, causal=True)
     with tb_attention.AttentionWriter(os.path.join(root, "retok")) as w:
         w.add_attention("probe", edge_attention(5), tokens=TOKENS[:3] + [HOSTILE] + TOKENS[4:], global_step=0)
 
@@ -58,7 +66,7 @@ def board(tensorboard_factory, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("compare-e2e"))
     write_logdir(root)
     tb = tensorboard_factory(root)
-    want = {"train": 2, "ft": 2, "retok": 1}
+    want = {"train": 2, "ft": 2, "retok": 1, "long": 2}
 
     def loaded():
         runs = {r["run"]: r["tags"][0]["kept"] for r in tb.get_json("/data/plugin/attention/tags")["runs"]}
@@ -258,7 +266,7 @@ def test_two_runs_at_different_steps_chosen_in_the_controls(page, board):
     # default B: the newest step of A's run
     wait_compare(frame, mode="rank", brun="train", bstep=10, top="0,1")
     runs = frame.eval_on_selector_all('select[data-name="brun"] option', "els => els.map(e => e.value)")
-    assert runs == ["ft", "retok", "train"]
+    assert runs == ["ft", "long", "retok", "train"]
     frame.select_option('select[data-name="brun"]', "ft")
     d = wait_compare(frame, mode="rank", brun="ft", bstep=7)
     # layer 1 head 2 changed in two rows of eight: 2 ln 2 / 8, the most
@@ -290,6 +298,7 @@ def test_different_tokens_are_named_and_no_difference_is_drawn(page, board):
     frame.locator('canvas[data-name="compare-b"]').hover(position={"x": x, "y": y})
     frame.wait_for_function("() => document.querySelector('[data-name=\"compare-readout\"]').textContent.includes('query 3')")
     assert HOSTILE in frame.text_content('[data-name="compare-readout"]')
+    save_screenshot(page, "compare-tokens")
     for mode in ("rank", "model", "head"):
         frame.click('button[data-cmode="%s"]' % mode)
         d = wait_compare(frame, mode=mode, tokens="differ")
@@ -329,5 +338,40 @@ def test_url_restores_a_and_b_after_reload(page, board, browser):
         p2 = ctx.new_page()
         p2.goto(link)
         wait_compare(plugin_frame(p2), mode="matrix", brun="ft", bstep=3)
+    finally:
+        ctx.close()
+
+
+def test_long_causal_probe_pools_the_model_grid_and_greys_the_future(page, board):
+    frame = open_compare(page, board, run="long", tag="probe", step=0, cmode="model")
+    d = wait_compare(frame, mode="model", brun="long", bstep=1, diff="drawn")
+    assert float(d["maxabs"]) > 0.1
+    geo = geometry(frame, "compare-grid")
+    assert (geo["rows"], geo["cols"], geo["Sq"], geo["Sk"], geo["pool"]) == (1, 2, 50, 50, [2, 2])
+    assert "max-pooled to 50\u00d750 (2\u00d72 tokens per cell)" in frame.text_content('[data-name="compare-note"]')
+    frame.click('button[data-cmode="matrix"]')
+    wait_compare(frame, mode="matrix", diff="drawn")
+    g = geometry(frame, "compare-diff")
+    assert (g["Tq"], g["Tk"]) == (LONG, LONG) and g["cell"] >= 1
+    # the future of a causal probe is greyed in A, B and B - A alike
+    future = (g["ox"] + (LONG - 0.5) * g["cell"], g["oy"] + 0.5 * g["cell"])
+    for name in ("compare-a", "compare-b", "compare-diff"):
+        assert canvas_pixels(frame, name, [future])[0][:3] == [225, 225, 225], name
+
+
+def test_dark_theme_difference_of_a_record_with_itself_is_the_dark_background(browser, board):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="dark")
+    try:
+        page = ctx.new_page()
+        page.watch = Watch(page)
+        frame = open_compare(page, board, run="train", tag="probe", step=0, brun="train", bstep=0,
+                             cmode="matrix", layer=0, head=1)
+        assert root_attrs(frame)["data-theme"] == "dark"
+        assert set(map(tuple, matrix_cells(frame, "compare-diff").values())) == {(30, 30, 30)}
+        frame.select_option('select[data-name="bstep"]', "10")
+        wait_compare(frame, mode="matrix", bstep=10, maxabs="1.000")
+        diff = matrix_cells(frame, "compare-diff")
+        assert diff[(2, 5)] != [30, 30, 30] and diff[(2, 6)] != [30, 30, 30] and diff[(0, 0)] == [30, 30, 30]
+        assert not page.watch.errors
     finally:
         ctx.close()
