@@ -16,6 +16,7 @@ import {
   UrlStore, clampToKind, decodeState, encodeState, formatRange, resolveState, stepBy,
 } from "./state.js";
 import { tokenLabels } from "./tokens.js";
+import { CompareView } from "./views/compare.js";
 import { HeadView } from "./views/head.js";
 import { MatrixView } from "./views/matrix.js";
 import { ModelView } from "./views/model.js";
@@ -28,8 +29,8 @@ export const SNIPPET = [
   '    w.add_attention("probe", record, global_step=step)',
 ];
 
-const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView, stats: StatsView };
-const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix", stats: "Stats" };
+const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView, stats: StatsView, compare: CompareView };
+const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix", stats: "Stats", compare: "Compare" };
 const PLAY_INTERVAL_MS = 700;
 
 export class App {

@@ -30,6 +30,19 @@ test("state round-trips through URL keys", () => {
   assert.deepEqual(decodeState(readPluginKeys(hash)), s);
 });
 
+test("the compare view's B and mode round-trip and fall back", () => {
+  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", bstep: 30, cmode: "head" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.view, keys.brun, keys.bstep, keys.cmode], ["compare", "ft run/2 &x", "30", "head"]);
+  assert.deepEqual(decodeState(readPluginKeys(writePluginKeys("#attention", keys))), s);
+  // defaults stay out of the URL: B chosen by the view, the ranking
+  const d = encodeState({ ...defaultState(), view: "compare" });
+  assert.deepEqual(Object.keys(d), ["view"]);
+  const bad = decodeState({ bstep: "-3", cmode: "evil", brun: "" });
+  assert.deepEqual([bad.bstep, bad.cmode, bad.brun], [null, "rank", null]);
+  assert.equal(decodeState({ bstep: "0" }).bstep, 0);
+});
+
 test("defaults are left out of the URL and no heads is not all heads", () => {
   assert.deepEqual(encodeState(defaultState()), {});
   const none = { ...defaultState(), heads: [] };
