@@ -342,10 +342,10 @@ export class Api {
     return this.base + route + (q ? "?" + q : "");
   }
 
-  async request(url) {
+  async request(url, init = {}) {
     let res;
     try {
-      res = await this.fetch(url, this.revalidate ? { credentials: "same-origin", cache: "no-cache" } : { credentials: "same-origin" });
+      res = await this.fetch(url, { credentials: "same-origin", ...(this.revalidate ? { cache: "no-cache" } : {}), ...init });
     } catch (e) {
       throw new ApiError(0, `could not reach TensorBoard (${e && e.message ? e.message : e})`, url);
     }
@@ -391,6 +391,15 @@ export class Api {
   /** The `tags` route; never cached (new steps appear on reload). */
   async tags() {
     const res = await this.request(this.url("tags"));
+    return res.json();
+  }
+
+  /**
+   * Per-head statistics of every kept step of a tag (the `stats` route).
+   * Never cached, not even by the browser: the answer grows as steps arrive.
+   */
+  async stats(run, tag, kind) {
+    const res = await this.request(this.url("stats", { run, tag, kind }), { cache: "no-store" });
     return res.json();
   }
 

@@ -16,10 +16,12 @@ import {
   UrlStore, clampToKind, decodeState, encodeState, formatRange, intText, resolveState, stepBy,
 } from "./state.js";
 import { tokenLabels } from "./tokens.js";
+import { CompareView } from "./views/compare.js";
 import { HeadView } from "./views/head.js";
 import { MatrixView } from "./views/matrix.js";
 import { ModelView } from "./views/model.js";
 import { NeuronView } from "./views/neuron.js";
+import { StatsView } from "./views/stats.js";
 
 export const SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok)",
@@ -27,8 +29,8 @@ export const SNIPPET = [
   '    w.add_attention("probe", record, global_step=step)',
 ];
 
-const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView };
-const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
+const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView, stats: StatsView, compare: CompareView };
+const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix", stats: "Stats", compare: "Compare" };
 const PLAY_INTERVAL_MS = 700;
 
 export class App {
@@ -598,7 +600,8 @@ export class App {
     const src = v.exportCanvas();
     const s = this.state;
     const title = `${s.run} \u00b7 ${s.tag} \u00b7 step ${intText(s.step)} \u00b7 ${s.kind} \u00b7 ${VIEW_NAMES[s.view]} view` +
-      (s.view === "model" ? "" : ` \u00b7 layer ${s.layer}`) +
+      (s.view === "model" || s.view === "stats" ? "" : ` \u00b7 layer ${s.layer}`) +
+      (s.view === "stats" ? ` \u00b7 ${s.stat}` : "") +
       (s.view === "matrix" || s.view === "neuron" ? ` \u00b7 head ${s.head}` : "");
     const scale = src.width / Math.max(1, parseFloat(src.style.width) || src.width);
     const band = Math.round(24 * scale);

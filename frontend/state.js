@@ -19,7 +19,11 @@
 
 export const PLUGIN = "attention";
 export const PREFIX = `p.${PLUGIN}.`;
-export const VIEWS = ["head", "model", "neuron", "matrix"];
+export const VIEWS = ["head", "model", "neuron", "matrix", "stats", "compare"];
+// The per-head statistics of the stats view (tb_attention/stats.py NAMES).
+export const STATS = ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"];
+// The compare view's modes: head ranking, A | B | B-A matrices, model grid, head lines.
+export const CMODES = ["rank", "matrix", "model", "head"];
 export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
 
@@ -31,6 +35,8 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   heads: number[] | null, head: number, query: number,
  *   hover: Hover | null, pair: string, raw: boolean,
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
+ *   stat: string,
+ *   brun: string | null, bstep: number | null, cmode: string,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
@@ -38,6 +44,9 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
+ * stat: the statistic the stats view charts (one of STATS).
+ * brun / bstep: the compare view's B (null = chosen by the view: the same
+ *   run, its newest other step); A is run / step. cmode: its mode.
  */
 
 /** @returns {State} */
@@ -58,6 +67,10 @@ export function defaultState() {
     mlayers: null,
     mheads: null,
     zoom: 0,
+    stat: "entropy",
+    brun: null,
+    bstep: null,
+    cmode: "rank",
   };
 }
 
@@ -155,6 +168,10 @@ export function decodeState(dict) {
   s.mlayers = parseRange(get("mlayers"));
   s.mheads = parseRange(get("mheads"));
   s.zoom = Math.min(intOr(get("zoom"), 0, 0), 64);
+  if (STATS.includes(get("stat"))) s.stat = get("stat");
+  if (get("brun")) s.brun = String(get("brun"));
+  s.bstep = stepOr(get("bstep"), null);
+  if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
   return s;
 }
 
@@ -182,6 +199,10 @@ export function encodeState(s) {
   if (s.mlayers) out.mlayers = formatRange(s.mlayers);
   if (s.mheads) out.mheads = formatRange(s.mheads);
   if (s.zoom) out.zoom = String(s.zoom);
+  if (s.stat && s.stat !== d.stat) out.stat = s.stat;
+  if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
+  if (s.bstep !== null && s.bstep !== undefined) out.bstep = intText(s.bstep);
+  if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
   return out;
 }
 
