@@ -423,6 +423,12 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     frame.click('button[data-view="model"]')
     wait_drawn(frame, view="model")
     assert_fits(frame, "model-canvas")
+    # the Stats and Compare tabs with the same record
+    for view in ("stats", "compare"):
+        frame.click('button[data-view="%s"]' % view)
+        wait_drawn(frame, view=view)
+        assert frame.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        assert_safe(page, frame)
     # raw tokens: still escapes, still text
     frame.uncheck('input[data-name="pretty"]')
     frame.click('button[data-view="head"]')
