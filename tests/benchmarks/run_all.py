@@ -28,8 +28,12 @@ BENCHMARKS = [
     ("bench_writer.py", "writer.md", ["--quick"]),
     ("bench_backend.py", "backend.md", ["--quick"]),
     ("bench_probe.py", "probe.md", ["--rounds", "1"]),
+    ("bench_compare.py", "compare.md", []),
     ("bench_dashboard.py", "dashboard.md", ["--reps", "3", "--no-512-bertviz"]),
 ]
+# Scripts that only print their result: run_all writes their output into the results
+# file, under the date and the machine.
+PRINTS_ONLY = {"bench_compare.py"}
 
 
 def machine():
@@ -58,8 +62,21 @@ def main():
             continue
         cmd = [sys.executable, os.path.join(HERE, script)] + (quick_args if args.quick else [])
         print("==>", " ".join(cmd), flush=True)
-        if subprocess.call(cmd) != 0:
+        if script not in PRINTS_ONLY:
+            if subprocess.call(cmd) != 0:
+                failed.append(script)
+            continue
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        where = machine()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        print(proc.stdout, end="", flush=True)
+        if proc.returncode != 0:
             failed.append(script)
+            continue
+        with open(os.path.join(RESULTS, result), "w", encoding="utf-8") as f:
+            f.write("# `%s`\n\n%s on %s (written by run_all.py).\n\n```\n%s```\n"
+                    % (" ".join(["python", "tests/benchmarks/" + script] + cmd[2:]), when, where,
+                       proc.stdout))
     sections = []
     for script, result, _ in BENCHMARKS:
         path = os.path.join(RESULTS, result)
@@ -196,6 +213,12 @@ def summary_rows():
     rows.append(("Load test: 20 clients for 30 s, 512 tokens, Rust data server",
                  "%s requests/s, p99 %s ms, %s errors" % (rps, p99, errors) if rps else missing % back.name,
                  "", "", back))
+
+    comp = Source("compare.md")
+    m = re.search(r"x (\d+) tokens, load_fast=(\w+): cold (\d+) ms, warm ([\d.]+) ms", comp.text)
+    rows.append(("Route `compare` (mean JSD of every layer and head of two steps), 12x12 heads, %s "
+                 "tokens: cold / warm median ms" % (m.group(1) if m else "512"),
+                 "%s / %s" % (m.group(3), m.group(4)) if m else missing % comp.name, "", "", comp))
 
     for scenario in ("Model view, 128 tokens", "Model view, 512 tokens", "Head view, 128 tokens",
                      "Head view, 512 tokens", "Head view layer switch, 128 tokens",
