@@ -293,6 +293,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 raise errors.NotFoundError(
                     "step %d of tag %r of run %r is no longer kept by TensorBoard (newer steps "
                     "replaced it): reload" % (datum.step, key[1], key[0])) from None
+            except Exception as e:
+                # Another writer's event under our plugin name, e.g. a tensor
+                # that is not a rank-1 string tensor: the Python loader's
+                # read_blob raises IndexError on it. That step only is broken.
+                raise DataLossError("step %d of tag %r is not attention data tb-attention wrote: "
+                                    "TensorBoard cannot read its blob %d (%s)"
+                                    % (datum.step, key[1], index, type(e).__name__)) from e
+            if not isinstance(blob, bytes):
+                raise DataLossError("step %d of tag %r is not attention data tb-attention wrote: "
+                                    "blob %d is a %s, not bytes" % (datum.step, key[1], index,
+                                                                     type(blob).__name__))
             self._cache.put(cache_key, blob, len(blob))
         return blob
 

@@ -229,3 +229,272 @@ def test_event_file_made_read_only_mid_training(tmp_path):
     finally:
         if os.path.isdir(run):
             os.chmod(run, 0o755)  # so that pytest can clean up
+
+
+# --------------------------------------------------------------------------
+# One logdir for the route tests: the format-1 fixture, foreign files,
+# hostile names, tokens and steps. Served by TensorBoard's WSGI app (Python
+# loader) and by one real `tensorboard --load_fast=true`.
+
+LONG_TOKEN = "\u05d0<b>" * 25000  # 100k characters, RTL letters and markup
+HOSTILE_TOKENS = [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "&amp;&lt;", LONG_TOKEN,
+    "\u202eevil\u202c", "\u200f\u200e", "a\u200bb\u200dc\ufeff", "nul\x00byte", "\ud800", "\udfff x",
+    "\"}]", "\\u0000", "%00", "../../etc/passwd", "\U0001f600",
+]
+# Foreign bytes in a step header (another writer): decoded with U+FFFD (docs/routes.md).
+INVALID_UTF8 = [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"fine"]
+INVALID_UTF8_SHOWN = ["\ufffd\ufffd", "ok\ufffd", "\ud800", "\ufffd\ufffd", "fine"]
+NAMED_RUN = os.path.join("names", "ü run with spaces", "d\u00e9j\u00e0 vu")
+NAMED_TAGS = ["probe/with/slashes", "ü tag with spaces", "sp ace/../dots", "%2e%2e", "tag?&=#"]
+STEPS = [0, 1, 2 ** 53 + 1, 2 ** 62, 2 ** 62 + 1, 2 ** 63 - 1]
+
+
+class Served:
+    def __init__(self, root):
+        self.root = str(root)
+        self.rng = np.random.default_rng(77)
+        self.written = {}  # (run, tag, step) -> AttentionRecord
+
+    def record(self, L=2, H=2, tokens=tuple("abcd"), layer_ids=None):
+        T = len(tokens)
+        kind = KindRecord("self", softmax(self.rng, L, H, T, T), tuple(tokens), tuple(tokens),
+                          tuple(layer_ids or range(L)))
+        return AttentionRecord([kind])
+
+    def log(self, writer, run, tag, step, record):
+        writer.add_attention(tag, record, global_step=step)
+        self.written[(run, tag, step)] = record
+
+
+def build_served(root):
+    import torch.utils.tensorboard as torch_tb
+
+    s = Served(root)
+    shutil.copytree(os.path.join(FIXTURE, "run"), os.path.join(s.root, "format-v1"))
+    with AttentionWriter(os.path.join(s.root, "good")) as w:
+        for step in range(3):
+            s.log(w, "good", "probe", step, s.record(L=2, H=3, layer_ids=(0, 5)))
+    with AttentionWriter(os.path.join(s.root, "hostile")) as w:
+        s.log(w, "hostile", "tokens", 0, s.record(L=1, H=1, tokens=HOSTILE_TOKENS))
+    named = NAMED_RUN.replace(os.sep, "/")
+    with AttentionWriter(os.path.join(s.root, NAMED_RUN)) as w:
+        for tag in NAMED_TAGS:
+            s.log(w, named, tag, 7, s.record(L=1, H=1))
+        for step in STEPS:
+            s.log(w, named, "steps", step, s.record(L=1, H=1))
+    # invalid UTF-8 token bytes, as another writer could store them
+    blobs = codec.encode_step(s.record(L=1, H=1, tokens=["x"] * len(INVALID_UTF8)), 0, "foreign")
+    header = codec.parse_header(blobs[0])
+    del header.kinds[0].query_tokens[:]
+    header.kinds[0].query_tokens.extend(INVALID_UTF8)
+    blobs[0] = header.SerializeToString()
+    write_event_file(os.path.join(s.root, "foreign", "bytes"), [attention_event("tokens", 0, blobs)])
+
+    # Foreign files: a torch SummaryWriter's scalars (own run, and next to our
+    # file in one run), random bytes named like an event file, and events
+    # under our plugin name whose content is not ours.
+    sw = torch_tb.SummaryWriter(os.path.join(s.root, "foreign", "torch"))
+    for step in range(4):
+        sw.add_scalar("loss", 1.0 / (step + 1), step)
+    sw.close()
+    with AttentionWriter(os.path.join(s.root, "foreign", "mixed")) as w:
+        s.log(w, "foreign/mixed", "probe", 0, s.record())
+    sw = torch_tb.SummaryWriter(os.path.join(s.root, "foreign", "mixed"))
+    for step in range(4):
+        sw.add_scalar("loss", float(step), step)
+    sw.close()
+    os.makedirs(os.path.join(s.root, "foreign", "random"))
+    for name in ("events.out.tfevents.1700000000.random", "events.out.tfevents.1800000000.random"):
+        with open(os.path.join(s.root, "foreign", "random", name), "wb") as f:
+            f.write(np.random.default_rng(len(name)).bytes(5000))
+
+    def ours(tag, step, tensor, content=None):
+        md = metadata.create_summary_metadata()
+        if content is not None:
+            md.plugin_data.content = content
+        value = summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=tensor)
+        return event_pb2.Event(wall_time=1.7e9 + step, step=step, summary=summary_pb2.Summary(value=[value]))
+
+    def strings(values):
+        t = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=values)
+        t.tensor_shape.dim.add(size=len(values))
+        return t
+
+    good = s.record()
+    s.written[("foreign/ours", "good", 0)] = good
+    write_event_file(os.path.join(s.root, "foreign", "ours"), [
+        ours("floats", 0, tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0, 2.0])),
+        ours("empty", 0, tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)),
+        # well-formed blob sequences whose blobs are not ours
+        ours("garbage", 0, strings([b"\x08\xff\xff", b"x"])),
+        ours("badcontent", 0, strings([b"junk"]), content=b"\xff\xff\xff"),
+        attention_event("good", 0, codec.encode_step(good, 0, "handmade")),
+    ])
+    return s
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    return build_served(tmp_path_factory.mktemp("served"))
+
+
+def runs_listed(backend):
+    r = backend.get(PREFIX + "tags")
+    if r.status != 200:
+        return {}
+    return {(run["run"], t["tag"]): t for run in r.json()["runs"] for t in run["tags"]}
+
+
+NAMED = NAMED_RUN.replace(os.sep, "/")
+# (run, tag) -> newest step both loaders must list once the logdir is loaded
+EXPECTED_TAGS = {("format-v1", "probe/v1"): 10, ("good", "probe"): 2, ("hostile", "tokens"): 0,
+                 ("foreign/bytes", "tokens"): 0, ("foreign/mixed", "probe"): 0, ("foreign/ours", "good"): 0,
+                 (NAMED, "steps"): 2 ** 63 - 1, **{(NAMED, t): 7 for t in NAMED_TAGS}}
+
+
+class Server:
+    """A real tensorboard subprocess answering the same .get() as WsgiBackend."""
+
+    name = "rust"
+
+    def __init__(self, server):
+        self.server = server
+
+    def get(self, path):
+        from test_plugin import Resp
+        status, headers, body = self.server.get(path)
+        return Resp(status, headers, body)
+
+
+@pytest.fixture(scope="module")
+def backends(served, tensorboard_factory):
+    wsgi = WsgiBackend(served.root)
+    wsgi.name = "wsgi"
+    rust = Server(tensorboard_factory(served.root, load_fast=True))
+    for b in (wsgi, rust):
+        wait_until(lambda: all(runs_listed(b).get(key, {}).get("steps", [None])[-1] == step
+                               for key, step in EXPECTED_TAGS.items()),
+                   timeout=90, what="%s to load the logdir" % b.name)
+    return {"wsgi": wsgi, "rust": rust}
+
+
+@pytest.fixture(params=["wsgi", "rust"])
+def backend(request, backends):
+    return backends[request.param]
+
+
+def q(route, **params):
+    """A route URL with every parameter percent-encoded (UTF-8)."""
+    return PREFIX + route + "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def ok(backend, route, **params):
+    r = backend.get(q(route, **params))
+    assert r.status == 200, (route, params, r)
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    return r
+
+
+# --------------------------------------------------------------------------
+# An event file of format version 1 still loads
+
+
+FIXTURE_FILE = os.path.join(FIXTURE, "run", "events.out.tfevents.1700000000.format-v1")
+FIXTURE_SHA256 = "d0d7e2b4027cfbf3b0898fa6460829c2ce3809e86f174e36939ca50d8b373d83"
+
+
+def fixture_expected():
+    with open(os.path.join(FIXTURE, "expected.json")) as f:
+        return json.load(f)
+
+
+def same_floats(got, expected):
+    got = np.asarray(got, np.float32).reshape(-1)
+    want = np.array([np.nan if v is None else v for v in expected], np.float32)
+    np.testing.assert_array_equal(got, want)  # NaN == NaN here
+
+
+def test_format_v1_fixture_is_the_committed_one():
+    import hashlib
+    with open(FIXTURE_FILE, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == FIXTURE_SHA256, \
+            "tests/fixtures/format-v1 changed: it must stay the file format 1 wrote"
+
+
+def test_format_v1_fixture_loads_byte_exact_with_load():
+    exp = fixture_expected()
+    log = load(FIXTURE)
+    assert log.runs() == ["run"] and log.tags("run") == ["probe/v1"] and log.steps("run", "probe/v1") == [0, 10]
+    for step_text, want in exp["steps"].items():
+        step = int(step_text)
+        header = log.header("run", "probe/v1", step)
+        assert (header.version, header.sequence, header.writer_id) == (1, want["sequence"], "format-v1-fixture")
+        assert log.wall_time("run", "probe/v1", step) == want["wall_time"]
+        rec = log.get("run", "probe/v1", step)
+        assert rec.model_type == want["model_type"] == "bart"
+        assert rec.kinds == ("encoder", "cross")
+        for name, k in want["kinds"].items():
+            assert rec.tokens(name) == (tuple(k["query_tokens"]), tuple(k["key_tokens"]))
+            assert rec.layer_ids(name) == tuple(k["layer_ids"])
+            att = rec.attention(name)
+            for i, hexed in enumerate(k["attention_uint8_hex"]):
+                assert uint8_of(att[i]).tobytes().hex() == hexed
+            n = rec.neurons(name)
+            for i in range(len(k["layer_ids"])):
+                for h in range(k["num_heads"]):
+                    parts = [n.queries[i, h].astype("<f2").tobytes(), n.keys[i, h].astype("<f2").tobytes()]
+                    if k["has_bias"]:
+                        parts.append(n.bias[i, h].astype("<f2").tobytes())
+                    parts.append(n.masked[i].astype(np.uint8).tobytes())
+                    assert b"".join(parts).hex() == k["neurons_hex"][i][h]
+            assert n.scales[0] == np.float32(k["scale"])
+    for name in ("encoder", "cross"):
+        got = log.stats("run", "probe/v1", name)
+        assert got["steps"].tolist() == [0, 10] and got["layer_ids"].tolist() == [1, 3]
+        for stat in got:
+            if stat in ("steps", "layer_ids"):
+                continue
+            for s, step_text in enumerate(("0", "10")):
+                want = exp["steps"][step_text]["kinds"][name]["stats"][stat]
+                if want is None:
+                    assert np.isnan(got[stat][s]).all(), (name, stat)
+                else:
+                    same_floats(got[stat][s], want)
+
+
+def test_format_v1_fixture_through_the_routes(backend):
+    exp = fixture_expected()
+    entry = runs_listed(backend)[("format-v1", "probe/v1")]
+    assert entry["steps"] == [0, 10] and entry["written"] == 2 and entry["model_type"] == "bart"
+    assert [k["name"] for k in entry["kinds"]] == ["encoder", "cross"]
+    base = dict(run="format-v1", tag="probe/v1")
+    for step_text, want in exp["steps"].items():
+        header = ok(backend, "header", step=step_text, **base).json()
+        assert header["wall_time"] == want["wall_time"] and header["sequence"] == want["sequence"]
+        for kind in header["kinds"]:
+            k = want["kinds"][kind["name"]]
+            assert kind["query_tokens"] == k["query_tokens"] and kind["key_tokens"] == k["key_tokens"]
+            assert kind["layer_ids"] == k["layer_ids"] and kind["dtype"] == "uint8"
+            assert kind["head_dim"] == k["head_dim"] and kind["has_neurons"]
+            for i, layer in enumerate(k["layer_ids"]):
+                params = dict(base, step=step_text, kind=kind["name"], layer=layer)
+                assert ok(backend, "attention", **params).body.hex() == k["attention_uint8_hex"][i]
+                per_head = bytes.fromhex(k["attention_uint8_hex"][i])
+                size = len(per_head) // k["num_heads"]
+                for h in range(k["num_heads"]):
+                    assert ok(backend, "attention", head=h, **params).body == per_head[h * size:(h + 1) * size]
+                    r = ok(backend, "neurons", head=h, **params)
+                    assert r.body.hex() == k["neurons_hex"][i][h]
+                    assert r.headers["X-Neuron-Has-Bias"] == ("1" if k["has_bias"] else "0")
+                    assert np.float32(float(r.headers["X-Neuron-Scale"])) == np.float32(k["scale"])
+    for name in ("encoder", "cross"):
+        body = ok(backend, "stats", kind=name, **base).json()
+        assert body["steps"] == [0, 10] and body["layer_ids"] == [1, 3] and body["errors"] == []
+        for stat, rows in body["stats"].items():
+            for s, step_text in enumerate(("0", "10")):
+                want = exp["steps"][step_text]["kinds"][name]["stats"][stat]
+                if want is None:
+                    assert rows[s] is None or all(v is None for v in rows[s]), (name, stat, rows[s])
+                else:
+                    same_floats([np.nan if v is None else v for v in rows[s]], want)
