@@ -211,8 +211,11 @@ class AttentionWriter:
             raise AttentionInputError("global_step is required (an int >= 0)")
         if isinstance(global_step, bool) or not isinstance(global_step, numbers.Integral):
             raise AttentionInputError("global_step must be an int, got %r" % (global_step,))
-        if not 0 <= int(global_step) < 2 ** 63:
+        if int(global_step) < 0:
             raise AttentionInputError("global_step must be >= 0, got %d" % global_step)
+        if int(global_step) >= 2 ** 63:  # an Event's step is an int64
+            raise AttentionInputError("global_step must be at most 2**63-1 = %d, got %d"
+                                      % (2 ** 63 - 1, global_step))
         if walltime is None:
             walltime = time.time()
         elif not isinstance(walltime, numbers.Real) or walltime != walltime:
