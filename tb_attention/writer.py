@@ -11,6 +11,7 @@ Python loader never goes back to an older event file in a directory, so a
 second file in the same run would make it drop scalars.
 """
 import atexit
+import math
 import numbers
 import os
 import queue
@@ -218,14 +219,16 @@ class AttentionWriter:
                                       % (2 ** 63 - 1, global_step))
         if walltime is None:
             walltime = time.time()
-        elif not isinstance(walltime, numbers.Real) or walltime != walltime:
-            raise AttentionInputError("walltime must be a number, got %r" % (walltime,))
+        elif (isinstance(walltime, bool) or not isinstance(walltime, numbers.Real)
+              or not math.isfinite(walltime)):
+            raise AttentionInputError("walltime must be a finite number (seconds since the epoch), got %r"
+                                      % (walltime,))
         if isinstance(attention, AttentionRecord):
             if (tokens is not None or layer_ids is not None or segment_b is not None
-                    or special_tokens is not None):
+                    or special_tokens is not None or causal is not False or kind != "self"):
                 raise AttentionInputError(
-                    "tokens, layer_ids, segment_b and special_tokens come from the record; "
-                    "pass them only with raw attention tensors")
+                    "tokens, layer_ids, segment_b, special_tokens, causal and kind come from the "
+                    "record; pass them only with raw attention tensors")
             record = attention
             if not isinstance(record.model_type or "", str):
                 raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
