@@ -37,13 +37,23 @@ def token_strings(raw):
     return [_token_string(b) for b in raw]
 
 
+# quantize() converts at most this many weights at once (64 MiB of float32
+# temporaries, not 2 GiB for 32 heads at 4096 tokens).
+QUANTIZE_CHUNK = 16 * 2 ** 20
+
+
 def quantize(attention, dtype):
-    if dtype == attention_pb2.UINT8:
-        x = np.multiply(attention, np.float32(255.0), dtype=np.float32)  # the one temporary
+    if dtype != attention_pb2.UINT8:
+        return attention.astype("<f2")
+    attention = np.asarray(attention)
+    out = np.empty(attention.shape, np.uint8)
+    flat_in, flat_out = attention.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, QUANTIZE_CHUNK):
+        x = np.multiply(flat_in[i:i + QUANTIZE_CHUNK], np.float32(255.0), dtype=np.float32)
         np.clip(x, 0.0, 255.0, out=x)
         np.rint(x, out=x)
-        return x.astype(np.uint8)
-    return attention.astype("<f2")
+        flat_out[i:i + QUANTIZE_CHUNK] = x
+    return out
 
 
 def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8"):

@@ -137,6 +137,26 @@ def _record_nbytes(record):
             total += 0 if n.bias is None else n.bias.nbytes
     return total
 
+# One step is one Event, a protobuf message: serializing one of 2 GiB or more
+# fails (in the background thread, breaking the writer). Refuse such a record
+# up front; the margin covers the header and the Event's own fields.
+_MAX_EVENT_BYTES = 2 ** 31 - 2 ** 24
+
+
+def _stored_nbytes(record, itemsize):
+    """Bytes the step's blobs will take (attention as stored, neurons as float16)."""
+    total = 0
+    for name in record.kinds:
+        k = record.kind(name)
+        total += k.attention.size * itemsize
+        total += sum(len(t) for t in k.query_tokens) + sum(len(t) for t in k.key_tokens)
+        n = k.neurons
+        if n is not None:
+            total += 2 * (n.queries.size + n.keys.size) + n.masked.size
+            total += 0 if n.bias is None else 2 * n.bias.size
+    return total
+
+
 _live_writers = weakref.WeakSet()
 
 
@@ -237,6 +257,15 @@ class AttentionWriter:
                               causal=causal, kind=kind, special_tokens=special_tokens)
         for name in record.kinds:
             validate_kind(record.kind(name))
+        stored = _stored_nbytes(record, 1 if self._dtype == "uint8" else 2)
+        if stored > _MAX_EVENT_BYTES:
+            shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))
+                               for n in record.kinds)
+            raise AttentionInputError(
+                "this step would store %.2f GiB (%d bytes: %s as %s) in one TensorBoard event, which is a "
+                "protobuf message of at most 2 GiB: log fewer layers (layer_ids=, or "
+                "capture(..., layers=[...])), fewer tokens, or use dtype='uint8'"
+                % (stored / 2 ** 30, stored, shapes, self._dtype))
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)

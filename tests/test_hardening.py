@@ -908,3 +908,39 @@ def test_capture_bad_argument_named(bert, case):
     with pytest.raises(AttentionInputError, match=pattern):
         capture(**kwargs)
     assert model.config._attn_implementation == "sdpa"  # the model is left as it was
+
+
+def test_a_step_too_large_for_one_event_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """The real bound is 2 GiB (a protobuf message); a smaller one keeps the test small."""
+    from tb_attention import writer as writer_module
+    monkeypatch.setattr(writer_module, "_MAX_EVENT_BYTES", 4 * 16 * 16 * 3 + 500)
+    rng = np.random.default_rng(3)
+    with AttentionWriter(tmp_path) as w:
+        w.add_attention("probe", softmax(rng, 3, 4, 16, 16), tokens=["t%d" % i for i in range(16)], global_step=0)
+        w.flush()
+        size = os.path.getsize(w._sink.path)
+        with pytest.raises(AttentionInputError, match=r"in one TensorBoard event.*log fewer layers") as info:
+            w.add_attention("probe", softmax(rng, 4, 4, 16, 16), tokens=["t%d" % i for i in range(16)],
+                            global_step=1)
+        assert "self 4x4x16x16 as uint8" in str(info.value)
+        w.flush()
+        assert os.path.getsize(w._sink.path) == size
+        w.add_attention("probe", softmax(rng, 3, 4, 16, 16), tokens=["t%d" % i for i in range(16)], global_step=2)
+    assert load(tmp_path).steps(".", "probe") == [0, 2]
+
+
+def test_statistics_and_quantization_by_chunks_equal_the_whole(monkeypatch):
+    """Big layers are processed a few heads (weights) at a time: same numbers."""
+    from tb_attention import stats as stats_module
+    from tb_attention.proto import attention_pb2
+    rng = np.random.default_rng(4)
+    a = softmax(rng, 2, 5, 9, 9)
+    whole = stats_module.compute(a, (0, 8))
+    whole_q = codec.quantize(a, attention_pb2.UINT8)
+    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", 2 * 81)  # two heads at a time
+    monkeypatch.setattr(codec, "QUANTIZE_CHUNK", 100)  # not a multiple of anything
+    chunked = stats_module.compute(a, (0, 8))
+    for name, v in whole.items():
+        np.testing.assert_array_equal(chunked[name], v)
+    np.testing.assert_array_equal(codec.quantize(a, attention_pb2.UINT8), whole_q)
+    np.testing.assert_array_equal(whole_q, uint8_of(a))
