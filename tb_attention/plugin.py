@@ -42,6 +42,10 @@ _ALL_KEPT = 2 ** 31 - 1
 # read_blob in ~45 ms however small the blob, so reading 12 layers one after
 # the other costs half a second.
 _OVERVIEW_READERS = 6
+# Step headers the tags route fetches at once, for tags whose newest header
+# is not cached yet: one at a time, 1000 tags took 40 s under the Rust data
+# server; 16 at a time about 1 s (tests/benchmarks/bench_load.py).
+_LISTING_READERS = 16
 _STATIC_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
@@ -187,6 +191,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._listings_lock = threading.Lock()
         self._readers = concurrent.futures.ThreadPoolExecutor(
             _OVERVIEW_READERS, thread_name_prefix="tb-attention-read")
+        self._listing_readers = concurrent.futures.ThreadPoolExecutor(
+            _LISTING_READERS, thread_name_prefix="tb-attention-list")
         self._frontend = _frontend_root()
         # Per-step statistics read from step headers, by (run, tag, step,
         # wall_time): the stats route reads every step's header once.
@@ -382,6 +388,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         by_run = collections.defaultdict(dict)
         for (run, tag), data in listing.items():
             by_run[run][tag] = data
+        self._prefetch_newest_headers(ctx, listing)
         runs = []
         for run in sorted(by_run):
             tags = []
@@ -413,6 +420,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
             if tags:
                 runs.append({"run": run, "tags": tags})
         return http_util.Respond(request, {"runs": runs}, "application/json")
+
+    def _prefetch_newest_headers(self, ctx, listing):
+        """Read the newest step header of every tag not in the cache yet, many
+        at once (each read_blob waits ~40 ms on the Rust data server, however
+        small the blob). Errors are left for the caller to meet again."""
+        missing = [(run, tag, data[-1]) for (run, tag), data in listing.items()
+                   if data and self._cache.get((run, tag, data[-1].step, data[-1].wall_time, "header")) is None]
+        if len(missing) < 2:
+            return
+
+        def read(item):
+            run, tag, datum = item
+            try:
+                self._header(ctx, datum, (run, tag, datum.step))
+            except errors.PublicError:
+                pass
+
+        list(self._listing_readers.map(read, missing))
 
     @_route
     def _serve_header(self, request):
