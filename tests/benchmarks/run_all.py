@@ -22,6 +22,7 @@ BENCHMARKS = [
     ("bench_backend.py", "backend.md", ["--quick"]),
     ("bench_probe.py", "probe.md", ["--rounds", "1"]),
     ("bench_dashboard.py", "dashboard.md", ["--reps", "3", "--no-512-bertviz"]),
+    ("bench_load.py", "load.md", ["--quick"]),
 ]
 
 
