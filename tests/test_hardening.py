@@ -18,10 +18,8 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
 import urllib.parse
 import warnings
@@ -30,11 +28,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+from tensorboard.context import RequestContext
+from tensorboard.data import provider as tb_provider
 
 from conftest import REPO, wait_until
 from test_plugin import WsgiBackend, attention_event, write_event_file
-from test_writer import blob_steps, python_loader, record_boundaries, rust_data_server
-from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter, AttentionWriterError,
+from test_writer import blob_steps, provider_blobs, python_loader, record_boundaries, rust_data_server
+from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter,
                           KindRecord, codec, load, metadata)
 from tb_attention import plugin as plugin_module
 
@@ -54,8 +54,7 @@ def uint8_of(att):
 
 
 def child_env():
-    env = dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
-    return env
+    return dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
 
 
 # --------------------------------------------------------------------------
@@ -125,13 +124,12 @@ def test_sigkill_with_a_large_record_half_written_keeps_every_flushed_record(tmp
     expect_small_steps(log, n)
     written = {s: log._tag(".", "probe")[s].blobs for s in range(n)}
 
-    mux, provider = python_loader(tmp_path)  # --load_fast=false
+    _, provider = python_loader(tmp_path)  # --load_fast=false
     assert blob_steps(provider, ".", "probe") == list(range(n))
     with rust_data_server(tmp_path) as rust:  # --load_fast=true
         wait_until(lambda: blob_steps(rust, ".", "probe") == list(range(n)), timeout=60,
                    what="the data server to list the flushed steps")
         for p in (provider, rust):
-            from test_writer import provider_blobs
             got = provider_blobs(p)["."]["probe"]
             assert {s: blobs for s, (_, blobs) in got.items()} == written
 
@@ -245,6 +243,7 @@ HOSTILE_TOKENS = [
 # Foreign bytes in a step header (another writer): decoded with U+FFFD (docs/routes.md).
 INVALID_UTF8 = [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"fine"]
 INVALID_UTF8_SHOWN = ["\ufffd\ufffd", "ok\ufffd", "\ud800", "\ufffd\ufffd", "fine"]
+SPLIT_BOUND = 2 * 8 * 8
 NAMED_RUN = os.path.join("names", "ü run with spaces", "d\u00e9j\u00e0 vu")
 NAMED_TAGS = ["probe/with/slashes", "ü tag with spaces", "sp ace/../dots", "%2e%2e", "tag?&=#"]
 STEPS = [0, 1, 2 ** 53 + 1, 2 ** 62, 2 ** 62 + 1, 2 ** 63 - 1]
@@ -275,6 +274,16 @@ def build_served(root):
     with AttentionWriter(os.path.join(s.root, "good")) as w:
         for step in range(3):
             s.log(w, "good", "probe", step, s.record(L=2, H=3, layer_ids=(0, 5)))
+    # Format 2: layers above codec.LAYER_BLOB_BYTES split into blobs of whole
+    # heads; here 5 heads of 8 x 8 uint8 with a 128-byte bound: heads 0-1, 2-3, 4.
+    saved = codec.LAYER_BLOB_BYTES
+    codec.LAYER_BLOB_BYTES = SPLIT_BOUND
+    try:
+        with AttentionWriter(os.path.join(s.root, "split")) as w:
+            for step in range(2):
+                s.log(w, "split", "probe", step, s.record(L=2, H=5, tokens=list("abcdefgh"), layer_ids=(3, 9)))
+    finally:
+        codec.LAYER_BLOB_BYTES = saved
     with AttentionWriter(os.path.join(s.root, "hostile")) as w:
         s.log(w, "hostile", "tokens", 0, s.record(L=1, H=1, tokens=HOSTILE_TOKENS))
     named = NAMED_RUN.replace(os.sep, "/")
@@ -348,7 +357,7 @@ def runs_listed(backend):
 
 NAMED = NAMED_RUN.replace(os.sep, "/")
 # (run, tag) -> newest step both loaders must list once the logdir is loaded
-EXPECTED_TAGS = {("format-v1", "probe/v1"): 10, ("good", "probe"): 2, ("hostile", "tokens"): 0,
+EXPECTED_TAGS = {("format-v1", "probe/v1"): 10, ("good", "probe"): 2, ("split", "probe"): 1, ("hostile", "tokens"): 0,
                  ("foreign/bytes", "tokens"): 0, ("foreign/mixed", "probe"): 0, ("foreign/ours", "good"): 0,
                  (NAMED, "steps"): 2 ** 63 - 1, **{(NAMED, t): 7 for t in NAMED_TAGS}}
 
@@ -683,6 +692,8 @@ VALID = [  # requests that answer 200; mutated_requests() breaks one or two para
     ("stats", dict(run="good", tag="probe")),
     ("header", dict(run=NAMED, tag="steps", step=str(2 ** 62))),
     ("attention", dict(run="foreign/ours", tag="good", step="0", kind="self", layer="0")),
+    ("attention", dict(run="split", tag="probe", step="1", kind="self", layer="9", head="3")),
+    ("overview", dict(run="split", tag="probe", step="0", kind="self", size="3")),
 ]
 
 
@@ -944,3 +955,75 @@ def test_statistics_and_quantization_by_chunks_equal_the_whole(monkeypatch):
         np.testing.assert_array_equal(chunked[name], v)
     np.testing.assert_array_equal(codec.quantize(a, attention_pb2.UINT8), whole_q)
     np.testing.assert_array_equal(whole_q, uint8_of(a))
+
+
+
+# --------------------------------------------------------------------------
+# Format 2: large layers stored as blobs of whole heads
+
+
+def test_format_2_splits_a_large_layer_into_blobs_of_whole_heads(served):
+    log = load(served.root)
+    for step in (0, 1):
+        header = log.header("split", "probe", step)
+        kind = header.kinds[0]
+        assert header.version == 2 and kind.heads_per_blob == 2
+        assert len(kind.attention) == 2 * 3  # 2 layers x blobs of heads 0-1, 2-3, 4
+        assert [(h0, h1) for _, h0, h1 in codec.layer_parts(kind, 1)] == [(0, 2), (2, 4), (4, 5)]
+        want = served.written[("split", "probe", step)].attention()
+        got = log.get("split", "probe", step)
+        assert got.layer_ids() == (3, 9)
+        np.testing.assert_array_equal(uint8_of(got.attention()), uint8_of(want))
+    # steps that split nothing stay version 1, readable by tb-attention of format 1
+    assert log.header("good", "probe", 0).version == 1 and log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
+    assert metadata.FORMAT_VERSION == 2
+
+
+def test_format_2_through_the_routes(backend, served):
+    base = dict(run="split", tag="probe", kind="self")
+    for step in (0, 1):
+        want = uint8_of(served.written[("split", "probe", step)].attention())
+        for i, layer in enumerate((3, 9)):
+            r = ok(backend, "attention", step=step, layer=layer, **base)
+            assert r.headers["X-Attention-Shape"] == "5,8,8" and r.body == want[i].tobytes()
+            for h in range(5):
+                r = ok(backend, "attention", step=step, layer=layer, head=h, **base)
+                assert r.headers["X-Attention-Shape"] == "1,8,8" and r.body == want[i, h].tobytes()
+        r = ok(backend, "overview", step=step, size=4, **base)
+        assert r.headers["X-Attention-Shape"] == "2,5,4,4"
+        pooled = want.reshape(2, 5, 4, 2, 4, 2).max(axis=(3, 5))
+        assert r.body == pooled.tobytes()
+        entry = ok(backend, "header", step=step, run="split", tag="probe").json()["kinds"][0]
+        assert entry["num_heads"] == 5 and entry["layer_ids"] == [3, 9]
+    stats = ok(backend, "stats", run="split", tag="probe").json()
+    assert stats["num_heads"] == 5 and stats["errors"] == [] and len(stats["stats"]["entropy"][0]) == 10
+
+
+def test_format_2_one_head_reads_the_header_and_one_blob(served):
+    backend = WsgiBackend(served.root, counting=True)
+    counting = backend.provider
+    (datum,) = [d for d in counting.real.read_blob_sequences(
+        RequestContext(), experiment_id="", plugin_name="attention", downsample=1000,
+        run_tag_filter=tb_provider.RunTagFilter(runs=["split"], tags=["probe"]))["split"]["probe"] if d.step == 1]
+    kind = codec.parse_header(counting.real.read_blob(RequestContext(), blob_key=datum.values[0].blob_key)).kinds[0]
+    before = len(counting.blob_keys)
+    r = backend.get(q("attention", run="split", tag="probe", step=1, kind="self", layer=9, head=3))
+    assert r.status == 200 and r.headers["X-Attention-Shape"] == "1,8,8"
+    part = codec.layer_parts(kind, 1)[1][0]  # layer 9, heads 2-3
+    assert counting.blob_keys[before:] == [datum.values[0].blob_key, datum.values[part.index].blob_key]
+
+
+def test_format_2_header_pointing_at_too_few_blobs_is_corrupt(tmp_path):
+    rng = np.random.default_rng(9)
+    record = AttentionRecord([KindRecord("self", softmax(rng, 1, 5, 8, 8), tuple("abcdefgh"), tuple("abcdefgh"), (0,))])
+    saved = codec.LAYER_BLOB_BYTES
+    codec.LAYER_BLOB_BYTES = SPLIT_BOUND
+    try:
+        blobs = codec.encode_step(record, 0, "test")
+    finally:
+        codec.LAYER_BLOB_BYTES = saved
+    header = codec.parse_header(blobs[0])
+    del header.kinds[0].attention[-1]
+    blobs[0] = header.SerializeToString()
+    with pytest.raises(metadata.FormatError, match="lists 2 attention blobs for 1 layers of 3 blobs"):
+        codec.decode_step(blobs)
