@@ -378,8 +378,12 @@ def part_huge(args, out):
         rows.append((loader, until_listed, cold, warm, other_cold, overview, peak))
         print("huge:", rows[-1], file=sys.stderr)
     out.append("## One record of %d tokens, 32 heads, 2 of 32 layers (layer_ids 7, 23), uint8\n" % T)
-    out.append("Each stored layer is one blob of %s (32 x %d x %d bytes); the event record is %s.\n"
-               % (mib(layer_bytes), T, T, mib(wrote["file"])))
+    from tb_attention import codec
+    per_blob = codec.heads_per_blob(H, T, T, 1)
+    out.append("Each stored layer is %s (32 x %d x %d bytes), %s; the event record is %s.\n"
+               % (mib(layer_bytes), T, T, "one blob" if not per_blob else
+                  "in blobs of %d heads (%s each, format 2)" % (per_blob, mib(per_blob * T * T)),
+                  mib(wrote["file"])))
     out.append("| | |\n|---|---|")
     out.append("| writer (child process, float16 input [2, 32, %d, %d]) | add_attention blocked %s, "
                "written and closed in %s; peak RSS %s |" % (T, T, ms(wrote["blocked"]), ms(wrote["total"]),
