@@ -3,6 +3,8 @@
 // cache of decoded arrays (responses for a step never change, so a decoded
 // layer is kept and reused until the cache's byte budget pushes it out).
 
+import { intText } from "./state.js";
+
 /** Largest side of the model view's max-pooled maps (the `overview` route's size). */
 export const OVERVIEW_SIZE = 64;
 
@@ -218,7 +220,7 @@ export function query(params) {
   for (const k of Object.keys(params)) {
     const v = params[k];
     if (v === null || v === undefined) continue;
-    parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(String(v)));
+    parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(typeof v === "number" ? intText(v) : String(v)));
   }
   return parts.join("&");
 }
@@ -231,6 +233,24 @@ export class ApiError extends Error {
     this.status = status;
     this.url = url;
   }
+}
+
+// Answers that mean "TensorBoard is not there" rather than "TensorBoard said
+// no": a failed fetch (connection refused while it restarts; status 0) and
+// what a proxy in front of it answers when it is down or slow.
+const UNREACHABLE_STATUS = new Set([0, 502, 503, 504]);
+
+/** Whether an error means the server is unreachable (worth retrying), not a real answer. */
+export function isUnreachable(e) {
+  return e instanceof ApiError && UNREACHABLE_STATUS.has(e.status);
+}
+
+export const RETRY_FIRST_MS = 500;
+export const RETRY_MAX_MS = 5000;
+
+/** Wait before reconnection attempt `attempt` (0, 1, ...): 0.5 s doubling to 5 s. */
+export function retryDelay(attempt) {
+  return Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * Math.pow(2, Math.min(attempt, 16)));
 }
 
 /**
@@ -311,6 +331,10 @@ export class Api {
     this.base = base;
     this.fetch = fetchFn || ((...a) => fetch(...a));
     this.cache = new Cache();
+    // Step responses are sent as immutable, so the browser's HTTP cache keeps
+    // them by URL; a TensorBoard restarted on rewritten logs answers the same
+    // URLs differently. After a reconnect, ask the server every time.
+    this.revalidate = false;
   }
 
   url(route, params) {
@@ -318,10 +342,10 @@ export class Api {
     return this.base + route + (q ? "?" + q : "");
   }
 
-  async request(url) {
+  async request(url, init = {}) {
     let res;
     try {
-      res = await this.fetch(url, { credentials: "same-origin" });
+      res = await this.fetch(url, { credentials: "same-origin", ...(this.revalidate ? { cache: "no-cache" } : {}), ...init });
     } catch (e) {
       throw new ApiError(0, `could not reach TensorBoard (${e && e.message ? e.message : e})`, url);
     }
@@ -337,9 +361,45 @@ export class Api {
     return res;
   }
 
+  /**
+   * Poll the `tags` route with backoff (retryDelay) until TensorBoard answers
+   * again; resolves with its answer, or null when cancelled. A real error
+   * answer (4xx, 500) rejects: retrying would not change it.
+   * @param {{
+   *   wait: (ms: number) => Promise<void>,
+   *   cancelled?: () => boolean,
+   *   onRetry?: (attempt: number, delayMs: number, error: ApiError | null) => void,
+   * }} opts
+   */
+  async reconnect({ wait, cancelled = () => false, onRetry = () => {} }) {
+    let last = null;
+    for (let attempt = 0; ; attempt++) {
+      const delay = retryDelay(attempt);
+      onRetry(attempt, delay, last);
+      await wait(delay);
+      if (cancelled()) return null;
+      try {
+        const tags = await this.tags();
+        return cancelled() ? null : tags;
+      } catch (e) {
+        if (!isUnreachable(e)) throw e;
+        last = e;
+      }
+    }
+  }
+
   /** The `tags` route; never cached (new steps appear on reload). */
   async tags() {
     const res = await this.request(this.url("tags"));
+    return res.json();
+  }
+
+  /**
+   * Per-head statistics of every kept step of a tag (the `stats` route).
+   * Never cached, not even by the browser: the answer grows as steps arrive.
+   */
+  async stats(run, tag, kind) {
+    const res = await this.request(this.url("stats", { run, tag, kind }), { cache: "no-store" });
     return res.json();
   }
 

@@ -8,18 +8,20 @@
 // gets data-state="drawn" plus data-view / data-step / data-layer / ... of what
 // is on screen (tests and benchmarks wait for those; nothing here sleeps).
 
-import { Api, ApiError } from "./api.js";
+import { Api, ApiError, isUnreachable } from "./api.js";
 import { THEMES } from "./colors.js";
 import { clear, el, labelled, setOptions } from "./dom.js";
 import { DATA_RELOADED, HostChannel } from "./ipc.js";
 import {
-  UrlStore, clampToKind, decodeState, encodeState, formatRange, resolveState, stepBy,
+  UrlStore, clampToKind, decodeState, encodeState, formatRange, intText, resolveState, stepBy,
 } from "./state.js";
 import { tokenLabels } from "./tokens.js";
+import { CompareView } from "./views/compare.js";
 import { HeadView } from "./views/head.js";
 import { MatrixView } from "./views/matrix.js";
 import { ModelView } from "./views/model.js";
 import { NeuronView } from "./views/neuron.js";
+import { StatsView } from "./views/stats.js";
 
 export const SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok)",
@@ -27,8 +29,8 @@ export const SNIPPET = [
   '    w.add_attention("probe", record, global_step=step)',
 ];
 
-const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView };
-const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix" };
+const VIEW_CLASSES = { head: HeadView, model: ModelView, neuron: NeuronView, matrix: MatrixView, stats: StatsView, compare: CompareView };
+const VIEW_NAMES = { head: "Head", model: "Model", neuron: "Neuron", matrix: "Matrix", stats: "Stats", compare: "Compare" };
 const PLAY_INTERVAL_MS = 700;
 
 export class App {
@@ -57,6 +59,12 @@ export class App {
     this.labelCache = new WeakMap();
     this.theme = THEMES.light;
     this.context = null;
+    // TensorBoard unreachable: {attempt, since}; the retry loop runs while set
+    this.offline = null;
+    this.reconnectToken = null;
+    // after (re)listing the steps: say so when the step asked for is gone
+    this.checkStep = true;
+    this.stepNotice = "";
   }
 
   start() {
@@ -156,7 +164,7 @@ export class App {
     this.prevBtn.disabled = idx <= 0;
     this.nextBtn.disabled = idx >= steps.length - 1;
     this.playBtn.disabled = steps.length < 2;
-    this.stepLabel.textContent = `step ${s.step}  (${idx + 1} of ${steps.length})`;
+    this.stepLabel.textContent = `step ${intText(s.step)}  (${idx + 1} of ${steps.length})`;
 
     const kept = resolved.tagInfo.kept ?? steps.length;
     const written = resolved.tagInfo.written ?? kept;
@@ -174,6 +182,11 @@ export class App {
     } else {
       this.notice.hidden = true;
     }
+    if (this.stepNotice) {
+      if (!this.notice.hidden) this.notice.append(" \u00b7 ");
+      this.notice.append(el("span", { text: this.stepNotice, attrs: { "data-name": "step-notice" } }));
+      this.notice.hidden = false;
+    }
   }
 
   // -- state ----------------------------------------------------------------
@@ -183,6 +196,7 @@ export class App {
    * @param {Partial<import("./state.js").State>} patch
    */
   setState(patch) {
+    if ("run" in patch || "tag" in patch || "step" in patch) this.stepNotice = "";
     this.state = { ...this.state, ...patch };
     this.writeUrlSoon();
     this.schedule();
@@ -217,6 +231,7 @@ export class App {
   /** TensorBoard reloaded its data: re-list steps, keep the view. */
   reload() {
     this.tags = null;
+    this.checkStep = true;
     this.schedule();
   }
 
@@ -252,6 +267,7 @@ export class App {
         const tags = await (pending || this.api.tags());
         if (gen !== this.gen) return;
         this.tags = tags;
+        this.online();
       }
       const resolved = resolveState(this.state, this.tags);
       if (!resolved) {
@@ -259,6 +275,16 @@ export class App {
         return;
       }
       let state = resolved.state;
+      if (this.checkStep) {
+        // the steps were (re)listed: a step that is gone (TensorBoard restarted
+        // on changed logs, or sampled it away) moves to the nearest, visibly
+        this.checkStep = false;
+        const asked = this.state.step;
+        const same = state.run === this.state.run && state.tag === this.state.tag;
+        this.stepNotice = same && asked !== null && state.step !== null && state.step !== asked
+          ? `step ${intText(asked)} is not among the logged steps (any more): showing step ${intText(state.step)}, the nearest`
+          : "";
+      }
       if (state.step === null) throw new Error(`probe "${state.tag}" of run "${state.run}" has no readable steps`);
       const header = await this.api.header(state.run, state.tag, state.step);
       if (gen !== this.gen) return;
@@ -291,7 +317,8 @@ export class App {
       if (this.playing) this.playTick();
     } catch (e) {
       if (gen !== this.gen) return;
-      this.showError(e);
+      if (isUnreachable(e)) this.showOffline(e);
+      else this.showError(e);
     }
   }
 
@@ -303,7 +330,7 @@ export class App {
     r.setAttribute("data-view", s.view);
     r.setAttribute("data-run", s.run || "");
     r.setAttribute("data-tag", s.tag || "");
-    r.setAttribute("data-step", String(s.step));
+    r.setAttribute("data-step", intText(s.step));
     r.setAttribute("data-kind", s.kind || "");
     r.setAttribute("data-layer", String(s.layer));
     r.setAttribute("data-heads", s.heads ? formatRange(s.heads) || "none" : "all");
@@ -372,6 +399,69 @@ export class App {
       el("strong", { text: what }), " ", el("span", { text: e && e.message ? e.message : String(e) })));
     this.root.setAttribute("data-error", e && e.message ? e.message : String(e));
     this.setStatus("error");
+  }
+
+  /**
+   * TensorBoard did not answer (stopped, restarting, a proxy's 502-504): say
+   * so, keep the last drawing (dimmed) and the chrome, and retry in the
+   * background; when it answers, re-list the steps and draw the state again.
+   */
+  showOffline(e) {
+    this.stopPlay();
+    const first = !this.offline;
+    if (first) this.offline = { attempt: 0, since: Date.now() };
+    clear(this.message);
+    this.offlineDetail = el("span", { attrs: { "data-name": "offline-detail" } });
+    this.message.appendChild(el("div", { className: "tba-error tba-offline", attrs: { "data-name": "offline", role: "status" } },
+      el("strong", { text: "TensorBoard is not reachable \u2014 retrying\u2026" }), " ", this.offlineDetail));
+    this.setOfflineDetail(e);
+    this.root.setAttribute("data-error", e && e.message ? e.message : String(e));
+    this.setStatus("offline");
+    if (first) this.reconnect();
+  }
+
+  /** What failed, and when the next attempt is (`nextMs`), in the offline banner. */
+  setOfflineDetail(e, nextMs) {
+    if (!this.offlineDetail || !this.offline) return;
+    const why = e && e.status ? `HTTP ${e.status}: ${e.message}` : e && e.message ? e.message : "";
+    const next = nextMs ? ` \u00b7 attempt ${this.offline.attempt + 1} in ${(nextMs / 1000).toFixed(1)} s` : "";
+    this.offlineDetail.textContent = `(${why}${next}). The view comes back by itself; nothing to reload.`;
+  }
+
+  async reconnect() {
+    const token = {};
+    this.reconnectToken = token;
+    const live = () => this.reconnectToken === token;
+    try {
+      const tags = await this.api.reconnect({
+        wait: (ms) => new Promise((resolve) => this.win.setTimeout(resolve, ms)),
+        cancelled: () => !live(),
+        onRetry: (attempt, delay, err) => {
+          if (!this.offline) return;
+          this.offline.attempt = attempt;
+          if (this.root.getAttribute("data-state") === "offline") this.setOfflineDetail(err || { message: this.root.getAttribute("data-error") }, delay);
+        },
+      });
+      if (!tags || !live()) return;
+      this.online();
+      // a restarted TensorBoard may serve other logs: drop what was decoded,
+      // and what the browser cached
+      this.api.cache.clear();
+      this.api.revalidate = true;
+      this.tags = tags;
+      this.checkStep = true;
+      this.schedule();
+    } catch (e) {
+      if (!live()) return;
+      this.online();
+      this.showError(e);
+    }
+  }
+
+  /** TensorBoard answered: stop the retry loop. */
+  online() {
+    this.offline = null;
+    this.reconnectToken = null;
   }
 
   // -- steps ----------------------------------------------------------------
@@ -509,8 +599,9 @@ export class App {
     if (!v || !v.exportCanvas || this.root.getAttribute("data-state") !== "drawn") return;
     const src = v.exportCanvas();
     const s = this.state;
-    const title = `${s.run} \u00b7 ${s.tag} \u00b7 step ${s.step} \u00b7 ${s.kind} \u00b7 ${VIEW_NAMES[s.view]} view` +
-      (s.view === "model" ? "" : ` \u00b7 layer ${s.layer}`) +
+    const title = `${s.run} \u00b7 ${s.tag} \u00b7 step ${intText(s.step)} \u00b7 ${s.kind} \u00b7 ${VIEW_NAMES[s.view]} view` +
+      (s.view === "model" || s.view === "stats" ? "" : ` \u00b7 layer ${s.layer}`) +
+      (s.view === "stats" ? ` \u00b7 ${s.stat}` : "") +
       (s.view === "matrix" || s.view === "neuron" ? ` \u00b7 head ${s.head}` : "");
     const scale = src.width / Math.max(1, parseFloat(src.style.width) || src.width);
     const band = Math.round(24 * scale);
@@ -525,7 +616,7 @@ export class App {
     c.textBaseline = "middle";
     c.fillText(title, Math.round(8 * scale), band / 2);
     c.drawImage(src, 0, band);
-    const name = `attention-${s.run}-${s.tag}-step${s.step}-${s.view}.png`.replace(/[^A-Za-z0-9._-]+/g, "_");
+    const name = `attention-${s.run}-${s.tag}-step${intText(s.step)}-${s.view}.png`.replace(/[^A-Za-z0-9._-]+/g, "_");
     out.toBlob((blob) => {
       if (!blob) return;
       if (this.exportUrl) URL.revokeObjectURL(this.exportUrl);

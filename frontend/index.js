@@ -13,7 +13,7 @@ import { UrlStore, decodeState } from "./state.js";
 
 const MODULES = [
   "app.js", "dom.js", "colors.js", "tokens.js", "ipc.js", "layout.js",
-  "views/controls.js", "views/head.js", "views/model.js", "views/neuron.js", "views/matrix.js",
+  "views/controls.js", "views/head.js", "views/model.js", "views/neuron.js", "views/matrix.js", "views/stats.js", "views/compare.js",
 ];
 
 function preload(doc) {

@@ -19,7 +19,11 @@
 
 export const PLUGIN = "attention";
 export const PREFIX = `p.${PLUGIN}.`;
-export const VIEWS = ["head", "model", "neuron", "matrix"];
+export const VIEWS = ["head", "model", "neuron", "matrix", "stats", "compare"];
+// The per-head statistics of the stats view (tb_attention/stats.py NAMES).
+export const STATS = ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"];
+// The compare view's modes: head ranking, A | B | B-A matrices, model grid, head lines.
+export const CMODES = ["rank", "matrix", "model", "head"];
 export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
 
@@ -31,6 +35,8 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   heads: number[] | null, head: number, query: number,
  *   hover: Hover | null, pair: string, raw: boolean,
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
+ *   stat: string,
+ *   brun: string | null, bstep: number | null, cmode: string,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
@@ -38,6 +44,9 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
+ * stat: the statistic the stats view charts (one of STATS).
+ * brun / bstep: the compare view's B (null = chosen by the view: the same
+ *   run, its newest other step); A is run / step. cmode: its mode.
  */
 
 /** @returns {State} */
@@ -58,6 +67,10 @@ export function defaultState() {
     mlayers: null,
     mheads: null,
     zoom: 0,
+    stat: "entropy",
+    brun: null,
+    bstep: null,
+    cmode: "rank",
   };
 }
 
@@ -102,6 +115,26 @@ export function formatRange(list) {
   return parts.join(",");
 }
 
+/**
+ * Decimal text of an integer, exact beyond 2**53: String(2 ** 62) gives
+ * "4611686018427388000", the shortest text that reads back as that double,
+ * not the step TensorBoard has ("4611686018427387904").
+ * @param {number} n
+ */
+export function intText(n) {
+  return Number.isInteger(n) && !Number.isSafeInteger(n) ? BigInt(n).toString() : String(n);
+}
+
+/**
+ * A step from URL text: int64 steps (up to 19 digits), read to the nearest
+ * double as JSON.parse reads the `tags` answer, so they compare equal.
+ */
+function stepOr(text, fallback) {
+  if (text === undefined || text === null || !/^\d{1,19}$/.test(String(text))) return fallback;
+  const v = Number(text);
+  return v <= 2 ** 63 ? v : fallback;
+}
+
 function intOr(text, fallback, min = 0) {
   if (text === undefined || text === null || !/^-?\d{1,12}$/.test(String(text))) return fallback;
   const v = Number(text);
@@ -119,7 +152,7 @@ export function decodeState(dict) {
   const get = (k) => (Object.prototype.hasOwnProperty.call(dict, k) ? dict[k] : undefined);
   if (get("run")) s.run = String(get("run"));
   if (get("tag")) s.tag = String(get("tag"));
-  s.step = intOr(get("step"), null, 0);
+  s.step = stepOr(get("step"), null);
   if (get("kind")) s.kind = String(get("kind"));
   if (VIEWS.includes(get("view"))) s.view = get("view");
   s.layer = intOr(get("layer"), null, 0);
@@ -135,6 +168,10 @@ export function decodeState(dict) {
   s.mlayers = parseRange(get("mlayers"));
   s.mheads = parseRange(get("mheads"));
   s.zoom = Math.min(intOr(get("zoom"), 0, 0), 64);
+  if (STATS.includes(get("stat"))) s.stat = get("stat");
+  if (get("brun")) s.brun = String(get("brun"));
+  s.bstep = stepOr(get("bstep"), null);
+  if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
   return s;
 }
 
@@ -149,7 +186,7 @@ export function encodeState(s) {
   const out = {};
   if (s.run !== null && s.run !== undefined) out.run = s.run;
   if (s.tag !== null && s.tag !== undefined) out.tag = s.tag;
-  if (s.step !== null && s.step !== undefined) out.step = String(s.step);
+  if (s.step !== null && s.step !== undefined) out.step = intText(s.step);
   if (s.kind) out.kind = s.kind;
   if (s.view !== d.view) out.view = s.view;
   if (s.layer !== null && s.layer !== undefined) out.layer = String(s.layer);
@@ -162,6 +199,10 @@ export function encodeState(s) {
   if (s.mlayers) out.mlayers = formatRange(s.mlayers);
   if (s.mheads) out.mheads = formatRange(s.mheads);
   if (s.zoom) out.zoom = String(s.zoom);
+  if (s.stat && s.stat !== d.stat) out.stat = s.stat;
+  if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
+  if (s.bstep !== null && s.bstep !== undefined) out.bstep = intText(s.bstep);
+  if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
   return out;
 }
 

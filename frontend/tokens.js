@@ -18,7 +18,9 @@
 //     when that is printable or whitespace.
 // Word-boundary markers and the leading space they stand for are dropped, so
 // labels line up; whitespace-only tokens and control characters get visible
-// symbols (␣ ↵ ⇥ ␀...) so no label is blank.
+// symbols (␣ ↵ ⇥ ␀...) so no label is blank; invisible format characters
+// (bidi controls, zero-width spaces, BOM) and lone surrogates become escapes
+// (\u202e), and labels with right-to-left letters are isolated (FSI ... PDI).
 
 /** @type {Map<string, number> | null} */
 let BYTE_DECODER = null;
@@ -87,7 +89,15 @@ const CONTROL_NAMES = new Map([
   ["\u0000", "\u2400"], // ␀
 ]);
 
-/** Replace whitespace and control characters that would draw as nothing. */
+// Invisible characters that change how text around them is shown: bidi
+// embeddings, overrides, isolates and marks (an RLO in a token would flip the
+// rest of a readout: "Trojan Source"), zero-width spaces and joiners' kin,
+// the BOM, line / paragraph separators, and Unicode tag characters (text
+// smuggled invisibly). A token is user text, so they are shown as escapes,
+// as editors do. ZWJ / ZWNJ are left alone (emoji sequences, Persian).
+const INVISIBLE = /[\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/u;
+
+/** Replace whitespace, control and invisible format characters that would draw as nothing. */
 export function visible(text) {
   let out = "";
   for (const ch of text) {
@@ -95,9 +105,28 @@ export function visible(text) {
     if (CONTROL_NAMES.has(ch)) out += CONTROL_NAMES.get(ch);
     else if (code < 0x20 || (code >= 0x7f && code < 0xa0)) {
       out += "\\x" + code.toString(16).padStart(2, "0");
+    } else if ((code >= 0xd800 && code <= 0xdfff) || INVISIBLE.test(ch)) {
+      // lone surrogates (a str Python wrote with surrogatepass) included
+      out += code > 0xffff ? "\\u{" + code.toString(16) + "}" : "\\u" + code.toString(16).padStart(4, "0");
     } else out += ch;
   }
   return out;
+}
+
+const FSI = "\u2068";
+const PDI = "\u2069";
+// strong right-to-left letters: Hebrew, Arabic, Syriac, Thaana, NKo, ...
+const RTL = /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
+
+/**
+ * A label with right-to-left letters wrapped in a first-strong isolate, so
+ * its direction does not spill onto the text around it (a number after a
+ * Hebrew label in a readout would otherwise jump to its left). Labels come
+ * from visible(), so they hold no isolate or PDI of their own to unbalance it.
+ * @param {string} label
+ */
+export function isolate(label) {
+  return RTL.test(label) ? FSI + label + PDI : label;
 }
 
 /**
@@ -138,9 +167,9 @@ export function prettify(token, opts = {}) {
  * @returns {string[]}
  */
 export function tokenLabels(tokens, pretty = true) {
-  if (!pretty) return tokens.map((t) => (t === "" ? "\u2205" : visible(t)));
+  if (!pretty) return tokens.map((t) => (t === "" ? "\u2205" : isolate(visible(t))));
   const byteLevel = isByteLevel(tokens);
-  return tokens.map((t) => prettify(t, { byteLevel }));
+  return tokens.map((t) => isolate(prettify(t, { byteLevel })));
 }
 
 /**
@@ -152,4 +181,18 @@ export function truncate(label, max) {
   const chars = [...label];
   if (chars.length <= max) return label;
   return chars.slice(0, Math.max(1, max - 1)).join("") + "\u2026";
+}
+
+/** Longest label (code points) a text readout shows; the full one is in its title. */
+export const READOUT_CHARS = 60;
+
+/**
+ * A label shortened for a readout, keeping its isolate balanced (a cut-off
+ * PDI would isolate the rest of the readout).
+ * @param {string} label
+ * @param {number} [max]
+ */
+export function shortLabel(label, max = READOUT_CHARS) {
+  if (label.startsWith(FSI) && label.endsWith(PDI)) return FSI + truncate(label.slice(1, -1), max) + PDI;
+  return truncate(label, max);
 }

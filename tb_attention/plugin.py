@@ -23,6 +23,7 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
 from tb_attention import codec, metadata
+from tb_attention import compare as _compare
 from tb_attention import stats as _stats
 from tb_attention.metadata import FormatError
 
@@ -208,6 +209,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/overview": self._serve_overview,
             "/neurons": self._serve_neurons,
             "/stats": self._serve_stats,
+            "/compare": self._serve_compare,
         }
 
     def is_active(self):
@@ -615,6 +617,64 @@ class AttentionPlugin(base_plugin.TBPlugin):
         else:
             results = [one(d) for d in data]
         return [r[0] for r in results], [r[1] for r in results if r[1] is not None]
+
+    @_route
+    def _serve_compare(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        tag, name = _str_arg(request, "tag"), _str_arg(request, "kind")
+        sides = [self._compare_side(ctx, experiment, request, tag, name, s) for s in "ab"]
+        (key_a, datum_a, kind_a), (key_b, datum_b, kind_b) = sides
+        problem = _compare.structure_mismatch(kind_a.layer_ids, kind_a.num_heads,
+                                              kind_b.layer_ids, kind_b.num_heads)
+        if problem is not None:
+            raise errors.InvalidArgumentError(
+                "cannot compare %s attention of run %r step %d with run %r step %d: %s"
+                % (name, key_a[0], key_a[2], key_b[0], key_b[2], problem))
+        cache_key = ("compare", name) + key_a + (datum_a.wall_time,) + key_b + (datum_b.wall_time,)
+        body = self._cache.get(cache_key)
+        if body is None:
+            tokens = _compare.token_differences(
+                codec.token_strings(kind_a.query_tokens), codec.token_strings(kind_a.key_tokens),
+                codec.token_strings(kind_b.query_tokens), codec.token_strings(kind_b.key_tokens))
+            jsd = None
+            if tokens["match"]:
+                jsd = _compare.json_matrix(self._layer_jsd(ctx, sides))
+            body = {
+                "tag": tag, "kind": name,
+                "a": {"run": key_a[0], "step": key_a[2]}, "b": {"run": key_b[0], "step": key_b[2]},
+                "layer_ids": list(kind_a.layer_ids), "num_heads": kind_a.num_heads,
+                "units": "nats", "max": _compare.LN2, "jsd": jsd, "tokens": tokens,
+            }
+            self._cache.put(cache_key, body, 64 * (len(kind_a.layer_ids) * kind_a.num_heads + 64))
+        return _immutable(http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS))
+
+    def _compare_side(self, ctx, experiment, request, tag, name, side):
+        """(key, datum, kind) of side "a" or "b" of a compare request."""
+        run = _str_arg(request, "run_" + side)
+        step = _int_arg(request, "step_" + side, lo=0, hi=2 ** 63 - 1)
+        datum = self._datum(ctx, experiment, run, tag, step)
+        key = (run, tag, step)
+        header = self._header(ctx, datum, key)
+        try:
+            return key, datum, codec.find_kind(header, name)
+        except KeyError:
+            raise errors.NotFoundError("no attention kind %r at step %d of run %r; kinds: %s"
+                                       % (name, step, run, [k.name for k in header.kinds])) from None
+
+    def _layer_jsd(self, ctx, sides):
+        """float32 [L, H]: mean JSD of every layer and head of two steps whose
+        layers and heads match (their blobs fetched all at once, like overview's)."""
+        layers = range(len(sides[0][2].attention))
+        blobs = [(key, datum, kind, i) for key, datum, kind in sides for i in layers]
+        list(self._readers.map(lambda x: self._blob(ctx, x[1], x[0], x[2].attention[x[3]].index), blobs))
+
+        def one(index):
+            a, b = (codec.to_float(self._stored_layer(ctx, key, datum, kind, index)) for key, datum, kind in sides)
+            # a head at a time bounds the temporaries (a few times one head's map)
+            return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
+        # numpy lets go of the GIL in the row math: layers run on every core
+        return np.stack(list(self._readers.map(one, layers)))
 
 def _kind_summary(kind):
     return {

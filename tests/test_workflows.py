@@ -175,6 +175,11 @@ WORKER = textwrap.dedent("""
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     result["replicas_equal"] = all(torch.equal(gathered[0], x) for x in gathered)
+    # Tear down in lockstep: a rank that destroys its group (and exits) while
+    # the peer's gloo threads still talk to it can abort in C++ at exit
+    # ("terminate called without an active exception", seen once in CI).
+    del ddp, opt
+    dist.barrier()
     dist.destroy_process_group()
     with open(os.environ["OUT"], "w") as f:
         json.dump(result, f)

@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   halfToFloat, decodeFloat16, decodeWeights, weightAt, decodeNeurons, neuronScores, parseShape,
-  errorMessage, query, Cache, Api, ApiError,
+  errorMessage, query, Cache, Api, ApiError, isUnreachable, retryDelay, RETRY_FIRST_MS, RETRY_MAX_MS,
 } from "../api.js";
 
 /** float32 -> float16 bits (round to nearest even), reference encoder for tests */
@@ -182,4 +182,63 @@ test("Api decodes routes and caches per URL", async () => {
   assert.deepEqual(o.pool, [4, 4]);
   assert.deepEqual(await api.tags(), { runs: [] });
   await assert.rejects(api.header("nope", "t", 1), (e) => e instanceof ApiError && e.status === 404 && /unknown run/.test(e.message));
+});
+
+test("unreachable (no answer, 502/503/504) is told apart from a real error answer", () => {
+  assert.ok(isUnreachable(new ApiError(0, "could not reach TensorBoard", "/x")));
+  for (const s of [502, 503, 504]) assert.ok(isUnreachable(new ApiError(s, "Bad Gateway", "/x")), s);
+  for (const s of [400, 404, 500]) assert.ok(!isUnreachable(new ApiError(s, "no", "/x")), s);
+  assert.ok(!isUnreachable(new Error("decode failed")));
+});
+
+test("retry delays: 0.5 s doubling to 5 s", () => {
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 60].map(retryDelay), [500, 1000, 2000, 4000, 5000, 5000, 5000]);
+  assert.equal(RETRY_FIRST_MS, 500);
+  assert.equal(RETRY_MAX_MS, 5000);
+});
+
+test("reconnect polls tags with backoff until TensorBoard answers", async () => {
+  let n = 0;
+  const fetchFn = async () => {
+    n++;
+    if (n === 1) throw new TypeError("Failed to fetch");
+    if (n === 2) return fakeResponse(503, "Service Unavailable");
+    return fakeResponse(200, '{"runs": [{"run": "r", "tags": []}]}');
+  };
+  const api = new Api("/p/", fetchFn);
+  const waits = [];
+  const errors = [];
+  const tags = await api.reconnect({
+    wait: async (ms) => { waits.push(ms); },
+    onRetry: (attempt, delay, err) => errors.push(err && err.status),
+  });
+  assert.deepEqual(tags, { runs: [{ run: "r", tags: [] }] });
+  assert.deepEqual(waits, [500, 1000, 2000]);
+  assert.deepEqual(errors, [null, 0, 503]);
+});
+
+test("reconnect stops on a real error answer and when cancelled", async () => {
+  const api = new Api("/p/", async () => fakeResponse(404, "Not found: plugin inactive"));
+  await assert.rejects(api.reconnect({ wait: async () => {} }), (e) => e instanceof ApiError && e.status === 404);
+  let calls = 0;
+  const down = new Api("/p/", async () => { calls++; throw new TypeError("Failed to fetch"); });
+  let stop = false;
+  const p = down.reconnect({ wait: async () => { if (calls === 3) stop = true; }, cancelled: () => stop });
+  assert.equal(await p, null);
+  assert.equal(calls, 3);
+});
+
+test("steps beyond 2**53 go to the server exactly", () => {
+  assert.equal(String(2 ** 62), "4611686018427388000"); // why query() does not use String()
+  assert.equal(query({ step: 2 ** 62 }), "step=4611686018427387904");
+  assert.equal(query({ step: 0, layer: 3 }), "step=0&layer=3");
+});
+
+test("after a reconnect, requests skip the browser's HTTP cache", async () => {
+  const opts = [];
+  const api = new Api("/p/", async (url, o) => { opts.push(o); return fakeResponse(200, '{"kinds": []}'); });
+  await api.header("r", "t", 1);
+  api.revalidate = true;
+  await api.header("r", "t", 2);
+  assert.deepEqual(opts, [{ credentials: "same-origin" }, { credentials: "same-origin", cache: "no-cache" }]);
 });

@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   parseRange, formatRange, decodeState, encodeState, defaultState, parseHash, buildHash,
-  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore,
+  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore, VIEWS, STATS, intText,
 } from "../state.js";
 
 test("ranges parse and format", () => {
@@ -21,13 +21,26 @@ test("state round-trips through URL keys", () => {
   const s = {
     ...defaultState(), run: "exp/1 a&b=c", tag: "probe/cat", step: 50, kind: "cross", view: "matrix",
     layer: 3, heads: [0, 2, 3], head: 7, query: 4, hover: { side: "k", index: 12 }, pair: "ab",
-    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9,
+    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token",
   };
   const keys = encodeState(s);
   assert.deepEqual(decodeState(keys), s);
   // through a hash too
   const hash = writePluginKeys("#attention", keys);
   assert.deepEqual(decodeState(readPluginKeys(hash)), s);
+});
+
+test("the compare view's B and mode round-trip and fall back", () => {
+  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", bstep: 30, cmode: "head" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.view, keys.brun, keys.bstep, keys.cmode], ["compare", "ft run/2 &x", "30", "head"]);
+  assert.deepEqual(decodeState(readPluginKeys(writePluginKeys("#attention", keys))), s);
+  // defaults stay out of the URL: B chosen by the view, the ranking
+  const d = encodeState({ ...defaultState(), view: "compare" });
+  assert.deepEqual(Object.keys(d), ["view"]);
+  const bad = decodeState({ bstep: "-3", cmode: "evil", brun: "" });
+  assert.deepEqual([bad.bstep, bad.cmode, bad.brun], [null, "rank", null]);
+  assert.equal(decodeState({ bstep: "0" }).bstep, 0);
 });
 
 test("defaults are left out of the URL and no heads is not all heads", () => {
@@ -186,4 +199,38 @@ test("UrlStore reports changes made outside, not its own writes", () => {
   top.location = makeLoc("http://127.0.0.1:6006/#scalars&p.attention.step=9&p.attention.view=model");
   fire();
   assert.equal(seen.length, 1);
+});
+
+test("the stats view's statistic lives in the URL as `stat`", () => {
+  assert.ok(VIEWS.includes("stats"));
+  assert.deepEqual(STATS, ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"]);
+  assert.equal(defaultState().stat, "entropy");
+  assert.equal(decodeState({}).stat, "entropy");
+  for (const name of STATS) {
+    const s = { ...defaultState(), view: "stats", stat: name };
+    const keys = encodeState(s);
+    assert.equal(keys.view, "stats");
+    assert.equal(keys.stat, name === "entropy" ? undefined : name);
+    assert.equal(decodeState(keys).stat, name);
+  }
+  // unknown statistics (a typo, an old link, markup) fall back to the default
+  for (const bad of ["Entropy", "loss", "<b>x</b>", ""]) assert.equal(decodeState({ stat: bad }).stat, "entropy");
+  const hash = writePluginKeys("#attention", encodeState({ ...defaultState(), view: "stats", stat: "distance" }));
+  assert.equal(hash, "attention&p.attention.view=stats&p.attention.stat=distance");
+  assert.equal(decodeState(readPluginKeys(hash)).stat, "distance");
+});
+
+test("int64 steps (2**62) round-trip through the URL exactly", () => {
+  assert.equal(intText(2 ** 62), "4611686018427387904");
+  assert.equal(intText(0), "0");
+  assert.equal(intText(123456), "123456");
+  const s = decodeState({ step: "4611686018427387904" });
+  assert.equal(s.step, 2 ** 62);
+  assert.equal(encodeState(s).step, "4611686018427387904");
+  assert.equal(decodeState(encodeState({ ...defaultState(), step: 0 })).step, 0);
+  assert.equal(decodeState({ step: "9223372036854775807" }).step, 2 ** 63); // as JSON.parse reads it
+  assert.equal(decodeState({ step: "9999999999999999999" }).step, null); // beyond int64
+  assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
+  assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
+  assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
 });

@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { prettify, tokenLabels, isByteLevel, decodeByteLevel, visible, truncate } from "../tokens.js";
+import { prettify, tokenLabels, isByteLevel, decodeByteLevel, visible, truncate, isolate, shortLabel } from "../tokens.js";
 
 test("byte-level BPE tokens decode to text", () => {
   assert.equal(decodeByteLevel("\u0120the"), " the");
@@ -49,4 +49,28 @@ test("truncate counts code points", () => {
   assert.equal(truncate("abcdef", 4), "abc\u2026");
   assert.equal(truncate("ab", 4), "ab");
   assert.equal(truncate("\u{1F600}\u{1F600}\u{1F600}", 2), "\u{1F600}\u2026");
+});
+
+test("invisible and bidi characters are shown as escapes, in raw labels too", () => {
+  assert.equal(visible("a\u202Eexe.txt"), "a\\u202eexe.txt"); // RLO: would flip what follows
+  assert.equal(visible("\u200F"), "\\u200f");
+  assert.equal(visible("x\u200By\uFEFF"), "x\\u200by\\ufeff");
+  assert.equal(visible("\u2066\u2069"), "\\u2066\\u2069"); // an isolate of its own cannot unbalance ours
+  assert.equal(visible("\u{E0041}"), "\\u{e0041}"); // tag characters (invisible text)
+  assert.equal(visible("\ud800x"), "\\ud800x"); // a lone surrogate (Python surrogatepass)
+  assert.equal(visible("\u{1F468}\u200D\u{1F469}"), "\u{1F468}\u200D\u{1F469}"); // ZWJ emoji stays
+  assert.deepEqual(tokenLabels(["\u200B", "\uFEFF", "\u0000"], true), ["\\u200b", "\\ufeff", "\u2400"]);
+  assert.deepEqual(tokenLabels(["\u202Eabc"], false), ["\\u202eabc"]);
+  assert.ok(tokenLabels(["\u200B"], true)[0].length > 0);
+});
+
+test("labels with right-to-left letters are isolated; readout labels keep the isolate", () => {
+  assert.equal(isolate("abc"), "abc");
+  assert.equal(isolate("\u05e8\u05d5\u05d1"), "\u2068\u05e8\u05d5\u05d1\u2069");
+  assert.deepEqual(tokenLabels(["\u200F\u05e8", "x"], true), ["\u2068\\u200f\u05e8\u2069", "x"]);
+  const long = isolate("\u05d0".repeat(100));
+  const s = shortLabel(long, 10);
+  assert.ok(s.startsWith("\u2068") && s.endsWith("\u2069") && s.includes("\u2026"), s);
+  assert.equal([...shortLabel("a".repeat(10000))].length, 60);
+  assert.equal(shortLabel("short"), "short");
 });

@@ -12,6 +12,7 @@ import { css, headColor } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, labelled, maxLabelWidth, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { headSquares, layerControl, zoomControl } from "./controls.js";
+import { shortLabel } from "../tokens.js";
 
 const MAX_LABEL_W = 180;
 // Total length (CSS px) of the visible lines one draw may stroke: the
@@ -272,26 +273,7 @@ export class HeadView {
     ctx.lineWidth = Math.max(Tq, Tk) <= 64 ? 2 : 1;
     ctx.lineCap = "butt";
     let count = 0;
-    const x0 = L.lineX0;
-    const x1 = L.lineX1;
-    const half = rowH / 2 + L.top;
-    for (const e of edges) {
-      ctx.strokeStyle = css(headColor(e.head));
-      count += e.count;
-      for (let b = 0; b < ALPHA_BUCKETS; b++) {
-        const from = e.offsets[b];
-        const to = e.offsets[b + 1];
-        if (to <= from) continue;
-        ctx.globalAlpha = bucketAlpha(b);
-        ctx.beginPath();
-        for (let p = from; p < to; p++) {
-          ctx.moveTo(x0, half + e.q[p] * rowH);
-          ctx.lineTo(x1, half + e.k[p] * rowH);
-        }
-        ctx.stroke();
-      }
-    }
-    ctx.globalAlpha = 1;
+    for (const e of edges) count += strokeEdges(ctx, e, css(headColor(e.head)), L.lineX0, L.lineX1, L.top, rowH, rowH);
 
     // per-head boxes on the other side of the hovered token
     if (hover) {
@@ -324,10 +306,14 @@ export class HeadView {
 
     this.cut = cut;
     this.edgeCount = count;
+    const hoverText = hover ? (hover.side === "q" ? labels.q : labels.k)[hover.index] : "";
     this.hoverLabel.textContent = hover
-      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${(hover.side === "q" ? labels.q : labels.k)[hover.index]}\u201d` +
+      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${shortLabel(hoverText)}\u201d` +
         (state.hover && state.hover.side === hover.side && state.hover.index === hover.index ? " (pinned)" : "")
       : "";
+    // the whole token (labels and the readout are cut short) on hover
+    this.hoverLabel.title = hoverText;
+    canvas.title = hoverText;
     const notes = [];
     if (heads.length === 0) notes.push("no heads selected: click a square");
     if (cut.drawn < cut.lines) {
@@ -336,4 +322,30 @@ export class HeadView {
     if (!showText) notes.push("zoom in for token labels");
     this.note.textContent = notes.join(" \u00b7 ");
   }
+}
+
+/**
+ * Stroke one head's lines (from collectEdges) in one colour, a path per
+ * opacity bucket: query i at (x0, top + (i + 0.5) * dq) to key j at
+ * (x1, top + (j + 0.5) * dk). Returns how many lines it drew.
+ * @param {CanvasRenderingContext2D} ctx
+ * @param {import("../layout.js").HeadEdges} e
+ * @param {string} color
+ */
+export function strokeEdges(ctx, e, color, x0, x1, top, dq, dk) {
+  ctx.strokeStyle = color;
+  for (let b = 0; b < ALPHA_BUCKETS; b++) {
+    const from = e.offsets[b];
+    const to = e.offsets[b + 1];
+    if (to <= from) continue;
+    ctx.globalAlpha = bucketAlpha(b);
+    ctx.beginPath();
+    for (let p = from; p < to; p++) {
+      ctx.moveTo(x0, top + (e.q[p] + 0.5) * dq);
+      ctx.lineTo(x1, top + (e.k[p] + 0.5) * dk);
+    }
+    ctx.stroke();
+  }
+  ctx.globalAlpha = 1;
+  return e.count;
 }

@@ -12,6 +12,7 @@ import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../do
 import { weightAt } from "../api.js";
 import { matrixCell, matrixHit } from "../layout.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
+import { shortLabel } from "../tokens.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
@@ -81,18 +82,9 @@ export class MatrixView {
 
   /** Label gutters and cell size for the current state. */
   layout(cellOverride) {
-    const { state, labels } = this.ctx;
     const [, Tq, Tk] = this.weights.shape;
     const avail = (this.scroll.clientWidth || 900) - 4;
-    let cell = cellOverride || matrixCell(Tk, avail, 120, state.zoom);
-    const showText = cell >= 8;
-    const fontPx = Math.min(12, cell - 1);
-    const c0 = this.tile.getContext("2d");
-    c0.font = `${fontPx}px ${FONT}`;
-    const labelW = showText ? Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8) : 4;
-    const labelH = showText ? Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8) : 4;
-    if (!state.zoom && !cellOverride) cell = matrixCell(Tk, avail, labelW, 0);
-    return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
+    return heatmapLayout(this.tile, this.ctx.labels, Tq, Tk, avail, this.ctx.state.zoom, cellOverride);
   }
 
   draw() {
@@ -118,67 +110,9 @@ export class MatrixView {
    */
   render(canvas, g, x0, y0, vw, vh) {
     const { kind, labels, theme } = this.ctx;
-    const { ox, oy, cell, Tq, Tk } = g;
-    const ctx = sizeCanvas(canvas, vw, vh);
-    ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, vw, vh);
-    // visible cells
-    const j0 = Math.max(0, Math.floor(x0 / cell));
-    const j1 = Math.min(Tk, Math.ceil((x0 + vw - ox) / cell));
-    const i0 = Math.max(0, Math.floor(y0 / cell));
-    const i1 = Math.min(Tq, Math.ceil((y0 + vh - oy) / cell));
-    const nj = Math.max(0, j1 - j0);
-    const ni = Math.max(0, i1 - i0);
-    if (nj > 0 && ni > 0) {
-      this.tile.width = nj;
-      this.tile.height = ni;
-      const tctx = this.tile.getContext("2d");
-      const img = tctx.createImageData(nj, ni);
-      const px = new Uint32Array(img.data.buffer);
-      const lut = lutToUint32(seqLut(theme));
-      const src = this.weights.bytes;
-      const m = theme.masked;
-      const maskedPx = (255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0];
-      const causal = kind.causal && Tq === Tk;
-      for (let i = i0; i < i1; i++) {
-        const row = i * Tk;
-        const out = (i - i0) * nj - j0;
-        for (let j = j0; j < j1; j++) px[out + j] = causal && j > i ? maskedPx : lut[src[row + j]];
-      }
-      tctx.putImageData(img, 0, 0);
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(ox, oy, vw - ox, vh - oy);
-      ctx.clip();
-      ctx.imageSmoothingEnabled = false;
-      ctx.drawImage(this.tile, ox + j0 * cell - x0, oy + i0 * cell - y0, nj * cell, ni * cell);
-      ctx.restore();
-    }
-    // frozen gutters
-    ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, ox, vh);
-    ctx.fillRect(0, 0, vw, oy);
-    if (g.showText) {
-      ctx.font = `${g.fontPx}px ${FONT}`;
-      ctx.fillStyle = theme.text;
-      ctx.textBaseline = "middle";
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(0, oy, ox, vh - oy);
-      ctx.clip();
-      for (let i = i0; i < i1; i++) fitText(ctx, labels.q[i], ox - 4, oy + (i + 0.5) * cell - y0, ox - 6, "right");
-      ctx.restore();
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(ox, 0, vw - ox, oy);
-      ctx.clip();
-      ctx.rotate(-Math.PI / 2);
-      for (let j = j0; j < j1; j++) fitText(ctx, labels.k[j], -(oy - 4), ox + (j + 0.5) * cell - x0, oy - 6, "left");
-      ctx.restore();
-    }
-    ctx.strokeStyle = theme.grid;
-    ctx.lineWidth = 1;
-    ctx.strokeRect(ox - 0.5, oy - 0.5, Math.min(vw - ox, Tk * cell - x0) + 1, Math.min(vh - oy, Tq * cell - y0) + 1);
+    const lut = lutToUint32(seqLut(theme));
+    const src = this.weights.bytes;
+    renderHeatmap(canvas, this.tile, g, x0, y0, vw, vh, labels, theme, cellFill(kind, g.Tq, g.Tk, theme, (k) => lut[src[k]]));
   }
 
   onMove(e) {
@@ -198,13 +132,19 @@ export class MatrixView {
     if (!c) {
       this.readout.textContent = "hover a cell";
       this.readout.removeAttribute("data-cell");
+      this.readout.title = "";
+      this.canvas.title = "";
       return;
     }
     const { labels, kind } = this.ctx;
     const v = weightAt(this.weights, c.i * this.geo.Tk + c.j);
     const masked = kind.causal && this.geo.Tq === this.geo.Tk && c.j > c.i;
-    this.readout.textContent = `query ${c.i} \u201c${labels.q[c.i]}\u201d \u2192 key ${c.j} \u201c${labels.k[c.j]}\u201d: ` +
+    const text = (q, k) => `query ${c.i} \u201c${q}\u201d \u2192 key ${c.j} \u201c${k}\u201d: ` +
       (masked ? "masked (future position)" : v.toFixed(this.weights.values ? 4 : 3));
+    this.readout.textContent = text(shortLabel(labels.q[c.i]), shortLabel(labels.k[c.j]));
+    // the whole tokens (labels and the readout are cut short) on hover
+    this.readout.title = text(labels.q[c.i], labels.k[c.j]);
+    this.canvas.title = this.readout.title;
     this.readout.setAttribute("data-cell", `${c.i},${c.j}`);
   }
 
@@ -241,4 +181,99 @@ export class MatrixView {
     this.render(c, g, 0, 0, g.width, g.height);
     return c;
   }
+}
+
+/**
+ * Label gutters and cell size of a heatmap of Tq x Tk cells fitting `avail`
+ * px (or of cell `cellOverride` px; zoom as in the state).
+ */
+export function heatmapLayout(tile, labels, Tq, Tk, avail, zoom, cellOverride) {
+  let cell = cellOverride || matrixCell(Tk, avail, 120, zoom);
+  const showText = cell >= 8;
+  const fontPx = Math.min(12, cell - 1);
+  const c0 = tile.getContext("2d");
+  c0.font = `${fontPx}px ${FONT}`;
+  const labelW = showText ? Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8) : 4;
+  const labelH = showText ? Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8) : 4;
+  if (!zoom && !cellOverride) cell = matrixCell(Tk, avail, labelW, 0);
+  return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
+}
+
+/**
+ * A renderHeatmap fill: cell (i, j) gets colorAt(i * Tk + j) (packed RGBA),
+ * or the theme's masked grey where a causal kind hides the future (j > i).
+ */
+export function cellFill(kind, Tq, Tk, theme, colorAt) {
+  const m = theme.masked;
+  const maskedPx = (255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0];
+  const causal = kind.causal && Tq === Tk;
+  return (px, i0, i1, j0, j1) => {
+    const nj = j1 - j0;
+    for (let i = i0; i < i1; i++) {
+      const row = i * Tk;
+      const out = (i - i0) * nj - j0;
+      for (let j = j0; j < j1; j++) px[out + j] = causal && j > i ? maskedPx : colorAt(row + j);
+    }
+  };
+}
+
+/**
+ * Draw the part of a heatmap whose top-left map pixel is (x0, y0) (map
+ * scrolled by that much) into a vw x vh canvas, with frozen label gutters
+ * (g from heatmapLayout). fill(px, i0, i1, j0, j1) writes the colours of the
+ * visible cells into px, row-major, j1 - j0 wide; `tile` is a scratch canvas.
+ */
+export function renderHeatmap(canvas, tile, g, x0, y0, vw, vh, labels, theme, fill) {
+  const { ox, oy, cell, Tq, Tk } = g;
+  const ctx = sizeCanvas(canvas, vw, vh);
+  ctx.fillStyle = theme.background;
+  ctx.fillRect(0, 0, vw, vh);
+  // visible cells
+  const j0 = Math.max(0, Math.floor(x0 / cell));
+  const j1 = Math.min(Tk, Math.ceil((x0 + vw - ox) / cell));
+  const i0 = Math.max(0, Math.floor(y0 / cell));
+  const i1 = Math.min(Tq, Math.ceil((y0 + vh - oy) / cell));
+  const nj = Math.max(0, j1 - j0);
+  const ni = Math.max(0, i1 - i0);
+  if (nj > 0 && ni > 0) {
+    tile.width = nj;
+    tile.height = ni;
+    const tctx = tile.getContext("2d");
+    const img = tctx.createImageData(nj, ni);
+    const px = new Uint32Array(img.data.buffer);
+    fill(px, i0, i1, j0, j1);
+    tctx.putImageData(img, 0, 0);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(ox, oy, vw - ox, vh - oy);
+    ctx.clip();
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(tile, ox + j0 * cell - x0, oy + i0 * cell - y0, nj * cell, ni * cell);
+    ctx.restore();
+  }
+  // frozen gutters
+  ctx.fillStyle = theme.background;
+  ctx.fillRect(0, 0, ox, vh);
+  ctx.fillRect(0, 0, vw, oy);
+  if (g.showText) {
+    ctx.font = `${g.fontPx}px ${FONT}`;
+    ctx.fillStyle = theme.text;
+    ctx.textBaseline = "middle";
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(0, oy, ox, vh - oy);
+    ctx.clip();
+    for (let i = i0; i < i1; i++) fitText(ctx, labels.q[i], ox - 4, oy + (i + 0.5) * cell - y0, ox - 6, "right");
+    ctx.restore();
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(ox, 0, vw - ox, oy);
+    ctx.clip();
+    ctx.rotate(-Math.PI / 2);
+    for (let j = j0; j < j1; j++) fitText(ctx, labels.k[j], -(oy - 4), ox + (j + 0.5) * cell - x0, oy - 6, "left");
+    ctx.restore();
+  }
+  ctx.strokeStyle = theme.grid;
+  ctx.lineWidth = 1;
+  ctx.strokeRect(ox - 0.5, oy - 0.5, Math.min(vw - ox, Tk * cell - x0) + 1, Math.min(vh - oy, Tq * cell - y0) + 1);
 }

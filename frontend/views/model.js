@@ -5,11 +5,12 @@
 // heatmaps. Click a thumbnail to open that head large: the head view for
 // lines, the matrix view for heatmaps.
 
-import { ALPHA_BUCKETS, bucketAlpha, budgetCutoff, collectEdges, gridLayout } from "../layout.js";
+import { ALPHA_BUCKETS, budgetCutoff, collectEdges, gridLayout } from "../layout.js";
 import { css, headColor, lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, sizeCanvas } from "../dom.js";
 import { formatRange, parseRange } from "../state.js";
 import { OVERVIEW_SIZE } from "../api.js";
+import { strokeEdges } from "./head.js";
 
 export const LINES_MAX_TOKENS = 40;
 // Total line length (px) of the whole grid in lines mode; see head.js.
@@ -145,28 +146,8 @@ export class ModelView {
           return cut.cutoff > 255 ? { head: h, offsets: new Int32Array(ALPHA_BUCKETS + 1), q: new Int32Array(0), k: new Int32Array(0), count: 0 } : collectEdges(layer, Sq, Sk, [h], { minByte: cut.cutoff })[0];
         });
         this.lineCounts = { drawn, lines };
-        edges.forEach((e, c) => {
-          const x0 = g.x(c) + 3;
-          const x1 = g.x(c) + t - 3;
-          const y0 = g.y(r);
-          const dq = t / Sq;
-          const dk = t / Sk;
-          ctx.strokeStyle = css(headColor(e.head));
-          for (let b = 0; b < ALPHA_BUCKETS; b++) {
-            const from = e.offsets[b];
-            const to = e.offsets[b + 1];
-            if (to <= from) continue;
-            ctx.globalAlpha = bucketAlpha(b);
-            ctx.beginPath();
-            for (let p = from; p < to; p++) {
-              ctx.moveTo(x0, y0 + (e.q[p] + 0.5) * dq);
-              ctx.lineTo(x1, y0 + (e.k[p] + 0.5) * dk);
-            }
-            ctx.stroke();
-          }
-        });
+        edges.forEach((e, c) => strokeEdges(ctx, e, css(headColor(e.head)), g.x(c) + 3, g.x(c) + t - 3, g.y(r), t / Sq, t / Sk));
       });
-      ctx.globalAlpha = 1;
     } else {
       const lut = lutToUint32(seqLut(theme));
       const tile = document.createElement("canvas");

@@ -12,6 +12,8 @@ import { css, divergingIndex, divLut, headColor, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, MONO, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { ApiError, neuronScores } from "../api.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
+import { shortLabel } from "../tokens.js";
+import { intText } from "../state.js";
 
 const NEURONS_SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
@@ -84,11 +86,12 @@ export class NeuronView {
     this.layer.update(kind, state);
     this.head.update(kind, state);
     this.zoom.update(state);
-    this.queryLabel.textContent = `${state.query} \u201c${ctx.labels.q[state.query] ?? ""}\u201d`;
+    this.queryLabel.textContent = `${state.query} \u201c${shortLabel(ctx.labels.q[state.query] ?? "")}\u201d`;
+    this.queryLabel.title = ctx.labels.q[state.query] ?? "";
     if (!kind.has_neurons) {
       this.ctx = ctx;
       this.neurons = null;
-      this.showMessage(`Step ${state.step} of probe \u201c${state.tag}\u201d has no query/key vectors (${state.kind} attention).`);
+      this.showMessage(`Step ${intText(state.step)} of probe \u201c${state.tag}\u201d has no query/key vectors (${state.kind} attention).`);
       return;
     }
     let n;
@@ -325,7 +328,7 @@ export class NeuronView {
     const qy = headerH;
     ctx.font = `${fontPx}px ${FONT}`;
     ctx.fillStyle = theme.text;
-    fitText(ctx, `q of \u201c${labels.q[qi]}\u201d`, x.kv - 6, qy + rowH / 2, x.kv - 6 - x.q, "right");
+    fitText(ctx, `q of \u201c${shortLabel(labels.q[qi], 40)}\u201d`, x.kv - 6, qy + rowH / 2, x.kv - 6 - x.q, "right");
     for (let d = 0; d < D; d++) {
       ctx.fillStyle = divCss(nums.q[d], nums.maxQK);
       ctx.fillRect(x.kv + d * cw, qy, cw, rowH - 1);
@@ -364,13 +367,18 @@ export class NeuronView {
     const h = this.hit(e);
     this.canvas.style.cursor = h && h.query !== undefined ? "pointer" : "default";
     if (!h || h.key === undefined || !this.numbers) {
-      this.readout.textContent = h && h.query !== undefined ? `click: query ${h.query} \u201c${this.ctx.labels.q[h.query]}\u201d` : "";
+      const q = h && h.query !== undefined ? this.ctx.labels.q[h.query] : "";
+      this.readout.textContent = h && h.query !== undefined ? `click: query ${h.query} \u201c${shortLabel(q)}\u201d` : "";
+      this.readout.title = q;
+      this.canvas.title = q;
       return;
     }
     const nums = this.numbers;
     const n = this.neurons;
     const j = h.key;
-    let text = `key ${j} \u201c${this.ctx.labels.k[j]}\u201d`;
+    this.readout.title = this.ctx.labels.k[j];
+    this.canvas.title = this.ctx.labels.k[j];
+    let text = `key ${j} \u201c${shortLabel(this.ctx.labels.k[j])}\u201d`;
     if (h.dim !== null) {
       const d = h.dim;
       text += ` \u00b7 dim ${d}: q=${fmt(nums.q[d])} k=${fmt(n.keys[j * n.D + d])} q\u00d7k=${fmt(nums.prod[j * n.D + d])}`;

@@ -1,0 +1,101 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import {
+  diffLut, difference, mismatchMessage, rankHeads, resolveB, runsWithTag, signedBytes,
+  structureMismatch, tokenMismatch,
+} from "../views/compare.js";
+import { THEMES, divergingIndex } from "../colors.js";
+import { defaultState } from "../state.js";
+
+const TAGS = {
+  runs: [
+    { run: "train", tags: [{ tag: "probe", steps: [0, 10, 20] }, { tag: "other", steps: [5] }] },
+    { run: "lonely", tags: [{ tag: "other", steps: [1] }] },
+    { run: "ft", tags: [{ tag: "probe", steps: [3, 7] }] },
+  ],
+};
+const state = (patch) => ({ ...defaultState(), run: "train", tag: "probe", step: 10, ...patch });
+
+test("B: only runs with the probe; newest step, or the first other one", () => {
+  assert.deepEqual(runsWithTag(TAGS, "probe").map((r) => r.run), ["train", "ft"]);
+  let b = resolveB(state({}), TAGS);
+  assert.deepEqual(b, { run: "train", step: 20, steps: [0, 10, 20], runs: ["train", "ft"] });
+  // A is the newest step: B is the first other step
+  assert.equal(resolveB(state({ step: 20 }), TAGS).step, 0);
+  // a chosen step, the nearest kept one when it is gone
+  assert.equal(resolveB(state({ bstep: 10 }), TAGS).step, 10);
+  assert.equal(resolveB(state({ bstep: 12 }), TAGS).step, 10);
+  // another run: its newest step unless one is chosen
+  b = resolveB(state({ brun: "ft" }), TAGS);
+  assert.deepEqual([b.run, b.step], ["ft", 7]);
+  assert.equal(resolveB(state({ brun: "ft", bstep: 3 }), TAGS).step, 3);
+  // a run without the probe is not a B: back to A's run
+  assert.equal(resolveB(state({ brun: "lonely" }), TAGS).run, "train");
+  // one step only: B is A (the difference is blank, not an error)
+  const one = { runs: [{ run: "r", tags: [{ tag: "t", steps: [4] }] }] };
+  assert.equal(resolveB({ ...defaultState(), run: "r", tag: "t", step: 4 }, one).step, 4);
+  assert.equal(resolveB(state({ tag: "missing" }), TAGS), null);
+});
+
+const kind = (q, k = q, layers = [0, 1], heads = 4) => ({ query_tokens: q, key_tokens: k, layer_ids: layers, num_heads: heads });
+
+test("token mismatches name the side, position and both tokens", () => {
+  const t = ["a", "b", "c"];
+  assert.equal(tokenMismatch(kind(t), kind([...t])), null);
+  const evil = "<img src=x onerror=alert(1)>";
+  const m = tokenMismatch(kind(t), kind(["a", evil, "c"]));
+  assert.deepEqual(m, { side: "query", position: 1, a: "b", b: evil, lenA: 3, lenB: 3 });
+  assert.equal(mismatchMessage(m),
+    `A's and B's query tokens differ at position 1: A has \u201cb\u201d, B has \u201c${evil}\u201d. ` +
+    "Their rows and columns cannot be aligned, so no difference is drawn.");
+  const longer = tokenMismatch(kind(t), kind([...t, "d"]));
+  assert.deepEqual(longer, { side: "query", position: 3, a: null, b: "d", lenA: 3, lenB: 4 });
+  assert.match(mismatchMessage(longer), /A has nothing \(its tokens end there\), B has \u201cd\u201d \(A has 3 query tokens, B has 4\)/);
+  // cross attention: same queries, other keys
+  assert.equal(tokenMismatch(kind(t, ["x"]), kind(t, ["y"])).side, "key");
+});
+
+test("structure mismatches name both sides", () => {
+  assert.equal(structureMismatch(kind([]), kind([])), null);
+  assert.equal(structureMismatch(kind([], [], [0, 1]), kind([], [], [0])), "A stores layers [0,1], B stores layers [0]");
+  assert.equal(structureMismatch(kind([], [], [0], 4), kind([], [], [0], 2)), "A has 4 heads per layer, B has 2");
+});
+
+test("difference is B minus A, exact for uint8 and float16", () => {
+  const u8 = (arr) => ({ shape: [1, 1, arr.length], bytes: Uint8Array.from(arr), values: null });
+  const d = difference(u8([255, 0, 10]), u8([0, 255, 10]));
+  assert.deepEqual(Array.from(d.values), [-1, 1, 0]);
+  assert.equal(d.maxAbs, 1);
+  const f = { shape: [1, 1, 3], bytes: Uint8Array.from([0, 0, 0]), values: Float32Array.from([0.25, 0, 0.5]) };
+  const e = difference(f, u8([0, 51, 255]));
+  assert.deepEqual(Array.from(e.values), [-0.25, 0.2, 0.5].map(Math.fround));
+  assert.throws(() => difference(u8([1, 2]), u8([1, 2, 3])), /cannot subtract shape 1x1x2 from 1x1x3/);
+  assert.equal(difference(u8([7, 8]), u8([7, 8])).maxAbs, 0);
+});
+
+test("signed bytes split a difference by sign, scaled to its largest magnitude", () => {
+  const { pos, neg } = signedBytes(Float32Array.from([0.5, -0.25, 0, -0.5]), 0.5);
+  assert.deepEqual(Array.from(pos), [255, 0, 0, 0]);
+  assert.deepEqual(Array.from(neg), [0, 128, 0, 255]);
+  const zero = signedBytes(new Float32Array(3), 0);
+  assert.deepEqual([...zero.pos, ...zero.neg], [0, 0, 0, 0, 0, 0]);
+});
+
+test("heads rank by divergence, largest first, nulls left out", () => {
+  const r = rankHeads([[0, 0.3, null], [0.3, 0.1, 0]], [4, 7]);
+  assert.deepEqual(r.slice(0, 3), [{ layer: 4, head: 1, value: 0.3 }, { layer: 7, head: 0, value: 0.3 }, { layer: 7, head: 1, value: 0.1 }]);
+  assert.equal(r.length, 5);
+});
+
+test("the difference scale is the background at zero and coloured at the ends", () => {
+  for (const theme of [THEMES.light, THEMES.dark]) {
+    const lut = diffLut(theme);
+    const at = (i) => Array.from(lut.slice(i * 4, i * 4 + 3));
+    const bg = theme.background.match(/[0-9a-f]{2}/gi).map((h) => parseInt(h, 16));
+    assert.deepEqual(at(divergingIndex(0, 0.4)), bg);
+    assert.deepEqual(at(divergingIndex(0, 0)), bg);
+    assert.deepEqual(at(0), theme.div[0]);
+    assert.deepEqual(at(255), theme.div[4]);
+    assert.notDeepEqual(at(divergingIndex(0.05, 0.4)), bg);
+  }
+});
