@@ -1034,3 +1034,24 @@ def test_format_2_header_pointing_at_too_few_blobs_is_corrupt(tmp_path):
     blobs[0] = header.SerializeToString()
     with pytest.raises(metadata.FormatError, match="lists 2 attention blobs for 1 layers of 3 blobs"):
         codec.decode_step(blobs)
+
+
+def test_a_new_run_in_a_read_only_logdir_fails_in_the_constructor_naming_it(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    os.chmod(logdir, 0o555)
+    try:
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import sys
+            from tb_attention import AttentionWriter, AttentionWriterError
+            try:
+                AttentionWriter(sys.argv[1])
+            except AttentionWriterError as e:
+                print(e)
+            """), str(logdir / "run")], capture_output=True, text=True, env=child_env(), cwd=str(tmp_path),
+            preexec_fn=_without_permission_override(), timeout=120)
+    finally:
+        os.chmod(logdir, 0o755)
+    assert r.returncode == 0, r.stderr
+    assert str(logdir / "run") in r.stdout and "Permission denied" in r.stdout, r.stdout
+    assert os.listdir(logdir) == []
