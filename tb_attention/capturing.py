@@ -95,7 +95,19 @@ def capture_batch(model, inputs, tokenizer=None, neurons: bool = False, layers=N
     return _capture(model, inputs, tokenizer, neurons, layers)
 
 
+def _check_arguments(model, tokenizer, neurons):
+    if not callable(model) or getattr(model, "config", None) is None:
+        raise AttentionInputError("model must be a transformers model (a PreTrainedModel, with a "
+                                  ".config), got %s" % type(model).__name__)
+    if tokenizer is not None and not callable(getattr(tokenizer, "convert_ids_to_tokens", None)):
+        raise AttentionInputError("tokenizer must be a transformers tokenizer (with "
+                                  "convert_ids_to_tokens) or None, got %s" % type(tokenizer).__name__)
+    if not isinstance(neurons, (bool, np.bool_)):
+        raise AttentionInputError("neurons must be True or False, got %r" % (neurons,))
+
+
 def _capture(model, inputs, tokenizer, neurons, layers):
+    _check_arguments(model, tokenizer, neurons)
     adapter, known = _adapters.for_model(model)
     if neurons and not adapter.neurons:
         warnings.warn(
@@ -232,6 +244,12 @@ def _prepare_inputs(model, inputs, adapter) -> _Batch:
                 "inputs[%r] has shape %s but input_ids has %s" % (k, tuple(v.shape), (B, T)))
 
     ids = {"input": input_ids.detach().cpu().numpy().astype(np.int64)}
+    vocab = getattr(model.config, "vocab_size", None)
+    if isinstance(vocab, int) and (ids["input"].min() < 0 or ids["input"].max() >= vocab):
+        bad = ids["input"][(ids["input"] < 0) | (ids["input"] >= vocab)][0]
+        # torch would say "index out of range in self" from inside the embedding
+        raise AttentionInputError("input_ids hold token id %d, outside the model's vocabulary 0..%d"
+                                  % (bad, vocab - 1))
     mask = inputs.get("attention_mask")
     keep = {"input": np.ones((B, T), bool) if mask is None else mask.detach().cpu().numpy() != 0}
     tt = inputs.get("token_type_ids")

@@ -37,13 +37,39 @@ def token_strings(raw):
     return [_token_string(b) for b in raw]
 
 
+# quantize() converts at most this many weights at once (64 MiB of float32
+# temporaries, not 2 GiB for 32 heads at 4096 tokens).
+QUANTIZE_CHUNK = 16 * 2 ** 20
+
+
 def quantize(attention, dtype):
-    if dtype == attention_pb2.UINT8:
-        x = np.multiply(attention, np.float32(255.0), dtype=np.float32)  # the one temporary
+    if dtype != attention_pb2.UINT8:
+        return attention.astype("<f2")
+    attention = np.asarray(attention)
+    out = np.empty(attention.shape, np.uint8)
+    flat_in, flat_out = attention.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_in.size, QUANTIZE_CHUNK):
+        x = np.multiply(flat_in[i:i + QUANTIZE_CHUNK], np.float32(255.0), dtype=np.float32)
         np.clip(x, 0.0, 255.0, out=x)
         np.rint(x, out=x)
-        return x.astype(np.uint8)
-    return attention.astype("<f2")
+        flat_out[i:i + QUANTIZE_CHUNK] = x
+    return out
+
+
+# A stored layer larger than this is split into blobs of whole heads (format
+# version 2), so that one head is read without the rest of the layer: at 4096
+# tokens one uint8 layer of 32 heads is 512 MiB, as large as the plugin's
+# whole cache, and re-read for every head.
+LAYER_BLOB_BYTES = 64 * 2 ** 20
+
+
+def heads_per_blob(num_heads, query_len, key_len, itemsize, limit=None):
+    """0 (the layer in one blob) or how many heads each blob of the layer holds."""
+    limit = LAYER_BLOB_BYTES if limit is None else limit
+    per_head = query_len * key_len * itemsize
+    if num_heads * per_head <= limit:
+        return 0
+    return max(1, limit // max(1, per_head))
 
 
 def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8"):
@@ -52,9 +78,9 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
     attention before quantization): this runs on the writer's thread."""
     if dtype not in DTYPES:
         raise ValueError("dtype must be one of %s, got %r" % (sorted(DTYPES), dtype))
+    # Version 1 unless a layer is split: files readers of version 1 can read stay so.
     header = attention_pb2.StepHeader(
-        version=metadata.FORMAT_VERSION, sequence=sequence, writer_id=writer_id,
-        model_type=record.model_type or "")
+        version=1, sequence=sequence, writer_id=writer_id, model_type=record.model_type or "")
     blobs = [b""]
 
     def add_blob(payload):
@@ -75,8 +101,14 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
                        stats.compute(k.attention, k.key_special,
                                      stats.relative_positions_defined(k.name, Tq, Tk)),
                        k.key_special)
+        per_blob = heads_per_blob(H, Tq, Tk, _NUMPY[DTYPES[dtype]].itemsize)
+        if per_blob:
+            kh.heads_per_blob = per_blob
+            header.version = max(header.version, 2)
         for layer in range(L):  # layer by layer: temporaries of one layer, not of the record
-            kh.attention.append(add_blob(quantize(k.attention[layer], DTYPES[dtype]).tobytes()))
+            for h0 in range(0, H, per_blob or H):
+                heads = k.attention[layer, h0:h0 + (per_blob or H)]
+                kh.attention.append(add_blob(quantize(heads, DTYPES[dtype]).tobytes()))
         n = k.neurons
         if n is not None:
             kh.head_dim = n.queries.shape[-1]
@@ -126,18 +158,52 @@ def check_blob(ref, blob, what):
         raise FormatError("%s is corrupt: its checksum does not match what was written" % what)
 
 
-def attention_layer(kind, layer_index, blob):
-    """Stored bytes of one layer, checked, as dtype [H, Tq, Tk] (no copy)."""
-    ref = kind.attention[layer_index]
-    check_blob(ref, blob, "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index]))
-    shape = (kind.num_heads, len(kind.query_tokens), len(kind.key_tokens))
+def layer_parts(kind, layer_index):
+    """[(BlobRef, first head, end head)] of one stored layer: one blob of
+    every head, or (format 2, Kind.heads_per_blob > 0) blobs of whole heads."""
+    H = kind.num_heads
+    per_blob = kind.heads_per_blob
+    if per_blob <= 0:
+        if len(kind.attention) != len(kind.layer_ids):
+            raise FormatError("the %s header lists %d attention blobs for %d layers"
+                              % (kind.name, len(kind.attention), len(kind.layer_ids)))
+        return [(kind.attention[layer_index], 0, H)]
+    n = -(-H // per_blob)
+    if len(kind.attention) != n * len(kind.layer_ids):
+        raise FormatError("the %s header lists %d attention blobs for %d layers of %d blobs"
+                          % (kind.name, len(kind.attention), len(kind.layer_ids), n))
+    return [(kind.attention[layer_index * n + p], p * per_blob, min(H, (p + 1) * per_blob))
+            for p in range(n)]
+
+
+def part_of_head(kind, layer_index, head):
+    """Index into layer_parts() of the blob holding head."""
+    return 0 if kind.heads_per_blob <= 0 else head // kind.heads_per_blob
+
+
+def attention_part(kind, layer_index, part, blob):
+    """Stored bytes of one blob of a layer, checked, as dtype [heads, Tq, Tk] (no copy)."""
+    ref, h0, h1 = layer_parts(kind, layer_index)[part]
+    what = "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index])
+    if kind.heads_per_blob > 0:
+        what += " (heads %d..%d)" % (h0, h1 - 1)
+    check_blob(ref, blob, what)
+    shape = (h1 - h0, len(kind.query_tokens), len(kind.key_tokens))
     dt = _NUMPY.get(kind.dtype)
     if dt is None:
         raise FormatError("unknown attention dtype %d" % kind.dtype)
     if int(np.prod(shape)) * dt.itemsize != len(blob):
-        raise FormatError("%s attention of layer %d has %d bytes, not the %s %s its header says"
-                          % (kind.name, kind.layer_ids[layer_index], len(blob), shape, DTYPE_NAMES[kind.dtype]))
+        raise FormatError("%s has %d bytes, not the %s %s its header says"
+                          % (what, len(blob), shape, DTYPE_NAMES[kind.dtype]))
     return np.frombuffer(blob, dtype=dt).reshape(shape)
+
+
+def attention_layer(kind, layer_index, blob):
+    """Stored bytes of one layer kept in one blob, checked, as dtype [H, Tq, Tk] (no copy)."""
+    if kind.heads_per_blob > 0:
+        raise FormatError("%s attention is stored in blobs of %d heads: use layer_parts()"
+                          % (kind.name, kind.heads_per_blob))
+    return attention_part(kind, layer_index, 0, blob)
 
 
 def to_float(stored):
@@ -178,7 +244,10 @@ def decode_step(blobs, model_type=None) -> AttentionRecord:
 
     kinds = []
     for k in header.kinds:
-        attention = np.stack([to_float(attention_layer(k, i, blob(ref))) for i, ref in enumerate(k.attention)])
+        attention = np.stack([
+            np.concatenate([to_float(attention_part(k, i, p, blob(ref)))
+                            for p, (ref, _, _) in enumerate(layer_parts(k, i))])
+            for i in range(len(k.layer_ids))])
         neurons = None
         if len(k.neurons):
             parts = [neuron_layer(k, i, blob(nl.blob)) for i, nl in enumerate(k.neurons)]

@@ -10,7 +10,10 @@ PLUGIN_NAME = "attention"
 
 # Version of the StepHeader / blob layout. Bump it when the layout changes and
 # keep readers able to load every older version (tests/fixtures holds samples).
-FORMAT_VERSION = 1
+# 1: one blob per stored layer. 2: a layer larger than codec.LAYER_BLOB_BYTES
+# is stored as blobs of whole heads (Kind.heads_per_blob); the writer still
+# writes version 1 for steps that split no layer.
+FORMAT_VERSION = 2
 
 
 class FormatError(ValueError):

@@ -43,6 +43,11 @@ _ALL_KEPT = 2 ** 31 - 1
 # read_blob in ~45 ms however small the blob, so reading 12 layers one after
 # the other costs half a second.
 _OVERVIEW_READERS = 6
+_OVERVIEW_BATCH_BYTES = 128 * 2 ** 20
+# Step headers the tags route fetches at once, for tags whose newest header
+# is not cached yet: one at a time, 1000 tags took 40 s under the Rust data
+# server; 16 at a time about 1 s (tests/benchmarks/bench_load.py).
+_LISTING_READERS = 16
 _STATIC_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
@@ -188,6 +193,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._listings_lock = threading.Lock()
         self._readers = concurrent.futures.ThreadPoolExecutor(
             _OVERVIEW_READERS, thread_name_prefix="tb-attention-read")
+        self._listing_readers = concurrent.futures.ThreadPoolExecutor(
+            _LISTING_READERS, thread_name_prefix="tb-attention-list")
         self._frontend = _frontend_root()
         # Per-step statistics read from step headers, by (run, tag, step,
         # wall_time): the stats route reads every step's header once.
@@ -295,6 +302,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 raise errors.NotFoundError(
                     "step %d of tag %r of run %r is no longer kept by TensorBoard (newer steps "
                     "replaced it): reload" % (datum.step, key[1], key[0])) from None
+            except Exception as e:
+                # Another writer's event under our plugin name, e.g. a tensor
+                # that is not a rank-1 string tensor: the Python loader's
+                # read_blob raises IndexError on it. That step only is broken.
+                raise DataLossError("step %d of tag %r is not attention data tb-attention wrote: "
+                                    "TensorBoard cannot read its blob %d (%s)"
+                                    % (datum.step, key[1], index, type(e).__name__)) from e
+            if not isinstance(blob, bytes):
+                raise DataLossError("step %d of tag %r is not attention data tb-attention wrote: "
+                                    "blob %d is a %s, not bytes" % (datum.step, key[1], index,
+                                                                     type(blob).__name__))
             self._cache.put(cache_key, blob, len(blob))
         return blob
 
@@ -349,13 +367,33 @@ class AttentionPlugin(base_plugin.TBPlugin):
                                        % (head, kind.name, kind.num_heads, kind.num_heads - 1))
         return head
 
-    def _stored_layer(self, ctx, key, datum, kind, index):
-        ref = kind.attention[index]
-        blob = self._blob(ctx, datum, key, ref.index)
+    def _layer_parts(self, key, kind, index):
         try:
-            return codec.attention_layer(kind, index, blob)
+            return codec.layer_parts(kind, index)
         except FormatError as e:
             raise DataLossError("step %d of tag %r: %s" % (key[2], key[1], e)) from e
+
+    def _stored_part(self, ctx, key, datum, kind, index, part, blob=None):
+        """dtype [heads, Tq, Tk] of one blob of a layer (all heads in format 1)."""
+        if blob is None:
+            blob = self._blob(ctx, datum, key, self._layer_parts(key, kind, index)[part][0].index)
+        try:
+            return codec.attention_part(kind, index, part, blob)
+        except FormatError as e:
+            raise DataLossError("step %d of tag %r: %s" % (key[2], key[1], e)) from e
+
+    def _read_parts(self, ctx, key, datum, items):
+        """Blobs of [(layer index, part, BlobRef)], fetched a few at once."""
+        if len(items) == 1:
+            return [self._blob(ctx, datum, key, items[0][2].index)]
+        return list(self._readers.map(lambda item: self._blob(ctx, datum, key, item[2].index), items))
+
+    def _stored_layer(self, ctx, key, datum, kind, index):
+        items = [(index, p, ref) for p, (ref, _, _) in enumerate(self._layer_parts(key, kind, index))]
+        blobs = self._read_parts(ctx, key, datum, items)
+        arrays = [self._stored_part(ctx, key, datum, kind, index, p, blob)
+                  for (_, p, _), blob in zip(items, blobs)]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
     # -- routes --------------------------------------------------------------
 
@@ -373,6 +411,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         by_run = collections.defaultdict(dict)
         for (run, tag), data in listing.items():
             by_run[run][tag] = data
+        self._prefetch_newest_headers(ctx, listing)
         runs = []
         for run in sorted(by_run):
             tags = []
@@ -405,6 +444,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 runs.append({"run": run, "tags": tags})
         return http_util.Respond(request, {"runs": runs}, "application/json")
 
+    def _prefetch_newest_headers(self, ctx, listing):
+        """Read the newest step header of every tag not in the cache yet, many
+        at once (each read_blob waits ~40 ms on the Rust data server, however
+        small the blob). Errors are left for the caller to meet again."""
+        missing = [(run, tag, data[-1]) for (run, tag), data in listing.items()
+                   if data and self._cache.get((run, tag, data[-1].step, data[-1].wall_time, "header")) is None]
+        if len(missing) < 2:
+            return
+
+        def read(item):
+            run, tag, datum = item
+            try:
+                self._header(ctx, datum, (run, tag, datum.step))
+            except errors.PublicError:
+                pass
+
+        list(self._listing_readers.map(read, missing))
+
     @_route
     def _serve_header(self, request):
         ctx, key, datum, header = self._step_request(request)
@@ -425,9 +482,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
         ctx, key, datum, kind = self._kind_request(request)
         index = self._layer_index(request, kind, key[2])
         head = self._head(request, kind, required=False)
-        stored = self._stored_layer(ctx, key, datum, kind, index)
-        if head is not None:
-            stored = stored[head:head + 1]
+        if head is None:
+            stored = self._stored_layer(ctx, key, datum, kind, index)
+        else:  # only the blob holding that head (format 2 splits large layers)
+            part = codec.part_of_head(kind, index, head)
+            first = self._layer_parts(key, kind, index)[part][1]
+            stored = self._stored_part(ctx, key, datum, kind, index, part)[head - first:head - first + 1]
         return _binary(request, stored.tobytes(), {
             "X-Attention-Shape": ",".join(map(str, stored.shape)),
             "X-Attention-Dtype": codec.DTYPE_NAMES[kind.dtype],
@@ -440,17 +500,28 @@ class AttentionPlugin(base_plugin.TBPlugin):
         cache_key = key + (datum.wall_time, kind.name, "overview", size)
         cached = self._cache.get(cache_key)
         if cached is None:
-            pooled = []
-            layers = range(len(kind.attention))
-            # Fetch the layers' blobs at once (into the LRU), then decode in order.
-            list(self._readers.map(lambda i: self._blob(ctx, datum, key, kind.attention[i].index), layers))
-            for index in layers:
-                stored = self._stored_layer(ctx, key, datum, kind, index)
-                maps, pq, pk = max_pool(stored, size)
-                if maps.dtype != np.uint8:
-                    maps = codec.quantize(maps.astype(np.float32), codec.DTYPES["uint8"])
-                pooled.append(maps)
-            array = np.stack(pooled)
+            items = [(index, p, ref) for index in range(len(kind.layer_ids))
+                     for p, (ref, _, _) in enumerate(self._layer_parts(key, kind, index))]
+            # Blobs are fetched a few at once (each read waits on the data
+            # server), in batches of at most _OVERVIEW_BATCH_BYTES so that
+            # large layers are pooled and dropped, never all held at once.
+            batches, batch, size_of = [], [], 0
+            for item in items:
+                if batch and size_of + item[2].length > _OVERVIEW_BATCH_BYTES:
+                    batches.append(batch)
+                    batch, size_of = [], 0
+                batch.append(item)
+                size_of += item[2].length
+            batches.append(batch)
+            pooled = collections.defaultdict(list)
+            for batch in batches:
+                for (index, p, _), blob in zip(batch, self._read_parts(ctx, key, datum, batch)):
+                    stored = self._stored_part(ctx, key, datum, kind, index, p, blob)
+                    maps, pq, pk = max_pool(stored, size)
+                    if maps.dtype != np.uint8:
+                        maps = codec.quantize(maps.astype(np.float32), codec.DTYPES["uint8"])
+                    pooled[index].append(maps)
+            array = np.stack([np.concatenate(pooled[i]) for i in range(len(kind.layer_ids))])
             cached = (array.tobytes(), array.shape, (pq, pk))
             self._cache.put(cache_key, cached, array.nbytes)
         body, shape, pools = cached

@@ -293,6 +293,10 @@ def check_layer_ids(layer_ids, num_layers):
             "layer_ids names %d layers but the attention has %d" % (len(ids), num_layers))
     if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
         raise AttentionInputError("layer_ids must be distinct non-negative ints, got %s" % (ids,))
+    # The header stores them as int32: a larger one would only fail in the
+    # writer's background thread, breaking the writer for every later step.
+    if any(i >= 2 ** 31 for i in ids):
+        raise AttentionInputError("layer_ids must be below 2**31, got %s" % (ids,))
     return ids
 
 
@@ -348,9 +352,14 @@ def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, k
     q_tokens = check_tokens(q_tokens, Tq, "query tokens")
     k_tokens = check_tokens(k_tokens, Tk, "key tokens")
     if isinstance(segment_b, tuple):
+        if len(segment_b) != 2:
+            raise AttentionInputError("segment_b must be an int or a pair (query, key) of ints, got %r"
+                                      % (segment_b,))
         q_seg, k_seg = segment_b
     else:
         q_seg = k_seg = segment_b
+    if not isinstance(causal, (bool, np.bool_)):  # bool("no") is True
+        raise AttentionInputError("causal must be True or False, got %r" % (causal,))
     rec = KindRecord(
         name=kind, attention=a, query_tokens=q_tokens, key_tokens=k_tokens,
         layer_ids=check_layer_ids(layer_ids, a.shape[0]),

@@ -42,6 +42,8 @@ DESCRIPTIONS = {
 
 # A query row whose weights sum to no more than this is fully masked.
 ROW_EPSILON = 1e-6
+# compute() works on at most this many weights at once (64 MiB as float32).
+CHUNK_ELEMENTS = 16 * 2 ** 20
 
 
 def relative_positions_defined(kind_name: str, query_len: int, key_len: int) -> bool:
@@ -94,22 +96,28 @@ def compute(attention: np.ndarray, key_special: Optional[Sequence[int]] = None,
         out["special_tokens"] = None
     if not relative:
         out["distance"] = out["previous_token"] = None
+    # A few heads at a time: the temporaries below are each as large as the
+    # heads they work on (32 heads at 4096 tokens are 2 GiB as float32).
+    step = max(1, CHUNK_ELEMENTS // max(1, Tq * Tk))
     for layer in range(L):
-        a = np.asarray(attention[layer], dtype=np.float32)  # [H, Tq, Tk]
-        valid = a.sum(axis=-1) > ROW_EPSILON  # [H, Tq]
-        plogp = a * np.log(np.where(a > 0, a, 1.0))  # 0 ln 0 = 0
-        out["entropy"][layer] = _row_mean(-plogp.sum(axis=-1), valid)
-        del plogp
-        out["max_weight"][layer] = _row_mean(a.max(axis=-1), valid)
-        out["first_token"][layer] = _row_mean(a[..., 0], valid)
-        if special is not None:
-            mass = a[..., special].sum(axis=-1) if special.size else np.zeros((H, Tq), np.float32)
-            out["special_tokens"][layer] = _row_mean(mass, valid)
-        if relative:
-            out["distance"][layer] = _row_mean((a * dist).sum(axis=-1), valid)
-            if Tq > 1:
-                prev = np.diagonal(a, offset=-1, axis1=-2, axis2=-1)  # [H, Tq-1]: a_i,i-1
-                out["previous_token"][layer] = _row_mean(prev, valid[..., 1:])
+        for h0 in range(0, H, step):
+            heads = slice(h0, min(H, h0 + step))
+            a = np.asarray(attention[layer, heads], dtype=np.float32)  # [h, Tq, Tk]
+            valid = a.sum(axis=-1) > ROW_EPSILON  # [h, Tq]
+            plogp = a * np.log(np.where(a > 0, a, 1.0))  # 0 ln 0 = 0
+            out["entropy"][layer, heads] = _row_mean(-plogp.sum(axis=-1), valid)
+            del plogp
+            out["max_weight"][layer, heads] = _row_mean(a.max(axis=-1), valid)
+            out["first_token"][layer, heads] = _row_mean(a[..., 0], valid)
+            if special is not None:
+                mass = (a[..., special].sum(axis=-1) if special.size
+                        else np.zeros(a.shape[:2], np.float32))
+                out["special_tokens"][layer, heads] = _row_mean(mass, valid)
+            if relative:
+                out["distance"][layer, heads] = _row_mean((a * dist).sum(axis=-1), valid)
+                if Tq > 1:
+                    prev = np.diagonal(a, offset=-1, axis1=-2, axis2=-1)  # [h, Tq-1]: a_i,i-1
+                    out["previous_token"][layer, heads] = _row_mean(prev, valid[..., 1:])
     return out
 
 

@@ -11,6 +11,7 @@ Python loader never goes back to an older event file in a directory, so a
 second file in the same run would make it drop scalars.
 """
 import atexit
+import math
 import numbers
 import os
 import queue
@@ -136,6 +137,26 @@ def _record_nbytes(record):
             total += 0 if n.bias is None else n.bias.nbytes
     return total
 
+# One step is one Event, a protobuf message: serializing one of 2 GiB or more
+# fails (in the background thread, breaking the writer). Refuse such a record
+# up front; the margin covers the header and the Event's own fields.
+_MAX_EVENT_BYTES = 2 ** 31 - 2 ** 24
+
+
+def _stored_nbytes(record, itemsize):
+    """Bytes the step's blobs will take (attention as stored, neurons as float16)."""
+    total = 0
+    for name in record.kinds:
+        k = record.kind(name)
+        total += k.attention.size * itemsize
+        total += sum(len(t) for t in k.query_tokens) + sum(len(t) for t in k.key_tokens)
+        n = k.neurons
+        if n is not None:
+            total += 2 * (n.queries.size + n.keys.size) + n.masked.size
+            total += 0 if n.bias is None else 2 * n.bias.size
+    return total
+
+
 _live_writers = weakref.WeakSet()
 
 
@@ -211,18 +232,23 @@ class AttentionWriter:
             raise AttentionInputError("global_step is required (an int >= 0)")
         if isinstance(global_step, bool) or not isinstance(global_step, numbers.Integral):
             raise AttentionInputError("global_step must be an int, got %r" % (global_step,))
-        if not 0 <= int(global_step) < 2 ** 63:
+        if int(global_step) < 0:
             raise AttentionInputError("global_step must be >= 0, got %d" % global_step)
+        if int(global_step) >= 2 ** 63:  # an Event's step is an int64
+            raise AttentionInputError("global_step must be at most 2**63-1 = %d, got %d"
+                                      % (2 ** 63 - 1, global_step))
         if walltime is None:
             walltime = time.time()
-        elif not isinstance(walltime, numbers.Real) or walltime != walltime:
-            raise AttentionInputError("walltime must be a number, got %r" % (walltime,))
+        elif (isinstance(walltime, bool) or not isinstance(walltime, numbers.Real)
+              or not math.isfinite(walltime)):
+            raise AttentionInputError("walltime must be a finite number (seconds since the epoch), got %r"
+                                      % (walltime,))
         if isinstance(attention, AttentionRecord):
             if (tokens is not None or layer_ids is not None or segment_b is not None
-                    or special_tokens is not None):
+                    or special_tokens is not None or causal is not False or kind != "self"):
                 raise AttentionInputError(
-                    "tokens, layer_ids, segment_b and special_tokens come from the record; "
-                    "pass them only with raw attention tensors")
+                    "tokens, layer_ids, segment_b, special_tokens, causal and kind come from the "
+                    "record; pass them only with raw attention tensors")
             record = attention
             if not isinstance(record.model_type or "", str):
                 raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
@@ -231,6 +257,15 @@ class AttentionWriter:
                               causal=causal, kind=kind, special_tokens=special_tokens)
         for name in record.kinds:
             validate_kind(record.kind(name))
+        stored = _stored_nbytes(record, 1 if self._dtype == "uint8" else 2)
+        if stored > _MAX_EVENT_BYTES:
+            shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))
+                               for n in record.kinds)
+            raise AttentionInputError(
+                "this step would store %.2f GiB (%d bytes: %s as %s) in one TensorBoard event, which is a "
+                "protobuf message of at most 2 GiB: log fewer layers (layer_ids=, or "
+                "capture(..., layers=[...])), fewer tokens, or use dtype='uint8'"
+                % (stored / 2 ** 30, stored, shapes, self._dtype))
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)

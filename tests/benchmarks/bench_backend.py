@@ -127,8 +127,17 @@ def measure(server, tokens, steps, runs):
     return out
 
 
-def load_test(server, steps, clients, seconds):
-    """Many clients fetching random layers of random steps at once."""
+def random_layer(rng, steps):
+    """(route, params) of a random layer of a random step (a quarter single heads)."""
+    params = dict(run=RUN, tag=TAG, kind="self", step=rng.randrange(steps), layer=rng.randrange(LAYERS))
+    if rng.random() < 0.25:
+        params["head"] = rng.randrange(HEADS)
+    return "attention", params
+
+
+def load_test(server, steps, clients, seconds, pick=random_layer):
+    """Many clients fetching random layers of random steps at once; pick(rng,
+    steps) -> (route, params) chooses each request (other benchmarks mix routes)."""
     c = Client(server)
     stop = time.monotonic() + seconds
     lock = threading.Lock()
@@ -137,11 +146,9 @@ def load_test(server, steps, clients, seconds):
     def worker(seed):
         rng = random.Random(seed)
         while time.monotonic() < stop:
-            params = dict(run=RUN, tag=TAG, kind="self", step=rng.randrange(steps), layer=rng.randrange(LAYERS))
-            if rng.random() < 0.25:
-                params["head"] = rng.randrange(HEADS)
+            route, params = pick(rng, steps)
             try:
-                t, status, body = c.get("attention", **params)
+                t, status, body = c.get(route, **params)
             except Exception as e:  # a refused or reset connection is an error too
                 with lock:
                     errors.append(repr(e))

@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("bench_probe.py", "probe.md", ["--rounds", "1"]),
     ("bench_compare.py", "compare.md", []),
     ("bench_dashboard.py", "dashboard.md", ["--reps", "3", "--no-512-bertviz"]),
+    ("bench_load.py", "load.md", ["--quick"]),
 ]
 # Scripts that only print their result: run_all writes their output into the results
 # file, under the date and the machine.
