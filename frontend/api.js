@@ -388,9 +388,19 @@ export class Api {
     }
   }
 
-  /** The `tags` route; never cached (new steps appear on reload). */
+  /** The `tags` route (runs and their probes, no steps); never cached. */
   async tags() {
     const res = await this.request(this.url("tags"));
+    return res.json();
+  }
+
+  /**
+   * The kept steps of one probe of one run and what its newest readable step
+   * holds (the `steps` route). Never cached, not even by the browser: new
+   * steps appear on TensorBoard's reload.
+   */
+  async steps(run, tag) {
+    const res = await this.request(this.url("steps", { run, tag }), { cache: "no-store" });
     return res.json();
   }
 

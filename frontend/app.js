@@ -36,9 +36,11 @@ const PLAY_INTERVAL_MS = 700;
 export class App {
   /**
    * @param {Window} win
-   * @param {{api?: Api, store?: UrlStore, tags?: Promise<any>}} [early]
+   * @param {{api?: Api, store?: UrlStore, tags?: Promise<any>,
+   *   steps?: {run: string, tag: string, answer: Promise<any>}}} [early]
    *   what index.js already started: the API (with requests in flight), the
-   *   URL store and the pending `tags` request
+   *   URL store, the pending `tags` request and the `steps` request of the
+   *   URL's run and probe
    */
   constructor(win, early = {}) {
     this.win = win;
@@ -48,6 +50,9 @@ export class App {
     this.state = decodeState(this.store.read());
     this.tags = null;
     this.earlyTags = early.tags || null;
+    this.earlySteps = early.steps || null;
+    // tag entry of the current `tags` answer -> its pending `steps` request
+    this.stepRequests = new WeakMap();
     this.gen = 0;
     this.draws = 0;
     this.playing = false;
@@ -231,6 +236,7 @@ export class App {
   /** TensorBoard reloaded its data: re-list steps, keep the view. */
   reload() {
     this.tags = null;
+    this.earlySteps = null;
     this.checkStep = true;
     this.schedule();
   }
@@ -269,10 +275,16 @@ export class App {
         this.tags = tags;
         this.online();
       }
-      const resolved = resolveState(this.state, this.tags);
+      let resolved = resolveState(this.state, this.tags);
       if (!resolved) {
         this.showEmpty();
         return;
+      }
+      if (!resolved.tagInfo.steps) {
+        // the listing names probes only; their steps come one probe at a time
+        await this.loadSteps(resolved.state.run, resolved.state.tag);
+        if (gen !== this.gen) return;
+        resolved = resolveState(this.state, this.tags);
       }
       let state = resolved.state;
       if (this.checkStep) {
@@ -449,6 +461,7 @@ export class App {
       this.api.cache.clear();
       this.api.revalidate = true;
       this.tags = tags;
+      this.earlySteps = null;
       this.checkStep = true;
       this.schedule();
     } catch (e) {
@@ -465,6 +478,35 @@ export class App {
   }
 
   // -- steps ----------------------------------------------------------------
+
+  /**
+   * Fetch the `steps` answer of (run, tag) once per `tags` answer and merge it
+   * into that answer's entry for the probe (steps, kept, written, kinds,
+   * model_type, error): resolveState, the scrubber, the compare and stats
+   * views read them there. A new `tags` answer (TensorBoard reloaded, a
+   * reconnect) has new entries, so the steps are fetched again then.
+   * @returns {Promise<any>} the entry, or null when the listing has no such probe
+   */
+  loadSteps(run, tag) {
+    const runInfo = this.tags && this.tags.runs.find((r) => r.run === run);
+    const entry = runInfo && (runInfo.tags || []).find((t) => t.tag === tag);
+    if (!entry) return Promise.resolve(null);
+    if (entry.steps) return Promise.resolve(entry);
+    let pending = this.stepRequests.get(entry);
+    if (!pending) {
+      const early = this.earlySteps;
+      const answer = early && early.run === run && early.tag === tag ? early.answer : this.api.steps(run, tag);
+      this.earlySteps = null;
+      pending = answer.then(
+        (info) => Object.assign(entry, info),
+        (e) => {
+          this.stepRequests.delete(entry);
+          throw e;
+        });
+      this.stepRequests.set(entry, pending);
+    }
+    return pending;
+  }
 
   currentSteps() {
     if (!this.tags) return [];

@@ -5,7 +5,8 @@
 // Startup without a waterfall: this module imports only what it needs to start
 // the network early (api.js, state.js). render() then, all at once, asks for
 // every other module (modulepreload), the stylesheet, the run list, and the
-// data the URL's state will need (its step header and the view's arrays),
+// data the URL's state will need (its probe's steps, its step header and the
+// view's arrays),
 // before the app's module graph has even arrived. The app reuses those
 // requests through the API's cache.
 import { Api, OVERVIEW_SIZE } from "./api.js";
@@ -49,9 +50,17 @@ export function render() {
   const store = new UrlStore(window);
   const tags = api.tags();
   tags.catch(() => {}); // the app awaits it and reports failures
-  speculate(api, decodeState(store.read()));
+  const s = decodeState(store.read());
+  // the URL's probe's steps, alongside the listing: no waterfall before the
+  // first draw (the app uses it if the listing still has that run and probe)
+  let steps;
+  if (s.run && s.tag) {
+    steps = { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) };
+    steps.answer.catch(() => {});
+  }
+  speculate(api, s);
   return import("./app.js").then(({ App }) => {
-    const app = new App(window, { api, store, tags }).start();
+    const app = new App(window, { api, store, tags, steps }).start();
     // for benchmarks and debugging from the console
     window.tbAttention = app;
     return app;

@@ -82,6 +82,10 @@ class TensorBoard:
         assert status == 200, "GET %s -> %s: %s" % (path, status, body[:500])
         return json.loads(body)
 
+    def attention_tags(self):
+        """{run: {tag: entry}} of the attention plugin: see attention_listing."""
+        return attention_listing(self.get_json)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -91,6 +95,19 @@ class TensorBoard:
                 self.proc.kill()
                 self.proc.wait()
         os.unlink(self._log.name)
+
+
+def attention_listing(get_json, prefix="/data/plugin/attention/"):
+    """{run: {tag: entry}}: the `tags` route's entries, each merged with its
+    `steps` route's answer (steps, kept, written, kinds, model_type, error),
+    as the dashboard merges them. get_json(path) -> the parsed 200 answer."""
+    import urllib.parse
+    out = {}
+    for r in get_json(prefix + "tags")["runs"]:
+        for t in r["tags"]:
+            q = urllib.parse.urlencode({"run": r["run"], "tag": t["tag"]})
+            out.setdefault(r["run"], {})[t["tag"]] = dict(t, **get_json(prefix + "steps?" + q))
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ def servers(logdir, tensorboard_factory):
             tb = tensorboard_factory(logdir, load_fast=(name == "rust"))
 
             def loaded():
-                runs = {r["run"]: r["tags"][0]["kept"] for r in tb.get_json(PREFIX + "tags")["runs"]}
+                runs = {run: list(tags.values())[0]["kept"] for run, tags in tb.attention_tags().items()}
                 return all(runs.get(run, 0) >= n for run, n in EXPECTED.items())
             wait_until(loaded, timeout=120, interval=0.3, what="%s loader to load the logdir" % name)
             made[name] = tb

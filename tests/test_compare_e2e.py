@@ -69,7 +69,7 @@ def board(tensorboard_factory, tmp_path_factory):
     want = {"train": 2, "ft": 2, "retok": 1, "long": 2}
 
     def loaded():
-        runs = {r["run"]: r["tags"][0]["kept"] for r in tb.get_json("/data/plugin/attention/tags")["runs"]}
+        runs = {run: list(tags.values())[0]["kept"] for run, tags in tb.attention_tags().items()}
         return all(runs.get(run, 0) >= n for run, n in want.items())
     wait_until(loaded, timeout=120, interval=0.3, what="TensorBoard to load the compare runs")
     return tb

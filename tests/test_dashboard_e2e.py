@@ -153,7 +153,7 @@ def board(tensorboard_factory, logdir, live):
     tb = tensorboard_factory(logdir)
 
     def loaded():
-        runs = {r["run"]: {t["tag"]: t for t in r["tags"]} for r in tb.get_json("/data/plugin/attention/tags")["runs"]}
+        runs = tb.attention_tags()
         return all(run in runs and tag in runs[run] and runs[run][tag]["kept"] >= n
                    for run, (tag, n) in EXPECTED_TAGS.items())
     wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
@@ -655,8 +655,7 @@ def test_new_steps_appear_on_tensorboards_reload(page, board, live):
     live.flush()
 
     def listed():
-        runs = board.get_json("/data/plugin/attention/tags")["runs"]
-        return any(r["run"] == "live" and r["tags"][0]["steps"][-1] == 2 for r in runs)
+        return board.attention_tags().get("live", {}).get("grow", {}).get("steps", [None])[-1] == 2
     wait_until(listed, timeout=60, interval=0.2, what="step 2 of the live run")
     page.click("app-header-reload button")
     frame.wait_for_function("() => document.querySelector('[data-name=\"step-label\"]').textContent.includes('of 3')",

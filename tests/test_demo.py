@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import REPO, attention_listing, free_port, wait_until
 
 DEMO = os.path.join(REPO, "demo", "demo.py")
 README_MODE = os.environ.get("TBA_README_SCREENSHOTS") == "1"
@@ -135,13 +135,13 @@ def test_demo_end_to_end(demo):
     }
 
     def all_loaded():  # TensorBoard picks up new event data every few seconds
-        listing = _get_json(url + "/data/plugin/attention/tags")
-        got = {r["run"]: {t["tag"]: t["steps"] for t in r["tags"]} for r in listing["runs"]}
+        listing = attention_listing(lambda path: _get_json(url + path))
+        got = {run: {tag: t["steps"] for tag, t in tags.items()} for run, tags in listing.items()}
         return listing if got == expected else None
 
     listing = wait_until(all_loaded, timeout=60, interval=0.5,
-                         what="the demo's runs in /data/plugin/attention/tags")
-    tags = {(r["run"], t["tag"]): t for r in listing["runs"] for t in r["tags"]}
+                         what="the demo's runs in /data/plugin/attention/tags and steps")
+    tags = {(run, tag): t for run, ts in listing.items() for tag, t in ts.items()}
 
     train = tags[("gpt2-train", "probe/induction-0")]
     assert train["model_type"] == "gpt2"

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -114,11 +115,19 @@ def board(tensorboard_factory, tmp_path_factory):
     tb = tensorboard_factory(root)
 
     def loaded():
-        runs = {r["run"]: {t["tag"]: t for t in r["tags"]} for r in tb.get_json("/data/plugin/attention/tags")["runs"]}
-        return (runs.get("hostile", {}).get("probe") and len(runs.get("corrupt", {}).get("probe", {}).get("steps", [])) == 4
-                and runs.get(RUN_NAME, {}).get(TAG_NAME, {}).get("steps") == [0, STEP_MAX]
-                and sum(1 for r in runs if r.startswith("many/") and len(runs[r]) == MANY_PROBES
-                        and all(t["kept"] == 2 for t in runs[r].values())) == MANY_RUNS)
+        # the many runs by the listing's newest step (one writer per run, in
+        # step order: step 1 listed means both are), the others step by step
+        listing = {r["run"]: {t["tag"]: t for t in r["tags"]} for r in tb.get_json("/data/plugin/attention/tags")["runs"]}
+        if sum(1 for r in listing if r.startswith("many/") and len(listing[r]) == MANY_PROBES
+               and all(t["max_step"] == 1 for t in listing[r].values())) != MANY_RUNS:
+            return False
+        def steps(run, tag):
+            if tag not in listing.get(run, {}):
+                return []
+            q = urllib.parse.urlencode({"run": run, "tag": tag})
+            return tb.get_json("/data/plugin/attention/steps?" + q)["steps"]
+        return (steps("hostile", "probe") and len(steps("corrupt", "probe")) == 4
+                and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX])
     wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
     return tb
 
@@ -186,8 +195,7 @@ def write_live(root, steps, tokens):
 
 def steps_listed(tb, steps):
     def ok():
-        runs = tb.get_json("/data/plugin/attention/tags")["runs"]
-        return any(r["run"] == "live" and r["tags"] and r["tags"][0]["steps"] == steps for r in runs)
+        return tb.attention_tags().get("live", {}).get("grow", {}).get("steps") == steps
     wait_until(ok, timeout=120, interval=0.3, what="steps %s of the live run" % steps)
 
 

@@ -36,7 +36,7 @@ from tensorboard.data import provider as tb_provider
 from tensorboard.plugins.scalar import scalars_plugin
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from conftest import wait_until
+from conftest import attention_listing, wait_until
 from tb_attention import AttentionWriter, codec, metadata
 from tb_attention import plugin as plugin_module
 from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
@@ -397,9 +397,9 @@ def fully_loaded(backend, log):
     r = backend.get(url("tags"))
     if r.status != 200:
         return False
-    listed = {(run["run"], t["tag"]): t["steps"] for run in r.json()["runs"] for t in run["tags"]}
+    listed = {(run["run"], t["tag"]): t["max_step"] for run in r.json()["runs"] for t in run["tags"]}
     newest = {key: step[backend.name] if isinstance(step, dict) else step for key, step in log.newest.items()}
-    return all(key in listed and listed[key][-1] == step for key, step in newest.items())
+    return all(key in listed and listed[key] == step for key, step in newest.items())
 
 
 @pytest.fixture(scope="module")
@@ -426,9 +426,13 @@ def backend(request, backends):
 
 
 def tags_of(backend):
-    r = backend.get(url("tags"))
-    assert r.status == 200, r
-    return {(run["run"], t["tag"]): t for run in r.json()["runs"] for t in run["tags"]}
+    """{(run, tag): the tags route's entry merged with the steps route's answer}."""
+    def get_json(path):
+        r = backend.get(path)
+        assert r.status == 200, (path, r)
+        return r.json()
+    return {(run, tag): entry for run, tags in attention_listing(get_json, PREFIX).items()
+            for tag, entry in tags.items()}
 
 
 def assert_immutable(r):
@@ -462,6 +466,14 @@ def test_tags_lists_kinds_counts_and_kept_vs_written(backend, logdir):
     assert_not_cached(r)  # new steps arrive: the listing must never be cached
     runs = [run["run"] for run in r.json()["runs"]]
     assert runs == sorted(runs) and set(runs) == ATTENTION_RUNS
+    # The listing names runs and probes (and each probe's newest step), no
+    # step lists: those come from the steps route, one probe at a time.
+    train = {t["tag"]: t for run in r.json()["runs"] if run["run"] == "train" for t in run["tags"]}
+    assert train["probe"] == {"tag": "probe", "max_step": 290}
+    r = backend.get(url("steps", run="train", tag="probe"))
+    assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+    assert_not_cached(r)  # new steps arrive: the step list must never be cached
+    assert r.json()["run"] == "train" and r.json()["tag"] == "probe"
 
     tags = tags_of(backend)
     probe = tags[("train", "probe")]
@@ -658,6 +670,9 @@ NOT_FOUND = [  # (route, params, what the message must name)
     ("header", dict(run="torch", tag="loss", step=0), "'loss'"),
     ("header", dict(run="empty", tag="probe", step=0), "'empty'"),
     ("header", dict(run="garbage", tag="probe", step=0), "'garbage'"),
+    ("steps", dict(run="nope", tag="probe"), "'nope'"),
+    ("steps", dict(run="train", tag="nope"), "'nope'"),
+    ("steps", dict(run="scalars_only", tag="loss"), "'scalars_only'"),
 ]
 
 
@@ -691,6 +706,8 @@ BAD_PARAMS = [  # (route, params, what the message must name)
     ("header", dict(run="train", tag="probe"), "'step'"),
     ("header", dict(tag="probe", step=290), "'run'"),
     ("header", dict(run="train", step=290), "'tag'"),
+    ("steps", dict(tag="probe"), "'run'"),
+    ("steps", dict(run="train"), "'tag'"),
     ("attention", dict(STEP, layer=0), "'kind'"),
     ("attention", dict(STEP, kind="self"), "'layer'"),
     ("attention", dict(STEP, kind="self", layer="1.5"), "'layer'"),
@@ -978,10 +995,15 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     assert reads(url("attention", layer=0, **base)) == [key[0]]
     assert reads(url("overview", **base)) == []  # both layers are cached already
     assert reads(url("overview", size=2, **base)) == []
-    # The listing reads one header per tag (the newest readable step's), once.
+    # The listing reads no blob and no step list at all; the steps route
+    # reads its tag's step list and newest readable header, once.
     fresh = WsgiBackend(logdir.root, counting=True)
     listed = fresh.get(url("tags")).json()["runs"]
-    newest = {(run["run"], t["tag"]): t["steps"][-1] for run in listed for t in run["tags"]}
+    assert fresh.provider.blob_keys == [] and fresh.provider.sequence_reads == 0
+    newest = {(run["run"], t["tag"]): t["max_step"] for run in listed for t in run["tags"]}
+    for run, tag in newest:
+        assert fresh.get(url("steps", run=run, tag=tag)).status == 200
+    assert fresh.provider.sequence_reads == len(newest)
     wanted = []
     for (run, tag), step in newest.items():
         data = fresh.provider.real.read_blob_sequences(
@@ -991,8 +1013,10 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
         if (run, tag) == ("tampered", "bad_newest"):  # corrupt: the step before describes the tag
             wanted.append(data[-2].values[0].blob_key)
     assert sorted(fresh.provider.blob_keys) == sorted(wanted)
-    before = len(fresh.provider.blob_keys)
-    assert fresh.get(url("tags")).status == 200 and len(fresh.provider.blob_keys) == before
+    before, lists = len(fresh.provider.blob_keys), fresh.provider.sequence_reads
+    for run, tag in newest:
+        assert fresh.get(url("steps", run=run, tag=tag)).status == 200
+    assert len(fresh.provider.blob_keys) == before and fresh.provider.sequence_reads == lists
     # Neurons: the header and that layer's neuron blob.
     data = counting.real.read_blob_sequences(
         ctx, experiment_id="", plugin_name="attention", downsample=1000,

@@ -456,8 +456,7 @@ def test_tensorboard_load_fast_serves_the_written_bytes(two_run_logdir, tensorbo
     tb = tensorboard_factory(logdir, load_fast=True, extra_args=("--samples_per_plugin", "attention=0"))
 
     def listed():
-        body = tb.get_json("/data/plugin/attention/tags")
-        return {r["run"]: {t["tag"]: t["steps"] for t in r["tags"]} for r in body["runs"]}
+        return {run: {tag: t["steps"] for tag, t in tags.items()} for run, tags in tb.attention_tags().items()}
 
     want = {run: {tag: sorted(steps) for tag, steps in tags.items()} for run, tags in expected.items()}
     wait_until(lambda: listed() == want, timeout=60, what="tensorboard to list every step")

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  diffLut, difference, mismatchMessage, rankHeads, resolveB, runsWithTag, signedBytes,
+  diffLut, difference, mismatchMessage, pickBRun, rankHeads, resolveB, runsWithTag, signedBytes,
   structureMismatch, tokenMismatch,
 } from "../views/compare.js";
 import { THEMES, divergingIndex } from "../colors.js";
@@ -35,6 +35,22 @@ test("B: only runs with the probe; newest step, or the first other one", () => {
   const one = { runs: [{ run: "r", tags: [{ tag: "t", steps: [4] }] }] };
   assert.equal(resolveB({ ...defaultState(), run: "r", tag: "t", step: 4 }, one).step, 4);
   assert.equal(resolveB(state({ tag: "missing" }), TAGS), null);
+});
+
+test("B before its steps are fetched: the listing names the run, resolveB waits for the steps", () => {
+  // the `tags` route lists probes without steps; App.loadSteps merges them in
+  const listed = { runs: [{ run: "train", tags: [{ tag: "probe", max_step: 20 }] }, { run: "ft", tags: [{ tag: "probe", max_step: 7 }] }] };
+  assert.deepEqual(runsWithTag(listed, "probe").map((r) => r.run), ["train", "ft"]);
+  assert.equal(pickBRun(state({ brun: "ft" }), listed), "ft");
+  assert.equal(pickBRun(state({ brun: "nope" }), listed), "train");
+  assert.equal(pickBRun(state({ tag: "missing" }), listed), null);
+  const b = resolveB(state({ brun: "ft" }), listed);
+  assert.deepEqual([b.run, b.step, b.steps], ["ft", null, []]);
+  Object.assign(listed.runs[1].tags[0], { steps: [3, 7], kept: 2, written: 2 });
+  assert.deepEqual([resolveB(state({ brun: "ft" }), listed).step], [7]);
+  // fetched and empty: not a B any more
+  listed.runs[1].tags[0].steps = [];
+  assert.equal(pickBRun(state({ brun: "ft" }), listed), "train");
 });
 
 const kind = (q, k = q, layers = [0, 1], heads = 4) => ({ query_tokens: q, key_tokens: k, layer_ids: layers, num_heads: heads });

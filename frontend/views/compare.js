@@ -37,16 +37,30 @@ const HEAD_MAX_HEIGHT = 4000;
 // -- pure parts (node-tested) -------------------------------------------------
 
 /**
- * The runs that logged `tag`, in the `tags` route's order.
+ * The runs that logged `tag`, in the `tags` route's order (an entry whose
+ * steps were fetched and found empty is left out; one not fetched yet counts:
+ * the listing names only probes with data).
  * @returns {Array<{run: string, tagInfo: any}>}
  */
 export function runsWithTag(tags, tag) {
   const out = [];
   for (const r of (tags && tags.runs) || []) {
     const t = (r.tags || []).find((x) => x.tag === tag);
-    if (t && (t.steps || []).length) out.push({ run: r.run, tagInfo: t });
+    if (t && (!t.steps || t.steps.length)) out.push({ run: r.run, tagInfo: t });
   }
   return out;
+}
+
+/**
+ * The compare view's B run for a state: the chosen run (brun) when it logged
+ * the probe, else A's run, else the first that did; null when none did.
+ * @param {import("../state.js").State} s
+ * @returns {string | null}
+ */
+export function pickBRun(s, tags) {
+  const runs = runsWithTag(tags, s.tag);
+  const b = runs.find((r) => r.run === s.brun) || runs.find((r) => r.run === s.run) || runs[0];
+  return b ? b.run : null;
 }
 
 /**
@@ -55,13 +69,14 @@ export function runsWithTag(tags, tag) {
  * newest step, and when that is A's own step, the run's first other step.
  * @param {import("../state.js").State} s
  * @returns {{run: string, step: number, steps: number[], runs: string[]} | null}
- *   null when no run logged s.tag
+ *   null when no run logged s.tag; steps [] and step null while B's steps
+ *   are not fetched yet (App.loadSteps)
  */
 export function resolveB(s, tags) {
   const runs = runsWithTag(tags, s.tag);
   if (!runs.length) return null;
-  const b = runs.find((r) => r.run === s.brun) || runs.find((r) => r.run === s.run) || runs[0];
-  const steps = b.tagInfo.steps;
+  const b = runs.find((r) => r.run === pickBRun(s, tags));
+  const steps = b.tagInfo.steps || [];
   let step = nearestStep(steps, s.bstep);
   if (s.bstep === null && b.run === s.run && step === s.step) {
     const other = steps.find((x) => x !== s.step);
@@ -247,8 +262,12 @@ export class CompareView {
     const { state, kind } = ctx;
     const api = this.app.api;
     for (const m of CMODES) this.modeButtons[m].setAttribute("aria-pressed", String(m === state.cmode));
+    // B's run may not be A's: its steps are fetched (once per `tags` answer) first
+    const brun = pickBRun(state, this.app.tags);
+    if (brun !== null) await this.app.loadSteps(brun, state.tag);
+    if (!ctx.isCurrent()) return;
     const b = resolveB(state, this.app.tags);
-    if (!b) throw new Error(`no run has steps of probe "${state.tag}"`);
+    if (!b || b.step === null) throw new Error(`no run has steps of probe "${state.tag}"`);
     setOptions(this.brunSel, b.runs.map((r) => ({ value: r, label: r })), b.run);
     setOptions(this.bstepSel, b.steps.map((st) => ({ value: intText(st), label: intText(st) })), intText(b.step));
     this.aLabel.textContent = `A: ${state.run} \u00b7 step ${intText(state.step)} (the main scrubber)`;

@@ -12,7 +12,9 @@ Runs the INSTALLED package (`pip install .` first). For each size (12 layers x
 same machine (one new HTTP connection per request, as TensorBoard's server
 closes them). Prints a markdown table of medians (and p90) in milliseconds:
 
-- tags:           GET tags (after the first call: every header cached)
+- tags:           GET tags (the run and probe listing: one list_blob_sequences)
+- steps:          GET steps of the tag (after the first call: its step list and
+                  newest header cached)
 - header cold:    GET header of a step not asked for before
 - header warm:    the same header again
 - layer cold:     one layer of a step whose header is cached, blob not yet read
@@ -107,6 +109,8 @@ def measure(server, tokens, steps, runs):
     out = {}
     c.timed("tags")
     out["tags"] = summary([c.timed("tags") for _ in range(runs)])
+    c.timed("steps", run=RUN, tag=TAG)
+    out["steps"] = summary([c.timed("steps", run=RUN, tag=TAG) for _ in range(runs)])
     # Steps [0, half) for headers, layers and heads; [half, steps) for overviews.
     half = steps // 2
     layer_steps = list(range(half))
@@ -237,9 +241,9 @@ def main():
                                  extra_args=["--samples_per_plugin=attention=0"])
             try:
                 def all_steps():
-                    status, _, body = server.get("/data/plugin/attention/tags")
-                    runs = json.loads(body)["runs"] if status == 200 else []
-                    return runs and len(runs[0]["tags"][0]["steps"]) == args.steps
+                    status, _, body = server.get("/data/plugin/attention/steps?" + urllib.parse.urlencode(
+                        {"run": RUN, "tag": TAG}))
+                    return status == 200 and len(json.loads(body)["steps"]) == args.steps
 
                 wait_until(all_steps, timeout=1800, interval=0.5, what="%s to load %s" % (loader, logdir))
                 loading["%s %d tok" % (loader, tokens)] = time.perf_counter() - t0
@@ -254,7 +258,7 @@ def main():
         if args.profile:
             profile_warm_layer(logdir, tokens)
 
-    rows = ["tags", "header cold", "header warm", "layer cold", "layer warm", "head cold", "head warm",
+    rows = ["tags", "steps", "header cold", "header warm", "layer cold", "layer warm", "head cold", "head warm",
             "overview cold", "overview warm"]
     print("\n12 layers x 12 heads, uint8, %d logged steps, all kept; median (p90) ms over %d runs "
           "(cold rows: %d samples, overview cold: %d)\n" % (args.steps, args.runs, args.runs, args.steps - args.steps // 2))

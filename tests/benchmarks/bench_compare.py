@@ -45,7 +45,7 @@ def main():
             w.add_attention("probe", a, tokens=["w%d" % i for i in range(T)], global_step=step)
     tb = TensorBoard(root, load_fast=args.load_fast == "true", extra_args=["--samples_per_plugin=attention=0"])
     try:
-        wait_until(lambda: tb.get_json("/data/plugin/attention/tags")["runs"][0]["tags"][0]["kept"] == args.steps,
+        wait_until(lambda: tb.get_json("/data/plugin/attention/steps?run=run&tag=probe")["kept"] == args.steps,
                    timeout=300, what="the logdir to load")
         cold, warm = [], []
         for s in range(args.steps - 1):

@@ -305,8 +305,7 @@ class OurSide:
         wait_until(self._loaded, timeout=180, what="tensorboard to load the benchmark logdir")
 
     def _loaded(self):
-        runs = self.tb.get_json("/data/plugin/attention/tags")["runs"]
-        got = {t["tag"]: t["steps"] for r in runs if r["run"] == self.RUN for t in r["tags"]}
+        got = {tag: t["steps"] for tag, t in self.tb.attention_tags().get(self.RUN, {}).items()}
         return all(got.get(tag) == steps for tag, steps in self.expected.items())
 
     def close(self):
