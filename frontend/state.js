@@ -127,7 +127,7 @@ export function intText(n) {
 
 /**
  * A step from URL text: int64 steps (up to 19 digits), read to the nearest
- * double as JSON.parse reads the `tags` answer, so they compare equal.
+ * double as JSON.parse reads the `steps` answer, so they compare equal.
  */
 function stepOr(text, fallback) {
   if (text === undefined || text === null || !/^\d{1,19}$/.test(String(text))) return fallback;
@@ -278,7 +278,9 @@ export function writePluginKeys(hash, keys) {
  * Make a state valid for what the backend has: pick a run, tag, step, kind,
  * layer and heads that exist, keeping the requested ones when they do.
  * @param {State} s
- * @param {{runs: Array<{run: string, tags: Array<any>}>}} tags the `tags` route's answer
+ * @param {{runs: Array<{run: string, tags: Array<any>}>}} tags the `tags` route's answer,
+ *   with the `steps` answer of the probe to show merged into its entry
+ *   (App.loadSteps); an entry without steps resolves to step null
  * @returns {{state: State, runInfo: any, tagInfo: any, kindInfo: any} | null}
  *   null when nothing is logged at all.
  */

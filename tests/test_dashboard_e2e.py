@@ -677,8 +677,9 @@ def test_empty_logdir_shows_the_snippet(page, empty_board):
 
 
 def test_loading_state_while_the_server_has_not_answered(page, board):
-    held = []
+    held, asked = [], []
     page.route(re.compile(r".*/data/plugin/attention/tags$"), lambda route: held.append(route))
+    page.on("request", lambda r: asked.append(r.url))
     page.goto(url(board, run="edge", tag="probe", step=0))
     frame = plugin_frame(page)
     frame.wait_for_selector('#tba[data-state="loading"]', state="attached", timeout=TIMEOUT)
@@ -687,6 +688,9 @@ def test_loading_state_while_the_server_has_not_answered(page, board):
                             timeout=TIMEOUT)
     assert frame.text_content(".tba-loading") == "Loading\u2026"
     wait_until(lambda: held, timeout=30, interval=0.05, what="the held tags request")
+    # the URL's probe's steps are asked for alongside the listing, not after it
+    wait_until(lambda: any("/data/plugin/attention/steps?run=edge&tag=probe" in u for u in asked),
+               timeout=30, interval=0.05, what="the steps request while tags is held")
     held[0].continue_()
     wait_drawn(frame, run="edge", step=0)
     assert frame.evaluate("() => getComputedStyle(document.querySelector('.tba-loading')).opacity") == "0"

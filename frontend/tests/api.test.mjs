@@ -242,3 +242,16 @@ test("after a reconnect, requests skip the browser's HTTP cache", async () => {
   await api.header("r", "t", 2);
   assert.deepEqual(opts, [{ credentials: "same-origin" }, { credentials: "same-origin", cache: "no-cache" }]);
 });
+
+test("steps: one probe's step list, asked for every time (never from a cache)", async () => {
+  const seen = [];
+  const api = new Api("/p/", async (url, o) => {
+    seen.push([url, o.cache]);
+    return fakeResponse(200, '{"run": "a b", "tag": "t/1", "steps": [0, 5], "kept": 2, "written": 2}');
+  });
+  const first = await api.steps("a b", "t/1");
+  assert.deepEqual(first.steps, [0, 5]);
+  await api.steps("a b", "t/1");
+  // new steps arrive on TensorBoard's reload: neither our cache nor the browser's
+  assert.deepEqual(seen, [["/p/steps?run=a%20b&tag=t%2F1", "no-store"], ["/p/steps?run=a%20b&tag=t%2F1", "no-store"]]);
+});
