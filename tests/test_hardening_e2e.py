@@ -90,6 +90,17 @@ def write_corrupt(root):
     open(path, "wb").write(bytes(data))
 
 
+def write_bad_newest(root):
+    """Steps 0 and 1; step 1's header blob is not a header (the notice names it)."""
+    from tb_attention import codec
+    from tests.test_plugin import attention_event, self_record, write_event_file
+    rng = np.random.default_rng(0)
+    ok, bad = (self_record(rng, 1, 2, list("abcd")) for _ in range(2))
+    write_event_file(os.path.join(root, "badnewest"), [
+        attention_event("probe", 0, codec.encode_step(ok, 0, "handmade")),
+        attention_event("probe", 1, [b"\xff\xff", *codec.encode_step(bad, 1, "handmade")[1:]])])
+
+
 def write_names(root):
     with tb_attention.AttentionWriter(os.path.join(root, *RUN_NAME.split("/"))) as w:
         for step in (0, STEP_MAX):
@@ -110,6 +121,7 @@ def board(tensorboard_factory, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("hardening-logs"))
     write_hostile(root)
     write_corrupt(root)
+    write_bad_newest(root)
     write_names(root)
     write_many(root)
     tb = tensorboard_factory(root)
@@ -127,6 +139,7 @@ def board(tensorboard_factory, tmp_path_factory):
             q = urllib.parse.urlencode({"run": run, "tag": tag})
             return tb.get_json("/data/plugin/attention/steps?" + q)["steps"]
         return (steps("hostile", "probe") and len(steps("corrupt", "probe")) == 4
+                and steps("badnewest", "probe") == [0, 1]
                 and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX])
     wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
     return tb
@@ -287,6 +300,18 @@ def test_a_corrupt_step_fails_alone(page, board, view):
         wait_drawn(frame, view="head", step=2, layer=0)
     # the browser logs the 500s it got; nothing else went wrong
     assert not [e for e in page.watch.errors if "status of 500" not in e], page.watch.errors
+
+
+def test_an_unreadable_newest_step_is_named_in_the_notice(page, board):
+    # the probe is described by its newest readable step (the steps route's
+    # kinds) and the notice says which step could not be read
+    frame = open_at(page, board, run="badnewest", tag="probe", step=0)
+    notice = frame.text_content('[data-name="notice"]')
+    assert frame.is_visible('[data-name="notice"]')
+    assert "some steps of this probe could not be read" in notice and "step 1" in notice, notice
+    assert "(1 of 2)" in frame.text_content('[data-name="step-label"]')
+    frame.click('button[data-name="next"]')
+    assert "step 1" in error_text(frame)
 
 
 # -- hostile tokens -----------------------------------------------------------
