@@ -236,7 +236,10 @@ export class App {
   /** TensorBoard reloaded its data: re-list steps, keep the view. */
   reload() {
     this.tags = null;
-    this.earlySteps = null;
+    // the shown probe's steps alongside the new listing: one round trip
+    const { run, tag } = this.state;
+    this.earlySteps = run && tag ? { run, tag, answer: this.api.steps(run, tag) } : null;
+    if (this.earlySteps) this.earlySteps.answer.catch(() => {}); // loadSteps reports failures
     this.checkStep = true;
     this.schedule();
   }
