@@ -29,6 +29,7 @@ RED = [178, 24, 43]
 T = 8
 LONG = 100  # beyond the overview's 64: the model grid is max-pooled
 WIDE = 12  # layers and heads of BERT-base: the model mode's three grids must still fit side by side
+WIDE_T = 40  # more tokens than a thumbnail has pixels there: pooled again to fit, no cell dropped
 
 
 def edge_attention(key, extra=()):
@@ -59,12 +60,12 @@ def write_logdir(root):
             w.add_attention("probe", e / e.sum(-1, keepdims=True), tokens=["w%d" % i for i in range(LONG)],
                             global_step=step, causal=True)
     with tb_attention.AttentionWriter(os.path.join(root, "wide")) as w:
-        for step, key in ((0, 5), (1, 6)):
-            a = np.zeros((WIDE, WIDE, T, T), np.float32)
-            a[..., np.arange(T), np.arange(T)] = 1.0
+        for step, key in ((0, 4), (1, 7)):
+            a = np.zeros((WIDE, WIDE, WIDE_T, WIDE_T), np.float32)
+            a[..., np.arange(WIDE_T), np.arange(WIDE_T)] = 1.0
             a[WIDE - 1, WIDE - 1, 2, :] = 0.0
             a[WIDE - 1, WIDE - 1, 2, key] = 1.0
-            w.add_attention("probe", a, tokens=TOKENS, global_step=step)
+            w.add_attention("probe", a, tokens=["t%d" % i for i in range(WIDE_T)], global_step=step)
     with tb_attention.AttentionWriter(os.path.join(root, "retok")) as w:
         w.add_attention("probe", edge_attention(5), tokens=TOKENS[:3] + [HOSTILE] + TOKENS[4:], global_step=0)
 
@@ -300,11 +301,20 @@ def test_model_mode_fits_12_by_12_heads_side_by_side_in_1280_px(browser, board):
         assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"], boxes
         width = frame.evaluate("() => document.querySelector('[data-name=\"compare-view\"] .tba-scroll').clientWidth")
         assert boxes[2]["x"] + boxes[2]["width"] <= width, (boxes, width)
-        # the planted change of the last layer's last head, in each grid's own colours
+        # 40 tokens in 26 px: each thumbnail is pooled to at most its pixels, so the
+        # planted change of the last layer's last head (query 2: key 4 -> key 7) is
+        # on screen in every grid, in its own colours
+        assert geo["Sq"] == WIDE_T and max(geo["drawn"]) <= geo["thumb"], geo
+        rows, cols = geo["drawn"]
+        at = lambda i, j: ((i * rows) // WIDE_T, (j * cols) // WIDE_T)
+        assert at(2, 4) != at(2, 7)
         last = (WIDE - 1, WIDE - 1)
-        cells = {side: grid_pixels(frame, grid_centres(geo, sub=((2, 5), T)), "compare-model-" + side)[last]
-                 for side in ("a", "b", "diff")}
-        assert sum(cells["a"]) < 200 and cells["b"] == WHITE and cells["diff"] == BLUE, cells
+        px = {(side, j): grid_pixels(frame, grid_centres(geo, sub=(at(2, j), rows)), "compare-model-" + side)[last]
+              for side in ("a", "b", "diff") for j in (4, 7)}
+        assert sum(px["a", 4]) < 200 and sum(px["b", 7]) < 200, px
+        assert (px["diff", 4], px["diff", 7]) == (BLUE, RED), px
+        assert "max-pooled again to %d\u00d7%d to fit the thumbnails" % (rows, cols) in \
+            frame.text_content('[data-name="compare-note"]')
         assert not page.watch.errors
     finally:
         ctx.close()

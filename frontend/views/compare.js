@@ -24,7 +24,7 @@
 import { css, divergingIndex, headColor, lutToUint32, makeLut, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, labelled, maxLabelWidth, setOptions, sizeCanvas } from "../dom.js";
 import { OVERVIEW_SIZE, weightAt } from "../api.js";
-import { budgetCutoff, collectEdges, gridLayout, headViewLayout, matrixHit, rowHeight } from "../layout.js";
+import { budgetCutoff, collectEdges, gridLayout, headViewLayout, matrixHit, maxPool, rowHeight } from "../layout.js";
 import { CMODES, intText, nearestStep } from "../state.js";
 import { shortLabel } from "../tokens.js";
 import { headControl, layerControl } from "./controls.js";
@@ -489,35 +489,48 @@ export class CompareView {
     const seq = lutToUint32(seqLut(theme));
     const div = lutToUint32(diffLut(theme));
     const grids = [
-      { p: this.modelPanels.a, o: oa, title: titles.a, at: (i) => seq[oa.bytes[i]] },
-      { p: this.modelPanels.b, o: ob, title: titles.b, at: (i) => seq[ob.bytes[i]] },
+      { p: this.modelPanels.a, o: oa, title: titles.a, src: oa.bytes, color: (v) => seq[v] },
+      { p: this.modelPanels.b, o: ob, title: titles.b, src: ob.bytes, color: (v) => seq[v] },
     ];
     if (d) {
-      grids.push({ p: this.modelPanels.diff, o: oa, at: (i) => div[divergingIndex(d.values[i], d.maxAbs)],
+      grids.push({ p: this.modelPanels.diff, o: oa, src: d.values, signed: true, color: (v) => div[divergingIndex(v, d.maxAbs)],
         title: "B \u2212 A \u00b7 " + (d.maxAbs > 0 ? `red: B higher, blue: A higher (scale \u00b1${d.maxAbs.toFixed(3)})` : "no difference") });
     }
     this.modelPanels.diff.box.hidden = !d;
+    let repooled = null;
     for (const x of grids) {
       const [, , Sq, Sk] = x.o.shape;
       const ctx = drawGridFrame(x.p.canvas, g, gridLabels(kind, L), [...Array(H).keys()], theme);
-      drawHeatmapThumbs(ctx, this.tile, g, L, H, Sq, Sk, (px, l, h) => {
-        const base = (l * H + h) * Sq * Sk;
-        for (let i = 0; i < Sq * Sk; i++) px[i] = x.at(base + i);
+      // scaled down without smoothing a map loses whole rows and columns:
+      // pool it to the thumbnail's device pixels first (the difference by
+      // magnitude, so its strongest change of either sign stays)
+      const S = Math.max(1, Math.floor((g.thumb * x.p.canvas.width) / g.width));
+      const n = Sq * Sk;
+      const maps = [];
+      for (let k = 0; k < L * H; k++) {
+        maps.push(Sq <= S && Sk <= S ? { data: x.src.subarray(k * n, (k + 1) * n), rows: Sq, cols: Sk } : maxPool(x.src, k * n, Sq, Sk, S, x.signed));
+      }
+      const { rows, cols } = maps[0];
+      if (rows < Sq || cols < Sk) repooled = [rows, cols];
+      drawHeatmapThumbs(ctx, this.tile, g, L, H, rows, cols, (px, l, h) => {
+        const v = maps[l * H + h].data;
+        for (let i = 0; i < v.length; i++) px[i] = x.color(v[i]);
       });
       drawThumbBorders(ctx, g, L, H, theme);
       x.p.title.textContent = x.title;
       x.p.box.style.width = `${g.width}px`;
-      x.p.canvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, Sq, Sk, pool: x.o.pool });
+      x.p.canvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, Sq, Sk, pool: x.o.pool, drawn: [rows, cols] });
     }
     this.modelGrid = g;
     const pools = [oa, ob].filter((o) => o.pool[0] > 1 || o.pool[1] > 1);
     const pool = pools.length ? ` \u00b7 max-pooled to ${pools[0].shape[2]}\u00d7${pools[0].shape[3]} (${pools[0].pool[0]}\u00d7${pools[0].pool[1]} tokens per cell)` +
       (d ? ", so B \u2212 A is of the pooled maps" : "") : "";
+    const again = repooled ? ` \u00b7 max-pooled again to ${repooled[0]}\u00d7${repooled[1]} to fit the thumbnails` : "";
     if (d) {
       this.info.diff = "drawn";
       this.info.maxabs = d.maxAbs;
     }
-    this.note.textContent = `A | B | B \u2212 A of every head${pool} \u00b7 click a thumbnail to open that head`;
+    this.note.textContent = `A | B | B \u2212 A of every head${pool}${again} \u00b7 click a thumbnail to open that head`;
   }
 
   /** Rank mode: the layers x heads heatmap of mean JSD. */

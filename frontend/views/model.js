@@ -31,11 +31,14 @@ export function drawGridFrame(canvas, g, rowLabels, heads, theme) {
   ctx.font = `11px ${FONT}`;
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
+  // narrow columns (compare's three grids) keep the number and drop the "H"
+  const last = `H${Math.max(0, ...heads)}`;
+  const prefix = 11 + ctx.measureText(last).width <= g.thumb + g.gap - 2 ? "H" : "";
   heads.forEach((h, c) => {
     ctx.fillStyle = css(headColor(h));
     ctx.fillRect(g.x(c), 4, 8, 8);
     ctx.fillStyle = theme.muted;
-    ctx.fillText(`H${h}`, g.x(c) + 11, 8);
+    ctx.fillText(`${prefix}${h}`, g.x(c) + 11, 8);
   });
   ctx.fillStyle = theme.muted;
   ctx.textAlign = "right";
