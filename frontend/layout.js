@@ -341,19 +341,22 @@ export function matrixHit(x, y, originX, originY, cell, Tq, Tk) {
 }
 
 /**
- * Downsample (max-pool) a [Tq, Tk] byte map to at most [S, S]. Used by the
- * model view when drawing a layer fetched at full size; the backend's
- * overview route does the same pooling server-side.
- * @param {Uint8Array} src
+ * Downsample (max-pool) a [Tq, Tk] map to at most [S, S]: each cell is the
+ * largest value of its block or, with `magnitude`, the value of largest
+ * |v| with its sign (so a pooled difference keeps its strongest change
+ * either way). The backend's overview route does the same pooling of bytes
+ * server-side; the compare view pools its thumbnails again to their pixels.
+ * @template {Uint8Array | Float32Array} A
+ * @param {A} src
  * @param {number} offset start of the map in src
- * @returns {{data: Uint8Array, rows: number, cols: number}}
+ * @returns {{data: A, rows: number, cols: number}} data of src's type
  */
-export function maxPool(src, offset, Tq, Tk, S) {
+export function maxPool(src, offset, Tq, Tk, S, magnitude = false) {
   const pq = Math.ceil(Tq / S);
   const pk = Math.ceil(Tk / S);
   const rows = Math.ceil(Tq / pq);
   const cols = Math.ceil(Tk / pk);
-  const out = new Uint8Array(rows * cols);
+  const out = new /** @type {any} */ (src.constructor)(rows * cols);
   for (let i = 0; i < Tq; i++) {
     const r = (i / pq) | 0;
     const srow = offset + i * Tk;
@@ -361,7 +364,7 @@ export function maxPool(src, offset, Tq, Tk, S) {
     for (let j = 0; j < Tk; j++) {
       const v = src[srow + j];
       const o = orow + ((j / pk) | 0);
-      if (v > out[o]) out[o] = v;
+      if (magnitude ? Math.abs(v) > Math.abs(out[o]) : v > out[o]) out[o] = v;
     }
   }
   return { data: out, rows, cols };

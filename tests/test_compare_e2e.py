@@ -28,6 +28,8 @@ BLUE = [33, 102, 172]
 RED = [178, 24, 43]
 T = 8
 LONG = 100  # beyond the overview's 64: the model grid is max-pooled
+WIDE = 12  # layers and heads of BERT-base: the model mode's three grids must still fit side by side
+WIDE_T = 40  # more tokens than a thumbnail has pixels there: pooled again to fit, no cell dropped
 
 
 def edge_attention(key, extra=()):
@@ -57,6 +59,13 @@ def write_logdir(root):
             e = np.exp(x - x.max(-1, keepdims=True))
             w.add_attention("probe", e / e.sum(-1, keepdims=True), tokens=["w%d" % i for i in range(LONG)],
                             global_step=step, causal=True)
+    with tb_attention.AttentionWriter(os.path.join(root, "wide")) as w:
+        for step, key in ((0, 4), (1, 7)):
+            a = np.zeros((WIDE, WIDE, WIDE_T, WIDE_T), np.float32)
+            a[..., np.arange(WIDE_T), np.arange(WIDE_T)] = 1.0
+            a[WIDE - 1, WIDE - 1, 2, :] = 0.0
+            a[WIDE - 1, WIDE - 1, 2, key] = 1.0
+            w.add_attention("probe", a, tokens=["t%d" % i for i in range(WIDE_T)], global_step=step)
     with tb_attention.AttentionWriter(os.path.join(root, "retok")) as w:
         w.add_attention("probe", edge_attention(5), tokens=TOKENS[:3] + [HOSTILE] + TOKENS[4:], global_step=0)
 
@@ -66,7 +75,7 @@ def board(tensorboard_factory, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("compare-e2e"))
     write_logdir(root)
     tb = tensorboard_factory(root)
-    want = {"train": 2, "ft": 2, "retok": 1, "long": 2}
+    want = {"train": 2, "ft": 2, "retok": 1, "long": 2, "wide": 2}
 
     def loaded():
         runs = {run: list(tags.values())[0]["kept"] for run, tags in tb.attention_tags().items()}
@@ -134,9 +143,25 @@ def grid_centres(geo, sub=None):
     return out
 
 
-def grid_pixels(frame, centres):
+def grid_pixels(frame, centres, canvas="compare-grid"):
     keys = list(centres)
-    return {k: p[:3] for k, p in zip(keys, canvas_pixels(frame, "compare-grid", [centres[k] for k in keys]))}
+    return {k: p[:3] for k, p in zip(keys, canvas_pixels(frame, canvas, [centres[k] for k in keys]))}
+
+
+def model_cells(frame, side, n=T):
+    """{((row, col), (i, j)): rgb} of every cell of every thumbnail of model mode's grid `side` (a, b or diff)."""
+    name = "compare-model-" + side
+    geo = geometry(frame, name)
+    centres = {}
+    for i in range(n):
+        for j in range(n):
+            for rc, xy in grid_centres(geo, sub=((i, j), n)).items():
+                centres[(rc, (i, j))] = xy
+    return grid_pixels(frame, centres, name)
+
+
+def box(frame, name):
+    return frame.locator('canvas[data-name="%s"]' % name).bounding_box()
 
 
 # -- tests --------------------------------------------------------------------
@@ -159,10 +184,12 @@ def test_a_record_compared_with_itself_is_blank_everywhere(page, board):
     assert "no head changed" in frame.text_content('[data-name="compare-note"]')
     frame.click('button[data-cmode="model"]')
     wait_compare(frame, mode="model", diff="drawn", maxabs="0.000")
-    geo = geometry(frame, "compare-grid")
-    for i, j in ((2, 5), (2, 6), (0, 0), (7, 7)):
-        cells = grid_pixels(frame, grid_centres(geo, sub=((i, j), T)))
-        assert all(p == WHITE for p in cells.values()), (i, j, cells)
+    diff = model_cells(frame, "diff")
+    assert len(diff) == 8 * T * T and all(p == WHITE for p in diff.values()), {k: p for k, p in diff.items() if p != WHITE}
+    a, b = model_cells(frame, "a"), model_cells(frame, "b")
+    assert a == b
+    assert sum(a[((0, 1), (2, 6))]) < 200 and a[((0, 1), (2, 5))] == WHITE  # A is drawn, not blank
+    assert frame.text_content('[data-name="compare-model-title-diff"]') == "B \u2212 A \u00b7 no difference"
 
 
 def test_the_difference_is_where_the_attention_moved(page, board):
@@ -219,21 +246,78 @@ def test_ranking_puts_the_changed_head_first_and_opens_it(page, board):
     wait_until(lambda: top_hash_keys(page).get("cmode") == "matrix", timeout=10, interval=0.05, what="cmode in the URL")
 
 
-def test_model_mode_grid_of_differences(page, board):
+def test_model_mode_grids_of_a_b_and_the_difference(page, board):
     frame = open_compare(page, board, run="train", tag="probe", step=0, brun="train", bstep=10, cmode="model")
     d = wait_compare(frame, mode="model", diff="drawn")
     assert d["maxabs"] == "1.000"
-    geo = geometry(frame, "compare-grid")
+    geos = [geometry(frame, "compare-model-" + side) for side in ("a", "b", "diff")]
+    assert all(g == geos[0] for g in geos)
+    geo = geos[0]
     assert (geo["rows"], geo["cols"], geo["Sq"], geo["Sk"]) == (2, 4, T, T)
-    neg = grid_pixels(frame, grid_centres(geo, sub=((2, 5), T)))
-    pos = grid_pixels(frame, grid_centres(geo, sub=((2, 6), T)))
-    assert neg.pop((0, 1)) == BLUE and pos.pop((0, 1)) == RED
-    assert all(p == WHITE for p in list(neg.values()) + list(pos.values()))
+    # A and B each show their own planted edge of layer 0 head 1: A at key 5, B at key 6
+    a, b = model_cells(frame, "a"), model_cells(frame, "b")
+    assert sum(a[((0, 1), (2, 5))]) < 200 and a[((0, 1), (2, 6))] == WHITE
+    assert sum(b[((0, 1), (2, 6))]) < 200 and b[((0, 1), (2, 5))] == WHITE
+    assert sum(a[((1, 3), (4, 4))]) < 200 and a[((1, 3), (4, 5))] == WHITE  # the identity diagonal elsewhere
+    diff = model_cells(frame, "diff")
+    assert diff.pop(((0, 1), (2, 5))) == BLUE and diff.pop(((0, 1), (2, 6))) == RED
+    assert all(p == WHITE for p in diff.values()), {k: p for k, p in diff.items() if p != WHITE}
+    titles = [frame.text_content('[data-name="compare-model-title-%s"]' % s) for s in ("a", "b", "diff")]
+    assert titles == ["A: train \u00b7 step 0", "B: train \u00b7 step 10",
+                      "B \u2212 A \u00b7 red: B higher, blue: A higher (scale \u00b11.000)"]
+    # side by side, left to right, on one line
+    boxes = [box(frame, "compare-model-" + side) for side in ("a", "b", "diff")]
+    assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"]
+    assert boxes[0]["x"] + boxes[0]["width"] < boxes[1]["x"] and boxes[1]["x"] + boxes[1]["width"] < boxes[2]["x"]
+    assert not frame.is_visible('canvas[data-name="compare-grid"]')
     save_screenshot(page, "compare-model")
-    # a thumbnail opens that head in matrix mode
-    frame.locator('canvas[data-name="compare-grid"]').click(position=dict(zip("xy", grid_centres(geo)[(1, 3)])))
+    # a thumbnail of B, or of A, opens that head in matrix mode
+    centres = grid_centres(geo)
+    canvas_b = frame.locator('canvas[data-name="compare-model-b"]')
+    canvas_b.hover(position=dict(zip("xy", centres[(1, 3)])))
+    frame.wait_for_function("() => document.querySelector('[data-name=\"compare-readout\"]').textContent.startsWith('layer 1')")
+    assert frame.text_content('[data-name="compare-readout"]') == "layer 1 \u00b7 head 3: click to open A | B | B \u2212 A"
+    canvas_b.click(position=dict(zip("xy", centres[(1, 3)])))
     wait_compare(frame, mode="matrix", maxabs="0.000")
     assert (root_attrs(frame)["data-layer"], root_attrs(frame)["data-head"]) == ("1", "3")
+    frame.click('button[data-cmode="model"]')
+    wait_compare(frame, mode="model", diff="drawn")
+    frame.locator('canvas[data-name="compare-model-a"]').click(position=dict(zip("xy", centres[(0, 1)])))
+    wait_compare(frame, mode="matrix", maxabs="1.000")
+    assert (root_attrs(frame)["data-layer"], root_attrs(frame)["data-head"]) == ("0", "1")
+
+
+def test_model_mode_fits_12_by_12_heads_side_by_side_in_1280_px(browser, board):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = ctx.new_page()
+        page.watch = Watch(page)
+        frame = open_compare(page, board, run="wide", tag="probe", step=0, cmode="model")
+        wait_compare(frame, mode="model", brun="wide", bstep=1, diff="drawn", maxabs="1.000")
+        geo = geometry(frame, "compare-model-diff")
+        assert (geo["rows"], geo["cols"]) == (WIDE, WIDE)
+        assert geo["thumb"] >= 20, geo
+        boxes = [box(frame, "compare-model-" + side) for side in ("a", "b", "diff")]
+        assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"], boxes
+        width = frame.evaluate("() => document.querySelector('[data-name=\"compare-view\"] .tba-scroll').clientWidth")
+        assert boxes[2]["x"] + boxes[2]["width"] <= width, (boxes, width)
+        # 40 tokens in 26 px: each thumbnail is pooled to at most its pixels, so the
+        # planted change of the last layer's last head (query 2: key 4 -> key 7) is
+        # on screen in every grid, in its own colours
+        assert geo["Sq"] == WIDE_T and max(geo["drawn"]) <= geo["thumb"], geo
+        rows, cols = geo["drawn"]
+        at = lambda i, j: ((i * rows) // WIDE_T, (j * cols) // WIDE_T)
+        assert at(2, 4) != at(2, 7)
+        last = (WIDE - 1, WIDE - 1)
+        px = {(side, j): grid_pixels(frame, grid_centres(geo, sub=(at(2, j), rows)), "compare-model-" + side)[last]
+              for side in ("a", "b", "diff") for j in (4, 7)}
+        assert sum(px["a", 4]) < 200 and sum(px["b", 7]) < 200, px
+        assert (px["diff", 4], px["diff", 7]) == (BLUE, RED), px
+        assert "max-pooled again to %d\u00d7%d to fit the thumbnails" % (rows, cols) in \
+            frame.text_content('[data-name="compare-note"]')
+        assert not page.watch.errors
+    finally:
+        ctx.close()
 
 
 def test_head_mode_lines_and_difference_lines_by_sign(page, board):
@@ -266,7 +350,7 @@ def test_two_runs_at_different_steps_chosen_in_the_controls(page, board):
     # default B: the newest step of A's run
     wait_compare(frame, mode="rank", brun="train", bstep=10, top="0,1")
     runs = frame.eval_on_selector_all('select[data-name="brun"] option', "els => els.map(e => e.value)")
-    assert runs == ["ft", "long", "retok", "train"]
+    assert runs == ["ft", "long", "retok", "train", "wide"]
     frame.select_option('select[data-name="brun"]', "ft")
     d = wait_compare(frame, mode="rank", brun="ft", bstep=7)
     # layer 1 head 2 changed in two rows of eight: 2 ln 2 / 8, the most
@@ -304,8 +388,13 @@ def test_different_tokens_are_named_and_no_difference_is_drawn(page, board):
         d = wait_compare(frame, mode=mode, tokens="differ")
         assert d["diff"] == "none" and frame.is_visible('[data-name="compare-message"]')
         assert not frame.is_visible('canvas[data-name="compare-diff"]')
+        assert not frame.is_visible('canvas[data-name="compare-model-diff"]')
         if mode != "head":
             assert not frame.is_visible('canvas[data-name="compare-grid"]')
+        if mode == "model":
+            # A and B are still drawn, each its own record
+            assert frame.is_visible('canvas[data-name="compare-model-a"]') and frame.is_visible('canvas[data-name="compare-model-b"]')
+            assert sum(model_cells(frame, "b")[((0, 1), (2, 5))]) < 200
     assert frame.evaluate("() => document.querySelectorAll('img, svg').length") == 0
     assert page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
     # the route says the same thing, naming both tokens
@@ -346,7 +435,7 @@ def test_long_causal_probe_pools_the_model_grid_and_greys_the_future(page, board
     frame = open_compare(page, board, run="long", tag="probe", step=0, cmode="model")
     d = wait_compare(frame, mode="model", brun="long", bstep=1, diff="drawn")
     assert float(d["maxabs"]) > 0.1
-    geo = geometry(frame, "compare-grid")
+    geo = geometry(frame, "compare-model-diff")
     assert (geo["rows"], geo["cols"], geo["Sq"], geo["Sk"], geo["pool"]) == (1, 2, 50, 50, [2, 2])
     assert "max-pooled to 50\u00d750 (2\u00d72 tokens per cell)" in frame.text_content('[data-name="compare-note"]')
     frame.click('button[data-cmode="matrix"]')

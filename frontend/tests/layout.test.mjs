@@ -115,6 +115,15 @@ test("max pool", () => {
   assert.deepEqual([odd.rows, odd.cols], [2, 2]);
 });
 
+test("max pool by magnitude keeps the strongest value of a block with its sign", () => {
+  const d = new Float32Array([0.1, -0.9, 0, 0.2, 0.3, 0, 0, -0.1, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const p = maxPool(d, 0, 4, 4, 2, true);
+  assert.ok(p.data instanceof Float32Array);
+  assert.deepEqual(Array.from(p.data, (v) => Math.round(v * 10) / 10), [-0.9, 0.2, 0, 0]);
+  // plain max pooling would lose the negative change
+  assert.deepEqual(Array.from(maxPool(d, 0, 4, 4, 2).data, (v) => Math.round(v * 10) / 10), [0.3, 0.2, 0, 0]);
+});
+
 test("budget: strongest lines first, within the total length", () => {
   // head 0 of W, rows 10 px apart, columns 100 px apart: every line costs
   // max(100, |dy|) = 100 here

@@ -8,8 +8,10 @@
 //           query rows (the `compare` route, computed on the server from the
 //           stored layers); click a cell to open that head in matrix mode
 //   matrix  A | B | B - A heatmaps of one layer and head
-//   model   every layer x head's B - A as a thumbnail (the `overview` maps,
-//           max-pooled on the server for long sequences)
+//   model   three grids side by side, A | B | B - A, each with every layer x
+//           head as a heatmap thumbnail (the `overview` maps, max-pooled on
+//           the server for long sequences); click one to open that head in
+//           matrix mode
 //   head    A and B as BertViz lines, and B - A as lines coloured by sign
 //
 // Differences use the theme's diverging scale, symmetric around zero and
@@ -17,22 +19,28 @@
 // so a step compared with itself draws nothing. When A's and B's tokens
 // differ, nothing is aligned: the view names the first differing position
 // and both tokens (as text) and draws no difference; A and B are still
-// drawn each with its own tokens in the matrix and head modes.
+// drawn each with its own tokens in the matrix, head and model modes.
 
 import { css, divergingIndex, headColor, lutToUint32, makeLut, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, labelled, maxLabelWidth, setOptions, sizeCanvas } from "../dom.js";
 import { OVERVIEW_SIZE, weightAt } from "../api.js";
-import { budgetCutoff, collectEdges, gridLayout, headViewLayout, matrixHit, rowHeight } from "../layout.js";
+import { budgetCutoff, collectEdges, gridLayout, headViewLayout, matrixHit, maxPool, rowHeight } from "../layout.js";
 import { CMODES, intText, nearestStep } from "../state.js";
 import { shortLabel } from "../tokens.js";
 import { headControl, layerControl } from "./controls.js";
 import { LINE_BUDGET, strokeEdges } from "./head.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "./matrix.js";
+import { drawGridFrame, drawHeatmapThumbs, drawThumbBorders } from "./model.js";
 
 const MODE_NAMES = { rank: "Ranking", matrix: "Matrix", model: "Model", head: "Head" };
 const TOP_LISTED = 5;
 // the head mode's three panels stay short enough to draw in full
 const HEAD_MAX_HEIGHT = 4000;
+// Model mode's grids are a third of the width each: 12 heads still fit side
+// by side in a 1280-px window (about 26 px thumbnails); below this size they
+// wrap onto the next line instead of shrinking further.
+const MODEL_MIN_THUMB = 20;
+const MODEL_GAP = 4;
 
 // -- pure parts (node-tested) -------------------------------------------------
 
@@ -197,6 +205,19 @@ export function diffLut(theme) {
 
 // -- the view -----------------------------------------------------------------
 
+/** A titled canvas of the view (titleName and canvasName are data-name values). */
+function comparePanel(canvasName, titleName) {
+  const title = el("div", { className: "tba-compare-title", attrs: { "data-name": titleName } });
+  const canvas = el("canvas", { attrs: { "data-name": canvasName } });
+  const box = el("div", { className: "tba-compare-panel" }, title, canvas);
+  return { title, canvas, box, geo: null };
+}
+
+/** The row labels of a layers x heads grid: L and the stored layer's id. */
+function gridLabels(kind, rows) {
+  return kind.layer_ids.slice(0, rows).map((id) => `L${id}`);
+}
+
 export class CompareView {
   constructor(app) {
     this.app = app;
@@ -225,13 +246,22 @@ export class CompareView {
     this.panels = {};
     const panelBox = el("div", { className: "tba-compare-panels" });
     for (const name of ["a", "b", "diff"]) {
-      const title = el("div", { className: "tba-compare-title", attrs: { "data-name": `compare-title-${name}` } });
-      const canvas = el("canvas", { attrs: { "data-name": `compare-${name}` } });
-      canvas.addEventListener("mousemove", (e) => this.onPanelMove(name, e));
-      canvas.addEventListener("mouseleave", () => this.setReadout(""));
-      const box = el("div", { className: "tba-compare-panel" }, title, canvas);
-      this.panels[name] = { title, canvas, box, geo: null };
-      panelBox.appendChild(box);
+      const p = comparePanel(`compare-${name}`, `compare-title-${name}`);
+      p.canvas.addEventListener("mousemove", (e) => this.onPanelMove(name, e));
+      p.canvas.addEventListener("mouseleave", () => this.setReadout(""));
+      this.panels[name] = p;
+      panelBox.appendChild(p.box);
+    }
+    this.modelPanels = {};
+    this.modelBox = el("div", { className: "tba-compare-panels tba-compare-grids" });
+    for (const name of ["a", "b", "diff"]) {
+      const p = comparePanel(`compare-model-${name}`, `compare-model-title-${name}`);
+      p.canvas.style.cursor = "pointer";
+      p.canvas.addEventListener("mousemove", (e) => this.onModelMove(p.canvas, e));
+      p.canvas.addEventListener("mouseleave", () => this.setReadout(""));
+      p.canvas.addEventListener("click", (e) => this.onModelClick(p.canvas, e));
+      this.modelPanels[name] = p;
+      this.modelBox.appendChild(p.box);
     }
     this.gridCanvas = el("canvas", { attrs: { "data-name": "compare-grid" } });
     this.gridCanvas.style.cursor = "pointer";
@@ -239,7 +269,7 @@ export class CompareView {
     this.gridCanvas.addEventListener("mouseleave", () => this.setReadout(""));
     this.gridCanvas.addEventListener("click", (e) => this.onGridClick(e));
     this.gridBox = el("div", {}, this.gridCanvas);
-    this.scroll = el("div", { className: "tba-scroll" }, panelBox, this.gridBox);
+    this.scroll = el("div", { className: "tba-scroll" }, panelBox, this.modelBox, this.gridBox);
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "compare-view" } }, this.message, this.scroll);
     this.panelBox = panelBox;
     this.ctx = null;
@@ -297,10 +327,9 @@ export class CompareView {
         }
       }
     } else if (state.cmode === "model") {
-      if (!tokens) {
-        const [oa, ob] = await Promise.all([state, bState].map((s) => api.overview(s.run, s.tag, s.step, s.kind, OVERVIEW_SIZE)));
-        data = { oa, ob };
-      }
+      // with different tokens A and B are still drawn, each with its own
+      const [oa, ob] = await Promise.all([state, bState].map((s) => api.overview(s.run, s.tag, s.step, s.kind, OVERVIEW_SIZE)));
+      data = { oa, ob };
     } else {
       const [wa, wb] = await Promise.all([state, bState].map((s) => api.attention(s.run, s.tag, s.step, s.kind, s.layer, s.head)));
       data = { wa, wb };
@@ -348,7 +377,8 @@ export class CompareView {
     const lines = mode === "head";
     const panels = (mode === "matrix" || lines) && this.data && this.data.wa;
     this.panelBox.hidden = !panels;
-    this.gridBox.hidden = panels || !this.data;
+    this.gridBox.hidden = panels || !this.data || mode !== "rank";
+    this.modelBox.hidden = !(this.data && mode === "model");
     if (panels) {
       this.panels.a.title.textContent = titles.a;
       this.panels.b.title.textContent = titles.b;
@@ -365,7 +395,7 @@ export class CompareView {
       if (lines) this.drawLinePanels(d);
       else this.drawMatrixPanels(d);
     } else if (this.data && mode === "model") {
-      this.drawModel();
+      this.drawModel(titles);
     } else if (this.data && mode === "rank") {
       this.drawRank();
     }
@@ -460,57 +490,66 @@ export class CompareView {
     const { kind, theme } = this.ctx;
     const avail = Math.max(400, (this.scroll.clientWidth || 1000) - 4);
     const g = gridLayout({ rows, cols, availWidth: avail, ...opts });
-    const ctx = sizeCanvas(this.gridCanvas, g.width, g.height);
-    ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, g.width, g.height);
-    ctx.font = `11px ${FONT}`;
-    ctx.textBaseline = "middle";
-    for (let c = 0; c < cols; c++) {
-      ctx.fillStyle = css(headColor(c));
-      ctx.fillRect(g.x(c), 4, 8, 8);
-      ctx.fillStyle = theme.muted;
-      ctx.textAlign = "left";
-      ctx.fillText(`H${c}`, g.x(c) + 11, 8);
-    }
-    ctx.textAlign = "right";
-    for (let r = 0; r < rows; r++) ctx.fillText(`L${kind.layer_ids[r]}`, g.labelW - 2, g.y(r) + g.thumb / 2);
+    const ctx = drawGridFrame(this.gridCanvas, g, gridLabels(kind, rows), [...Array(cols).keys()], theme);
     return { g, ctx };
   }
 
-  gridBorders(ctx, g, rows, cols) {
-    ctx.strokeStyle = this.ctx.theme.grid;
-    ctx.lineWidth = 1;
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ctx.strokeRect(g.x(c) - 0.5, g.y(r) - 0.5, g.thumb + 1, g.thumb + 1);
-  }
-
-  /** Model mode: every layer x head's B - A, as heatmap thumbnails. */
-  drawModel() {
+  /**
+   * Model mode: A | B | B - A, each a layers x heads grid of heatmap
+   * thumbnails of one size, so a head sits at the same place in all three.
+   * The difference is left out (hidden) when the tokens differ.
+   */
+  drawModel(titles) {
+    const { kind, theme } = this.ctx;
     const { oa, ob } = this.data;
-    const [L, H, Sq, Sk] = oa.shape;
-    const d = difference(oa, ob);
-    const { g, ctx } = this.gridFrame(L, H, {});
-    const div = lutToUint32(diffLut(this.ctx.theme));
-    this.tile.width = Sk;
-    this.tile.height = Sq;
-    const tctx = this.tile.getContext("2d");
-    const img = tctx.createImageData(Sk, Sq);
-    const px = new Uint32Array(img.data.buffer);
-    ctx.imageSmoothingEnabled = false;
-    for (let l = 0; l < L; l++) {
-      for (let h = 0; h < H; h++) {
-        const base = (l * H + h) * Sq * Sk;
-        for (let i = 0; i < Sq * Sk; i++) px[i] = div[divergingIndex(d.values[base + i], d.maxAbs)];
-        tctx.putImageData(img, 0, 0);
-        ctx.drawImage(this.tile, g.x(h), g.y(l), g.thumb, g.thumb);
-      }
+    const [L, H] = oa.shape;
+    const d = this.info.tokens === "match" ? difference(oa, ob) : null;
+    const g = gridLayout({ rows: L, cols: H, availWidth: this.availPanel(), gap: MODEL_GAP, minThumb: MODEL_MIN_THUMB });
+    const seq = lutToUint32(seqLut(theme));
+    const div = lutToUint32(diffLut(theme));
+    const grids = [
+      { p: this.modelPanels.a, o: oa, title: titles.a, src: oa.bytes, color: (v) => seq[v] },
+      { p: this.modelPanels.b, o: ob, title: titles.b, src: ob.bytes, color: (v) => seq[v] },
+    ];
+    if (d) {
+      grids.push({ p: this.modelPanels.diff, o: oa, src: d.values, signed: true, color: (v) => div[divergingIndex(v, d.maxAbs)],
+        title: "B \u2212 A \u00b7 " + (d.maxAbs > 0 ? `red: B higher, blue: A higher (scale \u00b1${d.maxAbs.toFixed(3)})` : "no difference") });
     }
-    this.gridBorders(ctx, g, L, H);
-    this.grid = { g, rows: L, cols: H, kind: "model" };
-    this.gridCanvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, Sq, Sk, pool: oa.pool });
-    this.info.diff = "drawn";
-    this.info.maxabs = d.maxAbs;
-    const pool = oa.pool[0] > 1 || oa.pool[1] > 1 ? ` \u00b7 max-pooled to ${Sq}\u00d7${Sk} (${oa.pool[0]}\u00d7${oa.pool[1]} tokens per cell), so B \u2212 A is of the pooled maps` : "";
-    this.note.textContent = `B \u2212 A of every head: red B higher, blue A higher, scale \u00b1${d.maxAbs.toFixed(3)}${pool} \u00b7 click a thumbnail to open it`;
+    this.modelPanels.diff.box.hidden = !d;
+    let repooled = null;
+    for (const x of grids) {
+      const [, , Sq, Sk] = x.o.shape;
+      const ctx = drawGridFrame(x.p.canvas, g, gridLabels(kind, L), [...Array(H).keys()], theme);
+      // scaled down without smoothing a map loses whole rows and columns:
+      // pool it to the thumbnail's device pixels first (the difference by
+      // magnitude, so its strongest change of either sign stays)
+      const S = Math.max(1, Math.floor((g.thumb * x.p.canvas.width) / g.width));
+      const n = Sq * Sk;
+      const maps = [];
+      for (let k = 0; k < L * H; k++) {
+        maps.push(Sq <= S && Sk <= S ? { data: x.src.subarray(k * n, (k + 1) * n), rows: Sq, cols: Sk } : maxPool(x.src, k * n, Sq, Sk, S, x.signed));
+      }
+      const { rows, cols } = maps[0];
+      if (rows < Sq || cols < Sk) repooled = [rows, cols];
+      drawHeatmapThumbs(ctx, this.tile, g, L, H, rows, cols, (px, l, h) => {
+        const v = maps[l * H + h].data;
+        for (let i = 0; i < v.length; i++) px[i] = x.color(v[i]);
+      });
+      drawThumbBorders(ctx, g, L, H, theme);
+      x.p.title.textContent = x.title;
+      x.p.box.style.width = `${g.width}px`;
+      x.p.canvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, Sq, Sk, pool: x.o.pool, drawn: [rows, cols] });
+    }
+    this.modelGrid = g;
+    const pools = [oa, ob].filter((o) => o.pool[0] > 1 || o.pool[1] > 1);
+    const pool = pools.length ? ` \u00b7 max-pooled to ${pools[0].shape[2]}\u00d7${pools[0].shape[3]} (${pools[0].pool[0]}\u00d7${pools[0].pool[1]} tokens per cell)` +
+      (d ? ", so B \u2212 A is of the pooled maps" : "") : "";
+    const again = repooled ? ` \u00b7 max-pooled again to ${repooled[0]}\u00d7${repooled[1]} to fit the thumbnails` : "";
+    if (d) {
+      this.info.diff = "drawn";
+      this.info.maxabs = d.maxAbs;
+    }
+    this.note.textContent = `A | B | B \u2212 A of every head${pool}${again} \u00b7 click a thumbnail to open that head`;
   }
 
   /** Rank mode: the layers x heads heatmap of mean JSD. */
@@ -535,7 +574,7 @@ export class CompareView {
         ctx.fillRect(g.x(h), g.y(l), g.thumb, g.thumb);
       }
     }
-    this.gridBorders(ctx, g, L, H);
+    drawThumbBorders(ctx, g, L, H, theme);
     this.grid = { g, rows: L, cols: H, kind: "rank", ranked };
     this.gridCanvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, max });
     this.info.max = max;
@@ -549,10 +588,10 @@ export class CompareView {
     this.readout.textContent = text;
   }
 
-  gridHit(e) {
-    if (!this.grid) return null;
-    const p = canvasPoint(this.gridCanvas, e);
-    const hit = this.grid.g.hit(p.x, p.y);
+  gridHit(e, canvas = this.gridCanvas, g = this.grid && this.grid.g) {
+    if (!g) return null;
+    const p = canvasPoint(canvas, e);
+    const hit = g.hit(p.x, p.y);
     return hit ? { l: hit.row, layer: this.ctx.kind.layer_ids[hit.row], head: hit.col } : null;
   }
 
@@ -562,18 +601,27 @@ export class CompareView {
       this.setReadout("");
       return;
     }
-    if (this.grid.kind === "rank") {
-      const v = this.data.jsd[c.l][c.head];
-      const rank = this.grid.ranked.findIndex((r) => r.layer === c.layer && r.head === c.head);
-      this.setReadout(`layer ${c.layer} \u00b7 head ${c.head}: ` +
-        (v === null ? "no query row to compare" : `mean JSD ${v.toFixed(4)} nats (rank ${rank + 1} of ${this.grid.ranked.length})`));
-    } else {
-      this.setReadout(`layer ${c.layer} \u00b7 head ${c.head}: click to open A | B | B \u2212 A`);
-    }
+    const v = this.data.jsd[c.l][c.head];
+    const rank = this.grid.ranked.findIndex((r) => r.layer === c.layer && r.head === c.head);
+    this.setReadout(`layer ${c.layer} \u00b7 head ${c.head}: ` +
+      (v === null ? "no query row to compare" : `mean JSD ${v.toFixed(4)} nats (rank ${rank + 1} of ${this.grid.ranked.length})`));
   }
 
   onGridClick(e) {
-    const c = this.gridHit(e);
+    this.openHead(this.gridHit(e));
+  }
+
+  onModelMove(canvas, e) {
+    const c = this.gridHit(e, canvas, this.modelGrid);
+    this.setReadout(c ? `layer ${c.layer} \u00b7 head ${c.head}: click to open A | B | B \u2212 A` : "");
+  }
+
+  onModelClick(canvas, e) {
+    this.openHead(this.gridHit(e, canvas, this.modelGrid));
+  }
+
+  /** Open a head of a grid (or nothing) in matrix mode. */
+  openHead(c) {
     if (c) this.app.setState({ cmode: "matrix", layer: c.layer, head: c.head });
   }
 
@@ -602,6 +650,7 @@ export class CompareView {
 
   exportCanvas() {
     const panels = !this.panelBox.hidden;
+    if (!this.modelBox.hidden) return this.modelPanels[this.modelPanels.diff.box.hidden ? "a" : "diff"].canvas;
     if (!panels) return this.gridCanvas;
     return this.panels.diff.box.hidden ? this.panels.a.canvas : this.panels.diff.canvas;
   }
