@@ -558,7 +558,8 @@ def part_huge(args, out):
                    "(median of 5) / other layer first | %s / %s / %s |" % (name, ms(cold), ms(warm), ms(other_cold)))
         out.append("| %s: overview size 64 (every layer and head pooled) | %s |"
                    % (name, ms(overview) if isinstance(overview, float) else overview))
-        out.append("| %s: peak RSS of the tensorboard process tree | %s |" % (name, mib(peak)))
+        out.append("| %s: peak RSS of the tensorboard process tree%s | %s |" % (
+            name, " (the requests above and the dashboard below)" if loader == "rust" else "", mib(peak)))
     out.append("")
     out.extend(render_report(rendered))
     out.append("")
