@@ -28,7 +28,15 @@ results/load.md. Three parts:
            (layer_ids 7 and 23; float16 input), written in a child process
            (its peak RSS), read back by load() (child process), and served by
            both loaders: time until listed, the attention route for ONE head
-           (cold and warm), overview, peak RSS of each tensorboard tree.
+           (cold and warm), overview, peak RSS of each tensorboard tree. Then,
+           on the Rust-server tensorboard, the dashboard in headless Debian
+           Chromium (bench_dashboard.py's Browser, URL state and "fully
+           drawn"): the matrix view of layer 23 head 5, the head view of layer
+           23 with only head 5 selected, and the model view (heatmaps), each
+           --huge-reps times in a fresh browser context: ms from navigation
+           to drawn, whether it drew (data-state "drawn", not "error"), the
+           non-background pixels of the view's canvas, and the peak RSS
+           (VmHWM) of the page's renderer process.
 
 A load average is printed with the results: other jobs on the machine slow
 everything here.
@@ -360,6 +368,157 @@ def child(code, *args, timeout=3600):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+# The dashboard on the huge record: what is opened, by TensorBoard URL state
+# (bench_dashboard.DASHBOARD), and the canvas that view draws into.
+HUGE_VIEWS = [
+    ("matrix view, layer 23 head 5", dict(view="matrix", layer=23, head=5), "matrix-canvas"),
+    ("head view, layer 23, heads=5 (one head selected)", dict(view="head", layer=23, heads=5), "head-canvas"),
+    ("model view (2 layers x 32 heads, heatmaps)", dict(view="model"), "model-canvas"),
+]
+
+# In the plugin frame: how many pixels of the canvas differ from its top-left
+# one (every view leaves that corner as background: a label gutter).
+CANVAS_PIXELS = """(name) => {
+  const c = document.querySelector('canvas[data-name="' + name + '"]');
+  if (!c || !c.width || !c.height) return null;
+  const px = new Uint32Array(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.buffer);
+  let other = 0;
+  for (let i = 0; i < px.length; i++) if (px[i] !== px[0]) other++;
+  return [c.width, c.height, other];
+}"""
+
+
+# In the plugin frame, the matrix view: of the visible cells (i, (i - head) mod
+# T), where the record puts half of each row's weight, how many are not
+# background; and the same for (i, (i - head + 3) mod T), which hold only the
+# 2**-13 floor (0 as uint8) and must be background.
+MATRIX_DIAGONAL = """([head, T]) => {
+  const c = document.querySelector('canvas[data-name="matrix-canvas"]');
+  const g = JSON.parse(c.dataset.geometry);
+  const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const scale = c.width / g.viewW;
+  const bg = [px[0], px[1], px[2]];
+  const count = (shift) => {
+    let n = 0, drawn = 0;
+    for (let i = 0; i < T; i++) {
+      const j = ((i - head + shift) % T + T) % T;
+      const x = g.ox + (j + 0.5) * g.cell - g.viewX, y = g.oy + (i + 0.5) * g.cell - g.viewY;
+      if (x < g.ox || y < g.oy || x >= g.viewW || y >= g.viewH) continue;
+      const k = 4 * (Math.floor(y * scale) * c.width + Math.floor(x * scale));
+      n++;
+      if (px[k] !== bg[0] || px[k + 1] !== bg[1] || px[k + 2] !== bg[2]) drawn++;
+    }
+    return [drawn, n];
+  };
+  return {diagonal: count(0), off: count(3)};
+}"""
+
+
+def renderer_pids():
+    import bench_dashboard
+    pids = set()
+    for p in bench_dashboard._descendants(os.getpid()):
+        try:
+            if "--type=renderer" in " ".join(p.cmdline()):
+                pids.add(p.pid)
+        except Exception:
+            pass
+    return pids
+
+
+def peak_rss(pid):
+    """The kernel's high-water mark of a process's resident memory (VmHWM)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def render_huge(server, reps, T):
+    """Each of HUGE_VIEWS opened `reps` times (fresh browser context each) on
+    the huge record; -> [(label, [sample dict or failure str])]."""
+    import bench_dashboard as bd
+
+    d = bd.DASHBOARD
+    browser = bd.Browser()
+    header = server.get_json("/data/plugin/attention/header?run=.&tag=huge&step=0")
+    results = [("chromium", (browser.version, header["kinds"][0]["has_neurons"]))]
+    try:
+        for label, view, canvas in HUGE_VIEWS:
+            state = dict(run=".", tag="huge", step=0, kind="self", **view)
+            # also "ready" when the dashboard shows an error, so a failure is
+            # reported as one, not as a timeout
+            ready = "(%s) || document.querySelector('#tba[data-state=\"error\"]')" % d["ready"](state)
+            samples = []
+            for _ in range(reps):
+                before = renderer_pids()
+                got = {}
+
+                def after(page):
+                    frame = next(f for f in page.frames if bd.re_search(d["frame"], f.url))
+                    got.update(frame.evaluate("""() => { const r = document.querySelector('#tba');
+                        return {state: r.getAttribute('data-state'), error: r.getAttribute('data-error'),
+                                heads: r.getAttribute('data-heads'), detail: r.getAttribute('data-detail')}; }"""))
+                    got["pixels"] = frame.evaluate(CANVAS_PIXELS, canvas)
+                    if view["view"] == "matrix":
+                        got["matrix"] = frame.evaluate(MATRIX_DIAGONAL, [view["head"], T])
+                    new = renderer_pids() - before
+                    got["peak"] = max((peak_rss(p) for p in new), default=0)
+
+                try:
+                    ms_, rss, frame_start = browser.navigate(bd._url(server.url, state), ready, frame=d["frame"],
+                                                   timeout_s=600, after=after)
+                except bd.DidNotFinish as e:
+                    samples.append("did not finish: %s" % e)
+                    break
+                got.update(ms=ms_, inner=ms_ - frame_start, rss_drawn=rss * 2 ** 20)
+                print("huge render: %s %s" % (label, got), file=sys.stderr)
+                samples.append(got)
+                if got["state"] != "drawn":
+                    break
+            results.append((label, samples))
+    finally:
+        browser.close()
+    return results
+
+
+def render_report(results):
+    (_, (version, has_neurons)), results = results[0], results[1:]
+    out = ["Dashboard on that record (--load_fast=true tensorboard; headless Debian Chromium %s, viewport "
+           "1280x900, a fresh browser context per navigation): ms from navigation start to fully drawn "
+           "(bench_dashboard.py's definition), median of n; non-background pixels of the view's canvas; peak "
+           "RSS (VmHWM) of the page's renderer process. The neuron view is not tried: the record holds no "
+           "query/key vectors (its header says has_neurons: %s)." % (version, str(has_neurons).lower()), "",
+           "| view | drew | ms to drawn: median (each run) | of which in the plugin frame | canvas: "
+           "non-background pixels | renderer peak RSS (median) | view detail |",
+           "|---|---|---|---|---|---|---|"]
+    for label, samples in results:
+        ok = [s for s in samples if isinstance(s, dict) and s["state"] == "drawn"]
+        bad = [s for s in samples if not (isinstance(s, dict) and s["state"] == "drawn")]
+        if bad:
+            b = bad[0]
+            drew = ("no: " + b) if isinstance(b, str) else "no: data-state=%s %s" % (b["state"], b.get("error"))
+        else:
+            drew = "yes (n=%d)" % len(ok)
+        if ok:
+            times = "%s (%s)" % (ms(statistics.median(s["ms"] for s in ok) / 1000),
+                                 ", ".join("%.0f" % s["ms"] for s in ok))
+            inner = ms(statistics.median(s["inner"] for s in ok) / 1000)
+            px = ok[-1]["pixels"]
+            pixels = "%d of %d x %d" % (px[2], px[0], px[1]) if px else "no canvas"
+            if "matrix" in ok[-1]:
+                m = ok[-1]["matrix"]
+                pixels += ("; the head's diagonal: %d of its %d visible cells drawn (3 cells right of it: "
+                           "%d of %d)" % (m["diagonal"][0], m["diagonal"][1], m["off"][0], m["off"][1]))
+            peak = mib(statistics.median(s["peak"] for s in ok))
+            detail = "`%s`" % ok[-1]["detail"] + (" heads=%s" % ok[-1]["heads"] if "head view" in label else "")
+        else:
+            times = inner = pixels = peak = detail = "-"
+        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (label, drew, times, inner, pixels, peak, detail))
+    return out
+
+
 def part_huge(args, out):
     import numpy as np
 
@@ -400,6 +559,8 @@ def part_huge(args, out):
             other_cold = head(7, 3)
             seconds, status, body = c.get("overview", size=64, **base)
             overview = seconds if status == 200 else "%d %s" % (status, body[:200])
+            if loader == "rust":
+                rendered = render_huge(server, args.huge_reps, T)
         finally:
             peak = rss.stop()
             server.stop()
@@ -425,7 +586,10 @@ def part_huge(args, out):
                    "(median of 5) / other layer first | %s / %s / %s |" % (name, ms(cold), ms(warm), ms(other_cold)))
         out.append("| %s: overview size 64 (every layer and head pooled) | %s |"
                    % (name, ms(overview) if isinstance(overview, float) else overview))
-        out.append("| %s: peak RSS of the tensorboard process tree | %s |" % (name, mib(peak)))
+        out.append("| %s: peak RSS of the tensorboard process tree%s | %s |" % (
+            name, " (the requests above and the dashboard below)" if loader == "rust" else "", mib(peak)))
+    out.append("")
+    out.extend(render_report(rendered))
     out.append("")
 
 
@@ -436,6 +600,7 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--huge-tokens", type=int, default=4096)
+    ap.add_argument("--huge-reps", type=int, default=3, help="navigations per dashboard view on the huge record")
     ap.add_argument("--workdir", default="/tmp/tb-attention-bench")
     ap.add_argument("--quick", action="store_true", help="--runs 20 --seconds 10 --huge-tokens 1024")
     ap.add_argument("--profile", action="store_true", help="cProfile one cold and one warm GET tags and GET steps")
