@@ -256,7 +256,7 @@ def write_summary():
         "`python tests/benchmarks/run_all.py --summary` at %s on %s: it runs no benchmark, it "
         "collects the headline medians of `tests/benchmarks/results/*.md`, each row with the date "
         "its numbers were measured (the date in its source file). The machines of every run: "
-        "2 shared cores (x86_64 AMD EPYC VM), about 23 GiB memory, other jobs running alongside "
+        "2 shared cores (x86_64 VMs: AMD EPYC on 2026-11-25, Intel Xeon on 2026-12-03), about 23 GiB memory, other jobs running alongside "
         "(the load is in each source's line below)." % (now, machine()),
         "",
         "| Measure | tb-attention | Baseline | Ratio | Measured | Source |",
