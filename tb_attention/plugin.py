@@ -383,9 +383,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return [self._blob(ctx, datum, key, items[0][2].index)]
         return list(self._readers.map(lambda item: self._blob(ctx, datum, key, item[2].index), items))
 
-    def _stored_layer(self, ctx, key, datum, kind, index):
+    def _stored_layer(self, ctx, key, datum, kind, index, parallel=True):
+        """dtype [heads, Tq, Tk] of one layer. parallel=False from inside a
+        reader task: the pool must never wait on itself."""
         items = [(index, p, ref) for p, (ref, _, _) in enumerate(self._layer_parts(key, kind, index))]
-        blobs = self._read_parts(ctx, key, datum, items)
+        blobs = (self._read_parts(ctx, key, datum, items) if parallel
+                 else [self._blob(ctx, datum, key, ref.index) for _, _, ref in items])
         arrays = [self._stored_part(ctx, key, datum, kind, index, p, blob)
                   for (_, p, _), blob in zip(items, blobs)]
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
@@ -640,12 +643,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _layer_jsd(self, ctx, sides):
         """float32 [L, H]: mean JSD of every layer and head of two steps whose
         layers and heads match (their blobs fetched all at once, like overview's)."""
-        layers = range(len(sides[0][2].attention))
-        blobs = [(key, datum, kind, i) for key, datum, kind in sides for i in layers]
-        list(self._readers.map(lambda x: self._blob(ctx, x[1], x[0], x[2].attention[x[3]].index), blobs))
+        layers = range(len(sides[0][2].layer_ids))  # attention has several blobs per layer in format 2
 
         def one(index):
-            a, b = (codec.to_float(self._stored_layer(ctx, key, datum, kind, index)) for key, datum, kind in sides)
+            a, b = (codec.to_float(self._stored_layer(ctx, key, datum, kind, index, parallel=False))
+                    for key, datum, kind in sides)
             # a head at a time bounds the temporaries (a few times one head's map)
             return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
         # numpy lets go of the GIL in the row math: layers run on every core

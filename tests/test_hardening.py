@@ -1017,6 +1017,17 @@ def test_format_2_through_the_routes(backend, served):
     assert stats["num_heads"] == 5 and stats["errors"] == [] and len(stats["stats"]["entropy"][0]) == 10
 
 
+def test_format_2_compare_reads_every_blob_of_each_layer(backend, served):
+    from tb_attention import compare
+    a, b = (uint8_of(served.written[("split", "probe", step)].attention()).astype(np.float32) / 255
+            for step in (0, 1))
+    r = ok(backend, "compare", tag="probe", kind="self", run_a="split", step_a=0, run_b="split", step_b=1)
+    body = r.json()
+    assert body["layer_ids"] == [3, 9] and body["num_heads"] == 5 and body["tokens"]["match"]
+    want = np.array([[compare.mean_jsd(a[i, h], b[i, h]) for h in range(5)] for i in range(2)])
+    assert np.allclose(np.array(body["jsd"], np.float64), want, atol=1e-5)
+
+
 def test_format_2_one_head_reads_the_header_and_one_blob(served):
     backend = WsgiBackend(served.root, counting=True)
     counting = backend.provider
