@@ -585,9 +585,19 @@ export class App {
   onResize() {
     if (this.resizeTimer) this.win.clearTimeout(this.resizeTimer);
     this.resizeTimer = this.win.setTimeout(() => {
-      const v = this.views[this.state.view];
-      if (v && v.onResize && this.context) v.onResize();
+      if (this.context) this.redraw(this.views[this.state.view]);
     }, 100);
+  }
+
+  /**
+   * Redraw a view from what it last showed (its `ctx`), after a resize or
+   * with a new theme: every view keeps its data and context and has draw();
+   * a view whose data may be missing says so with drawable().
+   */
+  redraw(view, theme) {
+    if (!view || !view.ctx) return;
+    if (theme) view.ctx = { ...view.ctx, theme };
+    if (!view.drawable || view.drawable()) view.draw();
   }
 
   // -- theme ----------------------------------------------------------------
@@ -602,8 +612,8 @@ export class App {
       if (this.context) {
         this.context = { ...this.context, theme: this.theme };
         const v = this.views[this.state.view];
-        if (v && v.setTheme) {
-          v.setTheme(this.theme);
+        if (v) {
+          this.redraw(v, this.theme);
           this.markDrawn(v);
         }
       }

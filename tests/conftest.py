@@ -86,6 +86,14 @@ class TensorBoard:
         """{run: {tag: entry}} of the attention plugin: see attention_listing."""
         return attention_listing(self.get_json)
 
+    def wait_kept(self, expected, timeout=180):
+        """Wait until every {run: (tag, n)} of expected lists at least n kept steps."""
+        def loaded():
+            runs = self.attention_tags()
+            return all(run in runs and tag in runs[run] and runs[run][tag]["kept"] >= n
+                       for run, (tag, n) in expected.items())
+        wait_until(loaded, timeout=timeout, interval=0.5, what="TensorBoard to load every test run")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

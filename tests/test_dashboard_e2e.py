@@ -151,12 +151,7 @@ EXPECTED_TAGS = {"edge": ("probe", 3), "t5": ("translate", 2), "pair": ("pair", 
 @pytest.fixture(scope="module")
 def board(tensorboard_factory, logdir, live):
     tb = tensorboard_factory(logdir)
-
-    def loaded():
-        runs = tb.attention_tags()
-        return all(run in runs and tag in runs[run] and runs[run][tag]["kept"] >= n
-                   for run, (tag, n) in EXPECTED_TAGS.items())
-    wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
+    tb.wait_kept(EXPECTED_TAGS)
     return tb
 
 

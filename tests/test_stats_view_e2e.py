@@ -138,12 +138,7 @@ EXPECTED = {"grow": ("probe", len(STEPS)), "big": ("wide", BIG_STEPS), XSS_RUN: 
 def board(tensorboard_factory, logdir, live):
     # the Rust data server keeps 10 blob sequences per tag unless told to keep all
     tb = tensorboard_factory(logdir, extra_args=("--samples_per_plugin=attention=0",))
-
-    def loaded():
-        runs = tb.attention_tags()
-        return all(run in runs and tag in runs[run] and runs[run][tag]["kept"] >= n
-                   for run, (tag, n) in EXPECTED.items())
-    wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
+    tb.wait_kept(EXPECTED)
     return tb
 
 

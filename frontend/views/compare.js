@@ -343,16 +343,6 @@ export class CompareView {
     this.draw();
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    this.draw();
-  }
-
-  onResize() {
-    if (this.ctx) this.draw();
-  }
-
   detail() {
     const i = this.info;
     const parts = [`mode=${i.mode}`, `brun=${encodeURIComponent(i.brun || "")}`, `bstep=${i.bstep}`, `tokens=${i.tokens}`, `diff=${i.diff}`];

@@ -84,16 +84,6 @@ export class HeadView {
     return this.app.api.attention(s.run, s.tag, s.step, s.kind, s.layer);
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    this.draw();
-  }
-
-  onResize() {
-    if (this.ctx) this.draw();
-  }
-
   /** The token whose lines are shown: under the mouse, else the pinned one. */
   hoverNow() {
     return this.transient || (this.ctx && this.ctx.state.hover) || null;

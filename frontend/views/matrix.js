@@ -65,16 +65,6 @@ export class MatrixView {
     return this.app.api.attention(s.run, s.tag, s.step, s.kind, s.layer, s.head);
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    this.draw();
-  }
-
-  onResize() {
-    if (this.ctx) this.draw();
-  }
-
   detail() {
     const g = this.geo;
     return g ? `cell=${g.cell}` : "";

@@ -127,16 +127,6 @@ export class ModelView {
     return this.app.api.overview(s.run, s.tag, s.step, s.kind, OVERVIEW_SIZE);
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    this.draw();
-  }
-
-  onResize() {
-    if (this.ctx) this.draw();
-  }
-
   detail() {
     return `mode=${this.mode}`;
   }

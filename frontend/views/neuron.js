@@ -146,14 +146,9 @@ export class NeuronView {
     return this.app.api.neurons(s.run, s.tag, s.step, s.kind, s.layer, s.head);
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    if (this.neurons) this.draw();
-  }
-
-  onResize() {
-    if (this.ctx && this.neurons) this.draw();
+  /** Whether draw() has what it needs (App.redraw asks before a theme or size redraw). */
+  drawable() {
+    return Boolean(this.neurons);
   }
 
   detail() {

@@ -259,16 +259,6 @@ export class StatsView {
     this.draw();
   }
 
-  setTheme(theme) {
-    if (!this.ctx) return;
-    this.ctx = { ...this.ctx, theme };
-    this.draw();
-  }
-
-  onResize() {
-    if (this.ctx) this.draw();
-  }
-
   detail() {
     return this.summary;
   }
