@@ -126,8 +126,8 @@ export function weightAt(w, index) {
  */
 
 /**
- * Decode a `neurons` payload: queries f16 [Tq,D], keys f16 [Tk,D],
- * bias f16 [Tq,Tk] (when hasBias), masked u8 [Tq,Tk].
+ * Decode a `neurons` payload, in the order the step stores them: queries f16
+ * [Tq,D], keys f16 [Tk,D], masked u8 [Tq,Tk], bias f16 [Tq,Tk] (when hasBias).
  * @param {ArrayBuffer} buffer
  * @param {{Tq: number, Tk: number, D: number, scale: number, hasBias: boolean}} meta
  * @returns {Neurons}
@@ -143,12 +143,10 @@ export function decodeNeurons(buffer, meta) {
   off += 2 * Tq * D;
   const keys = decodeFloat16(buffer, off, Tk * D);
   off += 2 * Tk * D;
-  let bias = null;
-  if (hasBias) {
-    bias = decodeFloat16(buffer, off, Tq * Tk);
-    off += 2 * Tq * Tk;
-  }
   const masked = new Uint8Array(buffer, off, Tq * Tk);
+  off += Tq * Tk;
+  // decodeFloat16 reads an odd offset (after an odd-sized mask) through a DataView
+  const bias = hasBias ? decodeFloat16(buffer, off, Tq * Tk) : null;
   return { Tq, Tk, D, scale, hasBias, queries, keys, bias, masked };
 }
 

@@ -523,10 +523,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
             q, k, masked, bias, scale = codec.neuron_layer(kind, index, blob)
         except FormatError as e:
             raise DataLossError("step %d of tag %r: %s" % (key[2], key[1], e)) from e
-        parts = [q[head].tobytes(), k[head].tobytes()]
+        # The order they are stored in (proto/attention.proto NeuronLayer)
+        parts = [q[head].tobytes(), k[head].tobytes(), masked.tobytes()]
         if bias is not None:
             parts.append(bias[head].tobytes())
-        parts.append(masked.tobytes())
         return _binary(request, b"".join(parts), {
             "X-Neuron-Shape": "%d,%d,%d" % (q.shape[1], k.shape[1], q.shape[2]),
             "X-Neuron-Scale": repr(float(scale)),

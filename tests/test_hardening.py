@@ -460,10 +460,10 @@ def test_format_v1_fixture_loads_byte_exact_with_load():
             n = rec.neurons(name)
             for i in range(len(k["layer_ids"])):
                 for h in range(k["num_heads"]):
-                    parts = [n.queries[i, h].astype("<f2").tobytes(), n.keys[i, h].astype("<f2").tobytes()]
+                    parts = [n.queries[i, h].astype("<f2").tobytes(), n.keys[i, h].astype("<f2").tobytes(),
+                             n.masked[i].astype(np.uint8).tobytes()]
                     if k["has_bias"]:
                         parts.append(n.bias[i, h].astype("<f2").tobytes())
-                    parts.append(n.masked[i].astype(np.uint8).tobytes())
                     assert b"".join(parts).hex() == k["neurons_hex"][i][h]
             assert n.scales[0] == np.float32(k["scale"])
     for name in ("encoder", "cross"):

@@ -632,7 +632,7 @@ def test_neurons_are_the_written_queries_keys_bias_and_mask(backend, logdir):
         assert r.headers["X-Neuron-Shape"] == "%d,%d,%d" % (T, T, D) and r.headers["X-Neuron-Has-Bias"] == "1"
         assert np.float32(float(r.headers["X-Neuron-Scale"])) == n.scales[i]
         want = (n.queries[i, 1].astype("<f2").tobytes() + n.keys[i, 1].astype("<f2").tobytes()
-                + n.bias[i, 1].astype("<f2").tobytes() + n.masked[i].astype(np.uint8).tobytes())
+                + n.masked[i].astype(np.uint8).tobytes() + n.bias[i, 1].astype("<f2").tobytes())
         assert r.body == want
     # Cross attention without a bias: queries [4, 3], keys [5, 3], mask [4, 5].
     record, _ = logdir.written[("encdec", "translate")][5]

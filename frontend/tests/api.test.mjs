@@ -87,9 +87,8 @@ test("shape headers", () => {
 });
 
 function neuronPayload({ Tq, Tk, D, q, k, bias, masked }) {
-  const parts = [f16buffer(q), f16buffer(k)];
+  const parts = [f16buffer(q), f16buffer(k), new Uint8Array(masked).buffer];
   if (bias) parts.push(f16buffer(bias));
-  parts.push(new Uint8Array(masked).buffer);
   const total = parts.reduce((a, b) => a + b.byteLength, 0);
   const out = new Uint8Array(total);
   let o = 0;
