@@ -582,7 +582,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 header = self._header(ctx, datum, (run, tag, datum.step))
             except DataLossError as e:
                 return None, {"step": datum.step, "message": str(e)}
-            cached = {k.name: _stats.step_stats(header, k.name) for k in header.kinds}
+            cached = {k.name: codec.stored_stats(header, k.name) for k in header.kinds}
             size = 256 + sum(v.nbytes for item in cached.values() if item is not None
                              for v in item[2].values() if v is not None)
             self._stats_cache.put(key, cached, size)

@@ -10,6 +10,7 @@ import warnings
 from tensorboard.compat.proto import event_pb2
 
 from tb_attention import codec, metadata, tfrecord
+from tb_attention import stats as _stats
 
 # What load() says about a damaged record of an event file; it goes on past
 # a bad payload, and stops reading the file at a torn record or a bad header.
@@ -110,13 +111,11 @@ class AttentionLog:
         kind: the attention kind; may be left out when there is only one.
         See tb_attention/stats.py for the definitions.
         """
-        from tb_attention import stats as _stats
-
         steps = self.steps(run, tag)
         headers = [self.header(run, tag, s) for s in steps]
-        name = _stats.choose_kind(headers, kind)
+        name = _stats.choose_kind((k.name for h in headers for k in h.kinds), kind)
         step_ids, layer_ids, _, arrays = _stats.collect(
-            steps, [_stats.step_stats(h, name) for h in headers])
+            steps, [codec.stored_stats(h, name) for h in headers])
         result = {"steps": step_ids, "layer_ids": layer_ids}
         result.update(arrays)
         return result

@@ -37,6 +37,7 @@ from test_writer import blob_steps, provider_blobs, python_loader, record_bounda
 from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter,
                           KindRecord, codec, load, metadata)
 from tb_attention import plugin as plugin_module
+from tb_attention import summary
 
 PREFIX = "/data/plugin/attention/"
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "format-v1")
@@ -293,7 +294,7 @@ def build_served(root):
         for step in STEPS:
             s.log(w, named, "steps", step, s.record(L=1, H=1))
     # invalid UTF-8 token bytes, as another writer could store them
-    blobs = codec.encode_step(s.record(L=1, H=1, tokens=["x"] * len(INVALID_UTF8)), 0, "foreign")
+    blobs = summary.step_blobs(s.record(L=1, H=1, tokens=["x"] * len(INVALID_UTF8)), 0, "foreign")
     header = codec.parse_header(blobs[0])
     del header.kinds[0].query_tokens[:]
     header.kinds[0].query_tokens.extend(INVALID_UTF8)
@@ -338,7 +339,7 @@ def build_served(root):
         # well-formed blob sequences whose blobs are not ours
         ours("garbage", 0, strings([b"\x08\xff\xff", b"x"])),
         ours("badcontent", 0, strings([b"junk"]), content=b"\xff\xff\xff"),
-        attention_event("good", 0, codec.encode_step(good, 0, "handmade")),
+        attention_event("good", 0, summary.step_blobs(good, 0, "handmade")),
     ])
     return s
 
@@ -941,8 +942,7 @@ def test_capture_bad_argument_named(bert, case):
 
 def test_a_step_too_large_for_one_event_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     """The real bound is 2 GiB (a protobuf message); a smaller one keeps the test small."""
-    from tb_attention import writer as writer_module
-    monkeypatch.setattr(writer_module, "_MAX_EVENT_BYTES", 4 * 16 * 16 * 3 + 500)
+    monkeypatch.setattr(summary, "MAX_EVENT_BYTES", 4 * 16 * 16 * 3 + 500)
     rng = np.random.default_rng(3)
     with AttentionWriter(tmp_path) as w:
         w.add_attention("probe", softmax(rng, 3, 4, 16, 16), tokens=["t%d" % i for i in range(16)], global_step=0)
@@ -1048,7 +1048,7 @@ def test_format_2_header_pointing_at_too_few_blobs_is_corrupt(tmp_path):
     saved = codec.LAYER_BLOB_BYTES
     codec.LAYER_BLOB_BYTES = SPLIT_BOUND
     try:
-        blobs = codec.encode_step(record, 0, "test")
+        blobs = summary.step_blobs(record, 0, "test")
     finally:
         codec.LAYER_BLOB_BYTES = saved
     header = codec.parse_header(blobs[0])

@@ -39,6 +39,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from conftest import attention_listing, wait_until
 from tb_attention import AttentionWriter, codec, metadata
 from tb_attention import plugin as plugin_module
+from tb_attention import summary
 from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
 
 PREFIX = "/data/plugin/attention/"
@@ -221,7 +222,7 @@ def build_logdir(root):
     events, tokens = [], list("abcd")
     for step in range(5):
         record = self_record(rng, 2, 2, tokens)
-        blobs = codec.encode_step(record, step, WRITER_ID)
+        blobs = summary.step_blobs(record, step, WRITER_ID)
         if step == 0:  # a foreign writer's invalid UTF-8 token
             header = codec.parse_header(blobs[0])
             header.kinds[0].query_tokens[0] = b"\xffab"
@@ -238,9 +239,9 @@ def build_logdir(root):
         events.append(attention_event("probe", step, blobs))
     ok, bad = self_record(rng, 1, 2, tokens), self_record(rng, 1, 2, tokens)
     log.written[("tampered", "bad_newest")] = {0: (ok, "uint8"), 1: (bad, "uint8")}
-    events.append(attention_event("bad_newest", 0, codec.encode_step(ok, 0, WRITER_ID)))
-    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *codec.encode_step(bad, 1, WRITER_ID)[1:]]))
-    future = codec.encode_step(ok, 0, WRITER_ID)
+    events.append(attention_event("bad_newest", 0, summary.step_blobs(ok, 0, WRITER_ID)))
+    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *summary.step_blobs(bad, 1, WRITER_ID)[1:]]))
+    future = summary.step_blobs(ok, 0, WRITER_ID)
     header = codec.parse_header(future[0])
     header.version = metadata.FORMAT_VERSION + 1
     future[0] = header.SerializeToString()

@@ -25,7 +25,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 import tb_attention
 from conftest import wait_until
-from tb_attention import codec, metadata, stats
+from tb_attention import codec, metadata, stats, summary
 from tb_attention import plugin as plugin_module
 from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord
@@ -241,7 +241,7 @@ def write_events(directory, events):
 
 def old_step_blobs(record):
     """A step as written before statistics existed: field 6 absent."""
-    blobs = codec.encode_step(record, 0, "old-writer")
+    blobs = summary.step_blobs(record, 0, "old-writer")
     header = attention_pb2.StepHeader.FromString(blobs[0])
     header.ClearField("stats")
     return [header.SerializeToString()] + blobs[1:]
@@ -261,11 +261,11 @@ def stats_logdir(tmp_path_factory):
                                model_type="bert")
 
     events = [event_with("probe/a", 0, old_step_blobs(rec(0)))]
-    events += [event_with("probe/a", s, codec.encode_step(rec(s), i + 1, "new-writer"))
+    events += [event_with("probe/a", s, summary.step_blobs(rec(s), i + 1, "new-writer"))
                for i, s in enumerate((10, 20))]
     write_events(str(root / "mixed"), events)
     ed = encoder_decoder_record(rng)
-    write_events(str(root / "seq2seq"), [event_with("probe/ed", 5, codec.encode_step(ed, 0, "w"))])
+    write_events(str(root / "seq2seq"), [event_with("probe/ed", 5, summary.step_blobs(ed, 0, "w"))])
     return {"root": str(root), "maps": maps, "ed": ed}
 
 

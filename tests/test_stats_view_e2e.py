@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tb_attention
-from tb_attention import codec, metadata
+from tb_attention import metadata, summary
 from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionRecord, KindRecord
 
@@ -83,7 +83,7 @@ def small_record(step):
 
 def old_step(step, sequence):
     """A step as written before statistics existed (StepHeader.stats absent)."""
-    blobs = codec.encode_step(small_record(step), sequence, "old-writer")
+    blobs = summary.step_blobs(small_record(step), sequence, "old-writer")
     header = attention_pb2.StepHeader.FromString(blobs[0])
     header.ClearField("stats")
     return [header.SerializeToString()] + blobs[1:]
@@ -91,7 +91,7 @@ def old_step(step, sequence):
 
 def unreadable_step(step, sequence):
     """A step from a newer format: its header does not parse here."""
-    blobs = codec.encode_step(small_record(step), sequence, "future-writer")
+    blobs = summary.step_blobs(small_record(step), sequence, "future-writer")
     header = attention_pb2.StepHeader.FromString(blobs[0])
     header.version = metadata.FORMAT_VERSION + 1
     return [header.SerializeToString()] + blobs[1:]
@@ -114,8 +114,8 @@ def logdir(tmp_path_factory):
     write_events(os.path.join(root, "mixed"), [
         event_with("probe", 0, old_step(0, 0)),
         event_with("probe", 10, unreadable_step(10, 1)),
-        event_with("probe", 20, codec.encode_step(small_record(20), 2, "new-writer")),
-        event_with("probe", 30, codec.encode_step(small_record(30), 3, "new-writer")),
+        event_with("probe", 20, summary.step_blobs(small_record(20), 2, "new-writer")),
+        event_with("probe", 30, summary.step_blobs(small_record(30), 3, "new-writer")),
     ])
     return root
 

@@ -36,7 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from conftest import REPO, wait_until
 from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter, AttentionWriterError,
-                          KindRecord, Neurons, codec, load, metadata)
+                          KindRecord, Neurons, codec, load, metadata, summary)
 from tb_attention.proto import attention_pb2
 from tb_attention.record import softmax_scores
 
@@ -375,7 +375,7 @@ def two_run_logdir(tmp_path_factory):
                     w.add_attention(tag, record, global_step=step, walltime=wall)
                     seq = sequences.get(tag, 0)
                     sequences[tag] = seq + 1
-                    blobs = codec.encode_step(record, seq, w._writer_id, dtype)
+                    blobs = summary.step_blobs(record, seq, w._writer_id, dtype)
                     expected.setdefault(run, {}).setdefault(tag, {})[step] = (wall, record, blobs)
     return logdir, expected
 
