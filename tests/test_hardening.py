@@ -549,6 +549,11 @@ def test_foreign_files_through_the_routes(backend, served):
         assert listed[key]["steps"][-1] == step, key
     assert not any(run in ("foreign/random", "foreign/torch") for run, _ in listed)
     foreign = {tag: entry for (run, tag), entry in listed.items() if run == "foreign/ours"}
+    # plugin metadata that does not decode: the listing says so, and lists the tag
+    tags = {t["tag"]: t for run in ok(backend, "tags").json()["runs"] if run["run"] == "foreign/ours"
+            for t in run["tags"]}
+    assert "plugin metadata is not decodable" in tags["badcontent"]["error"]
+    assert "error" not in tags["good"] and "error" not in tags["garbage"]
     if backend.name == "rust":
         # The data server drops tensors that are not rank-1 string tensors.
         assert set(foreign) == {"good", "garbage", "badcontent"}

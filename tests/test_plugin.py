@@ -39,7 +39,9 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from conftest import attention_listing, wait_until
 from tb_attention import AttentionWriter, codec, metadata
 from tb_attention import plugin as plugin_module
+from tb_attention import store as store_module
 from tb_attention import summary
+from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
 
 PREFIX = "/data/plugin/attention/"
@@ -96,12 +98,13 @@ def event_records(path):
     return out
 
 
-def attention_event(tag, step, blobs, wall_time=1.7e9):
+def attention_event(tag, step, blobs, wall_time=1.7e9, summary_metadata=None):
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]),
         string_val=blobs)
-    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(), tensor=tensor)
+    value = summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata or metadata.create_summary_metadata(),
+                                      tensor=tensor)
     return event_pb2.Event(wall_time=wall_time + step, step=step, summary=summary_pb2.Summary(value=[value]))
 
 
@@ -246,8 +249,15 @@ def build_logdir(root):
     header.version = metadata.FORMAT_VERSION + 1
     future[0] = header.SerializeToString()
     events.append(attention_event("future", 0, future))
+    # plugin metadata of a newer format version, over a step this version reads
+    newer = metadata.create_summary_metadata()
+    newer.plugin_data.content = attention_pb2.AttentionPluginData(
+        version=metadata.FORMAT_VERSION + 1).SerializeToString()
+    log.written[("tampered", "newer_metadata")] = {0: (ok, "uint8")}
+    events.append(attention_event("newer_metadata", 0, summary.step_blobs(ok, 0, WRITER_ID), summary_metadata=newer))
     write_event_file(log.path("tampered"), events)
-    log.newest.update({("tampered", "probe"): 4, ("tampered", "bad_newest"): 1, ("tampered", "future"): 0})
+    log.newest.update({("tampered", "probe"): 4, ("tampered", "bad_newest"): 1, ("tampered", "future"): 0,
+                       ("tampered", "newer_metadata"): 0})
 
     # crcbroken: one byte flipped inside the layer-1 payload of step 2 in the
     # event file (the record's CRC fails, the record still parses).
@@ -775,6 +785,25 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     assert "upgrade tb-attention" in tags[("tampered", "future")]["error"]
 
 
+def test_a_tag_whose_plugin_metadata_is_newer_is_listed_saying_to_upgrade(backend, logdir):
+    """Its tag is listed with the reason (not a 500); its steps show as far
+    as their own headers are readable (a step header's version decides)."""
+    r = backend.get(url("tags"))
+    assert r.status == 200
+    listed = {(run["run"], t["tag"]): t for run in r.json()["runs"] for t in run["tags"]}
+    entry = listed[("tampered", "newer_metadata")]
+    assert entry["max_step"] == 0
+    assert "format version %d" % (metadata.FORMAT_VERSION + 1) in entry["error"]
+    assert "upgrade tb-attention" in entry["error"]
+    assert all("error" not in t for key, t in listed.items() if key != ("tampered", "newer_metadata"))
+    steps = backend.get(url("steps", run="tampered", tag="newer_metadata"))
+    assert steps.status == 200, steps
+    body = steps.json()
+    assert body["steps"] == [0] and body["kinds"][0]["num_heads"] == 2 and body["error"] == entry["error"]
+    r = backend.get(url("attention", run="tampered", tag="newer_metadata", step=0, kind="self", layer=0))
+    assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "newer_metadata", 0, "self", 0).tobytes()
+
+
 def test_a_record_failing_the_event_file_crc_is_absent_or_reported_corrupt(backend, logdir):
     """A byte flipped inside a layer payload of step 2 in the event file.
 
@@ -1030,7 +1059,7 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
 
 
 def test_byte_lru_is_bounded_by_bytes():
-    lru = plugin_module._ByteLRU(100)
+    lru = store_module.ByteLRU(100)
     lru.put("a", b"a" * 40, 40)
     lru.put("b", b"b" * 40, 40)
     assert lru.get("a") is not None  # a is now the most recent
