@@ -1,4 +1,4 @@
-"""Per-head statistics of attention, one number per (layer, head) and step.
+"""Per-head statistics of attention, one number per (layer, head) and step: the maths.
 
     stats.compute(attention)            # float32 [L, H, Tq, Tk] -> {name: [L, H] or None}
     tb_attention.load("runs").stats("run", "probe/cat")   # {name: [steps, L, H], "steps": ...}
