@@ -93,9 +93,11 @@ def step_blobs(record, sequence, writer_id, dtype="uint8"):
 def add_value(summary, tag, blobs, summary_metadata):
     """Append the blob sequence as a value of summary (an Event's own
     `summary` field, or a new Summary), in place: a Summary built apart and
-    copied into an Event would copy the whole payload once more, and so does
-    handing sub-messages to constructors (measured: 1.1 s instead of 0.25 s
-    for a 38 MB record)."""
+    copied into an Event copies the whole payload once more, and handing
+    sub-messages to constructors more still (measured, building and
+    serializing the Event of a 38 MB record, 12 x 12 heads at 512 tokens:
+    93 ms in place, 285 ms through a separate Summary, 447 ms through the
+    constructor)."""
     value = summary.value.add(tag=tag)
     value.metadata.CopyFrom(summary_metadata)
     value.tensor.dtype = types_pb2.DT_STRING

@@ -12,12 +12,13 @@ import threading
 
 import numpy as np
 import pytest
+from tensorboard import errors
 
 import tb_attention
 from tb_attention import stats, summary
 from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord
 from tests.support import wait_until
-from tests.support.backends import WsgiBackend, url
+from tests.support.backends import CTX, WsgiBackend, url
 from tests.support.events import attention_event, step_without_stats, write_event_file
 from tests.support.records import softmax as random_attention
 
@@ -288,6 +289,20 @@ def test_stats_route(wsgi, stats_logdir):
     reads = len(wsgi.provider.blob_keys)
     status, _ = wsgi(url("stats", run="mixed", tag="probe/a", kind="self"))
     assert status == 200 and len(wsgi.provider.blob_keys) == reads
+
+
+def test_stats_impl_answers_without_a_request(wsgi, stats_logdir):
+    """The route's logic runs without HTTP: stats_impl returns the route's body."""
+    from tensorboard.plugins import base_plugin
+    from tb_attention.plugin import AttentionPlugin
+
+    plugin = AttentionPlugin(base_plugin.TBContext(data_provider=wsgi.provider.real))
+    body = plugin.stats_impl(CTX, "", "mixed", "probe/a")
+    status, answered = wsgi(url("stats", run="mixed", tag="probe/a"))
+    assert status == 200 and json.loads(answered) == json.loads(json.dumps(body))
+    assert body["steps"] == [0, 10, 20] and body["kind"] == "self"
+    with pytest.raises(errors.InvalidArgumentError, match="several attention kinds"):
+        plugin.stats_impl(CTX, "", "seq2seq", "probe/ed")
 
 
 def test_stats_route_reads_headers_only(stats_logdir):
