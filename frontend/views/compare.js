@@ -410,16 +410,21 @@ export class CompareView {
       const m = d.maxAbs;
       sides.push({ p: this.panels.diff, w: wa, kind, labels, color: (k) => div[divergingIndex(v[k], m)] });
     }
-    let cell = 0;
+    // one layout for the three panels: the cell, font and gutters that fit
+    // the widest labels and the longest side of A and B
+    const all = { q: [...labels.q, ...labelsB.q], k: [...labels.k, ...labelsB.k] };
+    const Tq0 = Math.max(wa.shape[1], wb.shape[1]);
+    const Tk0 = Math.max(wa.shape[2], wb.shape[2]);
+    const shared = heatmapLayout(this.tile, all, Tq0, Tk0, this.availPanel(), 0);
     for (const x of sides) {
       const [, Tq, Tk] = x.w.shape;
-      const g = heatmapLayout(this.tile, x.labels, Tq, Tk, this.availPanel(), 0, cell || undefined);
-      cell = cell || g.cell;
+      const g = { ...shared, Tq, Tk, width: shared.ox + Tk * shared.cell + 2, height: shared.oy + Tq * shared.cell + 2 };
+      x.p.box.style.width = `${g.width}px`;
       const bytes = x.w.bytes;
       const color = x.color || ((k) => seq[bytes[k]]);
       renderHeatmap(x.p.canvas, this.tile, g, 0, 0, g.width, g.height, x.labels, theme, cellFill(x.kind, Tq, Tk, theme, color));
       x.p.geo = { type: "matrix", ...g, labels: x.labels, w: x.w };
-      x.p.canvas.dataset.geometry = JSON.stringify({ ox: g.ox, oy: g.oy, cell: g.cell, Tq, Tk, width: g.width, height: g.height });
+      x.p.canvas.dataset.geometry = JSON.stringify({ ox: g.ox, oy: g.oy, cell: g.cell, fontPx: g.fontPx, Tq, Tk, width: g.width, height: g.height });
     }
   }
 
@@ -467,6 +472,7 @@ export class CompareView {
         const e = collectEdges(bytes, Tq, Tk, [0], { minByte: cut.cutoff })[0];
         drawn += strokeEdges(ctx, e, col, L.lineX0, L.lineX1, L.top, rowH, rowH);
       }
+      x.p.box.style.width = `${L.width}px`;
       x.p.geo = { type: "head", ...L, Tq, Tk, labels: x.labels, w: x.w };
       x.p.canvas.dataset.geometry = JSON.stringify({
         top: L.top, rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX, rightTextX: L.rightTextX,

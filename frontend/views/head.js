@@ -29,7 +29,8 @@ export class HeadView {
     this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => app.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
     this.zoom = zoomControl(app, "Row height");
-    this.note = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "head-note" } });
+    // its text follows the hovered token: a line of its own that never collapses
+    this.note = el("span", { className: "tba-hint tba-note tba-line", attrs: { "data-name": "head-note" } });
     this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
       this.layer.field,
@@ -311,6 +312,7 @@ export class HeadView {
     }
     if (!showText) notes.push("zoom in for token labels");
     this.note.textContent = notes.join(" \u00b7 ");
+    this.note.title = this.note.textContent;
   }
 }
 

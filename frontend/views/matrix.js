@@ -175,17 +175,34 @@ export class MatrixView {
 
 /**
  * Label gutters and cell size of a heatmap of Tq x Tk cells fitting `avail`
- * px (or of cell `cellOverride` px; zoom as in the state).
+ * px (or of cell `cellOverride` px; zoom as in the state). The font follows
+ * the cell (min(12, cell - 1) px; no labels below 8 px cells) and the
+ * gutters follow the font: automatically, the largest cell whose gutters
+ * still leave room for Tk columns, so the labels, the font and the cell
+ * always belong together (views laying out several maps alike pass the
+ * widest labels of all of them).
  */
 export function heatmapLayout(tile, labels, Tq, Tk, avail, zoom, cellOverride) {
-  let cell = cellOverride || matrixCell(Tk, avail, 120, zoom);
-  const showText = cell >= 8;
-  const fontPx = Math.min(12, cell - 1);
   const c0 = tile.getContext("2d");
-  c0.font = `${fontPx}px ${FONT}`;
-  const labelW = showText ? Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8) : 4;
-  const labelH = showText ? Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8) : 4;
-  if (!zoom && !cellOverride) cell = matrixCell(Tk, avail, labelW, 0);
+  const gutters = (cell) => {
+    const fontPx = Math.min(12, cell - 1);
+    if (cell < 8) return { showText: false, fontPx, labelW: 4, labelH: 4 };
+    c0.font = `${fontPx}px ${FONT}`;
+    const labelW = Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8);
+    const labelH = Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8);
+    return { showText: true, fontPx, labelW, labelH };
+  };
+  let cell = cellOverride || (zoom ? matrixCell(Tk, avail, 0, zoom) : 0);
+  if (!cell) {
+    cell = 1;
+    for (let c = 28; c > 1; c--) {
+      if (matrixCell(Tk, avail, gutters(c).labelW, 0) >= c) {
+        cell = c;
+        break;
+      }
+    }
+  }
+  const { showText, fontPx, labelW, labelH } = gutters(cell);
   return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
 }
 
