@@ -3,25 +3,35 @@
 // render(), which builds the dashboard into document.body.
 //
 // Startup without a waterfall: this module imports only what it needs to start
-// the network early (api.js, state.js). render() then, all at once, asks for
-// every other module (modulepreload), the stylesheet, the run list, and the
-// data the URL's state will need (its probe's steps, its step header and the
-// view's arrays),
-// before the app's module graph has even arrived. The app reuses those
-// requests through the API's cache.
-import { Api, OVERVIEW_SIZE } from "./api.js";
-import { UrlStore, decodeState } from "./state.js";
+// the network early (the data source, the URL state, the view registry).
+// render() then, all at once, asks for every other module (modulepreload), the
+// stylesheet, the run list, and the data the URL's state will need: its
+// probe's steps, its step's header, and what the URL's view declares it needs
+// (its static needs(), as soon as that module and the header are there), before
+// the app's module graph has even arrived. The app reuses those requests
+// through the data source's cache.
+import { Api } from "./api.js";
+import { STEP_ROUTES, load } from "./host.js";
+import { clampToKind, decodeState } from "./state.js";
+import { UrlStore } from "./url.js";
+import { VIEWS, loadView, viewUrl } from "./views/registry.js";
 
-const MODULES = [
-  "app.js", "dom.js", "colors.js", "tokens.js", "ipc.js", "layout.js",
-  "views/controls.js", "views/head.js", "views/model.js", "views/neuron.js", "views/matrix.js", "views/stats.js", "views/compare.js",
+// Every module the app and the views import, besides the views (registry.js)
+// and this module's own imports; frontend/tests/modules.test.mjs checks that
+// the list is the whole graph.
+export const SHARED_MODULES = [
+  "app.js", "catalogue.js", "colors.js", "comparing.js", "connection.js", "decode.js", "dom.js", "export.js",
+  "ipc.js", "layout.js", "scrubber.js", "shell.js", "theme.js", "tokens.js",
+  "draw/compare.js", "draw/grid.js", "draw/heatmap.js", "draw/lines.js", "draw/scroll.js", "draw/sparklines.js",
+  "views/controls.js",
 ];
 
 function preload(doc) {
-  for (const m of MODULES) {
+  const urls = [...VIEWS.map((v) => viewUrl(v.name)), ...SHARED_MODULES.map((m) => new URL("./" + m, import.meta.url).href)];
+  for (const href of urls) {
     const link = doc.createElement("link");
     link.rel = "modulepreload";
-    link.href = new URL("./" + m, import.meta.url).href;
+    link.href = href;
     doc.head.appendChild(link);
   }
   const css = doc.createElement("link");
@@ -31,17 +41,20 @@ function preload(doc) {
   doc.head.appendChild(css);
 }
 
-/** Start the requests the state in the URL will make (failures are ignored here). */
+/**
+ * Start the requests the state in the URL will make: its step's header, then
+ * what its view needs for it (failures are ignored here: the app reports them).
+ */
 function speculate(api, s) {
   const quiet = (p) => p.catch(() => {});
   if (!s.run || !s.tag || s.step === null) return;
-  quiet(api.header(s.run, s.tag, s.step));
-  if (!s.kind) return;
-  if (s.view === "model") quiet(api.overview(s.run, s.tag, s.step, s.kind, OVERVIEW_SIZE));
-  else if (s.layer === null) return;
-  else if (s.view === "head") quiet(api.attention(s.run, s.tag, s.step, s.kind, s.layer));
-  else if (s.view === "matrix") quiet(api.attention(s.run, s.tag, s.step, s.kind, s.layer, s.head));
-  else if (s.view === "neuron") quiet(api.neurons(s.run, s.tag, s.step, s.kind, s.layer, s.head));
+  const header = api.header(s.run, s.tag, s.step);
+  quiet(Promise.all([header, loadView(s.view)]).then(([h, View]) => {
+    const kind = h.kinds.find((k) => k.name === s.kind) || h.kinds[0];
+    if (!kind) return;
+    const state = clampToKind(s, kind);
+    for (const n of View.needs({ state, kind, header: h })) if (STEP_ROUTES.has(n.route)) quiet(load(api, n));
+  }));
 }
 
 export function render() {
@@ -53,11 +66,7 @@ export function render() {
   const s = decodeState(store.read());
   // the URL's probe's steps, alongside the listing: no waterfall before the
   // first draw (the app uses it if the listing still has that run and probe)
-  let steps;
-  if (s.run && s.tag) {
-    steps = { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) };
-    steps.answer.catch(() => {});
-  }
+  const steps = s.run && s.tag ? { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) } : undefined;
   speculate(api, s);
   return import("./app.js").then(({ App }) => {
     const app = new App(window, { api, store, tags, steps }).start();
