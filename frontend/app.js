@@ -92,9 +92,8 @@ export class App {
       this.schedule();
     });
     this.win.addEventListener("resize", () => this.onResize());
-    // every view class, before the first draw (index.js preloaded them)
-    this.classes = Promise.all(VIEWS.map((v) => loadView(v.name))).then((list) =>
-      Object.fromEntries(VIEWS.map((v, i) => [v.name, list[i]])));
+    /** @type {Record<string, Promise<any>>} view classes, loading or loaded */
+    this.classes = {};
     this.refresh();
     return this;
   }
@@ -161,7 +160,6 @@ export class App {
     const isCurrent = () => gen === this.gen;
     this.shell.setStatus("loading");
     try {
-      const classes = await this.classes;
       if (!this.catalogue.listed || this.relist) {
         const pending = this.earlyTags;
         this.earlyTags = null;
@@ -185,14 +183,17 @@ export class App {
       this.shell.update(this.catalogue.listing(), ctx, ctx.header, ctx.state, this.stepNotice);
       this.scrubber.update(ctx.tagInfo.steps || [], ctx.state.step);
       const name = ctx.state.view;
-      if (!this.views[name]) this.views[name] = new classes[name](this.host);
+      const View = await this.viewClass(name);
+      if (!isCurrent()) return;
+      if (!this.views[name]) this.views[name] = new View(this.host);
       const view = this.views[name];
       this.shell.place(name, this.views);
       this.context = ctx;
       await view.show(ctx);
       if (!isCurrent()) return;
       this.markDrawn(view);
-      this.prefetch(ctx, classes[name]);
+      this.prefetch(ctx, View);
+      this.loadViews();
       this.scrubber.tick();
     } catch (e) {
       if (!isCurrent()) return;
@@ -219,6 +220,19 @@ export class App {
   showError(e) {
     this.scrubber.stop();
     this.shell.showError(e);
+  }
+
+  viewClass(name) {
+    if (!this.classes[name]) this.classes[name] = loadView(name);
+    return this.classes[name];
+  }
+
+  /**
+   * After the first draw, every other view's module (index.js preloads only
+   * the URL's): a view can then be opened while TensorBoard is unreachable.
+   */
+  loadViews() {
+    for (const v of VIEWS) this.viewClass(v.name).catch(() => {}); // reported when opened
   }
 
   /** Record on the root what is drawn now (tests wait on these attributes). */

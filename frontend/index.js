@@ -3,31 +3,35 @@
 // render(), which builds the dashboard into document.body.
 //
 // Startup without a waterfall: this module imports only what it needs to start
-// the network early (the data source, the URL state, the view registry).
-// render() then, all at once, asks for every other module (modulepreload), the
-// stylesheet, the run list, and the data the URL's state will need: its
-// probe's steps, its step's header, and what the URL's view declares it needs
-// (its static needs(), as soon as that module and the header are there), before
-// the app's module graph has even arrived. The app reuses those requests
-// through the data source's cache.
+// the network early (the data source, the URL state, the view registry), each
+// directly, so the browser asks for all of them at once. render() then asks
+// for the run list and the data the URL's state will need (its probe's steps
+// and its step's header) and, behind them on the connections, for the URL's
+// view and every shared module (modulepreload) and the stylesheet; as soon
+// as that view's module and the header are there, for what the view declares
+// it needs (its static needs()), before the app's module graph has even
+// arrived. The app reuses those requests through the data source's cache.
 import { Api } from "./api.js";
+import "./decode.js"; // api.js's, asked for with it
 import { STEP_ROUTES, load } from "./host.js";
 import { clampToKind, decodeState } from "./state.js";
 import { UrlStore } from "./url.js";
-import { VIEWS, loadView, viewUrl } from "./views/registry.js";
+import { loadView, viewUrl } from "./views/registry.js";
 
-// Every module the app and the views import, besides the views (registry.js)
-// and this module's own imports; frontend/tests/modules.test.mjs checks that
-// the list is the whole graph.
+// The modules the app needs and those two or more views share (a view's own
+// helpers load with it), besides this module's own imports: preloaded all at
+// once with the URL's view, flat (inside TensorBoard's iframe, finding
+// imports as modules arrive costs tens of ms a level: TensorBoard's page holds
+// the main thread), in about the order a first draw needs them; the other
+// views load after the first draw. frontend/tests/modules.test.mjs checks it.
 export const SHARED_MODULES = [
-  "app.js", "catalogue.js", "colors.js", "comparing.js", "connection.js", "decode.js", "dom.js", "export.js",
-  "ipc.js", "layout.js", "scrubber.js", "shell.js", "theme.js", "tokens.js",
-  "draw/compare.js", "draw/grid.js", "draw/heatmap.js", "draw/lines.js", "draw/scroll.js", "draw/sparklines.js",
-  "views/controls.js",
+  "app.js", "dom.js", "colors.js", "layout.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
+  "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js",
+  "draw/heatmap.js", "draw/grid.js",
 ];
 
-function preload(doc) {
-  const urls = [...VIEWS.map((v) => viewUrl(v.name)), ...SHARED_MODULES.map((m) => new URL("./" + m, import.meta.url).href)];
+function preload(doc, view) {
+  const urls = [viewUrl(view), ...SHARED_MODULES.map((m) => new URL("./" + m, import.meta.url).href)];
   for (const href of urls) {
     const link = doc.createElement("link");
     link.rel = "modulepreload";
@@ -58,7 +62,6 @@ function speculate(api, s) {
 }
 
 export function render() {
-  preload(document);
   const api = new Api(new URL("../", import.meta.url).href);
   const store = new UrlStore(window);
   const tags = api.tags();
@@ -68,6 +71,8 @@ export function render() {
   // first draw (the app uses it if the listing still has that run and probe)
   const steps = s.run && s.tag ? { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) } : undefined;
   speculate(api, s);
+  // after the data requests: the modules queue behind them, not before
+  preload(document, s.view);
   return import("./app.js").then(({ App }) => {
     const app = new App(window, { api, store, tags, steps }).start();
     // for benchmarks and debugging from the console

@@ -46,7 +46,6 @@ export function drawMatrixPanels(panels, x, d) {
   for (const s of sides) {
     const [, Tq, Tk] = s.w.shape;
     const g = { ...shared, Tq, Tk, width: shared.ox + Tk * shared.cell + 2, height: shared.oy + Tq * shared.cell + 2 };
-    s.p.box.style.width = `${g.width}px`;
     renderHeatmap(s.p.canvas, x.tile, g, 0, 0, g.width, g.height, s.labels, theme, cellFill(s.kind, Tq, Tk, theme, s.color));
     s.p.geo = { type: "matrix", ...g, labels: s.labels, w: s.w };
     s.p.canvas.dataset.geometry = JSON.stringify({ ox: g.ox, oy: g.oy, cell: g.cell, fontPx: g.fontPx, Tq, Tk, width: g.width, height: g.height });
@@ -85,7 +84,6 @@ export function drawLinePanels(panels, x, d, head, zoom) {
     const at = { x0: L.lineX0, x1: L.lineX1, top: L.top, dq: rowH, dk: rowH };
     let lines = 0;
     for (const [bytes, col] of s.strokes) lines += drawLines(ctx, bytes, Tq, Tk, [0], () => col, at, { budget: LINE_BUDGET / s.strokes.length }).count;
-    s.p.box.style.width = `${L.width}px`;
     s.p.geo = { type: "head", ...L, Tq, Tk, labels: s.labels, w: s.w };
     s.p.canvas.dataset.geometry = JSON.stringify({
       top: L.top, rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX, rightTextX: L.rightTextX,

@@ -88,7 +88,7 @@ export default class CompareView {
     this.message = el("div", { className: "tba-notice tba-compare-message", attrs: { "data-name": "compare-message", role: "status" } });
     this.message.hidden = true;
     this.tile = document.createElement("canvas");
-    this.panels = this.panelSet("compare-", "compare-title-", "tba-compare-panels", (p, name) => {
+    this.panels = this.panelSet("compare-", "compare-title-", "tba-compare-panels tba-compare-rows", (p, name) => {
       p.canvas.addEventListener("mousemove", (e) => this.onPanelMove(name, e));
     });
     this.modelPanels = this.panelSet("compare-model-", "compare-model-title-", "tba-compare-panels tba-compare-grids", (p) => {
