@@ -6,6 +6,7 @@ data-geometry names, not only that something was drawn.
 Synchronisation: #tba's data-state="drawn" plus data-detail (mode, B, max |B - A|, ...)
 of what is on screen; never a fixed wait.
 """
+import contextlib
 import math
 import os
 
@@ -474,9 +475,9 @@ def test_dark_theme_difference_of_a_record_with_itself_is_the_dark_background(br
         ctx.close()
 
 
-@pytest.mark.parametrize("width", [1280, 1024])
-def test_nothing_moves_when_the_readout_appears(browser, board, width):
-    # at these widths the readout does not fit beside the controls: it takes a line of its own
+@contextlib.contextmanager
+def mid_matrix(browser, board, width):
+    """The 30-token probe's A | B | B - A matrices at a window width: (page, frame)."""
     ctx = browser.new_context(viewport={"width": width, "height": 900})
     try:
         page = ctx.new_page()
@@ -484,6 +485,16 @@ def test_nothing_moves_when_the_readout_appears(browser, board, width):
         frame = open_compare(page, board, run="mid", tag="mid", step=0, brun="mid", bstep=1, cmode="matrix",
                              layer=0, head=0)
         wait_compare(frame, mode="matrix", diff="drawn")
+        yield page, frame
+        assert not page.watch.errors
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_nothing_moves_when_the_readout_appears(browser, board, width):
+    # at these widths the readout does not fit beside the controls: it takes a line of its own
+    with mid_matrix(browser, board, width) as (page, frame):
         names = ["compare-a", "compare-b", "compare-diff"]
         before = [box(frame, n) for n in names]
         x, y = cell_centres(geometry(frame, "compare-diff"))[(2, 3)]
@@ -500,27 +511,18 @@ def test_nothing_moves_when_the_readout_appears(browser, board, width):
         page.mouse.move(2, 2)
         frame.wait_for_function("(sel) => document.querySelector(sel).textContent === ''", arg=readout)
         assert [box(frame, n) for n in names] == before
-        assert not page.watch.errors
-    finally:
-        ctx.close()
 
 
 @pytest.mark.parametrize("width", [1440, 1024])
 def test_the_three_matrix_panels_share_their_label_geometry_and_the_legend_fits(browser, board, width):
-    ctx = browser.new_context(viewport={"width": width, "height": 900})
-    try:
-        page = ctx.new_page()
-        page.watch = Watch(page)
-        frame = open_compare(page, board, run="mid", tag="mid", step=0, brun="mid", bstep=1, cmode="matrix",
-                             layer=0, head=0)
-        wait_compare(frame, mode="matrix", diff="drawn")
+    with mid_matrix(browser, board, width) as (page, frame):
         geos = {s: geometry(frame, "compare-" + s) for s in ("a", "b", "diff")}
         keys = ("ox", "oy", "cell", "fontPx", "Tq", "Tk", "width", "height")
         same = {s: {k: g[k] for k in keys} for s, g in geos.items()}
         assert same["a"] == same["b"] == same["diff"], same
         # labels fit beside 30 cells of the panel's width at both sizes: every panel has them
         assert geos["a"]["ox"] > 4 and geos["a"]["oy"] > 4 and geos["a"]["cell"] >= 8, geos["a"]
-        # the B - A legend (its title) is wholly inside the view, on no panel's canvas but its own
+        # the B - A legend (its title) is wholly inside the view
         inside = frame.evaluate("""() => {
             const t = document.querySelector('[data-name="compare-title-diff"]');
             const r = document.createRange();
@@ -531,6 +533,3 @@ def test_the_three_matrix_panels_share_their_label_geometry_and_the_legend_fits(
         }""")
         assert inside["view"][0] <= inside["text"][0] and inside["text"][1] <= min(inside["view"][1], inside["page"]), inside
         assert "red: B higher, blue: A higher" in frame.text_content('[data-name="compare-title-diff"]')
-        assert not page.watch.errors
-    finally:
-        ctx.close()
