@@ -51,18 +51,36 @@ def token_strings(raw):
 QUANTIZE_CHUNK = 16 * 2 ** 20
 
 
+def numpy_dtype(dtype: str):
+    """The numpy dtype a dtype name ("uint8", "float16") is stored as."""
+    weight_bytes(dtype)  # checks it
+    return _NUMPY[DTYPES[dtype]]
+
+
 def quantize(attention, dtype):
-    if dtype != attention_pb2.UINT8:
-        return attention.astype("<f2")
+    """attention (float, or uint8 already quantized) as the stored dtype (a DType)."""
     attention = np.asarray(attention)
-    out = np.empty(attention.shape, np.uint8)
-    flat_in, flat_out = attention.reshape(-1), out.reshape(-1)
+    out = np.empty(attention.shape, _NUMPY[dtype])
+    quantize_into(attention, out)
+    return out
+
+
+def quantize_into(src, out):
+    """src (float weights, or uint8 round(w * 255)) into out (uint8: round(w *
+    255), half to even as np.rint and torch.round; or float16), chunk by chunk."""
+    flat_in, flat_out = src.reshape(-1), out.reshape(-1)
     for i in range(0, flat_in.size, QUANTIZE_CHUNK):
-        x = np.multiply(flat_in[i:i + QUANTIZE_CHUNK], np.float32(255.0), dtype=np.float32)
+        chunk = flat_in[i:i + QUANTIZE_CHUNK]
+        if out.dtype != np.uint8:
+            flat_out[i:i + QUANTIZE_CHUNK] = to_float(chunk)
+            continue
+        if chunk.dtype == np.uint8:
+            flat_out[i:i + QUANTIZE_CHUNK] = chunk
+            continue
+        x = np.multiply(chunk, np.float32(255.0), dtype=np.float32)
         np.clip(x, 0.0, 255.0, out=x)
         np.rint(x, out=x)
         flat_out[i:i + QUANTIZE_CHUNK] = x
-    return out
 
 
 # A stored layer larger than this is split into blobs of whole heads (format
@@ -100,12 +118,15 @@ def _put_stats(kind_stats, name, values, key_special):
 
 
 def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8", *,
-                statistics):
-    """Blobs of one step: [StepHeader, payload, payload, ...].
+                statistics, stored=None):
+    """Blobs of one step: [StepHeader, payload, payload, ...] (bytes).
 
     statistics: {kind name: {stat: float [L, H] or None}}, each kind's
     stats.compute() result, stored in the header; a kind left out stores
-    none (as steps written before statistics existed)."""
+    none (as steps written before statistics existed).
+    stored: {kind name: its attention already in the stored dtype [L, H, Tq,
+    Tk]} (summary.stored_and_stats). Kinds left out are quantized here."""
+    stored = stored or {}
     weight_bytes(dtype)  # checks it
     # Version 1 unless a layer is split: files readers of version 1 can read stay so.
     header = attention_pb2.StepHeader(
@@ -135,7 +156,12 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
         for layer in range(L):  # layer by layer: temporaries of one layer, not of the record
             for h0 in range(0, H, per_blob or H):
                 heads = k.attention[layer, h0:h0 + (per_blob or H)]
-                kh.attention.append(add_blob(quantize(heads, DTYPES[dtype]).tobytes()))
+                if k.name in stored:
+                    # bytes, not a view: google_crc32c takes nothing else
+                    payload = stored[k.name][layer, h0:h0 + (per_blob or H)].tobytes()
+                else:
+                    payload = quantize(heads, DTYPES[dtype]).tobytes()
+                kh.attention.append(add_blob(payload))
         n = k.neurons
         if n is not None:
             kh.head_dim = n.queries.shape[-1]
@@ -234,6 +260,7 @@ def attention_layer(kind, layer_index, blob):
 
 
 def to_float(stored):
+    """Stored weights (uint8 round(w * 255), float16 or float) as float32."""
     if stored.dtype == np.uint8:
         return stored.astype(np.float32) / np.float32(255.0)
     return stored.astype(np.float32)

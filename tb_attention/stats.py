@@ -1,11 +1,12 @@
 """Per-head statistics of attention, one number per (layer, head) and step: the maths.
 
-    stats.compute(attention)            # float32 [L, H, Tq, Tk] -> {name: [L, H] or None}
+    stats.compute(attention)            # float or uint8 [L, H, Tq, Tk] -> {name: [L, H] or None}
     tb_attention.load("runs").stats("run", "probe/cat")   # {name: [steps, L, H], "steps": ...}
 
 This module is the maths only. The writer's background thread computes them
-from the float attention (before quantization; tb_attention.summary calls
-compute()) and the codec stores them in the step header (StepHeader.stats,
+from the weights as stored (uint8 or float16: the numbers describe exactly
+what a reader gets back; tb_attention.summary quantizes a layer and hands it
+to an Accumulator) and the codec stores them in the step header (StepHeader.stats,
 proto/attention.proto) and reads them back, so a chart of a statistic over
 steps reads only the small headers, never the attention itself.
 
@@ -61,12 +62,72 @@ def _row_mean(values, valid):
     return np.where(count > 0, mean, np.nan).astype(np.float32)
 
 
+# log(v + _TINY) is log(v) for every float32 v >= 1e-30 and finite for v = 0,
+# where v * log(...) is then 0: the 0 ln 0 = 0 of the entropy without a mask.
+_TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+class _Plan:
+    """What compute() needs per shape, made once per kind: the |i - j|
+    matrix and the key columns whose mass is summed."""
+
+    def __init__(self, Tq, Tk, special, relative):
+        self.relative = relative
+        self.dist = None
+        if relative:
+            pos = np.arange(Tq, dtype=np.float32)
+            self.dist = np.abs(pos[:, None] - pos[None, :])  # [Tq, Tk]: |i - j|
+        # Columns of one matrix product over the keys: row sum, first key,
+        # special keys (BLAS: one pass over the weights for all three).
+        cols = np.zeros((Tk, 3), np.float32)
+        cols[:, 0] = 1.0
+        cols[0, 1] = 1.0
+        if special is not None and special.size:
+            cols[special, 2] = 1.0
+        self.cols = cols
+
+
+def _heads(v, scale, plan, special_known, out, layer, heads):
+    """The statistics of a few heads v [h, Tq, Tk] (float32 weights / scale)
+    into out[name][layer, heads]: one pass per term, no temporary larger
+    than v, entropy, max, the column sums and the distance fused."""
+    h, Tq, Tk = v.shape
+    sums = np.matmul(v.reshape(h * Tq, Tk), plan.cols).reshape(h, Tq, 3)
+    sums *= np.float32(scale)
+    valid = sums[..., 0] > ROW_EPSILON  # [h, Tq]
+    lg = np.add(v, _TINY)
+    np.log(lg, out=lg)
+    # -sum_j w ln w with w = s v: -s (sum_j v ln v + ln s sum_j v)
+    vlogv = np.einsum("hij,hij->hi", v, lg)
+    del lg
+    entropy = -np.float32(scale) * vlogv - np.float32(math.log(scale)) * sums[..., 0]
+    out["entropy"][layer, heads] = _row_mean(entropy, valid)
+    out["max_weight"][layer, heads] = _row_mean(v.max(axis=-1) * np.float32(scale), valid)
+    out["first_token"][layer, heads] = _row_mean(sums[..., 1], valid)
+    if special_known:
+        out["special_tokens"][layer, heads] = _row_mean(sums[..., 2], valid)
+    if plan.relative:
+        dist = np.einsum("hij,ij->hi", v, plan.dist) * np.float32(scale)
+        out["distance"][layer, heads] = _row_mean(dist, valid)
+        if Tq > 1:
+            prev = np.diagonal(v, offset=-1, axis1=-2, axis2=-1) * np.float32(scale)  # a_i,i-1
+            out["previous_token"][layer, heads] = _row_mean(prev, valid[..., 1:])
+
+
 def compute(attention: np.ndarray, key_special: Optional[Sequence[int]] = None,
             relative: bool = True) -> Dict[str, Optional[np.ndarray]]:
     """Statistics of one attention kind.
 
-    attention: float [L, H, Tq, Tk] (rows are softmax distributions; fully
-        masked rows are all zero and left out of every mean).
+    attention: [L, H, Tq, Tk] float (rows are softmax distributions; fully
+        masked rows are all zero and left out of every mean), or uint8, the
+        stored form round(w * 255) of the weights w (codec.quantize): the
+        statistics are then those of v / 255, the weights a reader gets back.
+        Measured against the float statistics of the same weights (random
+        softmax, 12 heads x 128 tokens): max_weight, first_token and
+        previous_token within 1/510 (the rounding); special_tokens within
+        n/510 for n special keys; distance within sum_j |i - j| / 510;
+        entropy is the one that moves most, since many small weights round
+        to 0 (which ln 0 leaves out): see tests/test_stats.py.
     key_special: key positions of special tokens; None when not known, and
         then "special_tokens" is None.
     relative: whether query i and key i are the same position of one sequence
@@ -74,52 +135,60 @@ def compute(attention: np.ndarray, key_special: Optional[Sequence[int]] = None,
         "previous_token" are None.
 
     Returns {name: float32 [L, H] or None} for every name in NAMES; NaN for a
-    (layer, head) without a row to average over. Works one layer at a time,
-    so its temporaries are a few times one layer's size.
+    (layer, head) without a row to average over. Works a few heads at a time,
+    so its temporaries are a few times those heads' size as float32.
     """
     if getattr(attention, "ndim", None) != 4:
         raise ValueError("attention must be [layers, heads, query_len, key_len], got shape %s"
                          % (getattr(attention, "shape", None),))
-    L, H, Tq, Tk = attention.shape
-    special = None
-    if key_special is not None:
-        special = np.asarray(sorted({int(j) for j in key_special}), dtype=np.int64)
-        if special.size and (special[0] < 0 or special[-1] >= Tk):
-            raise ValueError("special key positions %s are outside 0..%d" % (special.tolist(), Tk - 1))
-    relative = bool(relative) and Tq == Tk
-    dist = None
-    if relative:
-        pos = np.arange(Tq, dtype=np.float32)
-        dist = np.abs(pos[:, None] - pos[None, :])  # [Tq, Tk]: |i - j|
+    acc = Accumulator(attention.shape, key_special, relative)
+    for layer in range(attention.shape[0]):
+        acc.add(layer, attention[layer])
+    return acc.result()
 
-    out = {name: np.full((L, H), np.nan, np.float32) for name in NAMES}
-    if special is None:
-        out["special_tokens"] = None
-    if not relative:
-        out["distance"] = out["previous_token"] = None
-    # A few heads at a time: the temporaries below are each as large as the
-    # heads they work on (32 heads at 4096 tokens are 2 GiB as float32).
-    step = max(1, CHUNK_ELEMENTS // max(1, Tq * Tk))
-    for layer in range(L):
+
+class Accumulator:
+    """compute(), one layer at a time: the writer quantizes a layer and
+    takes its statistics while it is still in the cache.
+
+        acc = Accumulator((L, H, Tq, Tk), key_special, relative)
+        for layer in range(L): acc.add(layer, stored[layer])   # [H, Tq, Tk]
+        acc.result()     # as compute()
+    """
+
+    def __init__(self, shape, key_special=None, relative=True):
+        L, H, Tq, Tk = shape
+        special = None
+        if key_special is not None:
+            special = np.asarray(sorted({int(j) for j in key_special}), dtype=np.int64)
+            if special.size and (special[0] < 0 or special[-1] >= Tk):
+                raise ValueError("special key positions %s are outside 0..%d"
+                                 % (special.tolist(), Tk - 1))
+        relative = bool(relative) and Tq == Tk
+        self._plan = _Plan(Tq, Tk, special, relative)
+        self._special_known = special is not None
+        self._shape = (L, H, Tq, Tk)
+        self._out = {name: np.full((L, H), np.nan, np.float32) for name in NAMES}
+
+    def add(self, layer, heads_of_layer):
+        """The statistics of one layer [H, Tq, Tk], float or uint8 (see compute)."""
+        _, H, Tq, Tk = self._shape
+        scale = 1.0 / 255.0 if heads_of_layer.dtype == np.uint8 else 1.0
+        # A few heads at a time: the temporaries are each as large as the
+        # heads they work on (32 heads at 4096 tokens are 2 GiB as float32).
+        step = max(1, CHUNK_ELEMENTS // max(1, Tq * Tk))
         for h0 in range(0, H, step):
             heads = slice(h0, min(H, h0 + step))
-            a = np.asarray(attention[layer, heads], dtype=np.float32)  # [h, Tq, Tk]
-            valid = a.sum(axis=-1) > ROW_EPSILON  # [h, Tq]
-            plogp = a * np.log(np.where(a > 0, a, 1.0))  # 0 ln 0 = 0
-            out["entropy"][layer, heads] = _row_mean(-plogp.sum(axis=-1), valid)
-            del plogp
-            out["max_weight"][layer, heads] = _row_mean(a.max(axis=-1), valid)
-            out["first_token"][layer, heads] = _row_mean(a[..., 0], valid)
-            if special is not None:
-                mass = (a[..., special].sum(axis=-1) if special.size
-                        else np.zeros(a.shape[:2], np.float32))
-                out["special_tokens"][layer, heads] = _row_mean(mass, valid)
-            if relative:
-                out["distance"][layer, heads] = _row_mean((a * dist).sum(axis=-1), valid)
-                if Tq > 1:
-                    prev = np.diagonal(a, offset=-1, axis1=-2, axis2=-1)  # [h, Tq-1]: a_i,i-1
-                    out["previous_token"][layer, heads] = _row_mean(prev, valid[..., 1:])
-    return out
+            v = np.asarray(heads_of_layer[heads], dtype=np.float32)  # [h, Tq, Tk]
+            _heads(v, scale, self._plan, self._special_known, self._out, layer, heads)
+
+    def result(self):
+        out = dict(self._out)
+        if not self._special_known:
+            out["special_tokens"] = None
+        if not self._plan.relative:
+            out["distance"] = out["previous_token"] = None
+        return out
 
 
 # --------------------------------------------------------------------------

@@ -11,6 +11,9 @@ A Summary has no step: the step goes into the Event (add_summary's
 global_step). AttentionWriter builds its Events from the same parts
 (step_blobs, add_value) on its background thread.
 """
+import struct
+
+import numpy as np
 from tensorboard.compat.proto import summary_pb2, types_pb2
 
 from tb_attention import codec, metadata, stats
@@ -79,15 +82,31 @@ def _stored_nbytes(record, itemsize):
 
 
 def step_blobs(record, sequence, writer_id, dtype="uint8"):
-    """The blobs of one step: each kind's statistics (stats.compute, from the
-    float attention before quantization) and codec.encode_step."""
-    statistics = {}
+    """The blobs of one step (codec.encode_step): each kind's attention as
+    stored and the statistics of those stored weights (stored_and_stats)."""
+    statistics, stored = {}, {}
     for name in record.kinds:
-        k = record.kind(name)
-        _, _, Tq, Tk = k.attention.shape
-        statistics[name] = stats.compute(k.attention, k.key_special,
-                                         stats.relative_positions_defined(name, Tq, Tk))
-    return codec.encode_step(record, sequence, writer_id, dtype, statistics=statistics)
+        stored[name], statistics[name] = stored_and_stats(record.kind(name), dtype)
+    return codec.encode_step(record, sequence, writer_id, dtype, statistics=statistics, stored=stored)
+
+
+def stored_and_stats(kind, dtype):
+    """(the kind's attention as stored, dtype [L, H, Tq, Tk]; its statistics).
+
+    One pass per layer: the layer is quantized and its statistics taken
+    while it is in the cache; a record already holding the stored dtype
+    (tb_attention.capture quantizes on the model's device) is used as it is."""
+    a = kind.attention
+    L, H, Tq, Tk = a.shape
+    acc = stats.Accumulator(a.shape, kind.key_special,
+                            stats.relative_positions_defined(kind.name, Tq, Tk))
+    want = codec.numpy_dtype(dtype)
+    out = a if a.dtype == want else np.empty(a.shape, want)
+    for layer in range(L):
+        if out is not a:
+            codec.quantize_into(a[layer], out[layer])
+        acc.add(layer, out[layer])
+    return out, acc.result()
 
 
 def add_value(summary, tag, blobs, summary_metadata):
@@ -104,3 +123,57 @@ def add_value(summary, tag, blobs, summary_metadata):
     value.tensor.tensor_shape.dim.add(size=len(blobs))
     value.tensor.string_val.extend(blobs)
     return value
+
+
+# --------------------------------------------------------------------------
+# The Event's wire format, built by hand: the payloads are copied once, into
+# the joined event, instead of into protobuf strings and again by
+# SerializeToString. tests/test_writer.py checks it byte for byte against
+# protobuf's own serialization of the same Event.
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number, payload_len):
+    """Key and length of a length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(payload_len)
+
+
+def event_bytes(wall_time, step, tag, blobs, metadata_bytes):
+    """The serialized Event {wall_time, step, summary {value {tag, tensor
+    {DT_STRING, shape [len(blobs)], string_val: blobs}, metadata}}}: what
+    add_value into an Event's summary and SerializeToString give (fields in
+    number order, proto3 zeros left out). metadata_bytes: the serialized
+    SummaryMetadata."""
+    lengths = [len(b) for b in blobs]
+    dim = b"\x08" + _varint(len(blobs))  # Dim.size
+    shape = _field(2, len(dim) + 2) + _field(2, len(dim)) + dim  # tensor_shape { dim { size } }
+    tensor_head = b"\x08" + _varint(types_pb2.DT_STRING) + shape
+    keys = [_field(8, n) for n in lengths]  # string_val
+    tensor_len = len(tensor_head) + sum(len(k) + n for k, n in zip(keys, lengths))
+    tag_bytes = tag.encode("utf-8")
+    tail = _field(9, len(metadata_bytes)) + metadata_bytes
+    value_head = _field(1, len(tag_bytes)) + tag_bytes + _field(8, tensor_len) + tensor_head
+    value_len = len(value_head) + tensor_len - len(tensor_head) + len(tail)
+    summary_len = len(_field(1, value_len)) + value_len
+    head = b""
+    if wall_time:
+        head += b"\x09" + struct.pack("<d", wall_time)
+    if step:
+        head += b"\x10" + _varint(step & (2 ** 64 - 1))
+    parts = [head + _field(5, summary_len) + _field(1, value_len) + value_head]
+    for key, blob in zip(keys, blobs):
+        parts.append(key)
+        parts.append(blob)
+    parts.append(tail)
+    return b"".join(parts)

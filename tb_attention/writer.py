@@ -21,7 +21,6 @@ import time
 import types
 import weakref
 
-from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_attention import codec, metadata, summary, tfrecord
@@ -162,7 +161,7 @@ class AttentionWriter:
         self._dtype = dtype
         self._writer_id = codec.new_writer_id()
         self._sequences = {}
-        self._metadata = metadata.create_summary_metadata()
+        self._metadata_bytes = metadata.create_summary_metadata().SerializeToString()
         self._queue = queue.Queue(maxsize=max_queue)
         self._queued_bytes = 0
         self._space = threading.Condition()
@@ -313,7 +312,4 @@ class AttentionWriter:
 
     def _encode(self, tag, step, walltime, record, sequence):
         blobs = summary.step_blobs(record, sequence, self._writer_id, self._dtype)
-        event = event_pb2.Event(wall_time=walltime, step=step)
-        summary.add_value(event.summary, tag, blobs, self._metadata)
-        del blobs
-        return event.SerializeToString()
+        return summary.event_bytes(walltime, step, tag, blobs, self._metadata_bytes)

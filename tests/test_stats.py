@@ -20,7 +20,7 @@ from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord
 from tests.support import wait_until
 from tests.support.backends import CTX, WsgiBackend, url
 from tests.support.events import attention_event, step_without_stats, write_event_file
-from tests.support.records import softmax as random_attention
+from tests.support.records import softmax as random_attention, stored
 
 LN2, LN3 = math.log(2), math.log(3)
 
@@ -121,6 +121,72 @@ def test_undefined_statistics():
         stats.compute(a[0])
 
 
+def oracle(w, special, relative):
+    """The statistics by their definitions, row by row in float64 loops:
+    independent of stats.compute. w: float weights [L, H, Tq, Tk]."""
+    L, H, Tq, Tk = w.shape
+    out = {name: np.full((L, H), np.nan) for name in stats.NAMES}
+    for layer in range(L):
+        for h in range(H):
+            rows = [(i, [float(x) for x in w[layer, h, i]]) for i in range(Tq)]
+            rows = [(i, r) for i, r in rows if sum(r) > stats.ROW_EPSILON]
+            if not rows:
+                continue
+            mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+            out["entropy"][layer, h] = mean([-sum(x * math.log(x) for x in r if x > 0) for _, r in rows])
+            out["max_weight"][layer, h] = mean([max(r) for _, r in rows])
+            out["first_token"][layer, h] = mean([r[0] for _, r in rows])
+            out["special_tokens"][layer, h] = mean([sum(r[j] for j in special) for _, r in rows])
+            if relative:
+                out["distance"][layer, h] = mean([sum(x * abs(i - j) for j, x in enumerate(r)) for i, r in rows])
+                prev = [r[i - 1] for i, r in rows if i >= 1]
+                if prev:
+                    out["previous_token"][layer, h] = mean(prev)
+    return out
+
+
+@pytest.mark.parametrize("Tq, Tk, causal", [(9, 9, False), (6, 6, True), (4, 7, False)])
+def test_statistics_against_a_numpy_oracle(Tq, Tk, causal):
+    """Float and uint8 inputs, fully masked rows among them, against loops
+    over the definitions; and the error of the uint8 statistics against the
+    float ones (the bounds stats.compute documents)."""
+    rng = np.random.default_rng(Tq * 10 + Tk)
+    w = random_attention(rng, 2, 3, Tq, Tk, causal=causal)
+    w[1, 2, 1] = 0  # a fully masked query row
+    special, relative = [0, Tk - 1], Tq == Tk
+    q = stored(w)
+    exact = oracle(w.astype(np.float64), special, relative)
+    of_stored = oracle(q.astype(np.float64) / 255, special, relative)
+    got_float = stats.compute(w, key_special=special)
+    got_u8 = stats.compute(q, key_special=special)
+    for name in stats.NAMES:
+        if not relative and name in ("distance", "previous_token"):
+            assert got_float[name] is None and got_u8[name] is None
+            continue
+        np.testing.assert_allclose(got_float[name], exact[name], rtol=2e-6, atol=2e-6, err_msg=name)
+        np.testing.assert_allclose(got_u8[name], of_stored[name], rtol=2e-6, atol=2e-6, err_msg=name)
+    # uint8 vs float: each weight moves by at most 1/510
+    r = 0.5 / 255 + 1e-6
+    for name, bound in (("max_weight", r), ("first_token", r), ("previous_token", r),
+                        ("special_tokens", 2 * r), ("distance", r * sum(range(Tk)))):
+        if got_u8[name] is not None:
+            assert np.nanmax(np.abs(got_u8[name] - exact[name])) <= bound, name
+
+
+def test_uint8_statistics_error_on_long_rows():
+    """What uint8 storage does to the statistics of diffuse rows (documented
+    in stats.compute): 512 keys, random softmax. Weights below 1/510 round to
+    0, so entropy and distance are those of the rows' larger weights."""
+    rng = np.random.default_rng(3)
+    w = random_attention(rng, 1, 2, 512, 512)
+    exact = oracle(w[:, :1, :64].astype(np.float64), [], False)  # first rows of head 0
+    got = stats.compute(stored(w[:, :1, :64]), key_special=[], relative=False)
+    assert abs(got["max_weight"][0, 0] - exact["max_weight"][0, 0]) <= 0.5 / 255
+    # measured: about 0.5 nats less than the float entropy (~4.9), never more
+    gap = exact["entropy"][0, 0] - got["entropy"][0, 0]
+    assert 0.1 < gap < 1.0, gap
+
+
 def test_collect_aligns_layers_and_heads():
     # Step 0 stored layers (0, 2) with 2 heads; step 1 layer 1 with 1 head; step 2 nothing.
     v0 = {n: np.array([[1, 2], [3, 4]], np.float32) for n in stats.NAMES}
@@ -140,19 +206,19 @@ def test_collect_aligns_layers_and_heads():
 # Writing and reading
 
 
-def test_written_stats_are_those_of_the_float_attention(tmp_path, monkeypatch):
+def test_written_stats_are_those_of_the_stored_weights(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     tokens = ["[CLS]", "the", "cat", "[SEP]", "a", "dog", "[SEP]"]
     steps = [0, 50, 100]
     maps = {s: random_attention(rng, 3, 4, 7, 7) for s in steps}
     threads = []
-    real = stats.compute
+    real, real_add = stats.compute, stats.Accumulator.add
 
     def spy(*args, **kwargs):
         threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
+        return real_add(*args, **kwargs)
 
-    monkeypatch.setattr(stats, "compute", spy)
+    monkeypatch.setattr(stats.Accumulator, "add", spy)
     with tb_attention.AttentionWriter(str(tmp_path / "run")) as w:
         for s in steps:
             w.add_attention("probe/x", maps[s], tokens=tokens, global_step=s, layer_ids=[0, 2, 5],
@@ -165,15 +231,17 @@ def test_written_stats_are_those_of_the_float_attention(tmp_path, monkeypatch):
     got = log.stats("run", "probe/x")
     assert got["steps"].tolist() == steps and got["layer_ids"].tolist() == [0, 2, 5]
     for i, s in enumerate(steps):
-        want = real(maps[s], key_special=[0, 3, 6])
+        want = real(stored(maps[s]), key_special=[0, 3, 6])
         for name in stats.NAMES:
             assert got[name].shape == (3, 3, 4)
-            # From the float attention: exact to float32, not to the uint8 payload.
+            # Of the uint8 weights as stored, not of the float attention.
             np.testing.assert_array_equal(got[name][i], want[name], err_msg=name)
-    # The uint8 payload gives slightly different numbers: the stats were not
-    # computed from it.
-    decoded = log.get("run", "probe/x", 50)
-    assert not np.array_equal(real(decoded.attention())["entropy"], got["entropy"][1])
+        decoded = log.get("run", "probe/x", s)
+        # The statistics of the record load() gives back, to float32 rounding.
+        again = real(decoded.attention(), key_special=[0, 3, 6])
+        for name in stats.NAMES:
+            np.testing.assert_allclose(got[name][i], again[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.array_equal(real(maps[50])["entropy"], got["entropy"][1])
     # The special positions come back with the record.
     assert decoded.kind().key_special == (0, 3, 6)
 
@@ -238,7 +306,7 @@ def test_old_steps_without_stats_still_load(stats_logdir):
     assert got["steps"].tolist() == [0, 10, 20]
     for name in stats.NAMES:
         assert np.isnan(got[name][0]).all(), name  # nothing stored for the old step
-        want = stats.compute(stats_logdir["maps"][20], key_special=(0, 3))[name]
+        want = stats.compute(stored(stats_logdir["maps"][20]), key_special=(0, 3))[name]
         np.testing.assert_array_equal(got[name][2], want)
 
 
@@ -249,7 +317,7 @@ def test_several_kinds(stats_logdir):
     ed = stats_logdir["ed"]
     cross = log.stats("seq2seq", "probe/ed", kind="cross")
     assert np.isnan(cross["distance"]).all() and np.isnan(cross["previous_token"]).all()
-    want = stats.compute(ed.attention("cross"), key_special=(0, 3), relative=False)
+    want = stats.compute(stored(ed.attention("cross")), key_special=(0, 3), relative=False)
     np.testing.assert_array_equal(cross["special_tokens"][0], want["special_tokens"])
     dec = log.stats("seq2seq", "probe/ed", kind="decoder")
     assert np.isnan(dec["special_tokens"]).all() and np.isfinite(dec["distance"]).all()
@@ -282,7 +350,7 @@ def test_stats_route(wsgi, stats_logdir):
         rows = data["stats"][name]
         assert len(rows) == 3 and all(len(r) == 2 * 3 for r in rows)
         assert rows[0] == [None] * 6  # the old step has none
-        want = stats.compute(stats_logdir["maps"][10], key_special=(0, 3))[name]
+        want = stats.compute(stored(stats_logdir["maps"][10]), key_special=(0, 3))[name]
         assert np.array_equal(np.array(rows[1], np.float32), want.ravel()), name  # row-major layer, head
 
     # Headers only: one blob per step, and a second request reads none.
@@ -343,7 +411,7 @@ def test_stats_route_on_tensorboard(stats_logdir, tensorboard_factory):
         return status == 200 and json.loads(body)["steps"] == [0, 10, 20] and json.loads(body)
 
     data = wait_until(loaded, timeout=90, what="the stats route")
-    want = stats.compute(stats_logdir["maps"][20], key_special=(0, 3))["entropy"]
+    want = stats.compute(stored(stats_logdir["maps"][20]), key_special=(0, 3))["entropy"]
     assert np.array_equal(np.array(data["stats"]["entropy"][2], np.float32), want.ravel())
 
 

@@ -883,3 +883,22 @@ def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypa
     (tmp_path / "run" / "events.out.tfevents.after").write_bytes(bytes(received[:-4]))
     os.rename(tmp_path / "before", tmp_path / "run" / "events.out.tfevents.before")
     assert load(tmp_path).steps("run", "probe") == list(range(16))
+
+
+@pytest.mark.parametrize("walltime, step, tag", [(0.0, 0, "p"), (1.7e9, 2 ** 63 - 1, "probe/é"),
+                                                 (12.5, 300, "x" * 200)])
+def test_event_bytes_are_protobufs_serialization(walltime, step, tag):
+    """The writer builds each Event's bytes by hand (summary.event_bytes):
+    byte for byte what protobuf serializes for the same Event."""
+    from tensorboard.compat.proto import event_pb2
+    from tb_attention import metadata, summary
+    from tb_attention.record import from_raw as record_from_raw
+
+    rng = np.random.default_rng(step % 97)
+    record = record_from_raw(softmax(rng, 2, 3, 130, 130), tokens(130))
+    blobs = summary.step_blobs(record, 4, "w")
+    meta = metadata.create_summary_metadata("d")
+    event = event_pb2.Event(wall_time=walltime, step=step)
+    summary.add_value(event.summary, tag, blobs, meta)
+    assert summary.event_bytes(walltime, step, tag, blobs, meta.SerializeToString()) == \
+        event.SerializeToString()
