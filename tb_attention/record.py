@@ -35,7 +35,10 @@ class Neurons:
 @dataclasses.dataclass(frozen=True)
 class KindRecord:
     name: str
-    attention: np.ndarray  # float32 [L, H, Tq, Tk]
+    # [L, H, Tq, Tk]: float32; or as tb_attention.capture(..., dtype=) keeps
+    # it, uint8 round(w * 255) or float16 (AttentionRecord.attention() gives
+    # float32 of any of them).
+    attention: np.ndarray
     query_tokens: Tuple[str, ...]
     key_tokens: Tuple[str, ...]
     layer_ids: Tuple[int, ...]
@@ -85,7 +88,14 @@ class AttentionRecord:
             raise KeyError("no attention kind %r; this record has %s" % (kind, self.kinds)) from None
 
     def attention(self, kind: Optional[str] = None) -> np.ndarray:
-        return self.kind(kind).attention
+        """float32 [L, H, Tq, Tk]: the array itself when the record holds
+        float32, else converted on each call (uint8: v / 255)."""
+        a = self.kind(kind).attention
+        if a.dtype == np.float32:
+            return a
+        if a.dtype == np.uint8:
+            return a.astype(np.float32) / np.float32(255.0)
+        return a.astype(np.float32)
 
     def tokens(self, kind: Optional[str] = None) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
         k = self.kind(kind)
@@ -315,7 +325,11 @@ def validate_kind(k: KindRecord):
     what = "%s attention" % k.name
     check_tokens(k.query_tokens, Tq, "%s query tokens" % k.name)
     check_tokens(k.key_tokens, Tk, "%s key tokens" % k.name)
-    check_attention_values(a, what)
+    if a.dtype == np.uint8:  # quantized (capture): every byte is a weight in [0, 1]
+        if a.size == 0:
+            raise AttentionInputError("%s is empty (shape %s)" % (what, tuple(a.shape)))
+    else:
+        check_attention_values(a, what)
     check_layer_ids(k.layer_ids, L)
     check_segment(k.query_segment_b, Tq, "%s query_segment_b" % k.name)
     check_segment(k.key_segment_b, Tk, "%s key_segment_b" % k.name)

@@ -185,6 +185,12 @@ class AttentionWriter:
         attention) or a pair (query_tokens, key_tokens), and special_tokens
         the key positions of special tokens ([CLS], [SEP], ...) for the
         "special_tokens" statistic (unknown, NaN, without them).
+
+        An AttentionRecord is taken as it is, without a copy: the writer owns
+        its arrays from here on and its background thread reads them later,
+        so do not change them after this call (a record from capture(...,
+        dtype="uint8") is checked in microseconds and queued). Raw tensors
+        are copied (to float32) before this returns.
         """
         self._raise_pending()
         summary.check_tag(tag)

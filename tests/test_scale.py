@@ -1,0 +1,83 @@
+"""Issue 12, capture that scales: attention quantized on the model's device
+(tb_attention.device), records holding it, add_attention taking them over
+without a copy, heads=. The expected bytes come from tests.support.records.stored
+(plain numpy rint), never from the code under test."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import tb_attention
+from tb_attention import device, summary
+from tb_attention.record import AttentionRecord, KindRecord
+from tests.support.records import UINT8_TOL, softmax, stored, tokens
+
+
+@pytest.mark.parametrize("torch_dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_quantized_on_the_device_as_the_writer_stores(torch_dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    a = softmax(rng, 1, 3, 7, 9)[0]  # [H, Tq, Tk]
+    a[0, 0, :2] = [0.5 / 255, 1.5 / 255]  # ties: half to even, as np.rint
+    t = torch.from_numpy(a).to(torch_dtype)
+    want = stored(t.float().numpy())
+    monkeypatch.setattr(device, "CHUNK_ELEMENTS", 10)  # chunks of one row
+    got = device.quantize_on_device(t, "uint8")
+    assert got.dtype == torch.uint8 and got.device == t.device
+    np.testing.assert_array_equal(got.numpy(), want)
+    half = device.finish(device.keep(t, "float16"))
+    np.testing.assert_array_equal(half, t.float().numpy().astype(np.float16))
+    assert half.dtype == np.float16
+
+
+def test_kept_weights_do_not_change_with_the_model_tensor():
+    t = torch.from_numpy(softmax(np.random.default_rng(1), 1, 2, 4, 4)[0])
+    for dtype in ("uint8", "float16"):
+        kept = device.finish(device.keep(t, dtype))
+        before = kept.copy()
+        t.mul_(0.5)  # the model reuses its buffer in place
+        np.testing.assert_array_equal(kept, before)
+
+
+def test_host_attention_writes_one_array():
+    rng = np.random.default_rng(2)
+    layers = [torch.from_numpy(softmax(rng, 1, 4, 6, 6)) for _ in range(3)]  # [1, H, T, T] each
+    got = device.host_attention(layers, "uint8")
+    assert got.shape == (3, 4, 6, 6) and got.dtype == np.uint8 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, stored(np.concatenate([t.numpy() for t in layers])))
+
+
+def uint8_record(rng, L=2, H=3, T=5):
+    a = softmax(rng, L, H, T, T)
+    kind = KindRecord(name="self", attention=stored(a), query_tokens=tuple(tokens(T)),
+                      key_tokens=tuple(tokens(T)), layer_ids=tuple(range(L)), key_special=(0,))
+    return AttentionRecord([kind]), a
+
+
+def test_a_uint8_record_reads_as_float32_and_round_trips(tmp_path):
+    rng = np.random.default_rng(3)
+    record, a = uint8_record(rng)
+    f = record.attention()
+    assert f.dtype == np.float32 and np.abs(f - a).max() <= UINT8_TOL
+    np.testing.assert_array_equal(f * 255, stored(a).astype(np.float32))
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("p", record, global_step=3)
+    got = tb_attention.load(str(tmp_path)).get(".", "p", 3)
+    np.testing.assert_array_equal(got.attention(), f)
+
+
+def test_add_attention_takes_the_record_without_a_copy(tmp_path, monkeypatch):
+    """The background thread encodes the very arrays of the record: no copy on
+    the training thread."""
+    seen = []
+    real = summary.stored_and_stats
+
+    def spy(kind, dtype):
+        seen.append((threading.current_thread().name, kind.attention))
+        return real(kind, dtype)
+
+    monkeypatch.setattr(summary, "stored_and_stats", spy)
+    record, _ = uint8_record(np.random.default_rng(4))
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("p", record, global_step=0)
+    assert [(name, arr is record.kind().attention) for name, arr in seen] == [("tb-attention-writer", True)]
