@@ -30,6 +30,7 @@ setup(
         "tensorboard>=2.21",
         "protobuf>=6.31.1",
         "google-crc32c>=1.5",
+        "zstandard>=0.22",  # payload compression (format 4): tb_attention.codec
     ],
     extras_require={"torch": ["torch", "transformers>=5"]},
     entry_points={

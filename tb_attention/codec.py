@@ -5,10 +5,13 @@ hands it the statistics stats.compute made); the decode functions run in the
 plugin (one blob at a time) and in load(). Everything that reads or writes a
 StepHeader, its per-head statistics included, is here.
 """
+import threading
 import uuid
+import zlib
 
 import google_crc32c
 import numpy as np
+import zstandard
 
 from tb_attention import metadata
 from tb_attention.metadata import FormatError
@@ -134,9 +137,13 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
     blobs = [b""]
 
     def add_blob(payload):
-        blobs.append(payload)
+        stored, compression = compress(payload)
+        blobs.append(stored)
+        if compression != attention_pb2.COMPRESSION_NONE:
+            header.version = max(header.version, 4)
         return attention_pb2.BlobRef(
-            index=len(blobs) - 1, length=len(payload), crc32c=google_crc32c.value(payload))
+            index=len(blobs) - 1, length=len(stored), crc32c=google_crc32c.value(stored),
+            compression=compression, raw_length=len(payload) if compression else 0)
 
     for name in record.kinds:
         k = record.kind(name)
@@ -204,11 +211,68 @@ def find_kind(header, name):
 
 
 def check_blob(ref, blob, what):
+    """Raise FormatError unless blob is the bytes ref says were stored."""
     if len(blob) != ref.length:
         raise FormatError("%s is truncated or corrupt: %d bytes where %d were written"
                           % (what, len(blob), ref.length))
     if google_crc32c.value(blob) != ref.crc32c:
         raise FormatError("%s is corrupt: its checksum does not match what was written" % what)
+
+
+def open_blob(ref, blob, what):
+    """The payload of a stored blob, checked (check_blob) and inflated."""
+    check_blob(ref, blob, what)
+    if ref.compression == attention_pb2.COMPRESSION_NONE:
+        return blob
+    try:
+        if ref.compression == attention_pb2.ZSTD:
+            raw = _zstd_decompressor().decompress(blob, max_output_size=ref.raw_length)
+        elif ref.compression == attention_pb2.ZLIB:
+            raw = zlib.decompress(blob)
+        else:
+            raise FormatError("%s is stored with compression %d, which this tb-attention does not "
+                              "know: upgrade tb-attention" % (what, ref.compression))
+    except (zlib.error, zstandard.ZstdError) as e:
+        raise FormatError("%s does not inflate (%s)" % (what, e)) from e
+    if len(raw) != ref.raw_length:
+        raise FormatError("%s inflates to %d bytes where %d were written"
+                          % (what, len(raw), ref.raw_length))
+    return raw
+
+
+# --------------------------------------------------------------------------
+# Compression (format version 4). zstd at level 3: at 128 tokens of random
+# softmax attention (uint8) 0.28 bytes per weight at about 0.6 ms per layer
+# of 12 heads, where zlib takes 14 ms at level 1 for 0.32 and 100+ ms at
+# level 6 for 0.26 (tests/benchmarks/results/scale.md): zlib would be most
+# of the writer's background time. Readers also inflate ZLIB.
+ZSTD_LEVEL = 3
+_local = threading.local()
+
+
+def _zstd_compressor():
+    c = getattr(_local, "compressor", None)
+    if c is None:  # one per thread: a ZstdCompressor is not thread safe
+        c = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True,
+                                                         write_content_size=True)
+    return c
+
+
+def _zstd_decompressor():
+    d = getattr(_local, "decompressor", None)
+    if d is None:
+        d = _local.decompressor = zstandard.ZstdDecompressor()
+    return d
+
+
+def compress(payload):
+    """(bytes to store, Compression): zstd unless that saves nothing."""
+    if len(payload) < 64:
+        return payload, attention_pb2.COMPRESSION_NONE
+    packed = _zstd_compressor().compress(payload)
+    if len(packed) >= len(payload):
+        return payload, attention_pb2.COMPRESSION_NONE
+    return packed, attention_pb2.ZSTD
 
 
 def layer_parts(kind, layer_index):
@@ -240,7 +304,7 @@ def attention_part(kind, layer_index, part, blob):
     what = "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index])
     if kind.heads_per_blob > 0:
         what += " (heads %d..%d)" % (h0, h1 - 1)
-    check_blob(ref, blob, what)
+    blob = open_blob(ref, blob, what)
     shape = (h1 - h0, len(kind.query_tokens), len(kind.key_tokens))
     dt = _NUMPY.get(kind.dtype)
     if dt is None:
@@ -269,7 +333,7 @@ def to_float(stored):
 def neuron_layer(kind, layer_index, blob):
     """(queries f16 [H,Tq,D], keys f16 [H,Tk,D], masked u8 [Tq,Tk], bias f16 [H,Tq,Tk] or None, scale)."""
     nl = kind.neurons[layer_index]
-    check_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
+    blob = open_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
     sizes = [H * Tq * D * 2, H * Tk * D * 2, Tq * Tk, H * Tq * Tk * 2 if nl.has_bias else 0]
     if sum(sizes) != len(blob):

@@ -14,8 +14,10 @@ PLUGIN_NAME = "attention"
 # keep readers able to load every older version (tests/fixtures holds samples).
 # 1: one blob per stored layer. 2: a layer larger than codec.LAYER_BLOB_BYTES
 # is stored as blobs of whole heads (Kind.heads_per_blob); the writer still
-# writes version 1 for steps that split no layer.
-FORMAT_VERSION = 2
+# writes version 1 for steps that split no layer. 4: payloads compressed
+# (BlobRef.compression, .raw_length; zstd, or zlib); written for every step
+# with a compressed blob.
+FORMAT_VERSION = 4
 
 
 class FormatError(ValueError):

@@ -371,16 +371,15 @@ def test_format_2_splits_a_large_layer_into_blobs_of_whole_heads(served):
     for step in (0, 1):
         header = log.header("split", "probe", step)
         kind = header.kinds[0]
-        assert header.version == 2 and kind.heads_per_blob == 2
+        assert header.version == 4 and kind.heads_per_blob == 2  # 4: its blobs are compressed
         assert len(kind.attention) == 2 * 3  # 2 layers x blobs of heads 0-1, 2-3, 4
         assert [(h0, h1) for _, h0, h1 in codec.layer_parts(kind, 1)] == [(0, 2), (2, 4), (4, 5)]
         want = served.written[("split", "probe", step)].attention()
         got = log.get("split", "probe", step)
         assert got.layer_ids() == (3, 9)
         np.testing.assert_array_equal(stored(got.attention()), stored(want))
-    # steps that split nothing stay version 1, readable by tb-attention of format 1
-    assert log.header("good", "probe", 0).version == 1 and log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
-    assert metadata.FORMAT_VERSION == 2
+    assert log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
+    assert metadata.FORMAT_VERSION == 4
 
 
 def test_format_2_through_the_routes(backend, served):

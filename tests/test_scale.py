@@ -81,3 +81,55 @@ def test_add_attention_takes_the_record_without_a_copy(tmp_path, monkeypatch):
     with tb_attention.AttentionWriter(str(tmp_path)) as w:
         w.add_attention("p", record, global_step=0)
     assert [(name, arr is record.kind().attention) for name, arr in seen] == [("tb-attention-writer", True)]
+
+
+# --------------------------------------------------------------------------
+# Compressed storage (format version 4)
+
+
+def test_payloads_are_compressed_per_blob_and_inflate_to_the_stored_bytes():
+    import zstandard
+    from tb_attention import codec
+    from tb_attention.proto import attention_pb2 as pb
+
+    rng = np.random.default_rng(5)
+    a = softmax(rng, 2, 3, 40, 40)
+    record = tb_attention.AttentionRecord([KindRecord(
+        name="self", attention=a, query_tokens=tuple(tokens(40)), key_tokens=tuple(tokens(40)),
+        layer_ids=(0, 1))])
+    blobs = summary.step_blobs(record, 0, "w")
+    header = codec.parse_header(blobs[0])
+    assert header.version == 4
+    for layer, ref in enumerate(header.kinds[0].attention):
+        assert ref.compression == pb.ZSTD and ref.length == len(blobs[ref.index]) < ref.raw_length
+        raw = zstandard.ZstdDecompressor().decompress(blobs[ref.index])
+        assert raw == stored(a[layer]).tobytes() and ref.raw_length == len(raw)
+    # a payload zstd cannot shrink is stored as it is
+    noise = np.random.default_rng(6).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    assert codec.compress(noise) == (noise, pb.COMPRESSION_NONE)
+
+
+def test_damaged_compressed_blobs_are_refused():
+    import google_crc32c
+    from tb_attention import codec
+    from tb_attention.metadata import FormatError
+
+    a = softmax(np.random.default_rng(7), 1, 2, 30, 30)
+    record = tb_attention.AttentionRecord([KindRecord(
+        name="self", attention=a, query_tokens=tuple(tokens(30)), key_tokens=tuple(tokens(30)),
+        layer_ids=(0,))])
+    blobs = summary.step_blobs(record, 0, "w")
+    kind = codec.parse_header(blobs[0]).kinds[0]
+    ref = kind.attention[0]
+    blob = blobs[ref.index]
+    flipped = blob[:20] + bytes([blob[20] ^ 1]) + blob[21:]
+    with pytest.raises(FormatError, match="checksum"):  # the CRC of the stored bytes
+        codec.attention_part(kind, 0, 0, flipped)
+    # bytes whose CRC matches but that are no zstd frame
+    ref.crc32c = google_crc32c.value(flipped[:4] + b"\0" * (len(blob) - 4))
+    with pytest.raises(FormatError, match="does not inflate"):
+        codec.attention_part(kind, 0, 0, flipped[:4] + b"\0" * (len(blob) - 4))
+    ref.crc32c = google_crc32c.value(blob)
+    ref.raw_length -= 1
+    with pytest.raises(FormatError, match="inflate"):
+        codec.attention_part(kind, 0, 0, blob)
