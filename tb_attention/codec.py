@@ -241,12 +241,14 @@ def open_blob(ref, blob, what):
 
 
 # --------------------------------------------------------------------------
-# Compression (format version 4). zstd at level 3: at 128 tokens of random
-# softmax attention (uint8) 0.28 bytes per weight at about 0.6 ms per layer
-# of 12 heads, where zlib takes 14 ms at level 1 for 0.32 and 100+ ms at
-# level 6 for 0.26 (tests/benchmarks/results/scale.md): zlib would be most
-# of the writer's background time. Readers also inflate ZLIB.
-ZSTD_LEVEL = 3
+# Compression (format version 4). zstd at level 1, measured on random
+# softmax attention (uint8, one layer of 12 heads; 2 loaded cores): at 128
+# tokens 0.28 bytes per weight in ~0.6 ms, at 512 tokens 0.15; level 3
+# gives the same sizes more slowly, negative levels save no time here and
+# store up to 0.44. zlib takes 14 ms at level 1 for 0.32 and 100+ ms at
+# level 6 for 0.26: it would be most of the writer's background time.
+# Readers also inflate ZLIB.
+ZSTD_LEVEL = 1
 _local = threading.local()
 
 

@@ -69,7 +69,7 @@ _TINY = np.float32(np.finfo(np.float32).tiny)
 
 class _Plan:
     """What compute() needs per shape, made once per kind: the |i - j|
-    matrix and the key columns whose mass is summed."""
+    matrix and the special key columns."""
 
     def __init__(self, Tq, Tk, special, relative):
         self.relative = relative
@@ -77,40 +77,38 @@ class _Plan:
         if relative:
             pos = np.arange(Tq, dtype=np.float32)
             self.dist = np.abs(pos[:, None] - pos[None, :])  # [Tq, Tk]: |i - j|
-        # Columns of one matrix product over the keys: row sum, first key,
-        # special keys (BLAS: one pass over the weights for all three).
-        cols = np.zeros((Tk, 3), np.float32)
-        cols[:, 0] = 1.0
-        cols[0, 1] = 1.0
-        if special is not None and special.size:
-            cols[special, 2] = 1.0
-        self.cols = cols
+        self.special = special
 
 
-def _heads(v, scale, plan, special_known, out, layer, heads):
-    """The statistics of a few heads v [h, Tq, Tk] (float32 weights / scale)
-    into out[name][layer, heads]: one pass per term, no temporary larger
-    than v, entropy, max, the column sums and the distance fused."""
+def _heads(raw, scale, plan, out, layer, heads):
+    """The statistics of a few heads raw [h, Tq, Tk] (float weights, or
+    uint8 weights / scale) into out[name][layer, heads]: one pass per term,
+    no temporary larger than the heads as float32; the entropy and the
+    distance are fused multiply-sums (einsum), not products then sums.
+    (Measured: a BLAS product with the few key columns instead of the sums
+    below took 13 ms per layer of 12 heads at 512 tokens, the sums 1.5 ms.)"""
+    v = np.asarray(raw, dtype=np.float32)  # [h, Tq, Tk]
     h, Tq, Tk = v.shape
-    sums = np.matmul(v.reshape(h * Tq, Tk), plan.cols).reshape(h, Tq, 3)
-    sums *= np.float32(scale)
-    valid = sums[..., 0] > ROW_EPSILON  # [h, Tq]
+    s = np.float32(scale)
+    rows = v.sum(axis=-1)
+    valid = rows * s > ROW_EPSILON  # [h, Tq]
     lg = np.add(v, _TINY)
     np.log(lg, out=lg)
     # -sum_j w ln w with w = s v: -s (sum_j v ln v + ln s sum_j v)
     vlogv = np.einsum("hij,hij->hi", v, lg)
     del lg
-    entropy = -np.float32(scale) * vlogv - np.float32(math.log(scale)) * sums[..., 0]
-    out["entropy"][layer, heads] = _row_mean(entropy, valid)
-    out["max_weight"][layer, heads] = _row_mean(v.max(axis=-1) * np.float32(scale), valid)
-    out["first_token"][layer, heads] = _row_mean(sums[..., 1], valid)
-    if special_known:
-        out["special_tokens"][layer, heads] = _row_mean(sums[..., 2], valid)
+    out["entropy"][layer, heads] = _row_mean(-s * (vlogv + np.float32(math.log(scale)) * rows), valid)
+    out["max_weight"][layer, heads] = _row_mean(raw.max(axis=-1) * s, valid)
+    out["first_token"][layer, heads] = _row_mean(v[..., 0] * s, valid)
+    if plan.special is not None:
+        mass = (v[..., plan.special].sum(axis=-1) if plan.special.size
+                else np.zeros(v.shape[:2], np.float32))
+        out["special_tokens"][layer, heads] = _row_mean(mass * s, valid)
     if plan.relative:
-        dist = np.einsum("hij,ij->hi", v, plan.dist) * np.float32(scale)
+        dist = np.einsum("hij,ij->hi", v, plan.dist) * s
         out["distance"][layer, heads] = _row_mean(dist, valid)
         if Tq > 1:
-            prev = np.diagonal(v, offset=-1, axis1=-2, axis2=-1) * np.float32(scale)  # a_i,i-1
+            prev = np.diagonal(v, offset=-1, axis1=-2, axis2=-1) * s  # a_i,i-1
             out["previous_token"][layer, heads] = _row_mean(prev, valid[..., 1:])
 
 
@@ -179,8 +177,7 @@ class Accumulator:
         step = max(1, CHUNK_ELEMENTS // max(1, Tq * Tk))
         for h0 in range(0, H, step):
             heads = slice(h0, min(H, h0 + step))
-            v = np.asarray(heads_of_layer[heads], dtype=np.float32)  # [h, Tq, Tk]
-            _heads(v, scale, self._plan, self._special_known, self._out, layer, heads)
+            _heads(heads_of_layer[heads], scale, self._plan, self._out, layer, heads)
 
     def result(self):
         out = dict(self._out)
