@@ -45,9 +45,9 @@ class NeuronsNotSupportedWarning(UserWarning):
 # Public API
 
 
-def capture(model, inputs, tokenizer=None, neurons: bool = False,
-            layers: Union[None, Sequence[int], Mapping[str, Sequence[int]]] = None
-            ) -> Union[AttentionRecord, List[AttentionRecord]]:
+def capture(model, inputs=None, tokenizer=None, neurons: bool = False,
+            layers: Union[None, Sequence[int], Mapping[str, Sequence[int]]] = None,
+            **model_inputs) -> Union[AttentionRecord, List[AttentionRecord]]:
     """Attention of `model` on `inputs`, as an AttentionRecord.
 
     model: a transformers PreTrainedModel (any head).
@@ -58,6 +58,8 @@ def capture(model, inputs, tokenizer=None, neurons: bool = False,
         (positions named "[CLS]", "patch (r, c)"; the record's `image` holds
         the patch grid and a thumbnail), or `input_features` / `input_values`
         (audio; positions named "frame <i>").
+        Or as keywords: capture(model, pixel_values=x), capture(model, input_ids=ids,
+        attention_mask=mask); keywords are added to `inputs`.
         Encoder-decoder models: without decoder_input_ids the decoder gets the
         labels shifted right behind the decoder start token (as the model does
         in training); without labels either, what the model itself would do:
@@ -80,14 +82,30 @@ def capture(model, inputs, tokenizer=None, neurons: bool = False,
     that number positions from the start of the row (GPT-2) compute something
     else than for the unpadded example, and the record shows what they computed.
     """
-    records = _capture(model, inputs, tokenizer, neurons, layers)
+    records = _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers)
     return records[0] if len(records) == 1 else records
 
 
-def capture_batch(model, inputs, tokenizer=None, neurons: bool = False, layers=None
-                  ) -> List[AttentionRecord]:
+def capture_batch(model, inputs=None, tokenizer=None, neurons: bool = False, layers=None,
+                  **model_inputs) -> List[AttentionRecord]:
     """As `capture`, but always a list (one record per example)."""
-    return _capture(model, inputs, tokenizer, neurons, layers)
+    return _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers)
+
+
+def _merged(model, inputs, keywords):
+    if not keywords:
+        if inputs is None:
+            raise AttentionInputError("capture needs inputs: a tokenizer's or processor's output, "
+                                      "or tensors as keywords (input_ids=..., pixel_values=...)")
+        return inputs
+    if inputs is None:
+        return dict(keywords)
+    merged = _inputs.as_dict(model, inputs)
+    both = sorted(set(merged) & set(keywords))
+    if both:
+        raise AttentionInputError("%s given both in inputs and as keywords" % ", ".join(both))
+    merged.update(keywords)
+    return merged
 
 
 def probe(model, inputs, neurons: bool = False) -> List[AttentionCall]:
@@ -220,6 +238,8 @@ def _token_matrix(call, lengths, batch, adapter, what, selected):
         return np.ascontiguousarray(a[:, :, :want[1], :want[2]])
     problem = "not [batch, heads, query positions, key positions] = [%d, H, %s, %s]" % (
         want[0], want[1], want[2])
+    if a.ndim == 4 and a.shape[0] != want[0] and a.shape[0] % want[0] == 0:
+        problem += " (%d attention maps per example: attention within windows)" % (a.shape[0] // want[0])
     if adapter.convert is not None and a.ndim == 4 and a.shape[0] == want[0] and want[1] == want[2]:
         keep = batch.keep.get(q_side)
         keep = np.ones((want[0], want[1]), bool) if keep is None else keep

@@ -73,7 +73,7 @@ def is_encoder_decoder(model):
             and "decoder_input_ids" in forward_parameters(model))
 
 
-def _as_dict(model, inputs):
+def as_dict(model, inputs):
     import torch
 
     if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
@@ -106,7 +106,7 @@ def _main_input(model, inputs):
 
 
 def prepare(model, inputs, adapter) -> Batch:
-    inputs = {k: _as_tensor(v, k) for k, v in _as_dict(model, inputs).items()}
+    inputs = {k: _as_tensor(v, k) for k, v in as_dict(model, inputs).items()}
     main = _main_input(model, inputs)
     modality, dims = MAIN_INPUTS[main]
     for k, v in list(inputs.items()):

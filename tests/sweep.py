@@ -76,6 +76,12 @@ OVERRIDES = {
     "bigbird_pegasus": dict(block_size=2, num_random_blocks=1),
     # rotary dims default to 64, more than a tiny head
     "gptj": dict(rotary_dim=4), "codegen": dict(rotary_dim=4),
+    # SqueezeBERT needs its embedding as wide as its hidden states
+    "squeezebert": dict(embedding_size=32),
+    # sliding windows of a few tokens, so that windowed layouts really are windowed
+    "longformer": dict(attention_window=[4, 4]), "led": dict(attention_window=[4, 4]),
+    # windows smaller than the 8 x 8 patch grid of a 32-pixel image (the default 7 fails there)
+    "swin": dict(window_size=4), "donut-swin": dict(window_size=4), "maskformer-swin": dict(window_size=4),
 }
 LENGTHS = {"big_bird": 20, "bigbird_pegasus": 20}
 VOCAB = 99
@@ -123,14 +129,12 @@ def _shrink(config_cls, default):
         if isinstance(current, int) and current > tiny or current is None and name in (
                 "head_dim", "intermediate_size", "n_inner", "d_ff"):
             out[name] = tiny
-        elif isinstance(current, (list, tuple)) and current and all(
-                isinstance(v, int) for v in current):
-            out[name] = [min(v, tiny) for v in current[:2]]
-    for name in ("depths", "hidden_sizes", "num_heads", "embed_dims", "sr_ratios"):
+    # per-stage lists (Swin-like): two stages, 2 heads each (divides every stage's width)
+    stages = {"depths": 1, "num_heads": 2, "hidden_sizes": 32, "embed_dims": 32}
+    for name in list(stages) + ["sr_ratios"]:
         current = getattr(default, name, None)
-        if isinstance(current, (list, tuple)) and len(current) > 2:
-            out[name] = [min(v, SIZES.get(name, 2) if name != "hidden_sizes" else 32)
-                         for v in current[:2]] if name != "sr_ratios" else list(current[:2])
+        if isinstance(current, (list, tuple)) and len(current) >= 2 and all(isinstance(v, int) for v in current):
+            out[name] = [min(v, stages[name]) for v in current[:2]] if name in stages else list(current[:2])
     for name, value in INIT.items():
         if name in attrs and isinstance(getattr(default, name, None), float):
             out[name] = value
