@@ -10,7 +10,7 @@ script its own short mode where it has one; the report says it was quick.
 
 --summary runs no benchmark: it reads the results/*.md files as they are and
 writes results/SUMMARY.md, one compact table of the headline medians and
-ratios (the README's benchmark table), each row with the date its numbers were
+ratios (the table in docs/benchmarks.md), each row with the date its numbers were
 measured (the date written in its source file) and the source file.
 """
 import argparse
@@ -266,7 +266,7 @@ def write_summary():
         srcs = srcs if isinstance(srcs, list) else [srcs]
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             measure, ours, base, ratio, ", ".join(dict.fromkeys(s.date for s in srcs)),
-            ", ".join("`results/%s`" % s.name for s in srcs)))  # no links: pasted into the README as is
+            ", ".join("`results/%s`" % s.name for s in srcs)))  # no links: pasted into docs/benchmarks.md as is
     lines += ["", "Where each source says it ran:", ""]
     lines += ["- `results/%s`: %s" % (src.name, src.context[:700] or "(no date)") for src in sources]
     text = "\n".join(lines) + "\n"
