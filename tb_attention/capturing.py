@@ -30,7 +30,8 @@ from . import adapters as _adapters
 from . import inputs as _inputs
 from . import interface as _interface
 from .interface import PROBE_IMPLEMENTATION, AttentionCall  # noqa: F401  (public names)
-from .record import AttentionInputError, AttentionRecord, KindRecord, Neurons, validate_kind
+from .record import (AttentionInputError, AttentionRecord, KindRecord, Neurons, validate_image,
+                     validate_kind)
 
 NO_TOKENIZER_FORMAT = _inputs.NO_TOKENIZER_FORMAT
 
@@ -402,7 +403,9 @@ def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, conf
             has_sinks=any(c.has_sinks for c in calls))
         validate_kind(record)
         kinds.append(record)
-    return AttentionRecord(kinds, model_type=adapter.model_type, image=sides.image)
+    record = AttentionRecord(kinds, model_type=adapter.model_type, image=sides.image)
+    validate_image(record)
+    return record
 
 
 def _neurons(calls, b, qi, ki, grid):

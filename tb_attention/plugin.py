@@ -6,6 +6,7 @@ blobs never change once written, so they are cached by (run, tag, step,
 wall_time, index) and their responses may be cached by the browser.
 Routes are documented in docs/routes.md (and the README).
 """
+import base64
 import collections
 import concurrent.futures
 import math
@@ -450,8 +451,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
                            query_tokens=codec.token_strings(k.query_tokens),
                            key_tokens=codec.token_strings(k.key_tokens),
                            query_segment_b=k.query_segment_b, key_segment_b=k.key_segment_b,
-                           dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim)
+                           dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim,
+                           no_neurons=k.no_neurons, has_sinks=k.has_sinks)
                       for k in header.kinds],
+            "image": image_json(header),
         }
         return _immutable(http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS))
 
@@ -516,8 +519,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         head = self._head(request, kind, required=True)
         if not len(kind.neurons):
             raise errors.NotFoundError(
-                "no neurons were logged at step %d of tag %r: capture with "
-                "tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)" % (key[2], key[1]))
+                "no neurons were logged at step %d of tag %r: %s" % (key[2], key[1], kind.no_neurons or (
+                    "capture with tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)")))
         blob = self._blob(ctx, datum, key, kind.neurons[index].blob.index)
         try:
             q, k, masked, bias, scale = codec.neuron_layer(kind, index, blob)
@@ -527,10 +530,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
         parts = [q[head].tobytes(), k[head].tobytes(), masked.tobytes()]
         if bias is not None:
             parts.append(bias[head].tobytes())
+        nl = kind.neurons[index]
         return _binary(request, b"".join(parts), {
             "X-Neuron-Shape": "%d,%d,%d" % (q.shape[1], k.shape[1], q.shape[2]),
             "X-Neuron-Scale": repr(float(scale)),
             "X-Neuron-Has-Bias": "1" if bias is not None else "0",
+            # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
+            "X-Neuron-Softcap": repr(float(nl.softcap)),
+            "X-Neuron-Sink": repr(float(nl.sinks[head])) if len(nl.sinks) == kind.num_heads else "",
         })
 
     @_route
@@ -652,6 +659,19 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
         # numpy lets go of the GIL in the row math: layers run on every core
         return np.stack(list(self._readers.map(one, layers)))
+
+def image_json(header):
+    """The header route's "image": where an image's patches are among the
+    positions and a small RGB copy of it (base64 of uint8 rows), or None."""
+    if not header.HasField("image"):
+        return None
+    im = header.image
+    return {"rows": im.rows, "cols": im.cols, "first_patch": im.first_patch,
+            "patch_height": im.patch_height, "patch_width": im.patch_width,
+            "height": im.height, "width": im.width,
+            "thumbnail_height": im.thumbnail_height, "thumbnail_width": im.thumbnail_width,
+            "thumbnail_rgb": base64.b64encode(im.thumbnail).decode("ascii")}
+
 
 def _kind_summary(kind):
     return {

@@ -389,6 +389,27 @@ def validate_kind(k: KindRecord):
             raise AttentionInputError("%s neurons: softcaps must be >= 0 (0 = none)" % k.name)
 
 
+def validate_image(record):
+    """An AttentionRecord's ImageLayout names positions of its input side."""
+    im = record.image
+    if im is None:
+        return
+    ints = (im.rows, im.cols, im.first_patch) + tuple(im.patch_size) + tuple(im.size)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ints) or min(ints[:2]) < 1 \
+            or min(ints) < 0:
+        raise AttentionInputError("image layout must hold positive ints, got %r" % (im,))
+    for name in record.kinds:
+        if name in ("self", "encoder") and len(record.kind(name).query_tokens) < im.first_patch + im.rows * im.cols:
+            raise AttentionInputError(
+                "the image's %d x %d patches from position %d do not fit the %d %s positions"
+                % (im.rows, im.cols, im.first_patch, len(record.kind(name).query_tokens), name))
+    t = im.thumbnail
+    if t is not None and (not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3
+                          or t.shape[2] != 3 or t.size == 0):
+        raise AttentionInputError("the image thumbnail must be uint8 [height, width, 3], got %s %s"
+                                  % (getattr(t, "dtype", type(t).__name__), getattr(t, "shape", "")))
+
+
 def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, kind="self",
              special_tokens=None):
     """An AttentionRecord of one kind from raw tensors (see add_attention)."""

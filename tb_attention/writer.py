@@ -27,7 +27,8 @@ from tensorboard.compat.proto import event_pb2, types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_attention import codec, metadata
-from tb_attention.record import AttentionInputError, AttentionRecord, from_raw, validate_kind
+from tb_attention.record import (AttentionInputError, AttentionRecord, from_raw, validate_image,
+                                 validate_kind)
 
 
 class AttentionWriterError(IOError):
@@ -257,6 +258,7 @@ class AttentionWriter:
                               causal=causal, kind=kind, special_tokens=special_tokens)
         for name in record.kinds:
             validate_kind(record.kind(name))
+        validate_image(record)
         stored = _stored_nbytes(record, 1 if self._dtype == "uint8" else 2)
         if stored > _MAX_EVENT_BYTES:
             shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))

@@ -7,6 +7,7 @@ output_attentions on a deep copy, tests/sweep.py) or, for layouts and
 names, from an independent computation written out here.
 """
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -375,3 +376,51 @@ def test_model_left_as_it_was_hooks_and_swapped_modules_included():
     reference = copy.deepcopy(model)
     reference(input_ids=ids())
     assert reference.attention_type == "original_full"  # what the model itself does to itself
+
+
+# --------------------------------------------------------------------------
+# Stored and read back
+
+
+def test_score_steps_image_and_reasons_survive_the_logdir(tmp_path, monkeypatch):
+    from tb_attention import AttentionWriter, load, metadata
+
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    cases = {
+        "gemma2": (tiny("gemma2", attn_logit_softcapping=0.25), {"input_ids": ids()}, 3),
+        "gpt_oss": (tiny("gpt_oss"), {"input_ids": ids()}, 3),
+        "vit": (tiny("vit"), {"pixel_values": x}, 1),
+        "granite_swa": (tiny("granite_swa"), {"input_ids": ids()}, 1),
+    }
+    written = {}
+    with AttentionWriter(str(tmp_path)) as w:
+        for tag, (model, inputs, _) in cases.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NeuronsNotSupportedWarning)  # granite_swa's
+                written[tag] = capture(model, inputs, neurons=True)
+            w.add_attention(tag, written[tag], global_step=0)
+    log = load(str(tmp_path))
+    for tag, (model, inputs, version) in cases.items():
+        run = log.runs()[0]
+        assert log.header(run, tag, 0).version == version, tag
+        got, want = log.get(run, tag, 0), written[tag]
+        k, w_ = got.kind(), want.kind()
+        assert (k.no_neurons, k.has_sinks) == (w_.no_neurons, w_.has_sinks)
+        if w_.neurons is not None:
+            for field in ("softcaps", "sinks"):
+                a, b = getattr(k.neurons, field), getattr(w_.neurons, field)
+                assert (a is None) == (b is None), (tag, field)
+                if a is not None:
+                    np.testing.assert_array_equal(a, b)
+            ref = sweep.eager_attentions(model, inputs)["self"][0]
+            assert np.abs(got.recompute_attention() - ref).max() < 1e-3, tag
+    im, want_im = log.get(run, "vit", 0).image, written["vit"].image
+    assert (im.rows, im.cols, im.first_patch, im.patch_size, im.size) == (4, 4, 1, (8, 8), (32, 32))
+    np.testing.assert_array_equal(im.thumbnail, want_im.thumbnail)
+    assert log.get(run, "gemma2", 0).image is None
+    # a reader of format 2 would recompute the soft-capped step wrongly: it refuses it instead
+    monkeypatch.setattr(metadata, "FORMAT_VERSION", 2)
+    with pytest.raises(Exception, match="format version 3.*upgrade"):
+        load(str(tmp_path)).get(run, "gemma2", 0)
+    assert load(str(tmp_path)).get(run, "vit", 0).kinds == ("self",)
+
