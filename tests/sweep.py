@@ -30,9 +30,11 @@ Each model that runs is checked:
 A capture that raises AttentionInputError is "refused" (its message is the
 reason); any other exception is a crash, and wrong numbers are "WRONG".
 """
+import contextlib
 import copy
 import dataclasses
 import inspect
+import signal
 import time
 import traceback
 import warnings
@@ -84,6 +86,7 @@ OVERRIDES = {
     "swin": dict(window_size=4), "donut-swin": dict(window_size=4), "maskformer-swin": dict(window_size=4),
 }
 LENGTHS = {"big_bird": 20, "bigbird_pegasus": 20}
+TIMEOUT = 120  # seconds a model type may take in the full sweep
 VOCAB = 99
 MAX_PARAMS = 3_000_000
 T_TEXT = 10
@@ -129,12 +132,17 @@ def _shrink(config_cls, default):
         if isinstance(current, int) and current > tiny or current is None and name in (
                 "head_dim", "intermediate_size", "n_inner", "d_ff"):
             out[name] = tiny
+    size = getattr(default, "image_size", None)
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        out["image_size"] = [SIZES["image_size"]] * 2
     # per-stage lists (Swin-like): two stages, 2 heads each (divides every stage's width)
     stages = {"depths": 1, "num_heads": 2, "hidden_sizes": 32, "embed_dims": 32}
     for name in list(stages) + ["sr_ratios"]:
         current = getattr(default, name, None)
         if isinstance(current, (list, tuple)) and len(current) >= 2 and all(isinstance(v, int) for v in current):
             out[name] = [min(v, stages[name]) for v in current[:2]] if name in stages else list(current[:2])
+    if "kv_lora_rank" in attrs and "num_key_value_heads" in out:
+        out["num_key_value_heads"] = SIZES["num_attention_heads"]  # multi-head latent attention: no groups
     for name, value in INIT.items():
         if name in attrs and isinstance(getattr(default, name, None), float):
             out[name] = value
@@ -381,16 +389,37 @@ def recompute_fp16(n):
                           n.softcaps, n.sinks)
 
 
-def check(model_type, seed=SEED):
+def check(model_type, seed=SEED, timeout=None):
+    """The Result of every check on one model type; with a timeout (seconds,
+    main thread only) a model type that takes longer is "not run"."""
     t0 = time.time()
     try:
-        result = _check(model_type, seed)
+        with _time_limit(timeout):
+            result = _check(model_type, seed)
     except NotRun as e:
         result = Result(model_type, "not run", str(e))
     except Exception as e:  # the sweep's own failure, or capture's crash (reported as such)
         result = Result(model_type, "CRASH", "%s: %s | %s" % (type(e).__name__, _short(e), _where(e)))
     result.seconds = time.time() - t0
     return result
+
+
+@contextlib.contextmanager
+def _time_limit(seconds):
+    if not seconds:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise NotRun("took more than %d s" % seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(int(seconds))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _where(e):
