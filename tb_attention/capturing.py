@@ -96,8 +96,9 @@ def capture_batch(model, inputs=None, tokenizer=None, neurons: bool = False, lay
 def _merged(model, inputs, keywords):
     if not keywords:
         if inputs is None:
-            raise AttentionInputError("capture needs inputs: a tokenizer's or processor's output, "
-                                      "or tensors as keywords (input_ids=..., pixel_values=...)")
+            raise AttentionInputError("inputs must be a BatchEncoding / dict of tensors (a tokenizer's "
+                                      "or processor's output), the model's main input tensor, or "
+                                      "tensors as keywords (input_ids=..., pixel_values=...); got None")
         return inputs
     if inputs is None:
         return dict(keywords)

@@ -283,29 +283,29 @@ def _forward(model, implementation, kwargs, session=None):
         _ACTIVE.session = previous
 
 
-def _match(session, tensor, start):
-    """Index of the call whose weights are `tensor` (identity, else equal values), or None."""
+def _match(session, tensor, used):
+    """Index of the call whose weights are `tensor`: the same tensor, else the
+    one unused call with equal values (several equal ones, as a one-token
+    decoder's all-ones layers, would be a guess: then None)."""
     seen = session.seen
-    for i in list(range(start, len(seen))) + list(range(start)):
-        if seen[i][1] is tensor:
+    for i, call in enumerate(seen):
+        if call[1] is tensor and i not in used:
             return i
-    for i in list(range(start, len(seen))) + list(range(start)):
-        w = seen[i][1]
-        if tuple(w.shape) == tuple(tensor.shape) and bool((w == tensor).all()):
-            return i
-    return None
+    equal = [i for i, call in enumerate(seen) if i not in used
+             and tuple(call[1].shape) == tuple(tensor.shape) and bool((call[1] == tensor).all())]
+    return equal[0] if len(equal) == 1 else None
 
 
 def _interface_calls(session, outputs):
     """AttentionCalls of pass 1, or None when an attention the model returned
     does not come from the probe function."""
-    calls, start = [], 0
+    calls, used = [], set()
     for kind, layers, extra in outputs:
         for layer, (a, x) in enumerate(zip(layers, extra)):
-            i = _match(session, a, start)
+            i = _match(session, a, used)
             if i is None:
                 return None
-            start = i + 1
+            used.add(i)
             name, weights, neurons, masked, sinks = session.seen[i]
             calls.append(AttentionCall(name=name, kind=kind, layer=layer, attention=_np(weights),
                                        neurons=neurons, masked=masked, has_sinks=sinks,
