@@ -196,7 +196,8 @@ def _check_probabilities(calls, what):
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise AttentionInputError("%s returned NaN or Inf in the %s attention of layer %d (%s)"
                                       % (what, c.kind, c.layer, c.name))
-        if lo < -1e-6 or hi > 1 + 1e-6 or top > 1 + 1e-3:
+        # softmax weights are never negative; in bfloat16 a row may sum to 1.004 or so
+        if lo < -1e-6 or hi > 1 + 1e-2 or top > 1.05:
             bad.append((c, lo, hi, top))
     if bad:
         c, lo, hi, top = bad[0]

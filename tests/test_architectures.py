@@ -424,3 +424,14 @@ def test_score_steps_image_and_reasons_survive_the_logdir(tmp_path, monkeypatch)
         load(str(tmp_path)).get(run, "gemma2", 0)
     assert load(str(tmp_path)).get(run, "vit", 0).kinds == ("self",)
 
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.bfloat16, 1e-2), (torch.float16, 2e-3)])
+def test_half_precision_models_keep_their_neurons(dtype, tolerance):
+    # rows of bfloat16 weights sum to 1 only within its rounding: still probabilities
+    model = tiny("llama").to(dtype)
+    rec = capture(model, ids(), neurons=True)
+    ref = eager(model, input_ids=ids())["self"]
+    np.testing.assert_array_equal(rec.attention(), ref)
+    assert np.abs(rec.attention().sum(-1) - 1).max() > 1e-3 or dtype == torch.float16
+    assert np.abs(rec.recompute_attention() - ref).max() < tolerance
