@@ -194,8 +194,8 @@ def _finish_kwargs(model, inputs):
     import torch
 
     params = forward_parameters(model)
-    for k in _TOKENIZER_ONLY_KEYS:
-        inputs.pop(k, None)
+    for k in _TOKENIZER_ONLY_KEYS + ("output_attentions", "return_dict"):
+        inputs.pop(k, None)  # the probe pass sets these itself
     if "token_type_ids" in inputs and params and "token_type_ids" not in params:
         inputs.pop("token_type_ids")  # read for segments only (e.g. DistilBERT)
     if "use_cache" in params and "use_cache" not in inputs:

@@ -435,3 +435,12 @@ def test_half_precision_models_keep_their_neurons(dtype, tolerance):
     np.testing.assert_array_equal(rec.attention(), ref)
     assert np.abs(rec.attention().sum(-1) - 1).max() > 1e-3 or dtype == torch.float16
     assert np.abs(rec.recompute_attention() - ref).max() < tolerance
+
+
+def test_keywords_the_probe_sets_itself_are_taken_over():
+    model = tiny("llama")
+    plain = capture(model, input_ids=ids())
+    rec = capture(model, {"input_ids": ids()}, output_attentions=False, return_dict=False)
+    np.testing.assert_array_equal(rec.attention(), plain.attention())
+    with pytest.raises(AttentionInputError, match="input_ids given both"):
+        capture(model, {"input_ids": ids()}, input_ids=ids())
