@@ -125,7 +125,6 @@ ADAPTERS: Dict[str, Adapter] = {a.model_type: a for a in (
     Adapter("bart", decoder_default="shift_input", **_PAIR_BY_SEPARATOR,
             notes="Without decoder_input_ids BART feeds its decoder the input shifted right; "
                   "capture does the same."),
-    Adapter("mbart", decoder_default="shift_input", **_PAIR_BY_SEPARATOR),
     Adapter("t5", segments=("separator",), separator=("eos_token_id",),
             notes="scale 1.0; the relative position bias is the neurons' score bias."),
     Adapter("longformer", interface=False, extras=(("self", "global_attentions"),),
