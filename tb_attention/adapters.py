@@ -119,7 +119,8 @@ ADAPTERS: Dict[str, Adapter] = {a.model_type: a for a in (
     Adapter("xlnet", interface=False, segments=("token_type",),
             notes="XLNet's relative attention does not use the AttentionInterface: weights "
                   "only. Without perm_mask/target_mapping it is bidirectional; with "
-                  "target_mapping (two-stream) the content stream is kept."),
+                  "target_mapping (two-stream) the content stream is kept. XLNet tokenizers "
+                  "pad on the left; padding removal handles that."),
     Adapter("ctrl", causal_kinds=frozenset({"self"}),
             notes="CTRL's token_type_ids are extra word embeddings, not segments."),
     Adapter("bart", decoder_default="shift_input", **_PAIR_BY_SEPARATOR,

@@ -288,9 +288,11 @@ def check_attention_values(a, what, sinks=False):
     if sinks:
         off &= sums > 1
     if off.any():
+        # stacklevel: the caller of add_attention / summary.pb (through
+        # summary.check_record and validate_kind)
         warnings.warn(
             "%s: %d of %d rows do not sum to 1; logging them as they are"
-            % (what, int(off.sum()), off.size), stacklevel=4)
+            % (what, int(off.sum()), off.size), stacklevel=5)
 
 
 def check_segment(segment_b, length, what):

@@ -573,3 +573,26 @@ def _model_changes_with_batch(model, batch, examples, b, kind):
     shape = alone[0].shape
     sliced = together[b][..., :shape[-2], :shape[-1]]
     return float(np.abs(sliced - alone[0]).max()) > 1e-5
+
+
+# Tiny models and input ids for the architecture tests
+
+IDS = [11, 17, 23, 42, 8, 30, 60, 61, 45, 12]
+
+
+def tiny(model_type, cls=None, **config):
+    """A tiny random `model_type` (tiny_config's) with `config` on top."""
+    import torch
+    c = tiny_config(model_type)
+    for k, v in config.items():
+        setattr(c, k, v)
+    cls = cls or model_class(model_type)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = cls(c)
+    return model.eval()
+
+
+def ids(n=len(IDS)):
+    import torch
+    return torch.tensor([IDS[:n]])

@@ -17,21 +17,7 @@ import transformers as tr
 from tb_attention.capturing import NeuronsNotSupportedWarning, capture, capture_batch
 from tb_attention.record import AttentionInputError, softmax_scores
 from tests import sweep
-
-IDS = [11, 17, 23, 42, 8, 30, 60, 61, 45, 12]
-
-
-def tiny(model_type, cls=None, **config):
-    """A tiny random `model_type` (tests/sweep.py's config) with `config` on top."""
-    c = sweep.tiny_config(model_type)
-    for k, v in config.items():
-        setattr(c, k, v)
-    cls = cls or sweep.model_class(model_type)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = cls(c)
-    return model.eval()
-
+from tests.sweep import ids, tiny
 
 def eager(model, **inputs):
     """kind -> float32 [L, H, Tq, Tk] of example 0 from the model's own eager output_attentions."""
@@ -44,10 +30,6 @@ def assert_faithful(rec, ref, kinds=None):
         n = rec.neurons(kind)
         assert np.abs(rec.recompute_attention(kind) - ref[kind]).max() < 1e-4
         assert np.abs(sweep.recompute_fp16(n) - ref[kind]).max() < 1e-3
-
-
-def ids(n=len(IDS)):
-    return torch.tensor([IDS[:n]])
 
 
 # --------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import torch
 
 from tb_attention import AttentionRecord, AttentionWriter, ImageLayout, KindRecord
 from tb_attention.capturing import NeuronsNotSupportedWarning, capture
-from tests.test_architectures import ids, tiny
-from tests.test_dashboard_e2e import (canvas_pixels, detail, geometry, page, plugin_frame,  # noqa: F401
-                                      root_attrs, save_screenshot, url, wait_drawn)
+from tests.support.browser import (canvas_pixels, detail, geometry, plugin_frame, root_attrs,
+                                  save_screenshot, url, wait_drawn, watched_page)
+from tests.sweep import ids, tiny
 
 # the planted image record: query patch (1, 2) of head 0 looks at patch (3, 0);
 # head 1 at patch (0, 3); every other row is uniform
@@ -27,6 +27,12 @@ PLANTED_KEY = {0: 1 + 3 * GRID + 0, 1: 1 + 0 * GRID + 3}
 
 PREFIX = "/data/plugin/attention/"
 RUN = "archs"
+
+
+@pytest.fixture
+def page(browser):
+    with watched_page(browser, viewport={"width": 1200, "height": 820}, accept_downloads=True) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
