@@ -20,6 +20,7 @@ Everything that differs between architectures and cannot be seen at run
 time is in `adapters.py`.
 """
 import collections
+import dataclasses
 import sys
 import warnings
 from typing import List, Mapping, Optional, Sequence, Union
@@ -27,8 +28,11 @@ from typing import List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import adapters as _adapters
+from . import codec as _codec
+from . import device as _device
 from . import inputs as _inputs
 from . import interface as _interface
+from . import scores as _scores
 from .interface import PROBE_IMPLEMENTATION, AttentionCall  # noqa: F401  (public names)
 from .record import (AttentionInputError, AttentionRecord, KindRecord, Neurons, validate_image,
                      validate_kind)
@@ -48,6 +52,8 @@ class NeuronsNotSupportedWarning(UserWarning):
 
 def capture(model, inputs=None, tokenizer=None, neurons: bool = False,
             layers: Union[None, Sequence[int], Mapping[str, Sequence[int]]] = None,
+            heads: Union[None, Sequence[int], Mapping[str, Sequence[int]]] = None,
+            dtype: Optional[str] = None,
             **model_inputs) -> Union[AttentionRecord, List[AttentionRecord]]:
     """Attention of `model` on `inputs`, as an AttentionRecord.
 
@@ -76,6 +82,18 @@ def capture(model, inputs=None, tokenizer=None, neurons: bool = False,
         naming the model type and the reason) and returns the attention alone.
     layers: layer indices to keep (negative counts from the end), for every
         kind, or a dict kind -> indices. All layers by default.
+    heads: head indices to keep (negative counts from the end), for every
+        kind, or a dict kind -> indices; picked on the model's device before
+        anything is copied. The record's heads are then these, in this order
+        (its head 0 is the model's heads[0]). All heads by default.
+    dtype: None keeps the weights exactly, as float32 on the host. "uint8"
+        (round(w * 255), what AttentionWriter stores by default) or
+        "float16" quantizes them on the model's device, a few rows at a
+        time, and copies them into pinned host memory without blocking on
+        CUDA: a record of a quarter (uint8) of the float32 bytes, that
+        add_attention takes without a copy or a check of every weight (the
+        range checks ran on the device). rec.attention() still gives
+        float32. Probe and the Trainer callback pass their writer's dtype.
 
     Returns one AttentionRecord for a batch of one, else a list with one record
     per example, padding positions (attention_mask == 0) removed. Removing
@@ -83,14 +101,16 @@ def capture(model, inputs=None, tokenizer=None, neurons: bool = False,
     that number positions from the start of the row (GPT-2) compute something
     else than for the unpadded example, and the record shows what they computed.
     """
-    records = _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers)
+    records = _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers,
+                       dtype, heads)
     return records[0] if len(records) == 1 else records
 
 
 def capture_batch(model, inputs=None, tokenizer=None, neurons: bool = False, layers=None,
-                  **model_inputs) -> List[AttentionRecord]:
+                  heads=None, dtype=None, **model_inputs) -> List[AttentionRecord]:
     """As `capture`, but always a list (one record per example)."""
-    return _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers)
+    return _capture(model, _merged(model, inputs, model_inputs), tokenizer, neurons, layers,
+                    dtype, heads)
 
 
 def _merged(model, inputs, keywords):
@@ -134,12 +154,15 @@ def _check_arguments(model, tokenizer, neurons):
         raise AttentionInputError("neurons must be True or False, got %r" % (neurons,))
 
 
-def _capture(model, inputs, tokenizer, neurons, layers):
+def _capture(model, inputs, tokenizer, neurons, layers, dtype=None, heads=None):
     _check_arguments(model, tokenizer, neurons)
+    _device.check_dtype(dtype)
     adapter, known = _adapters.for_model(model)
     batch = _inputs.prepare(model, inputs, adapter)
+    keeper = _Keeper(dtype, heads, float_needed=adapter.convert is not None)
     result = _interface.run(model, batch.model_kwargs, bool(neurons), dict(adapter.extras),
-                            adapter.interface)
+                            adapter.interface, keep=keeper)
+    keeper.finish(result.calls)
     what = "model type %r (%s)" % (adapter.model_type, type(model).__name__)
     _check_probabilities(result.calls, what)
     selected = _select_layers(result.calls, layers)
@@ -154,8 +177,92 @@ def _capture(model, inputs, tokenizer, neurons, layers):
     no_neurons = {k: "neurons=True, but %s: %s" % (what, r) for k, r in reasons.items()}
     sep_ids = _separator_ids(adapter, tokenizer, model.config)
     return [_example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, model.config,
-                            no_neurons)
+                            no_neurons, dtype)
             for b in range(batch.size)]
+
+
+class _Keeper:
+    """interface.run's keep: what capture keeps of each layer's weights, and
+    of its neurons, for the heads= picked."""
+
+    def __init__(self, dtype, heads, float_needed):
+        self.dtype = None if float_needed else dtype  # adapters converting layouts need floats
+        self.final_dtype = dtype
+        self.heads = heads
+        self.picked = {}  # kind -> head indices, once the number of heads is known
+
+    def pick(self, kind, num_heads):
+        """Head indices to keep of a kind with num_heads heads, or None (all)."""
+        want = self.heads.get(kind) if isinstance(self.heads, Mapping) else self.heads
+        if want is None:
+            return None
+        if kind not in self.picked:
+            want = [want] if isinstance(want, (int, np.integer)) else list(want)
+            chosen = []
+            for i in want:
+                if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                    raise AttentionInputError("heads must be ints, got %r" % (i,))
+                j = int(i) + num_heads if i < 0 else int(i)
+                if not 0 <= j < num_heads:
+                    raise AttentionInputError("head %d is not in the %s attention, which has heads "
+                                              "0..%d" % (int(i), kind, num_heads - 1))
+                if j not in chosen:
+                    chosen.append(j)
+            if not chosen:
+                raise AttentionInputError("heads selects no %s head" % kind)
+            self.picked[kind] = chosen
+        return self.picked[kind]
+
+    def __call__(self, kind, t):
+        if t.dim() == 4:
+            picked = self.pick(kind, t.shape[1])
+            if picked is not None:
+                t = t[:, picked]
+        if self.dtype is None:
+            return _interface.keep_float32(kind, t)
+        return _device.host_stored(t, self.dtype), _device.value_range(t)
+
+    def finish(self, calls):
+        """numpy of every call (one wait for the device), neurons cut to the heads picked."""
+        if isinstance(self.heads, Mapping):
+            unknown = set(self.heads) - {c.kind for c in calls}
+            if unknown:
+                raise AttentionInputError("heads names kinds %s; this model has %s"
+                                          % (sorted(unknown), sorted({c.kind for c in calls})))
+        _device.synchronize([c.attention for c in calls if not isinstance(c.attention, np.ndarray)])
+        for c in calls:
+            if not isinstance(c.attention, np.ndarray):
+                c.attention = c.attention.numpy()
+                c.value_range = tuple(float(x) for x in c.value_range.cpu())
+            picked = self.picked.get(c.kind)
+            n = c.neurons
+            if picked is not None and isinstance(n, _scores.CallNeurons):
+                c.neurons = dataclasses.replace(
+                    n, queries=n.queries[:, picked], keys=n.keys[:, picked],
+                    bias=None if n.bias is None else n.bias[:, picked],
+                    sinks=None if n.sinks is None else n.sinks[picked])
+
+
+def _stack_example(calls, b, grid, qi, ki, last, final_dtype=None):
+    """[L, H, Tq, Tk] of example b, in the dtype capture keeps (float32, or
+    quantized: then quantized here if an adapter's conversion needed floats),
+    written layer by layer into one array; after the last example each
+    call's array is let go as soon as it is copied."""
+    first = calls[0].attention
+    H = first.shape[1]
+    dtype = np.dtype(np.float32) if first.dtype.kind == "f" and first.dtype != np.float16 else first.dtype
+    out = None
+    whole = len(qi) == first.shape[2] and len(ki) == first.shape[3]
+    for i, c in enumerate(calls):
+        layer = c.attention[b] if whole else c.attention[b][:, grid[0], grid[1]]
+        if out is None:
+            out = np.empty((len(calls), H, len(qi), len(ki)), dtype)
+        out[i] = layer
+        if last:
+            c.attention = np.empty((0,) + c.attention.shape[1:], c.attention.dtype)
+    if final_dtype is not None and out.dtype != _codec.numpy_dtype(final_dtype):
+        out = _codec.quantize(out, _codec.DTYPES[final_dtype])
+    return out
 
 
 def _warn_no_neurons(reasons, selected, what):
@@ -191,8 +298,11 @@ def _check_probabilities(calls, what):
         a = c.attention
         if a.size == 0:
             continue
-        lo, hi = float(a.min()), float(a.max())
-        top = float(a.sum(-1).max())
+        if c.value_range is not None:  # taken on the device before quantizing (_Keeper)
+            lo, hi, top = c.value_range
+        else:
+            lo, hi = float(a.min()), float(a.max())
+            top = float(a.sum(-1).max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise AttentionInputError("%s returned NaN or Inf in the %s attention of layer %d (%s)"
                                       % (what, c.kind, c.layer, c.name))
@@ -385,7 +495,8 @@ class _Sides:
         return keep, _inputs.token_names(ids, self.tokenizer), seg, _special_positions(ids, self.tokenizer)
 
 
-def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, config, no_neurons):
+def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, config, no_neurons,
+                    dtype=None):
     sides = _Sides(b, batch, _side_lengths(batch, selected), adapter, tokenizer, sep_ids, config)
     kinds = []
     for kind, calls in selected.items():
@@ -393,7 +504,8 @@ def _example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, conf
         qi, q_tokens, q_seg, _ = sides(q_side)
         ki, k_tokens, k_seg, k_special = sides(k_side)
         grid = np.ix_(qi, ki)
-        attention = np.stack([c.attention[b][:, grid[0], grid[1]] for c in calls]).astype(np.float32)
+        attention = _stack_example(calls, b, grid, qi, ki, last=b == batch.size - 1,
+                                   final_dtype=dtype)
         neurons = _neurons(calls, b, qi, ki, grid) if all(c.neurons is not None for c in calls) else None
         record = KindRecord(
             name=kind, attention=np.ascontiguousarray(attention), query_tokens=q_tokens,

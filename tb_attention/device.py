@@ -113,3 +113,31 @@ def host_attention(layers, dtype):
     if layers[0].device.type == "cuda":
         torch.cuda.synchronize(layers[0].device)
     return host.numpy()
+
+
+def host_stored(t, dtype):
+    """t quantized on its device straight into a host tensor (pinned on CUDA,
+    the copies in flight until synchronize())."""
+    host = host_buffer(tuple(t.shape), dtype, t.device)
+    quantize_on_device(t, dtype, out=host)
+    return host
+
+
+def value_range(t):
+    """(min, max, largest row sum) of t, on its device: a 3-element float32
+    tensor (rows summed in float32, no float32 copy of t)."""
+    import torch
+
+    t = t.detach()
+    if t.numel() == 0:
+        return torch.zeros(3, dtype=torch.float32, device=t.device)
+    lo, hi = torch.aminmax(t)
+    return torch.stack([lo.float(), hi.float(), t.sum(-1, dtype=torch.float32).amax()])
+
+
+def synchronize(tensors):
+    """Wait for every copy into the host tensors of CUDA devices."""
+    import torch
+
+    for dev in {t.device for t in tensors if getattr(t, "is_cuda", False)}:
+        torch.cuda.synchronize(dev)

@@ -64,6 +64,9 @@ class AttentionCall:
     has_sinks: bool = False
     extra: Optional[np.ndarray] = None  # an adapter's extra output for this layer (Longformer)
     via_interface: bool = False  # computed by the probe function (else read from eager outputs)
+    # (min, max, largest row sum) of the model's weights, taken on its device
+    # when `attention` holds them quantized (capture(..., dtype=...))
+    value_range: Any = None
 
 
 @dataclasses.dataclass
@@ -171,6 +174,11 @@ class _Session:
 def _np(t):
     # A copy, never a view: nothing the model does in place later can change it.
     return np.array(t.detach().float().cpu().numpy(), dtype=np.float32, copy=True)
+
+
+def keep_float32(kind, t):
+    """run()'s default keep: the weights as float32 numpy, no value range."""
+    return _np(t), None
 
 
 def configs_of(model):
@@ -296,7 +304,7 @@ def _match(session, tensor, used):
     return equal[0] if len(equal) == 1 else None
 
 
-def _interface_calls(session, outputs):
+def _interface_calls(session, outputs, keep):
     """AttentionCalls of pass 1, or None when an attention the model returned
     does not come from the probe function."""
     calls, used = [], set()
@@ -307,18 +315,23 @@ def _interface_calls(session, outputs):
                 return None
             used.add(i)
             name, weights, neurons, masked, sinks = session.seen[i]
-            calls.append(AttentionCall(name=name, kind=kind, layer=layer, attention=_np(weights),
+            attention, value_range = keep(kind, weights)
+            calls.append(AttentionCall(name=name, kind=kind, layer=layer, attention=attention,
                                        neurons=neurons, masked=masked, has_sinks=sinks,
-                                       extra=None if x is None else _np(x), via_interface=True))
+                                       extra=None if x is None else _np(x), via_interface=True,
+                                       value_range=value_range))
     return calls
 
 
-def run(model, kwargs, neurons, extras=None, interface=True) -> PassResult:
+def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32) -> PassResult:
     """The attention calls of one forward of `model` on `kwargs`.
 
     extras: kind -> name of an output field to hand over with each layer
     (an adapter's: Longformer's global attentions). interface=False skips
-    pass 1 (model types known to compute attention their own way)."""
+    pass 1 (model types known to compute attention their own way).
+    keep(kind, weights tensor) -> (AttentionCall.attention, .value_range):
+    what is kept of each layer's weights (float32 numpy by default;
+    capture(..., dtype=) quantizes on the device, tb_attention.device)."""
     extras = extras or {}
     if interface:
         _register()
@@ -330,7 +343,7 @@ def run(model, kwargs, neurons, extras=None, interface=True) -> PassResult:
                 raise  # the model's layers ran through the probe: a real error
             out = None  # the model refuses an unknown implementation: plain eager below
         outputs = _outputs(out, extras) if out is not None else []
-        calls = _interface_calls(session, outputs) if outputs else None
+        calls = _interface_calls(session, outputs, keep) if outputs else None
         if calls:
             return PassResult(calls, _neuron_reasons(calls, neurons, model), "interface")
     out = _forward(model, "eager", kwargs)
@@ -340,8 +353,11 @@ def run(model, kwargs, neurons, extras=None, interface=True) -> PassResult:
             "%s returned no attention weights with output_attentions=True in eager mode: "
             "nothing to capture" % type(model).__name__)
     calls = [AttentionCall(name="%s.%d" % (dict(OUTPUT_FIELDS)[kind], layer), kind=kind, layer=layer,
-                           attention=_np(a), extra=None if x is None else _np(x))
+                           attention=None, extra=None if x is None else _np(x))
              for kind, layers, extra in outputs for layer, (a, x) in enumerate(zip(layers, extra))]
+    arrays = [a for _, layers, _ in outputs for a in layers]
+    for c, a in zip(calls, arrays):
+        c.attention, c.value_range = keep(c.kind, a)
     if interface and session.seen:
         why = ("the attention it returns is not what its calls of transformers' AttentionInterface "
                "computed (it splits or post-processes those weights, or computes some layers its own "

@@ -241,8 +241,11 @@ class Probe:
         writer = self.writer
         model = unwrap_model(self.model)
         for tag, inputs in self._inputs:
+            # quantized on the model's device, as the writer stores it: the
+            # record is a quarter of float32 and add_attention takes it as is
             record = capturing.capture(model, inputs, tokenizer=self.tokenizer,
-                                       neurons=self.neurons, layers=self.layers)
+                                       neurons=self.neurons, layers=self.layers,
+                                       dtype=getattr(writer, "dtype", None))
             writer.add_attention(tag, record, global_step=int(step))
         self.logged_steps.append(int(step))
         self.seconds += time.perf_counter() - start

@@ -172,6 +172,11 @@ class AttentionWriter:
         self._thread.start()
         _live_writers.add(self)
 
+    @property
+    def dtype(self):
+        """How attention weights are stored: "uint8" or "float16"."""
+        return self._dtype
+
     # -- training thread ---------------------------------------------------
 
     def add_attention(self, tag, attention, tokens=None, global_step=None, walltime=None,

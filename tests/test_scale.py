@@ -133,3 +133,51 @@ def test_damaged_compressed_blobs_are_refused():
     ref.raw_length -= 1
     with pytest.raises(FormatError, match="inflate"):
         codec.attention_part(kind, 0, 0, blob)
+
+
+# --------------------------------------------------------------------------
+# capture(..., dtype=, heads=)
+
+
+def test_capture_quantizes_and_picks_heads():
+    from tb_attention.capturing import capture, capture_batch
+    from tests.models import tiny_model
+
+    model, tok = tiny_model("llama")  # 4 query heads over 2 key heads
+    ids = torch.tensor([[5, 9, 13, 2, 7, 11, 3]])
+    exact = capture(model, ids, neurons=True)
+    q = capture(model, ids, neurons=True, dtype="uint8")
+    assert q.kind().attention.dtype == np.uint8
+    np.testing.assert_array_equal(q.kind().attention, stored(exact.attention()))
+    assert q.attention().dtype == np.float32 and q.kind().causal == exact.kind().causal
+    half = capture(model, ids, dtype="float16")
+    np.testing.assert_array_equal(half.kind().attention, exact.attention().astype(np.float16))
+    # heads: the model's heads 3 and 0, in that order, neurons with them
+    picked = capture(model, ids, neurons=True, heads=[3, -4], dtype="uint8")
+    np.testing.assert_array_equal(picked.kind().attention, stored(exact.attention()[:, [3, 0]]))
+    np.testing.assert_array_equal(picked.neurons().queries, exact.neurons().queries[:, [3, 0]])
+    np.testing.assert_array_equal(picked.neurons().keys, exact.neurons().keys[:, [3, 0]])
+    np.testing.assert_allclose(picked.recompute_attention(), picked.attention(), atol=UINT8_TOL + 1e-4)
+    # a padded batch: padding removed from the quantized arrays too
+    batch = capture_batch(model, {"input_ids": torch.tensor([[5, 9, 13, 2], [5, 9, 0, 0]]),
+                                  "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])},
+                          dtype="uint8", heads={"self": [1]})
+    full = capture_batch(model, {"input_ids": torch.tensor([[5, 9, 13, 2], [5, 9, 0, 0]]),
+                                 "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])})
+    for got, want in zip(batch, full):
+        np.testing.assert_array_equal(got.kind().attention, stored(want.attention()[:, [1]]))
+
+
+def test_capture_arguments_are_checked():
+    from tb_attention.capturing import capture
+    from tb_attention.record import AttentionInputError
+    from tests.models import tiny_model
+
+    model, _ = tiny_model("bert")
+    ids = torch.tensor([[5, 9, 13]])
+    with pytest.raises(AttentionInputError, match=r"head 4 is not in the self attention, which has heads 0..3"):
+        capture(model, ids, heads=[4])
+    with pytest.raises(AttentionInputError, match="heads names kinds"):
+        capture(model, ids, heads={"cross": [0]})
+    with pytest.raises(ValueError, match="dtype must be"):
+        capture(model, ids, dtype="int8")
