@@ -19,12 +19,13 @@ Parts:
   (the same bytes for both trees), and against torch's
   SummaryWriter.add_tensor of the float32 attention [L, H, T, T]. Also bytes
   on disk per attention weight.
-- blocked: ms the training thread spends in add_attention of a record made
-  by tb_attention.capture-like quantized arrays (after) / the float32
-  record capture returns (before), at 12 x 12 x 512 and 32 x 32 x 1024; and
-  the peak extra memory (RSS high-water mark above the baseline) of building
-  the record from the model's float attention plus add_attention, in units
-  of the record's uint8 size.
+- blocked: through a real LLaMA (random weights) at 12 x 12 x 512 and
+  32 x 32 x 1024: ms the training thread spends in add_attention of the
+  record tb_attention.capture returns (after: dtype="uint8", quantized on
+  the device; before: float32), and the peak extra host memory (RSS
+  high-water mark, reset through /proc/self/clear_refs) of capture +
+  add_attention + the writer's encoding, above the peak of the model's own
+  forward with output_attentions=True, in units of the record's uint8 size.
 """
 import argparse
 import json
@@ -127,50 +128,64 @@ def reset_hwm():
         f.write("5")
 
 
-def child_blocked(L, H, T, calls):
-    """Blocked ms per add_attention of a captured-like record, and the peak
-    extra memory of making that record from the model's attention tensors
-    (torch float32 [1, H, T, T] per layer, as the model's eager attention
-    returns) plus add_attention."""
+def llama(L, H, T):
+    """A LLaMA of L layers x H heads (H / 4 key heads, head_dim 8), random weights."""
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=1000, hidden_size=8 * H, num_hidden_layers=L, num_attention_heads=H,
+        num_key_value_heads=max(1, H // 4), head_dim=8, intermediate_size=64,
+        max_position_embeddings=T + 8, attn_implementation="eager")
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_blocked(L, H, T, calls, forward_only):
+    """Through a real model, in a fresh process: the peak host memory (RSS
+    high-water mark above the RSS before) of one capture + add_attention +
+    the writer's encoding, or (forward_only) of the model's own forward with
+    output_attentions=True, which capture runs; then ms add_attention blocks
+    the training thread for a captured record (after: capture(...,
+    dtype="uint8"); before: the float32 record capture returned)."""
     import gc
-    import numpy as np
+    import inspect
     import torch
     from tb_attention import AttentionWriter, capturing
-    from tb_attention.record import AttentionRecord, KindRecord
 
-    toks = tuple("t%d" % i for i in range(T))
-    layers = [torch.from_numpy(softmax_attention(1, H, T, seed=i)) for i in range(L)]
-    host = getattr(capturing, "host_attention", None)  # after: quantized on the device
-
-    def make_record():
-        if host is not None:
-            att = host([layer for layer in layers], "uint8")
-        else:  # before: what capture did, float32 on the host
-            att = np.stack([capturing._np(layer)[0] for layer in layers])
-        return AttentionRecord([KindRecord(name="self", attention=att, query_tokens=toks,
-                                           key_tokens=toks, layer_ids=tuple(range(L)))])
-
-    uint8_size = L * H * T * T
-    out = {"blocked_ms": [], "uint8_mib": uint8_size / 2 ** 20}
+    model = llama(L, H, T)
+    ids = torch.randint(5, 1000, (1, T), generator=torch.Generator().manual_seed(0))
+    quantized = "dtype" in inspect.signature(capturing.capture).parameters
+    kwargs = {"dtype": "uint8"} if quantized else {}
+    out = {"blocked_ms": [], "uint8_mib": L * H * T * T / 2 ** 20, "quantized": quantized}
+    gc.collect()
+    base = rss_bytes()
+    reset_hwm()
+    if forward_only:
+        with torch.no_grad():
+            model(ids, output_attentions=True)
+        out["peak"] = rss_hwm_bytes() - base
+        return out
     with tempfile.TemporaryDirectory() as tmp:
         with AttentionWriter(tmp, max_queue=2) as w:
-            for step in range(calls):
-                record = make_record()
+            for step in range(calls + 1):
+                record = capturing.capture(model, ids, **kwargs)
                 t0 = time.perf_counter()
                 w.add_attention("probe", record, global_step=step)
-                out["blocked_ms"].append((time.perf_counter() - t0) * 1e3)
+                blocked = (time.perf_counter() - t0) * 1e3
                 del record
                 w.flush()
-                gc.collect()
-            gc.collect()
-            base = rss_hwm_bytes()
-            reset_hwm()
-            base = min(base, rss_hwm_bytes())
-            record = make_record()
-            w.add_attention("probe", record, global_step=calls)
-            del record
-            w.flush()
-            out["peak_extra_x_uint8"] = (rss_hwm_bytes() - base) / uint8_size
+                if step == 0:
+                    out["peak"] = rss_hwm_bytes() - base
+                else:
+                    out["blocked_ms"].append(blocked)
     out["blocked_ms"] = statistics.median(out["blocked_ms"])
     return out
 
@@ -179,7 +194,7 @@ def child_main(args):
     if args.part == "background":
         result = child_background(args.L, args.H, args.T, args.torch)
     else:
-        result = child_blocked(args.L, args.H, args.T, args.calls)
+        result = child_blocked(args.L, args.H, args.T, args.calls, args.forward_only)
     result["load"] = os.getloadavg()[0]
     print("RESULT " + json.dumps(result))
 
@@ -227,22 +242,43 @@ def background_rows(trees, reps):
     return head + "\n" + "\n".join(rows)
 
 
-def blocked_rows(trees, reps):
+def blocked_rows(trees, reps, shapes):
     rows = []
-    for L, H, T, calls in ((12, 12, 512, 5), (32, 32, 1024, 2)):
+    for L, H, T, calls in shapes:
         got = {name: [] for name in trees}
+        forward = []
+        uint8 = L * H * T * T
         for rep in range(reps):
             for name, tree in trees.items():
+                need = uint8 * (14 if name == "before" else 7) / 2 ** 30
+                if need > available_gib() * 0.8:
+                    print("skip", name, L, H, T, "needs ~%.0f GiB" % need, file=sys.stderr, flush=True)
+                    continue
                 got[name].append(run_child(tree, "blocked", L, H, T, ["--calls", str(calls)]))
                 print(name, L, H, T, got[name][-1], file=sys.stderr, flush=True)
+            forward.append(run_child(trees["after"], "blocked", L, H, T, ["--forward-only"])["peak"])
+        fwd = statistics.median(forward)
         for name in trees:
             r = got[name]
-            rows.append("| %dx%dx%d | %s | %.1f | %.0f | %.2fx | %.1f |" % (
-                L, H, T, name, med(r, "blocked_ms"), med(r, "uint8_mib"), med(r, "peak_extra_x_uint8"),
-                med(r, "load")))
-    head = ("| record L x H x T | tree | add_attention blocked ms (median) | record uint8 MiB | peak "
-            "extra memory of record + add_attention, x uint8 size | load avg |\n|---|---|---|---|---|---|")
+            if not r:
+                rows.append("| %dx%dx%d | %s | skipped: not enough free memory | | | | |" % (L, H, T, name))
+                continue
+            rows.append("| %dx%dx%d | %s | %.2f | %.0f | %.2fx | %.2fx | %.1f |" % (
+                L, H, T, name, med(r, "blocked_ms"), uint8 / 2 ** 20, (med(r, "peak") - fwd) / uint8,
+                fwd / uint8, med(r, "load")))
+    head = ("| model L x H x T | tree | add_attention blocked ms (median) | record uint8 MiB | peak host "
+            "memory of capture + add_attention + encoding above the model's own forward, x uint8 size "
+            "| the model's own forward (output_attentions) peak, x uint8 size | load avg |\n"
+            "|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows)
+
+
+def available_gib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2 ** 20
+    return 0.0
 
 
 def main():
@@ -253,6 +289,7 @@ def main():
     parser.add_argument("--T", type=int)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--torch", action="store_true")
+    parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--before", help="source tree of the 'before' column (e.g. /work/main)")
     parser.add_argument("--after", default=REPO)
     parser.add_argument("--parts", nargs="+", default=["background", "blocked"])
@@ -269,7 +306,9 @@ def main():
     if "background" in args.parts:
         sections += ["", "## Background path, per record", "", background_rows(trees, reps)]
     if "blocked" in args.parts:
-        sections += ["", "## Training thread and memory", "", blocked_rows(trees, max(2, reps - 2))]
+        shapes = [(12, 12, 512, 3)] + ([] if args.quick else [(32, 32, 1024, 2)])
+        sections += ["", "## Training thread and memory (a LLaMA of random weights, head_dim 8, H/4 "
+                     "key heads, one example)", "", blocked_rows(trees, 2, shapes)]
     text = "\n".join(sections) + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
