@@ -121,14 +121,15 @@ def _put_stats(kind_stats, name, values, key_special):
 
 
 def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8", *,
-                statistics, stored=None):
+                statistics, stored=None, compress_payloads=True):
     """Blobs of one step: [StepHeader, payload, payload, ...] (bytes).
 
     statistics: {kind name: {stat: float [L, H] or None}}, each kind's
     stats.compute() result, stored in the header; a kind left out stores
     none (as steps written before statistics existed).
     stored: {kind name: its attention already in the stored dtype [L, H, Tq,
-    Tk]} (summary.stored_and_stats). Kinds left out are quantized here."""
+    Tk]} (summary.stored_and_stats). Kinds left out are quantized here.
+    compress_payloads=False stores every payload as it is (format <= 3)."""
     stored = stored or {}
     weight_bytes(dtype)  # checks it
     # Version 1 unless a layer is split: files readers of version 1 can read stay so.
@@ -137,7 +138,8 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
     blobs = [b""]
 
     def add_blob(payload):
-        stored, compression = compress(payload)
+        stored, compression = (compress(payload) if compress_payloads
+                               else (payload, attention_pb2.COMPRESSION_NONE))
         blobs.append(stored)
         if compression != attention_pb2.COMPRESSION_NONE:
             header.version = max(header.version, 4)

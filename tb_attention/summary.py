@@ -82,13 +82,14 @@ def _stored_nbytes(record, itemsize):
     return total
 
 
-def step_blobs(record, sequence, writer_id, dtype="uint8"):
+def step_blobs(record, sequence, writer_id, dtype="uint8", compress=True):
     """The blobs of one step (codec.encode_step): each kind's attention as
     stored and the statistics of those stored weights (stored_and_stats)."""
     statistics, stored = {}, {}
     for name in record.kinds:
         stored[name], statistics[name] = stored_and_stats(record.kind(name), dtype)
-    return codec.encode_step(record, sequence, writer_id, dtype, statistics=statistics, stored=stored)
+    return codec.encode_step(record, sequence, writer_id, dtype, statistics=statistics, stored=stored,
+                             compress_payloads=compress)
 
 
 def stored_and_stats(kind, dtype):

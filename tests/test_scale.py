@@ -181,3 +181,15 @@ def test_capture_arguments_are_checked():
         capture(model, ids, heads={"cross": [0]})
     with pytest.raises(ValueError, match="dtype must be"):
         capture(model, ids, dtype="int8")
+
+
+def test_compress_false_writes_uncompressed_steps(tmp_path):
+    from tb_attention import codec
+
+    a = softmax(np.random.default_rng(8), 1, 2, 20, 20)
+    with tb_attention.AttentionWriter(str(tmp_path), compress=False) as w:
+        w.add_attention("p", a, tokens=tokens(20), global_step=0)
+    log = tb_attention.load(str(tmp_path))
+    header = log.header(".", "p", 0)
+    assert header.version < 4 and all(r.compression == 0 for r in header.kinds[0].attention)
+    np.testing.assert_array_equal(stored(log.get(".", "p", 0).attention()), stored(a))

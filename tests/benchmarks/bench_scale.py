@@ -76,7 +76,7 @@ def reference_event(a):
     return event.SerializeToString()
 
 
-def child_background(L, H, T, torch_too):
+def child_background(L, H, T, torch_too, compress=True):
     import numpy as np
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
     from tb_attention import AttentionWriter
@@ -86,7 +86,7 @@ def child_background(L, H, T, torch_too):
     record = from_raw(a, ["t%d" % i for i in range(T)], special_tokens=[0, T - 1])
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        w = AttentionWriter(os.path.join(tmp, "ours"))
+        w = AttentionWriter(os.path.join(tmp, "ours"), **({} if compress else {"compress": False}))
         w._encode("probe", 0, time.time(), record, 0)  # warm-up
         start = file_bytes(w.logdir)
         t0 = time.perf_counter()
@@ -236,11 +236,42 @@ def child_bytes():
     return out
 
 
+def child_route(T, reps):
+    """ms of the plugin's `attention` route (whole layer) and `header`, cold
+    (the plugin's cache empty, a fresh app over the same multiplexer) and
+    warm, through TensorBoard's WSGI app in process (the Python loader), on
+    a step of 12 x 12 heads at T tokens written by the tree under test."""
+    sys.path.insert(0, os.environ["PYTHONPATH"])
+    from tb_attention import AttentionWriter
+    from tests.support.backends import WsgiBackend, url
+
+    a = softmax_attention(12, 12, T)
+    out = {"layer_cold": [], "layer_warm": [], "header_cold": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        with AttentionWriter(os.path.join(tmp, "run")) as w:
+            w.add_attention("probe", a, tokens=["t%d" % i for i in range(T)], global_step=1)
+        for rep in range(reps):
+            backend = WsgiBackend(tmp)
+            base = dict(run="run", tag="probe", step=1)
+            t0 = time.perf_counter()
+            r = backend.client.get(url("header", **base))
+            out["header_cold"].append((time.perf_counter() - t0) * 1e3)
+            assert r.status_code == 200, r.data[:300]
+            for i, key in enumerate(("layer_cold", "layer_warm", "layer_warm", "layer_warm")):
+                t0 = time.perf_counter()
+                r = backend.client.get(url("attention", kind="self", layer=5, **base))
+                out[key].append((time.perf_counter() - t0) * 1e3)
+                assert r.status_code == 200 and len(r.data) == 12 * T * T, (r.status_code, len(r.data))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def child_main(args):
     if args.part == "background":
-        result = child_background(args.L, args.H, args.T, args.torch)
+        result = child_background(args.L, args.H, args.T, args.torch, not args.no_compress)
     elif args.part == "bytes":
         result = child_bytes()
+    elif args.part == "route":
+        result = child_route(args.T, 5)
     else:
         result = child_blocked(args.L, args.H, args.T, args.calls, args.forward_only)
     result["load"] = os.getloadavg()[0]
@@ -270,13 +301,18 @@ def med(results, key):
 def background_rows(trees, reps):
     rows = []
     for L, H, T in ((12, 12, 128), (12, 12, 512)):
-        got = {name: [] for name in trees}
+        runs = dict(trees)
+        if "after" in trees:
+            runs["after, compress=False"] = trees["after"]
+        got = {name: [] for name in runs}
         for rep in range(reps):
-            for name, tree in trees.items():
-                torch_too = name == "after" and (T == 128 or rep == 0)
-                got[name].append(run_child(tree, "background", L, H, T, ["--torch"] if torch_too else []))
+            for name, tree in runs.items():
+                extra = ["--no-compress"] if name.endswith("compress=False") else []
+                if name == "after" and (T == 128 or rep == 0):
+                    extra.append("--torch")
+                got[name].append(run_child(tree, "background", L, H, T, extra))
                 print(name, L, H, T, got[name][-1], file=sys.stderr, flush=True)
-        for name in trees:
+        for name in runs:
             r = got[name]
             ratios = [x["efw_ms"] / x["ours_ms"] for x in r]
             add_tensor = med(got["after"], "add_tensor_ms")
@@ -334,6 +370,23 @@ def bytes_rows(trees):
     return "\n".join(rows)
 
 
+def route_rows(trees, reps):
+    rows = []
+    for T in (128, 512):
+        got = {name: [] for name in trees}
+        for rep in range(reps):
+            for name, tree in trees.items():
+                got[name].append(run_child(tree, "route", 0, 0, T))
+                print(name, "route", T, got[name][-1], file=sys.stderr, flush=True)
+        for name in trees:
+            r = got[name]
+            rows.append("| 12x12x%d | %s | %.1f | %.1f | %.1f | %.1f |" % (
+                T, name, med(r, "header_cold"), med(r, "layer_cold"), med(r, "layer_warm"), med(r, "load")))
+    head = ("| step L x H x T | tree | header cold ms | attention (one layer) cold ms | attention warm ms "
+            "| load avg |\n|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
 def available_gib():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -344,16 +397,17 @@ def available_gib():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--child", choices=["background", "blocked", "bytes"])
+    parser.add_argument("--child", choices=["background", "blocked", "bytes", "route"])
     parser.add_argument("--L", type=int)
     parser.add_argument("--H", type=int)
     parser.add_argument("--T", type=int)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--torch", action="store_true")
     parser.add_argument("--forward-only", action="store_true")
+    parser.add_argument("--no-compress", action="store_true")
     parser.add_argument("--before", help="source tree of the 'before' column (e.g. /work/main)")
     parser.add_argument("--after", default=REPO)
-    parser.add_argument("--parts", nargs="+", default=["background", "blocked", "bytes"])
+    parser.add_argument("--parts", nargs="+", default=["background", "blocked", "bytes", "route"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scale.md"))
     args = parser.parse_args()
@@ -370,6 +424,9 @@ def main():
         shapes = [(12, 12, 512, 3)] + ([] if args.quick else [(32, 32, 1024, 2)])
         sections += ["", "## Training thread and memory (a LLaMA of random weights, head_dim 8, H/4 "
                      "key heads, one example)", "", blocked_rows(trees, 2, shapes)]
+    if "route" in args.parts:
+        sections += ["", "## Plugin routes in process (TensorBoard's WSGI app, Python loader)", "",
+                     route_rows(trees, 3)]
     if "bytes" in args.parts:
         sections += ["", "## Bytes on disk per weight, pretrained MiniLM (6 x 12 heads)", "",
                      bytes_rows(trees)]
