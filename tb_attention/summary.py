@@ -96,8 +96,11 @@ def stored_and_stats(kind, dtype):
     """(the kind's attention as stored, dtype [L, H, Tq, Tk]; its statistics).
 
     One pass per layer: the layer is quantized and its statistics taken
-    while it is in the cache; a record already holding the stored dtype
-    (tb_attention.capture quantizes on the model's device) is used as it is."""
+    while it is in the cache, from the record's own weights: float when the
+    record holds floats; a record already quantized (capture(...,
+    dtype="uint8")) is stored as it is and its statistics are those of the
+    uint8 weights, whose error stats.compute documents (diffuse rows of long
+    sequences lose entropy and distance)."""
     a = kind.attention
     L, H, Tq, Tk = a.shape
     acc = stats.Accumulator(a.shape, kind.key_special,
@@ -107,7 +110,7 @@ def stored_and_stats(kind, dtype):
     for layer in range(L):
         if out is not a:
             codec.quantize_into(a[layer], out[layer])
-        acc.add(layer, out[layer])
+        acc.add(layer, a[layer])
     return out, acc.result()
 
 

@@ -119,9 +119,9 @@ def test_summary_pb_logged_by_a_torch_summary_writer_reads_back(tmp_path):
         got = log.get("run", "probe/x", step)
         np.testing.assert_allclose(got.attention(), record.attention(), atol=UINT8_TOL)
         assert got.layer_ids() == (0, 4) and got.kind().key_special == (0, 3)
-    # the statistics of the stored uint8 weights, computed by pb in the calling thread
+    # the statistics of the float attention, computed by pb in the calling thread
     got = log.stats("run", "probe/x")
-    want = stats.compute(stored(records[7].attention()), key_special=(0, 3))
+    want = stats.compute(records[7].attention(), key_special=(0, 3))
     for name in stats.NAMES:
         np.testing.assert_array_equal(got[name][1], want[name])
 

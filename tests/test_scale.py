@@ -55,6 +55,8 @@ def uint8_record(rng, L=2, H=3, T=5):
 
 
 def test_a_uint8_record_reads_as_float32_and_round_trips(tmp_path):
+    from tb_attention import stats
+
     rng = np.random.default_rng(3)
     record, a = uint8_record(rng)
     f = record.attention()
@@ -62,8 +64,13 @@ def test_a_uint8_record_reads_as_float32_and_round_trips(tmp_path):
     np.testing.assert_array_equal(f * 255, stored(a).astype(np.float32))
     with tb_attention.AttentionWriter(str(tmp_path)) as w:
         w.add_attention("p", record, global_step=3)
-    got = tb_attention.load(str(tmp_path)).get(".", "p", 3)
-    np.testing.assert_array_equal(got.attention(), f)
+    log = tb_attention.load(str(tmp_path))
+    np.testing.assert_array_equal(log.get(".", "p", 3).attention(), f)
+    # its statistics are those of the weights it holds, the uint8 ones
+    got = log.stats(".", "p")
+    want = stats.compute(f, key_special=(0,))
+    for name in stats.NAMES:
+        np.testing.assert_allclose(got[name][0], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_add_attention_takes_the_record_without_a_copy(tmp_path, monkeypatch):

@@ -206,7 +206,7 @@ def test_collect_aligns_layers_and_heads():
 # Writing and reading
 
 
-def test_written_stats_are_those_of_the_stored_weights(tmp_path, monkeypatch):
+def test_written_stats_are_those_of_the_float_attention(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     tokens = ["[CLS]", "the", "cat", "[SEP]", "a", "dog", "[SEP]"]
     steps = [0, 50, 100]
@@ -231,17 +231,15 @@ def test_written_stats_are_those_of_the_stored_weights(tmp_path, monkeypatch):
     got = log.stats("run", "probe/x")
     assert got["steps"].tolist() == steps and got["layer_ids"].tolist() == [0, 2, 5]
     for i, s in enumerate(steps):
-        want = real(stored(maps[s]), key_special=[0, 3, 6])
+        want = real(maps[s], key_special=[0, 3, 6])
         for name in stats.NAMES:
             assert got[name].shape == (3, 3, 4)
-            # Of the uint8 weights as stored, not of the float attention.
+            # From the float attention: exact to float32, not to the uint8 payload.
             np.testing.assert_array_equal(got[name][i], want[name], err_msg=name)
-        decoded = log.get("run", "probe/x", s)
-        # The statistics of the record load() gives back, to float32 rounding.
-        again = real(decoded.attention(), key_special=[0, 3, 6])
-        for name in stats.NAMES:
-            np.testing.assert_allclose(got[name][i], again[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert not np.array_equal(real(maps[50])["entropy"], got["entropy"][1])
+    # The uint8 payload gives slightly different numbers: the stats were not
+    # computed from it.
+    decoded = log.get("run", "probe/x", 50)
+    assert not np.array_equal(real(decoded.attention())["entropy"], got["entropy"][1])
     # The special positions come back with the record.
     assert decoded.kind().key_special == (0, 3, 6)
 
@@ -306,7 +304,7 @@ def test_old_steps_without_stats_still_load(stats_logdir):
     assert got["steps"].tolist() == [0, 10, 20]
     for name in stats.NAMES:
         assert np.isnan(got[name][0]).all(), name  # nothing stored for the old step
-        want = stats.compute(stored(stats_logdir["maps"][20]), key_special=(0, 3))[name]
+        want = stats.compute(stats_logdir["maps"][20], key_special=(0, 3))[name]
         np.testing.assert_array_equal(got[name][2], want)
 
 
@@ -317,7 +315,7 @@ def test_several_kinds(stats_logdir):
     ed = stats_logdir["ed"]
     cross = log.stats("seq2seq", "probe/ed", kind="cross")
     assert np.isnan(cross["distance"]).all() and np.isnan(cross["previous_token"]).all()
-    want = stats.compute(stored(ed.attention("cross")), key_special=(0, 3), relative=False)
+    want = stats.compute(ed.attention("cross"), key_special=(0, 3), relative=False)
     np.testing.assert_array_equal(cross["special_tokens"][0], want["special_tokens"])
     dec = log.stats("seq2seq", "probe/ed", kind="decoder")
     assert np.isnan(dec["special_tokens"]).all() and np.isfinite(dec["distance"]).all()
@@ -350,7 +348,7 @@ def test_stats_route(wsgi, stats_logdir):
         rows = data["stats"][name]
         assert len(rows) == 3 and all(len(r) == 2 * 3 for r in rows)
         assert rows[0] == [None] * 6  # the old step has none
-        want = stats.compute(stored(stats_logdir["maps"][10]), key_special=(0, 3))[name]
+        want = stats.compute(stats_logdir["maps"][10], key_special=(0, 3))[name]
         assert np.array_equal(np.array(rows[1], np.float32), want.ravel()), name  # row-major layer, head
 
     # Headers only: one blob per step, and a second request reads none.
@@ -411,7 +409,7 @@ def test_stats_route_on_tensorboard(stats_logdir, tensorboard_factory):
         return status == 200 and json.loads(body)["steps"] == [0, 10, 20] and json.loads(body)
 
     data = wait_until(loaded, timeout=90, what="the stats route")
-    want = stats.compute(stored(stats_logdir["maps"][20]), key_special=(0, 3))["entropy"]
+    want = stats.compute(stats_logdir["maps"][20], key_special=(0, 3))["entropy"]
     assert np.array_equal(np.array(data["stats"]["entropy"][2], np.float32), want.ravel())
 
 
