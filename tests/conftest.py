@@ -39,15 +39,15 @@ def wait_until(predicate, timeout=60.0, interval=0.1, what="condition"):
 
 
 class TensorBoard:
-    """A real `tensorboard` subprocess on a free port."""
+    """A real `tensorboard` subprocess on a free port (of `python`'s environment)."""
 
-    def __init__(self, logdir, load_fast=True, extra_args=()):
+    def __init__(self, logdir, load_fast=True, extra_args=(), python=sys.executable):
         self.logdir = str(logdir)
         self.load_fast = load_fast
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self._log = tempfile.NamedTemporaryFile(prefix="tensorboard-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir,
+        cmd = [python, "-m", "tensorboard.main", "--logdir", self.logdir,
                "--port", str(self.port), "--host", "127.0.0.1", "--reload_interval", "1",
                "--load_fast", "true" if load_fast else "false", *extra_args]
         env = dict(os.environ)

@@ -430,7 +430,7 @@ def test_cli_gpt2_with_tokenizer_option(saved, tmp_path):
 
 
 def test_installed_console_script(saved, tmp_path):
-    """`tb-attention` as pip installs it (setup.py console_scripts), not this checkout."""
+    """`tb-attention` as pip installs it (pyproject.toml [project.scripts]), not this checkout."""
     exe = os.path.join(os.path.dirname(sys.executable), "tb-attention")
     assert os.path.isfile(exe), "pip install the package first: no %s" % exe
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
