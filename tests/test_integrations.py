@@ -129,6 +129,32 @@ def test_lightning_callback_arguments(tmp_path):
     assert callback.logged_steps == [2]
 
 
+def test_lightning_run_that_fails_keeps_what_was_logged(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from tb_attention.integrations.lightning import AttentionCallback
+
+    class Failing(_LitMLM):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 3:
+                raise RuntimeError("diverged")
+            return super().training_step(batch, batch_idx)
+
+    logger = TensorBoardLogger(str(tmp_path), name="failing", version="v0")
+    trainer = lightning.Trainer(max_steps=10, log_every_n_steps=2, logger=logger,
+                                callbacks=[AttentionCallback(TEXTS)], accelerator="cpu", devices=1,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    data = torch.utils.data.DataLoader([torch.randint(5, 99, (12,)) for _ in range(32)], batch_size=4)
+    with pytest.raises(RuntimeError, match="diverged"):
+        trainer.fit(Failing(), data)
+    import gc
+
+    gc.collect()  # a writer left open would flush (and reopen a file) when collected or at exit
+    tb_attention.writer._close_all_at_exit()
+    assert len(event_files(logger.log_dir)) == 1
+    assert tb_attention.load(str(tmp_path)).steps("failing/v0", "probe/cat") == [0, 2]
+
+
 # ---------------------------------------------------------------------------
 # transformers Trainer under accelerate launch, 2 processes
 

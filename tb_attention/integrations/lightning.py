@@ -89,6 +89,12 @@ class AttentionCallback(pl.Callback):
         if self.probe is not None:
             self.probe.close()  # flushed before the logger closes its writer (in teardown)
 
+    def on_exception(self, trainer, pl_module, exception):
+        # Flush what was logged while the logger's writer is open: Lightning
+        # closes it ("failed") right after this hook.
+        if self.probe is not None:
+            self.probe.close()
+
     def _log(self, trainer, pl_module):
         step = trainer.global_step
         if not trainer.is_global_zero or step in self.logged_steps:
