@@ -22,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 import tb_attention  # noqa: E402
-from tests.conftest import TensorBoard, wait_until  # noqa: E402
+from tests.support import wait_until  # noqa: E402
+from tests.support.backends import TensorBoard  # noqa: E402
 
 
 def softmax(x):
