@@ -170,8 +170,8 @@ class Probe:
     texts: a str, a list of them, or a dict tag name -> text; instead of a
         str, token ids or a dict of model inputs. One tag per text:
         tag_prefix + name (see probe_tags).
-    writer: an AttentionWriter, a torch SummaryWriter (attention goes into
-        its run and event file), or a logdir path (the probe opens its own
+    writer: an AttentionWriter, a torch or tensorboardX SummaryWriter
+        (attention goes into its run and event file), or a logdir path (the probe opens its own
         AttentionWriter on first use, on rank 0 only, and close() closes it).
     every_n_steps: maybe_log(step) logs when step % every_n_steps == 0.
     neurons: also log queries and keys (the neuron view).

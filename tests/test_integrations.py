@@ -1,7 +1,10 @@
 """The ways people log, each run for real into one logdir: a PyTorch
 Lightning fit with its TensorBoardLogger, the transformers Trainer under
-`accelerate launch` with 2 processes (CPU, gloo), and a training loop over a
-TransformerLens model with torch's SummaryWriter. Each run must be ONE event
+`accelerate launch` with 2 processes (CPU, gloo) and with a tensorboardX
+writer, a training loop over a TransformerLens model with torch's
+SummaryWriter, a loop with tensorboardX's SummaryWriter, and
+tb_attention.summary.pb logged by torch's and tensorboardX's own
+`file_writer.add_summary`. Each run must be ONE event
 file holding the framework's scalars and the attention, and both must come
 back through TensorBoard's Python loader and its Rust data server (real
 `tensorboard` subprocesses).
@@ -259,18 +262,99 @@ def test_transformer_lens_run(lens_run, logroot):
 
 
 # ---------------------------------------------------------------------------
+# tensorboardX, and summary.pb through other writers' add_summary
+
+
+@pytest.fixture(scope="module")
+def tbx_runs(logroot):
+    tensorboardX = pytest.importorskip("tensorboardX")
+    from tensorboardX.proto import summary_pb2 as tbx_summary_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tb_attention import summary
+
+    model, tok = tiny_model("bert")
+    probe = tok(TEXTS["cat"], return_tensors="pt")
+    # AttentionWriter into tensorboardX's SummaryWriter
+    sw = tensorboardX.SummaryWriter(str(logroot / "tbx"))
+    writer = tb_attention.AttentionWriter(sw)
+    for step in range(4):
+        sw.add_scalar("loss", 1.0 / (step + 1), step)
+        if step % 2 == 0:
+            writer.add_attention("probe/cat", tb_attention.capture(model, probe, tokenizer=tok), global_step=step)
+    writer.close()  # flushes; the SummaryWriter is the user's
+    sw.close()
+    # summary.pb through the writers' own add_summary
+    record = tb_attention.capture(model, probe, tokenizer=tok)
+    torch_sw = SummaryWriter(str(logroot / "pb_torch"))
+    tbx_sw = tensorboardX.SummaryWriter(str(logroot / "pb_tbx"))
+    for step in (0, 2):
+        torch_sw.add_scalar("loss", 1.0, step)
+        torch_sw.file_writer.add_summary(summary.pb("probe/cat", record), global_step=step)
+        tbx_sw.add_scalar("loss", 1.0, step)
+        # tensorboardX's add_summary takes its own generated Summary class
+        pb = tbx_summary_pb2.Summary.FromString(summary.pb("probe/cat", record).SerializeToString())
+        tbx_sw.file_writer.add_summary(pb, global_step=step)
+    torch_sw.close()
+    tbx_sw.close()
+    return record
+
+
+def test_tensorboardx_and_summary_pb_runs(tbx_runs, logroot):
+    log = tb_attention.load(str(logroot))
+    for run, steps in (("tbx", [0, 2]), ("pb_torch", [0, 2]), ("pb_tbx", [0, 2])):
+        assert len(event_files(logroot / run)) == 1, run
+        assert log.steps(run, "probe/cat") == steps, run
+        assert log.get(run, "probe/cat", 2).tokens() == tbx_runs.tokens()
+
+
+@pytest.fixture(scope="module")
+def trainer_tbx_run(logroot):
+    """The Trainer's TensorBoardCallback given a tensorboardX writer: the callback shares it."""
+    tensorboardX = pytest.importorskip("tensorboardX")
+    from transformers.integrations import TensorBoardCallback
+
+    from tb_attention.integrations.transformers import AttentionCallback
+
+    model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+    data = [dict(input_ids=e, labels=e.clone()) for e in
+            (tok("the cat sat on the mat", padding="max_length", max_length=12,
+                 return_tensors="pt")["input_ids"][0] for _ in range(12))]
+    args = transformers.TrainingArguments(
+        output_dir=str(logroot / "trainer_tbx_out"), max_steps=4, per_device_train_batch_size=2,
+        logging_steps=2, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    sw = tensorboardX.SummaryWriter(str(logroot / "trainer_tbx"))
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                                   callbacks=[TensorBoardCallback(sw)])
+    callback = AttentionCallback(TEXTS, trainer=trainer)
+    trainer.add_callback(callback)
+    trainer.train()
+    return callback
+
+
+def test_trainer_with_a_tensorboardx_writer(trainer_tbx_run, logroot):
+    assert trainer_tbx_run.logdir == str(logroot / "trainer_tbx")
+    assert len(event_files(logroot / "trainer_tbx")) == 1
+    assert tb_attention.load(str(logroot)).steps("trainer_tbx", "probe/cat") == [0, 2, 4]
+
+
+# ---------------------------------------------------------------------------
 # Both TensorBoard loaders
 
 EXPECTED = {  # run: (scalar tag, scalar steps, attention tag, attention steps)
     "lightning/v0": ("train_loss", [1, 3, 5], "probe/cat", [0, 2, 4, 6]),
     "trainer_ddp": ("train/loss", [2, 4], "probe/cat", [0, 2, 4]),
     "lens": ("loss", [0, 1, 2, 3, 4], "probe/ids", [0, 2, 4]),
+    "tbx": ("loss", [0, 1, 2, 3], "probe/cat", [0, 2]),
+    "pb_torch": ("loss", [0, 2], "probe/cat", [0, 2]),
+    "pb_tbx": ("loss", [0, 2], "probe/cat", [0, 2]),
+    "trainer_tbx": ("train/loss", [2, 4], "probe/cat", [0, 2, 4]),
 }
 
 
 @pytest.mark.parametrize("load_fast", [True, False], ids=["rust", "python"])
 def test_scalars_and_attention_survive_both_loaders(load_fast, lightning_run, accelerate_run, lens_run,
-                                                    logroot, tensorboard_factory):
+                                                    tbx_runs, trainer_tbx_run, logroot, tensorboard_factory):
     tb = tensorboard_factory(logroot, load_fast=load_fast)
     tb.wait_kept({run: (tag, len(steps)) for run, (_, _, tag, steps) in EXPECTED.items()})
     attention = tb.attention_tags()
