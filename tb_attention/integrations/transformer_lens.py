@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from tb_attention.capturing import NeuronsNotSupportedWarning, _special_positions, _tokens
+from tb_attention.capturing import NO_TOKENIZER_FORMAT, NeuronsNotSupportedWarning, _special_positions
 from tb_attention.record import (AttentionInputError, AttentionRecord, KindRecord, Neurons,
                                  softmax_scores, validate_kind)
 
@@ -90,7 +90,7 @@ def capture(model, inputs, tokenizer=None, neurons=False, layers=None):
             kind_neurons = _neurons(cfg, [cache[l] for l in selected], b, keep, causal, attention)
         record = KindRecord(
             name="self", attention=np.ascontiguousarray(attention, dtype=np.float32),
-            query_tokens=_tokens(kept_ids, tokenizer), key_tokens=_tokens(kept_ids, tokenizer),
+            query_tokens=_names(kept_ids, tokenizer), key_tokens=_names(kept_ids, tokenizer),
             layer_ids=tuple(selected), causal=causal, neurons=kind_neurons,
             key_special=_special_positions(kept_ids, tokenizer))
         validate_kind(record)
@@ -234,6 +234,13 @@ def _no_neurons(why):
                   "cannot be rebuilt from its hooks (%s); capturing attention only" % why,
                   NeuronsNotSupportedWarning, stacklevel=4)
     return None
+
+
+def _names(ids, tokenizer):
+    """Token strings: the tokenizer's, else "id:<id>" as capture names them."""
+    ids = [int(i) for i in ids]
+    names = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [None] * len(ids)
+    return tuple(n if isinstance(n, str) else NO_TOKENIZER_FORMAT % i for n, i in zip(names, ids))
 
 
 def _model_type(model):
