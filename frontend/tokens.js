@@ -196,3 +196,22 @@ export function shortLabel(label, max = READOUT_CHARS) {
   if (label.startsWith(FSI) && label.endsWith(PDI)) return FSI + truncate(label.slice(1, -1), max) + PDI;
   return truncate(label, max);
 }
+
+/**
+ * A `labels(kind, raw)` for a host: a kind's query and key labels, pretty or
+ * raw, computed once per kind object.
+ * @returns {(kind: {query_tokens: string[], key_tokens: string[]}, raw: boolean) => {q: string[], k: string[]}}
+ */
+export function labelCache() {
+  const cache = new WeakMap();
+  return (kind, raw) => {
+    let byRaw = cache.get(kind);
+    if (!byRaw) {
+      byRaw = {};
+      cache.set(kind, byRaw);
+    }
+    const which = raw ? "raw" : "pretty";
+    if (!byRaw[which]) byRaw[which] = { q: tokenLabels(kind.query_tokens, !raw), k: tokenLabels(kind.key_tokens, !raw) };
+    return byRaw[which];
+  };
+}

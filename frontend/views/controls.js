@@ -5,8 +5,8 @@ import { css, headColor } from "../colors.js";
 import { clear, el, labelled, setOptions } from "../dom.js";
 
 /** Layer select bound to state.layer. */
-export function layerControl(app) {
-  const sel = el("select", { attrs: { "data-name": "layer" }, title: "Layer (\u2191/\u2193 in the list)", on: { change: () => app.setState({ layer: Number(sel.value) }) } });
+export function layerControl(host) {
+  const sel = el("select", { attrs: { "data-name": "layer" }, title: "Layer (\u2191/\u2193 in the list)", on: { change: () => host.setState({ layer: Number(sel.value) }) } });
   return {
     field: labelled("Layer", sel),
     select: sel,
@@ -17,8 +17,8 @@ export function layerControl(app) {
 }
 
 /** Single-head select bound to state.head (matrix and neuron views). */
-export function headControl(app) {
-  const sel = el("select", { attrs: { "data-name": "head" }, title: "Head", on: { change: () => app.setState({ head: Number(sel.value) }) } });
+export function headControl(host) {
+  const sel = el("select", { attrs: { "data-name": "head" }, title: "Head", on: { change: () => host.setState({ head: Number(sel.value) }) } });
   const swatch = el("span", { className: "tba-head", attrs: { "aria-hidden": "true" }, style: { display: "inline-block" } });
   return {
     field: labelled("Head", el("span", { className: "tba-field" }, swatch, sel)),
@@ -35,8 +35,8 @@ export function headControl(app) {
 export const ZOOMS = [0, 2, 4, 8, 12, 18, 24, 32];
 
 /** Zoom (row or cell size) select bound to state.zoom. */
-export function zoomControl(app, title) {
-  const sel = el("select", { attrs: { "data-name": "zoom" }, title, on: { change: () => app.setState({ zoom: Number(sel.value) }) } });
+export function zoomControl(host, title) {
+  const sel = el("select", { attrs: { "data-name": "zoom" }, title, on: { change: () => host.setState({ zoom: Number(sel.value) }) } });
   return {
     field: labelled("Zoom", sel),
     select: sel,
@@ -51,12 +51,12 @@ export function zoomControl(app, title) {
  * One colour square per head: click toggles a head, double-click shows only
  * that head (double-click it again to show all).
  */
-export function headSquares(app) {
+export function headSquares(host) {
   const box = el("div", { className: "tba-heads", attrs: { "data-name": "heads", role: "group", "aria-label": "Heads" } });
   let count = -1;
   const selected = () => {
     const H = count;
-    const s = app.state.heads;
+    const s = host.state().heads;
     return s === null ? [...Array(H).keys()] : s.slice();
   };
   const normalize = (list) => (list.length === count ? null : list.sort((a, b) => a - b));
@@ -79,13 +79,13 @@ export function headSquares(app) {
                 const i = sel.indexOf(h);
                 if (i >= 0) sel.splice(i, 1);
                 else sel.push(h);
-                app.setState({ heads: normalize(sel) });
+                host.setState({ heads: normalize(sel) });
               },
               dblclick: () => {
                 // the two clicks before this toggled h twice: the selection is as it was
                 const sel = selected();
                 const solo = sel.length === 1 && sel[0] === h;
-                app.setState({ heads: solo ? null : [h] });
+                host.setState({ heads: solo ? null : [h] });
               },
             },
           });
