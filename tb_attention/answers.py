@@ -161,9 +161,8 @@ def token_differences(kind_a, kind_b):
 
 
 def head_jsd(a, b):
-    """float32 [H]: mean JSD of each head of two stored layers [H, Tq, Tk]; a
-    head at a time bounds the temporaries (a few times one head's map)."""
-    a, b = codec.to_float(a), codec.to_float(b)
+    """float32 [H]: mean JSD of each head of two layers as float [H, Tq, Tk];
+    a head at a time bounds the temporaries (a few times one head's map)."""
     return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
 
 
