@@ -155,6 +155,13 @@ def _check_arguments(model, tokenizer, neurons):
 
 
 def _capture(model, inputs, tokenizer, neurons, layers, dtype=None, heads=None):
+    from tb_attention.integrations import transformer_lens  # its own hook points, not transformers'
+
+    if transformer_lens.is_transformer_lens_model(model):
+        if heads is not None or dtype is not None:
+            raise AttentionInputError("heads= and dtype= are not supported for TransformerLens models "
+                                      "(yet): capture them without and log the float32 record")
+        return transformer_lens.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers)
     _check_arguments(model, tokenizer, neurons)
     _device.check_dtype(dtype)
     adapter, known = _adapters.for_model(model)

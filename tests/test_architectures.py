@@ -17,7 +17,7 @@ import transformers as tr
 from tb_attention.capturing import NeuronsNotSupportedWarning, capture, capture_batch
 from tb_attention.record import AttentionInputError, softmax_scores
 from tests import sweep
-from tests.sweep import ids, tiny
+from tests.sweep import IDS, ids, tiny
 
 def eager(model, **inputs):
     """kind -> float32 [L, H, Tq, Tk] of example 0 from the model's own eager output_attentions."""
