@@ -170,6 +170,8 @@ def test_an_event_of_summary_pb_is_an_event_the_writer_would_write(tmp_path):
     record = record_of(rng)
     with AttentionWriter(str(tmp_path)) as w:
         event = w._encode("probe", 5, 1.5e9, record, 2)
+    if isinstance(event, bytes):  # its own event file gets the Event's bytes (summary.event_bytes)
+        event = event_pb2.Event.FromString(event)
     pb = summary.pb("probe", record, sequence=2, writer_id=w._writer_id)
     assert event.step == 5 and event.wall_time == 1.5e9
     assert event.summary == pb
