@@ -19,6 +19,7 @@ setup(
     ],
     package_dir={"tb_attention.frontend": "frontend"},
     package_data={
+        "tb_attention": ["page_bundle.js"],
         "tb_attention.proto": ["*.proto"],
         "tb_attention.frontend": ["*.js", "*.css", "*.html", "LICENSE*", "views/*.js", "draw/*.js", "vendor/**/*"],
     },
