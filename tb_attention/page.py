@@ -35,6 +35,9 @@ from tb_attention.pagestate import BUNDLE_PATH, PageError, bundle_meta
 DEFAULT_MAX_BYTES = 50 * 2 ** 20
 FALLBACK_PIXELS = 256
 DEFAULT_HEIGHT = 600
+# A record shown by just being the last expression of a cell: kept small.
+REPR_HEIGHT = 420
+REPR_MAX_BYTES = 8 * 2 ** 20
 
 
 def _png_gray(pixels):
@@ -60,8 +63,9 @@ def _fallback(title, entry, kind, state, blobs_bytes):
     start = offset + (layers.index(layer) * H + head) * Tq * Tk
     att = np.frombuffer(blobs_bytes, np.uint8, count=Tq * Tk, offset=start).reshape(1, Tq, Tk)
     pooled, _, _ = answers.max_pool(att, FALLBACK_PIXELS)
-    png = base64.b64encode(_png_gray(255 - pooled[0])).decode("ascii")
-    scale = max(1, 256 // max(pooled.shape[1:]))
+    scale = max(1, FALLBACK_PIXELS // max(pooled.shape[1:]))  # scaled here: a sanitizer may drop CSS
+    picture = np.repeat(np.repeat(255 - pooled[0], scale, axis=0), scale, axis=1)
+    png = base64.b64encode(_png_gray(picture)).decode("ascii")
     caption = ("Still picture: layer %d, head %d of %s step %d (rows: the %d query tokens, columns: the %d key tokens; "
                "darker is more attention)." % (layer, head, html.escape(entry["run"]), entry["step"], Tq, Tk))
     return (
@@ -70,8 +74,8 @@ def _fallback(title, entry, kind, state, blobs_bytes):
         "<p>This output draws with a script, which did not run here. In Jupyter, trust the notebook "
         "(File &gt; Trust Notebook, or <code>jupyter trust NOTEBOOK.ipynb</code>) and reopen it, or run the cell again.</p>"
         '<p><img alt="attention of one head" src="data:image/png;base64,%s" width="%d" height="%d" '
-        'style="image-rendering: pixelated; border: 1px solid #999;"></p><p>%s</p></div>'
-        % (html.escape(title), png, pooled.shape[2] * scale, pooled.shape[1] * scale, caption))
+        'style="border: 1px solid #999;"></p><p>%s</p></div>'
+        % (html.escape(title), png, picture.shape[1], picture.shape[0], caption))
 
 
 def _script(node_id, data, keys):
@@ -158,3 +162,13 @@ def save_html(x, path, view="head", **options):
     except OSError as e:
         raise PageError("path %r cannot be written: %s" % (path, e.strerror or e)) from None
     return path
+
+
+def repr_html(record):
+    """AttentionRecord._repr_html_: the head view alone, or a notice when that would be large."""
+    try:
+        return Page(record, "head", views=["head"], height=REPR_HEIGHT, max_bytes=REPR_MAX_BYTES).html()
+    except PageError as e:
+        return "<p><strong>tb-attention</strong>: %s. %s</p>" % (
+            html.escape(repr(record)), html.escape("Not drawn inline: %s; call tb_attention.show(record, ...)" % e))
+
