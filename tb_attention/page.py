@@ -115,11 +115,12 @@ class Page:
             entry["run"], entry["tag"], len(chosen), "" if len(chosen) == 1 else "s")
         self.height = int(height)
         self.data = base64.b64encode(p.data).decode("ascii")
-        if max_bytes is not None and len(self.data) > max_bytes:
-            raise PageError("the page would be %.1f MB, over max_bytes=%d (%.1f MB): give fewer steps, layers "
-                            "or tokens, or pass max_bytes=None" % (len(self.data) / 2 ** 20, max_bytes, max_bytes / 2 ** 20))
         given = {k: v for k, v in state.items() if v is not None}
         self.fallback = _fallback(self.title, entry, kind, given, p.blobs)
+        size = len(self.data) + len(self.fallback) + os.path.getsize(BUNDLE_PATH)
+        if max_bytes is not None and size > max_bytes:
+            raise PageError("the page would be %.1f MB, over max_bytes=%d (%.1f MB): give fewer steps, layers "
+                            "or tokens, or pass max_bytes=None" % (size / 2 ** 20, max_bytes, max_bytes / 2 ** 20))
 
     def html(self):
         """The page as a notebook output: an element and its script."""
