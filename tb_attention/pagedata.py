@@ -118,6 +118,11 @@ def _log_steps(log, runs, tags, steps):
 # -- the page's data -----------------------------------------------------------
 
 
+def answer_key(*parts):
+    """The key MemoryData looks an answer up by: JSON.stringify of the parts (no spaces, no escapes)."""
+    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
+
+
 class _Blobs:
     """The payload's binary part: byte strings appended, [offset, length] handed back."""
 
@@ -171,7 +176,7 @@ def _stats(groups):
     for (run, tag), items in groups.items():
         per_step = [{k.name: codec.stored_stats(h, k.name) for k in h.kinds} for _, h in items]
         for name in dict.fromkeys(k.name for _, h in items for k in h.kinds):
-            out[json.dumps([run, tag, name])] = answers.stats(
+            out[answer_key(run, tag, name)] = answers.stats(
                 run, tag, name, [s.step for s, _ in items], per_step, [])
     return out
 
@@ -208,7 +213,7 @@ def _compare(groups):
             pairs, said = _compare_pairs([s for s, _ in having], weights)
             floats = {}
             for a, b in pairs:
-                key = json.dumps([tag, name, a.run, a.step, b.run, b.step])
+                key = answer_key(tag, name, a.run, a.step, b.run, b.step)
                 out[key] = _compare_one(tag, name, headers[(a.run, a.step)], headers[(b.run, b.step)], floats)
     return out, "this page holds the comparisons of %s; compare other steps in TensorBoard" % said
 

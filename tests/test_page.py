@@ -46,7 +46,7 @@ def test_steps_runs_and_the_stats_answer():
     uniform = from_raw(np.full((L, H, T, T), 1 / T, np.float32), list(TOKENS))
     manifest, _ = one(tba_page.Page({"b": [planted_record(), uniform], "a": planted_record()}, steps=[10, 20]).html())
     assert sorted((e["run"], e["step"]) for e in manifest["steps"]) == [("a", 10), ("b", 10), ("b", 20)]
-    stats = manifest["stats"]['["b", "attention", "self"]']
+    stats = manifest["stats"]['["b","attention","self"]']
     assert stats["steps"] == [10, 20]
     entropy = np.array(stats["stats"]["entropy"], float).reshape(2, L, H)
     np.testing.assert_allclose(entropy[0], 0, atol=1e-6)  # one-hot rows
@@ -56,7 +56,7 @@ def test_steps_runs_and_the_stats_answer():
 def test_compare_answers_are_the_mean_jsd_of_the_heads():
     a, b = planted_record(k=5), planted_record(k=6)
     manifest, _ = one(tba_page.Page([a, b], "compare").html())
-    answer = manifest["compare"]['["attention", "self", "notebook", 0, "notebook", 1]']
+    answer = manifest["compare"]['["attention","self","notebook",0,"notebook",1]']
     jsd = np.array(answer["jsd"], float)
     expected = np.zeros((L, H))
     expected[0, 0] = math.log(2) / T  # one query row of T moved to a disjoint key
@@ -65,7 +65,7 @@ def test_compare_answers_are_the_mean_jsd_of_the_heads():
     # tokens that differ: the route's message, no JSD
     other = planted_record(tokens=("<s>", "a", "dog", "sat", "on", "the", "mat", "."))
     manifest, _ = one(tba_page.Page({"x": a, "y": other}, "compare").html())
-    answer = manifest["compare"]['["attention", "self", "x", 0, "y", 0]']
+    answer = manifest["compare"]['["attention","self","x",0,"y",0]']
     assert answer["jsd"] is None and not answer["tokens"]["match"] and "B has 'a'" in answer["tokens"]["message"]
 
 
@@ -73,7 +73,7 @@ def test_compare_of_steps_whose_layers_differ_is_the_routes_400():
     a = planted_record()
     b = from_raw(planted_attention()[:1], list(TOKENS))
     manifest, _ = one(tba_page.Page({"x": a, "y": b}, "compare").html())
-    err = manifest["compare"]['["attention", "self", "x", 0, "y", 0]']["error"]
+    err = manifest["compare"]['["attention","self","x",0,"y",0]']["error"]
     assert err["status"] == 400 and "cannot compare" in err["message"]
 
 

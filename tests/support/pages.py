@@ -95,6 +95,17 @@ class Output:
         cond = "".join('[data-%s="%s"]' % (k, v) for k, v in attrs.items())
         self.page.locator(self.sel).locator('.tba[data-state="drawn"]%s' % cond).wait_for(state="attached")
 
+    def wait_detail(self, **parts):
+        """Wait until the drawn view's data-detail has these key=value parts."""
+        want = ["%s=%s" % kv for kv in parts.items()]
+        self.page.wait_for_function("""([i, want]) => {
+            const out = document.querySelectorAll('.tba-output')[i];
+            const root = out && out.shadowRoot && out.shadowRoot.querySelector('.tba');
+            if (!root || root.getAttribute('data-state') !== 'drawn') return false;
+            const have = (root.getAttribute('data-detail') || '').split(';');
+            return want.every((w) => have.includes(w));
+        }""", arg=[self.index, want])
+
     def attrs(self):
         return self.page.evaluate("() => { %s return Object.fromEntries([...root.attributes].map(a => [a.name, a.value])); }"
                                   % (_ROOT % self.index))
