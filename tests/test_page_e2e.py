@@ -15,7 +15,7 @@ import pytest
 
 import tb_attention
 from tests.support.pages import L, TOKENS, WHITE, Output, matrix_centre, open_page, planted_record
-from tests.test_dashboard_e2e import edge_point
+from tests.support.browser import edge_point
 
 BLUE = [33, 102, 172]  # the diverging scale's ends (frontend/colors.js): B lower ...
 RED = [178, 24, 43]  # ... B higher
