@@ -17,7 +17,7 @@ export const SNIPPET = [
 
 export class Shell {
   /**
-   * @param {{setState: (patch: any) => void, exportPng: () => void}} actions
+   * @param {{setState: (patch: any) => void, exportPng: () => void, saveHtml?: () => void}} actions
    * @param {HTMLElement} steps the step scrubber's element
    * @param {{views?: string[], compact?: boolean, source?: string}} [options]
    *   views: the tabs (default every view); compact: hide a run or probe
@@ -45,10 +45,13 @@ export class Shell {
     this.prettyBox = el("input", { attrs: { type: "checkbox", "data-name": "pretty" }, on: { change: (e) => actions.setState({ raw: !e.target.checked }) } });
     this.exportBtn = el("button", { text: "Export PNG", attrs: { "data-name": "export" }, title: "Save the current view as a PNG image", on: { click: () => actions.exportPng() } });
     this.exportLink = el("a", { className: "tba-hint", attrs: { "data-name": "export-link" } });
+    // only a host that can write a page offers it (the dashboard; a page is one already)
+    this.saveBtn = el("button", { text: "Save as HTML", attrs: { "data-name": "save-html" }, title: "Save this probe's steps as one HTML file that opens with no server", on: { click: () => actions.saveHtml() } });
+    this.saveBtn.hidden = !actions.saveHtml;
     this.bar = el("div", { className: "tba-bar" },
       this.runField, this.tagField, this.kindField, this.tabs,
       el("label", { className: "tba-field", title: "Show tokens without tokenizer markers (\u0120 \u2581 ## </w>)" }, this.prettyBox, el("span", { text: "Prettify tokens" })),
-      el("span", { className: "tba-spacer" }), this.exportLink, this.exportBtn);
+      el("span", { className: "tba-spacer" }), this.exportLink, this.exportBtn, this.saveBtn);
     this.steps = steps;
     this.notice = el("div", { className: "tba-notice", attrs: { "data-name": "notice" } });
     this.notice.hidden = true;

@@ -119,7 +119,7 @@ class Page:
         self.fallback = _fallback(self.title, entry, kind, given, p.blobs)
         size = len(self.data) + len(self.fallback) + os.path.getsize(BUNDLE_PATH)
         if max_bytes is not None and size > max_bytes:
-            raise PageError("the page would be %.1f MB, over max_bytes=%d (%.1f MB): give fewer steps, layers "
+            raise PageTooLarge("the page would be %.1f MB, over max_bytes=%d (%.1f MB): give fewer steps, layers "
                             "or tokens, or pass max_bytes=None" % (size / 2 ** 20, max_bytes, max_bytes / 2 ** 20))
 
     def html(self):
@@ -144,6 +144,10 @@ class Page:
 
     def _repr_html_(self):
         return self.html()
+
+
+class PageTooLarge(PageError):
+    """A page over max_bytes (the dashboard asks before writing it anyway)."""
 
 
 def save_html(x, path, view="head", **options):

@@ -54,6 +54,8 @@ def page_steps(x, runs=None, tags=None, steps=None):
     AttentionLog (load(logdir)) narrowed by runs / tags / steps."""
     if isinstance(x, AttentionLog):
         return _log_steps(x, runs, tags, steps)
+    if isinstance(x, list) and x and all(isinstance(s, PageStep) for s in x):
+        return x  # read by the plugin from TensorBoard's store (its "Save as HTML")
     if isinstance(x, dict):
         if not x:
             raise PageError("x is an empty dict: give {run name: record or list of records}")
