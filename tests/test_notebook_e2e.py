@@ -152,9 +152,14 @@ def lab(notebook, tmp_path_factory):
     other = nbformat.read(str(root / "executed.ipynb"), as_version=4)
     other.metadata["tba_test"] = "untrusted copy"
     nbformat.write(other, str(root / "untrusted.ipynb"))
+    # the README's picture: the MiniLM cell alone, its output at the top
+    readme = nbformat.read(str(root / "executed.ipynb"), as_version=4)
+    readme.cells = readme.cells[8:9]
+    readme.cells[0].outputs = [o for o in readme.cells[0].outputs if o.get("output_type") != "stream"]  # download bars
+    nbformat.write(readme, str(root / "readme.ipynb"))
     bindir = os.path.dirname(sys.executable)
-    subprocess.run([os.path.join(bindir, "jupyter"), "trust", str(root / "trusted.ipynb")], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([os.path.join(bindir, "jupyter"), "trust", str(root / "trusted.ipynb"), str(root / "readme.ipynb")],
+                   env=env, check=True, capture_output=True)
     port = free_port()
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -222,17 +227,14 @@ def test_trusted_every_output_draws_in_jupyterlab(lab, context):
     untrusted = open_lab(context, lab, "untrusted.ipynb")
     untrusted.locator(".jp-OutputArea-output .tba-fallback").nth(OUTPUTS - 1).wait_for(state="attached")
     assert page.evaluate(STYLE_PROBE) == untrusted.evaluate(STYLE_PROBE)
-    page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
-    # the MiniLM cell at the top (JupyterLab scrolls its own windowed list)
-    page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget.content;"
-                  " nb.activeCellIndex = 8; await nb.scrollToItem(8, 'start'); }")
-    page.wait_for_function("() => { const c = window.jupyterapp.shell.currentWidget.content.widgets[8].node;"
-                           " const r = c.getBoundingClientRect(); return r.top >= 0 && r.top < 200; }")
-    outs[6].wait()
-    page.wait_for_function("() => !document.querySelector('#jp-left-stack:not(.lm-mod-hidden)')")
-    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-    page.screenshot(path=SCREENSHOT, clip={"x": 0, "y": 0, "width": 1200, "height": 700})
     assert not page.errors, page.errors
+    shot = open_lab(context, lab, "readme.ipynb")
+    Output(shot).wait()
+    shot.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    shot.wait_for_function("() => !document.querySelector('#jp-left-stack:not(.lm-mod-hidden)')")
+    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+    shot.screenshot(path=SCREENSHOT)
+    assert not shot.errors, shot.errors
 
 
 def test_outputs_follow_jupyterlabs_theme_and_a_rerun_replaces_its_output(lab, context):
