@@ -7,7 +7,7 @@
 //
 // The manifest: {format, state, views, steps, stats, compare, missing}, each
 // step {run, tag, step, header, attention: {kind: [offset, length]},
-// neurons: {kind: [[offset, length, scale, hasBias], ...per stored layer]}},
+// neurons: {kind: [[offset, length, scale, hasBias, softcap, sinks | null], ...per stored layer]}},
 // offsets into the blobs; stats and compare are the routes' answers
 // (docs/routes.md) keyed as MemoryData looks them up.
 
@@ -56,7 +56,7 @@ export function split(bytes) {
  * decoded when first asked for.
  */
 function neuronHeads(target, layerId, layer, kind, blobs) {
-  const [offset, length, scale, hasBias] = layer;
+  const [offset, length, scale, hasBias, softcap = 0, sinks = null] = layer;
   const H = kind.num_heads;
   const Tq = kind.query_tokens.length;
   const Tk = kind.key_tokens.length;
@@ -78,7 +78,7 @@ function neuronHeads(target, layerId, layer, kind, blobs) {
           body.set(blob.subarray(H * q + h * k, H * q + (h + 1) * k), q);
           body.set(blob.subarray(H * (q + k), H * (q + k) + Tq * Tk), q + k);
           if (hasBias) body.set(blob.subarray(H * (q + k) + Tq * Tk + h * b, H * (q + k) + Tq * Tk + (h + 1) * b), q + k + Tq * Tk);
-          decoded = decodeNeurons(body.buffer, { Tq, Tk, D, scale, hasBias });
+          decoded = decodeNeurons(body.buffer, { Tq, Tk, D, scale, hasBias, softcap, sink: sinks ? sinks[h] : null });
         }
         return decoded;
       },

@@ -34,10 +34,10 @@ def test_a_page_holds_the_stored_uint8_bytes_headers_and_query_key_vectors():
     stored = np.frombuffer(blobs, np.uint8, count=n, offset=off).reshape(L, H, T, T)
     np.testing.assert_array_equal(stored, np.rint(planted_attention() * 255).astype(np.uint8))
     # neurons: each layer's blob as stored, queries first (float16 [H, T, D])
-    off, n, scale, has_bias = entry["neurons"]["self"][1]
+    off, n, scale, has_bias, softcap, sinks = entry["neurons"]["self"][1]
     q = np.frombuffer(blobs, "<f2", count=H * T * 4, offset=off).reshape(H, T, 4)
     np.testing.assert_array_equal(q, rec.neurons().queries[1].astype("<f2"))
-    assert (scale, has_bias) == (0.5, False)
+    assert (scale, has_bias, softcap, sinks) == (0.5, False, 0.0, None)
     assert manifest["state"] == {"view": "matrix", "layer": "0", "head": "0"}
     assert manifest["views"] == ["head", "model", "neuron", "matrix"]  # one step: no stats, no compare
 
@@ -210,3 +210,18 @@ def test_cli_html_writes_the_logged_steps(tmp_path):
     assert bad.returncode == 2 and "no run 'nope'" in bad.stderr and not (tmp_path / "q.html").exists()
     bad = cli("html", tmp_path / "missing", "-o", tmp_path / "q.html")
     assert bad.returncode == 2 and "no such logdir" in bad.stderr
+
+
+def test_the_neuron_views_score_steps_travel_as_the_neurons_route_sends_them():
+    """Soft-cap per layer and sink logit per head (format 3): the page's neuron
+    view computes the same softmax as the dashboard's."""
+    import dataclasses
+    rec = planted_record()
+    k = rec.kind()
+    sinks = np.full((L, H), -np.inf, np.float32)
+    sinks[1] = [0.5, -1.0, 2.0]
+    n = dataclasses.replace(k.neurons, softcaps=np.array([0.0, 30.0], np.float32), sinks=sinks)
+    rec = tb_attention.AttentionRecord([dataclasses.replace(k, neurons=n)], model_type="toy")
+    manifest, _ = one(tba_page.Page(rec, "neuron").html())
+    layers = manifest["steps"][0]["neurons"]["self"]
+    assert [layer[4:] for layer in layers] == [[0.0, None], [30.0, [0.5, -1.0, 2.0]]]

@@ -102,6 +102,7 @@ def main():
     import harness
     import tb_attention
     t_start, load_start = time.monotonic(), os.getloadavg()
+    bundle_kb = os.path.getsize(tb_attention.page.BUNDLE_PATH) / 1024  # what the pages hold
     work = tempfile.mkdtemp(prefix="bench-notebook-")
     browser = server = None
     rows = {}
@@ -129,7 +130,7 @@ def main():
                 s.run(browser, args.reps)
             print("round %d done, load %.1f" % (rep + 1, os.getloadavg()[0]), file=sys.stderr)
         text = report(args, rows, {s.name: s for s in scenarios}, tb_attention, harness, browser,
-                      time.monotonic() - t_start, load_start)
+                      time.monotonic() - t_start, load_start, bundle_kb)
     finally:
         if browser:
             browser.close()
@@ -146,7 +147,7 @@ def _mb(n):
     return "%.2f MB" % (n / 2 ** 20) if n < 10 * 2 ** 20 else "%.0f MB" % (n / 2 ** 20)
 
 
-def report(args, rows, sc, tb_attention, harness, browser, took, load_start):
+def report(args, rows, sc, tb_attention, harness, browser, took, load_start, bundle_kb):
     out = ["# Standalone pages: tb_attention.save_html against BertViz %s\n" % harness.bertviz_version(),
            "%s on %s; Chromium %s (headless, Playwright), viewport 1280x900; took %.0f s; load average "
            "(1, 5, 15 min) %s at the start, %s at the end. Other jobs share the CPUs: compare the two sides "
@@ -173,8 +174,8 @@ def report(args, rows, sc, tb_attention, harness, browser, took, load_start):
     out.append("\nGoals (issue 15): 128 tokens in at most 1.5 MB of HTML and drawn within 300 ms; at 512 tokens "
                "it opens and draws. Our pages: tb_attention %s, bundle %s (%.0f kB). BertViz's require.js, d3 "
                "and jQuery come from npm and are served with its pages by a local http.server (bertviz_harness)."
-               % (tb_attention.__version__ if hasattr(tb_attention, "__version__") else "(checkout)",
-                  os.path.basename(tb_attention.page.BUNDLE_PATH), os.path.getsize(tb_attention.page.BUNDLE_PATH) / 1024))
+               % (getattr(tb_attention, "__version__", "(checkout)"), os.path.basename(tb_attention.page.BUNDLE_PATH),
+                  bundle_kb))
     out.append("\nCommand: `python tests/benchmarks/bench_notebook.py %s`\n" % " ".join(sys.argv[1:]))
     return "\n".join(out) + "\n"
 
