@@ -158,9 +158,10 @@ def _capture(model, inputs, tokenizer, neurons, layers, dtype=None, heads=None):
     from tb_attention.integrations import transformer_lens  # its own hook points, not transformers'
 
     if transformer_lens.is_transformer_lens_model(model):
-        if heads is not None or dtype is not None:
-            raise AttentionInputError("heads= and dtype= are not supported for TransformerLens models "
-                                      "(yet): capture them without and log the float32 record")
+        # dtype= (Probe passes its writer's) is ignored: the record stays float32 and
+        # the writer quantizes it; heads= is refused rather than ignored
+        if heads is not None:
+            raise AttentionInputError("heads= is not supported for TransformerLens models (yet)")
         return transformer_lens.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers)
     _check_arguments(model, tokenizer, neurons)
     _device.check_dtype(dtype)

@@ -42,7 +42,7 @@ BUSY_CHILD = """
     # next one (EFBIG, with SIGXFSZ ignored): exactly the prefix of a record a
     # crash inside write(2) leaves on disk.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    w = AttentionWriter(logdir)
+    w = AttentionWriter(logdir, compress=False)  # 16 MiB records on disk, not zstd's few KiB
     for step in range(n):
         a = np.full((2, 3, 16, 16), 1 / 16, np.float32)
         a[:, :, :, step % 16] += 0.5
