@@ -28,6 +28,14 @@ def tags(infos):
                      for run in sorted(by_run)]}
 
 
+def step_version(wall_time):
+    """The version of a kept step (the `v` of docs/routes.md): its wall time
+    in whole microseconds. A step logged again (the run deleted and logged
+    anew, or logged again into its folder) has another one, so a URL that
+    carries it names one step's data for good."""
+    return int(round(float(wall_time) * 1e6))
+
+
 def kind_summary(kind):
     return {
         "name": kind.name, "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
@@ -41,7 +49,8 @@ def steps(run, tag, data, newest, error):
     steps were unreadable) of the newest readable step, header None when
     none is; error the first problem met, or None."""
     header, newer = newest
-    body = {"run": run, "tag": tag, "steps": [d.step for d in data], "kept": len(data)}
+    body = {"run": run, "tag": tag, "steps": [d.step for d in data], "kept": len(data),
+            "versions": [step_version(d.wall_time) for d in data]}
     if header is None:
         body.update(model_type="", kinds=[], written=len(data))
     else:
@@ -166,12 +175,13 @@ def head_jsd(a, b):
     return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
 
 
-def compare(tag, name, key_a, key_b, kind, tokens, jsd):
+def compare(tag, name, key_a, key_b, kind, tokens, jsd, wall_times):
     """`compare`: jsd the head_jsd() of each layer of the two steps, or None
-    when their tokens differ."""
+    when their tokens differ; wall_times those of the two steps."""
     return {
         "tag": tag, "kind": name,
-        "a": {"run": key_a.run, "step": key_a.step}, "b": {"run": key_b.run, "step": key_b.step},
+        "a": {"run": key_a.run, "step": key_a.step, "wall_time": wall_times[0]},
+        "b": {"run": key_b.run, "step": key_b.step, "wall_time": wall_times[1]},
         "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
         "units": "nats", "max": _compare.LN2,
         "jsd": None if jsd is None else _compare.json_matrix(np.stack(jsd)), "tokens": tokens,

@@ -10,6 +10,7 @@ The dashboard is served from the installed package: `pip install .` first.
 """
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import tb_attention
 from tb_attention import AttentionRecord
 
 from tests.conftest import TensorBoard, free_port, wait_until
+from tests.support.backends import PREFIX
 from tests.support.browser import (
     TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
@@ -271,6 +273,40 @@ def test_tensorboard_restart_recovers_in_place(page, servers, tmp_path):
     wait_drawn(frame, view="model", step=7)
     assert not frame.is_visible('[data-name="notice"]')
     assert not page.watch.dialogs
+
+
+def test_a_rewritten_run_draws_its_new_tokens_after_a_reload_and_in_a_new_tab(
+        page, tensorboard_factory, tmp_path):
+    """Issue 14: step answers were immutable under URLs naming run/tag/step
+    only: after the run was deleted and logged again, a reload or a new tab
+    drew the old tokens from the browser's cache. The default (Rust) loader
+    only: the Python loader (--load_fast=false) goes on serving a deleted
+    run's old steps (measured: still after 120 s), so no cache is involved."""
+    root = tmp_path / "logs"
+    write_live(str(root), [0, 1], list("abcd"))
+    tb = tensorboard_factory(str(root))
+    steps_listed(tb, [0, 1])
+    frame = open_at(page, tb, run="live", tag="grow", step=1, view="head")
+    open_at(page, tb, run="live", tag="grow", step=1, view="model")  # the overview too
+    assert frame.evaluate("() => window.tbAttention.context.labels.q") == list("abcd")
+
+    shutil.rmtree(str(root / "live"))
+    write_live(str(root), [0, 1], list("wxyz"))
+    wait_until(lambda: tb.get_json(PREFIX + "header?run=live&tag=grow&step=1")["kinds"][0]["query_tokens"]
+               == list("wxyz"), timeout=120, interval=0.3, what="TensorBoard to serve the new tokens")
+    for view in ("model", "head"):
+        page.reload()
+        frame = plugin_frame(page)
+        wait_drawn(frame, run="live", tag="grow", step=1, view=view)
+        assert frame.evaluate("() => window.tbAttention.context.labels.q") == list("wxyz"), view
+        if view == "model":
+            page.goto(url(tb, run="live", tag="grow", step=1, view="head"))
+    tab = page.context.new_page()  # shares the browser's HTTP cache
+    try:
+        tab_frame = open_at(tab, tb, run="live", tag="grow", step=1, view="head")
+        assert tab_frame.evaluate("() => window.tbAttention.context.labels.q") == list("wxyz")
+    finally:
+        tab.close()
 
 
 # -- a corrupt step -----------------------------------------------------------

@@ -93,13 +93,22 @@ def assert_immutable(r):
     assert r.headers["Cache-Control"] == "private, max-age=86400, immutable", r.headers
 
 
+def version(backend, run, tag, step):
+    """The step's `v` as the steps route lists it (what the frontend puts in step URLs)."""
+    r = backend.get(url("steps", run=run, tag=tag))
+    assert r.status == 200, r
+    body = r.json()
+    return body["versions"][body["steps"].index(step)]
+
+
 def assert_not_cached(r):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "no-cache" in r.headers["Cache-Control"] and "max-age" not in r.headers["Cache-Control"]
 
 
 def get_attention(backend, run, tag, step, kind="self", **params):
-    r = backend.get(url("attention", run=run, tag=tag, step=step, kind=kind, **params))
+    v = version(backend, run, tag, step)
+    r = backend.get(url("attention", run=run, tag=tag, step=step, kind=kind, v=v, **params))
     assert r.status == 200, r
     assert r.headers["Content-Type"] == "application/octet-stream"
     assert_immutable(r)
@@ -155,7 +164,8 @@ def test_tags_lists_kinds_counts_and_kept_vs_written(backend, logdir):
 
 
 def test_header_gives_tokens_exactly_and_segments(backend, logdir):
-    r = backend.get(url("header", run="train", tag="probe", step=290))
+    r = backend.get(url("header", run="train", tag="probe", step=290,
+                        v=version(backend, "train", "probe", 290)))
     assert r.status == 200
     assert_immutable(r)
     header = r.json()
@@ -230,7 +240,8 @@ def numpy_max_pool(maps, p):
 
 
 def get_overview(backend, run, tag, step, kind="self", **params):
-    r = backend.get(url("overview", run=run, tag=tag, step=step, kind=kind, **params))
+    v = version(backend, run, tag, step)
+    r = backend.get(url("overview", run=run, tag=tag, step=step, kind=kind, v=v, **params))
     assert r.status == 200, r
     assert r.headers["Content-Type"] == "application/octet-stream" and r.headers["X-Attention-Dtype"] == "uint8"
     assert_immutable(r)
@@ -278,7 +289,8 @@ def test_neurons_are_the_written_queries_keys_bias_and_mask(backend, logdir):
     n = record.neurons("self")
     T, D = 6, 4
     for layer, i in ((0, 0), (2, 1)):
-        r = backend.get(url("neurons", run="train", tag="neurons", step=0, kind="self", layer=layer, head=1))
+        r = backend.get(url("neurons", run="train", tag="neurons", step=0, kind="self", layer=layer,
+                            head=1, v=version(backend, "train", "neurons", 0)))
         assert r.status == 200, r
         assert r.headers["Content-Type"] == "application/octet-stream"
         assert_immutable(r)
@@ -700,3 +712,19 @@ def test_byte_lru_is_bounded_by_bytes():
     assert lru.get("b") is None and lru.get("a") == b"a" * 40 and lru.get("c") == b"c" * 40
     lru.put("huge", b"h" * 101, 101)  # bigger than the whole cache: not kept, nothing evicted
     assert lru.get("huge") is None and lru.get("a") is not None and lru.get("c") is not None
+
+
+def test_a_step_answer_is_immutable_only_under_its_version(backend):
+    """Issue 14: a step's answers were immutable under URLs naming run/tag/step
+    only, so after a run was logged again a reload drew the old data."""
+    v = version(backend, "train", "probe", 290)
+    for route, params in (("header", {}), ("attention", dict(kind="self", layer=0)),
+                          ("overview", dict(kind="self"))):
+        base = dict(run="train", tag="probe", step=290, **params)
+        for extra in ({}, {"v": v + 1}):  # unversioned, or another step's data
+            r = backend.get(url(route, **base, **extra))
+            assert r.status == 200, r
+            assert r.headers["Cache-Control"] == "no-store", (route, extra, r.headers)
+        assert_immutable(backend.get(url(route, **base, v=v)))
+    r = backend.get(url("header", run="train", tag="probe", step=290, v="x"))
+    assert r.status == 400 and "'v'" in r.error()
