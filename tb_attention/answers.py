@@ -142,7 +142,7 @@ def stats(run, tag, kind, steps, per_step, problems):
             raise errors.NotFoundError("no readable step of tag %r in run %r" % (tag, run)) from None
         raise errors.NotFoundError("no attention kind %r in tag %r; kinds: %s"
                                    % (kind, tag, e.names)) from None
-    steps, layer_ids, heads, arrays = _stats.collect(
+    steps, layer_ids, heads, arrays, bounds = _stats.collect(
         steps, [(item or {}).get(kind) for item in per_step])
     return {
         "run": run, "tag": tag, "kind": kind,
@@ -150,6 +150,10 @@ def stats(run, tag, kind, steps, per_step, problems):
         "stats": {n: _stats.json_rows(arrays[n]) for n in _stats.NAMES},
         "descriptions": dict(_stats.DESCRIPTIONS),
         "errors": problems,
+        # null, or the totals there are when steps / layers / heads were left out
+        "bounded": None if bounds is None else {
+            "steps": bounds.steps, "layers": bounds.layers, "heads": bounds.heads,
+            "max_values": bounds.limit},
     }
 
 

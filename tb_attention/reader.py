@@ -114,8 +114,9 @@ class AttentionLog:
         steps = self.steps(run, tag)
         headers = [self.header(run, tag, s) for s in steps]
         name = _stats.choose_kind((k.name for h in headers for k in h.kinds), kind)
-        step_ids, layer_ids, _, arrays = _stats.collect(
-            steps, [codec.stored_stats(h, name) for h in headers])
+        # every step: these headers were read whole, so their sizes exist
+        step_ids, layer_ids, _, arrays, _ = _stats.collect(
+            steps, [codec.stored_stats(h, name) for h in headers], limit=None)
         result = {"steps": step_ids, "layer_ids": layer_ids}
         result.update(arrays)
         return result
