@@ -171,6 +171,9 @@ class AttentionWriter:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tb-attention-writer", daemon=True)
         self._thread.start()
+        # A forked child (DataLoader workers, os.fork) inherits this object
+        # but not its background thread: its 9th record waited forever.
+        self._pid = os.getpid()
         _live_writers.add(self)
 
     # -- training thread ---------------------------------------------------
@@ -187,6 +190,7 @@ class AttentionWriter:
         the key positions of special tokens ([CLS], [SEP], ...) for the
         "special_tokens" statistic (unknown, NaN, without them).
         """
+        self._check_process()
         self._raise_pending()
         summary.check_tag(tag)
         if global_step is None:
@@ -218,9 +222,20 @@ class AttentionWriter:
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)
+            # the sequence number advances only once the record is queued: a
+            # Ctrl-C while waiting must not leave a gap the dashboard blames
+            # on TensorBoard's sampling
             sequence = self._sequences.get(tag, 0)
-            self._sequences[tag] = sequence + 1
             self._put((tag, int(global_step), float(walltime), record, sequence), _record_nbytes(record))
+            self._sequences[tag] = sequence + 1
+
+    def _check_process(self):
+        if os.getpid() != self._pid:
+            raise AttentionWriterError(
+                "this AttentionWriter for %s was created in process %d; process %d is a fork of "
+                "it (a DataLoader worker, os.fork) without its writing thread: create an "
+                "AttentionWriter in the child, or log from the parent" % (self.logdir, self._pid,
+                                                                           os.getpid()))
 
     def _put(self, item, nbytes):
         # A bounded queue: when the disk is slower than training, training waits
@@ -231,16 +246,16 @@ class AttentionWriter:
                 self._space.wait(0.5)
                 self._raise_pending()
             self._queued_bytes += nbytes
-        while True:
-            try:
-                self._queue.put(item + (nbytes,), timeout=0.5)
-                return
-            except queue.Full:
+        try:
+            while True:
                 try:
+                    self._queue.put(item + (nbytes,), timeout=0.5)
+                    return
+                except queue.Full:
                     self._raise_pending()
-                except AttentionWriterError:
-                    self._release(nbytes)
-                    raise
+        except BaseException:  # KeyboardInterrupt too: the bytes were never queued
+            self._release(nbytes)
+            raise
 
     def _release(self, nbytes):
         with self._space:
@@ -249,6 +264,7 @@ class AttentionWriter:
 
     def flush(self):
         """Block until everything added so far is in the event file."""
+        self._check_process()
         self._raise_pending()
         self._queue.join()
         self._raise_pending()
@@ -264,6 +280,8 @@ class AttentionWriter:
                 return
             self._closed = True
         _live_writers.discard(self)
+        if os.getpid() != self._pid:
+            return  # a fork's copy: the file and its thread are the parent's
         self._queue.put(_STOP)
         self._thread.join()
         try:
