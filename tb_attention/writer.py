@@ -131,6 +131,12 @@ def _close_all_at_exit():
             sys.stderr.write("tb-attention: flushing at exit failed: %s\n" % e)
 
 
+def _check_run_name(logdir):
+    """The run's own directory name (the end of every run name TensorBoard
+    gives it) must be one both loaders read: refused before any file is made."""
+    summary.check_name("run directory", os.path.basename(os.path.abspath(logdir)))
+
+
 class AttentionWriter:
     """Logs attention to a TensorBoard logdir.
 
@@ -146,11 +152,13 @@ class AttentionWriter:
             raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
         target = logdir_or_summary_writer
         if hasattr(target, "_get_file_writer") and hasattr(target, "get_logdir"):
+            _check_run_name(target.get_logdir())
             self._sink = _SharedFile(target)
         elif isinstance(target, (str, os.PathLike)):
             logdir = os.fspath(target)
             if not logdir:
                 raise ValueError("logdir is empty")
+            _check_run_name(logdir)
             try:
                 self._sink = _OwnFile(logdir)
             except OSError as e:

@@ -185,3 +185,30 @@ def test_steps_outside_int64_are_refused_naming_the_range(tmp_path, step, says):
             w.add_attention("t", a, tokens=list("ab"), global_step=step)
         w.add_attention("t", a, tokens=list("ab"), global_step=np.int64(2 ** 63 - 1))
     assert load(tmp_path).steps(".", "t") == [2 ** 63 - 1]
+
+
+# --------------------------------------------------------------------------
+# Names the Rust data server cannot read a blob under (issue 14)
+
+BREAKERS = ['"', "\\", "\t", "\n", "\x01", "\x1f"]
+
+
+@pytest.mark.parametrize("char", BREAKERS, ids=lambda c: "%02x" % ord(c))
+def test_names_the_default_loader_cannot_read_are_refused_naming_the_character(tmp_path, char):
+    """Under --load_fast=true every step of such a run or tag answered 500
+    "TensorBoard cannot read its blob 0"; the writer took them silently."""
+    from tests.support.records import self_record
+    record = self_record(np.random.default_rng(0), 1, 1, list("ab"))
+    with AttentionWriter(str(tmp_path / "ok")) as w:
+        with pytest.raises(AttentionInputError, match="contains .*default data server.*rename it") as e:
+            w.add_attention("a%sb" % char, record, global_step=0)
+        assert "contains %s:" % repr(char) in str(e.value)
+        w.add_attention("a b", record, global_step=0)  # the writer goes on
+    assert load(str(tmp_path)).steps("ok", "a b") == [0]
+    bad_dir = str(tmp_path / ("run%sx" % char))
+    with pytest.raises(AttentionInputError, match="run directory .* contains") as e:
+        AttentionWriter(bad_dir)
+    assert "contains %s:" % repr(char) in str(e.value)
+    assert not os.path.exists(bad_dir)  # refused before any file was made
+    with pytest.raises(AttentionInputError, match=re.escape(repr(char))):
+        summary.check_tag("a%sb" % char)  # what summary.pb refuses too

@@ -438,5 +438,31 @@ def test_format_2_header_pointing_at_too_few_blobs_is_corrupt(tmp_path):
     header = codec.parse_header(blobs[0])
     del header.kinds[0].attention[-1]
     blobs[0] = header.SerializeToString()
-    with pytest.raises(metadata.FormatError, match="lists 2 attention blobs for 1 layers of 3 blobs"):
+    with pytest.raises(metadata.FormatError, match=r"claims 1 layers of 5 heads \(3 blobs each\) but lists 2 attention blobs"):
         codec.decode_step(blobs)
+
+
+def test_a_tag_the_default_loader_cannot_read_is_named_as_such(tmp_path):
+    """Issue 14: a run or tag name with '"', '\\' or a control character
+    (logged before the writer refused them) made every step answer "TensorBoard
+    cannot read its blob 0" under the Rust data server, blaming the data."""
+    from tb_attention import store as store_module
+    from tests.support import wait_until
+    from tests.support.backends import python_loader, rust_data_server
+    from tests.support.events import attention_event, write_event_file
+    from tests.support.records import self_record
+    blobs = summary.step_blobs(self_record(np.random.default_rng(0), 1, 2, list("ab")), 0, "w" * 32)
+    write_event_file(str(tmp_path / "run"), [attention_event('say "hi"\t', 0, blobs)])
+    with rust_data_server(tmp_path) as provider:
+        store = store_module.StepStore(provider)
+        key = store_module.StepKey("run", 'say "hi"\t', 0)
+        wait_until(lambda: store.tags(CTX, ""), timeout=30, what="the data server to load the run")
+        with pytest.raises(store_module.DataLossError) as e:
+            store.step(CTX, "", key)
+    message = str(e.value)
+    assert "TensorBoard's default data server cannot read attention under a run or tag name " \
+           "containing '\"', '\\t'" in message and "--load_fast=false" in message, message
+    # the Python loader reads it
+    _, python_provider = python_loader(tmp_path)
+    step = store_module.StepStore(python_provider).step(CTX, "", key)
+    assert list(step.header.kinds[0].layer_ids) == [0]
