@@ -13,10 +13,12 @@ from tb_attention import codec, metadata, tfrecord
 from tb_attention import stats as _stats
 
 # What load() says about a damaged record of an event file; it goes on past
-# a bad payload, and stops reading the file at a torn record or a bad header.
+# a bad payload and past a bad header (at the next whole record), and stops
+# at a torn record (the end of the file).
 _DAMAGE = {
     tfrecord.TORN: "%s: skipped a torn record at byte %d (the writer stopped mid-record)",
-    tfrecord.BAD_HEADER: "%s: record header at byte %d is corrupt; the rest of this file is unreadable",
+    tfrecord.BAD_HEADER: "%s: record header at byte %d is corrupt; skipped %d bytes to the next "
+                         "whole record",
     tfrecord.BAD_PAYLOAD: "%s: skipped a corrupt record at byte %d (checksum mismatch)",
 }
 
@@ -25,9 +27,11 @@ def _records(path):
     """The payloads of the TFRecord file at path, skipping what is damaged."""
     with open(path, "rb") as f:
         data = f.read()
-    for record in tfrecord.scan(data):
+    for record in tfrecord.scan(data, tfrecord.EVENT_FIRST_BYTE):
         if record.status == tfrecord.OK:
             yield record.payload
+        elif record.status == tfrecord.BAD_HEADER:
+            warnings.warn(_DAMAGE[record.status] % (path, record.start, record.length))
         else:
             warnings.warn(_DAMAGE[record.status] % (path, record.start))
 

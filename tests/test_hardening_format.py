@@ -80,10 +80,60 @@ def test_records_framed_by_tensorboard_are_scanned_here(tmp_path):
     assert [r.status for r in got] == [tfrecord.OK, tfrecord.OK, tfrecord.BAD_PAYLOAD, tfrecord.OK]
     got = list(tfrecord.scan(data[:records[3].start + 20]))
     assert [r.status for r in got] == [tfrecord.OK] * 3 + [tfrecord.TORN]
-    # A flipped length byte: nothing after it can be trusted.
+    # A flipped length byte: its length cannot be trusted; the scan picks up
+    # at the next whole record (issue 14: it stopped there).
     damaged = bytearray(data)
     damaged[records[1].start] ^= 1
-    assert [r.status for r in tfrecord.scan(bytes(damaged))] == [tfrecord.OK, tfrecord.BAD_HEADER]
+    got = list(tfrecord.scan(bytes(damaged)))
+    assert [r.status for r in got] == [tfrecord.OK, tfrecord.BAD_HEADER, tfrecord.OK, tfrecord.OK]
+    assert (got[1].start, got[1].end) == (records[1].start, records[2].start)
+    assert [r.payload for r in got[2:]] == PAYLOADS[2:]
+    # Zeros over record 1 and record 2's header: record 2's payload is lost
+    # with it; record 3 is found again
+    damaged = bytearray(data)
+    damaged[records[1].start:records[2].start + 8] = bytes(records[2].start + 8 - records[1].start)
+    got = list(tfrecord.scan(bytes(damaged)))
+    assert [r.status for r in got] == [tfrecord.OK, tfrecord.BAD_HEADER, tfrecord.OK]
+    assert got[1].end == records[3].start and got[2].payload == PAYLOADS[3]
+
+
+def damaged_log(root, damage):
+    """20 steps by the real writer into root/run, then damage(bytearray, [step record spans])."""
+    from tb_attention import AttentionWriter
+    from tests.support.events import records
+    rng = np.random.default_rng(3)
+    with AttentionWriter(os.path.join(root, "run")) as w:
+        for step in range(20):
+            w.add_attention("probe", softmax(rng, 2, 2, 64, 64), tokens=["t%d" % i for i in range(64)],
+                            global_step=step)
+    (path,) = [os.path.join(root, "run", n) for n in os.listdir(os.path.join(root, "run"))]
+    spans = [(r.start, r.end) for r in records(path)][1:]  # after the file_version event
+    data = bytearray(open(path, "rb").read())
+    damage(data, spans)
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    return spans
+
+
+@pytest.mark.parametrize("damage, lost", [
+    ("length byte of step 5", [5]),
+    ("4 KiB zeroed over the end of step 8 and the header of step 9", [8, 9]),
+])
+def test_load_resynchronises_after_a_damaged_record_header(tmp_path, damage, lost):
+    """Issue 14: a flipped length byte or a zeroed 4 KiB block lost the rest
+    of the file under load() (10-11 of 20 steps)."""
+    def apply(data, spans):
+        if damage.startswith("length"):
+            data[spans[5][0]] ^= 0x40
+        else:
+            start = spans[8][1] - 2048
+            data[start:start + 4096] = bytes(4096)
+    damaged_log(str(tmp_path), apply)
+    with pytest.warns(UserWarning, match="record header at byte \\d+ is corrupt; skipped \\d+ bytes"):
+        log = load(str(tmp_path))
+        steps = log.steps("run", "probe")
+    assert steps == [s for s in range(20) if s not in lost]
+    assert log.get("run", "probe", 19).kind("self").query_tokens[-1] == "t63"
 
 
 # --------------------------------------------------------------------------
