@@ -46,19 +46,38 @@ def _accelerate(event_file_writer):
         record_writer._tb_attention_fast = True
 
 
+# Our own event file is closed and a new one begun once it holds this much
+# (docs/faults.md): a damaged record header makes TensorBoard's loaders drop
+# the rest of its file (and the Python loader a bad payload too), never the
+# files after it, so damage takes at most this much from them.
+ROTATE_BYTES = 64 * 2 ** 20
+
+
 class _OwnFile:
-    """Our own event file in a directory."""
+    """Our own event files in a directory, one after another (ROTATE_BYTES)."""
 
     def __init__(self, logdir):
         self.logdir = logdir
+        self._open()
+
+    def _open(self):
         # One serialized event waiting in TensorBoard's queue is enough to keep
         # its thread busy; more would sit outside _MAX_QUEUED_BYTES.
-        self._writer = EventFileWriter(logdir, max_queue_size=1, flush_secs=30)
+        self._writer = EventFileWriter(self.logdir, max_queue_size=1, flush_secs=30)
         _accelerate(self._writer)
         self.path = self._writer._file_name
+        self._bytes = 0
+        self._second = int(time.time())
 
     def write(self, event_bytes):
+        # A new file only in a later second: its name (which starts with the
+        # second) must sort after this one's, or the Python loader, which never
+        # goes back to an earlier name, would skip it.
+        if self._bytes >= ROTATE_BYTES and int(time.time()) > self._second:
+            self.close()
+            self._open()
         self._writer._async_writer.write(event_bytes)
+        self._bytes += len(event_bytes) + tfrecord.HEADER_BYTES + tfrecord.FOOTER_BYTES
 
     def flush(self):
         self._writer.flush()

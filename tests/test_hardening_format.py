@@ -25,7 +25,8 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from tb_attention import (AttentionInputError, AttentionRecord, KindRecord, codec, load, metadata, stats,
                           summary, tfrecord)
 from tb_attention.proto import attention_pb2
-from tests.support.backends import CTX, WsgiBackend, get_ok as ok, kept_data, quoted_url as q
+from tests.support import wait_until
+from tests.support.backends import CTX, WsgiBackend, blob_steps, get_ok as ok, kept_data, quoted_url as q
 from tests.support.logdirs import EXPECTED_TAGS, FIXTURE, SPLIT_BOUND, quiet_load, runs_listed
 from tests.support.records import UINT8_TOL, softmax, stored
 
@@ -497,7 +498,6 @@ def test_a_tag_the_default_loader_cannot_read_is_named_as_such(tmp_path):
     (logged before the writer refused them) made every step answer "TensorBoard
     cannot read its blob 0" under the Rust data server, blaming the data."""
     from tb_attention import store as store_module
-    from tests.support import wait_until
     from tests.support.backends import python_loader, rust_data_server
     from tests.support.events import attention_event, write_event_file
     from tests.support.records import self_record
@@ -516,3 +516,42 @@ def test_a_tag_the_default_loader_cannot_read_is_named_as_such(tmp_path):
     _, python_provider = python_loader(tmp_path)
     step = store_module.StepStore(python_provider).step(CTX, "", key)
     assert list(step.header.kinds[0].layer_ids) == [0]
+
+
+def test_rotated_event_files_bound_what_damage_takes_from_tensorboards_loaders(tmp_path, monkeypatch):
+    """Issue 14: a flipped length byte made both TensorBoard loaders drop
+    every later step of the run's one event file. The writer now begins a
+    new file every writer.ROTATE_BYTES; both loaders go on with the next
+    file, so damage takes the rest of one file at most."""
+    import time
+    from tb_attention import AttentionWriter, writer as writer_module
+    from tests.support.backends import python_loader, rust_data_server
+    from tests.support.events import records
+    monkeypatch.setattr(writer_module, "ROTATE_BYTES", 4000)
+    run = tmp_path / "run"
+    record = AttentionRecord([KindRecord("self", softmax(np.random.default_rng(0), 1, 1, 4, 4),
+                                         tuple("abcd"), tuple("abcd"), (0,))])
+    step, deadline = 0, time.monotonic() + 30
+    with AttentionWriter(str(run)) as w:
+        # a new file begins in a later second only (names sort by second)
+        while (not run.exists() or len(os.listdir(run)) < 3) and time.monotonic() < deadline:
+            w.add_attention("probe", record, global_step=step)
+            w.flush()
+            step += 1
+    files = sorted(os.listdir(run))
+    assert len(files) >= 3, files
+    first = str(run / files[0])
+    in_first = len(records(first)) - 1  # after the file_version event
+    spans = [(r.start, r.end) for r in records(first)][1:]
+    data = bytearray(open(first, "rb").read())
+    data[spans[1][0]] ^= 0x40  # the length of step 1
+    open(first, "wb").write(bytes(data))
+    lost = set(range(1, in_first))  # the rest of the first file, and no more
+    _, python = python_loader(tmp_path)
+    assert set(range(step)) - set(blob_steps(python, "run", "probe")) == lost
+    with rust_data_server(tmp_path) as rust:
+        wait_until(lambda: len(blob_steps(rust, "run", "probe")) >= step - len(lost), timeout=60,
+                   what="the data server to load the steps of the later files")
+        assert set(range(step)) - set(blob_steps(rust, "run", "probe")) == lost
+    with pytest.warns(UserWarning, match="is corrupt; skipped"):
+        assert load(str(tmp_path)).steps("run", "probe") == [s for s in range(step) if s != 1]
