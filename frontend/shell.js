@@ -83,6 +83,10 @@ export class Shell {
     } else if (tagInfo.error) {
       this.notice.append(`some steps of this probe could not be read: ${tagInfo.error}`);
     }
+    if (tagInfo.warning) {
+      if (this.notice.firstChild) this.notice.append(" \u00b7 ");
+      this.notice.append(el("span", { text: tagInfo.warning, attrs: { "data-name": "writers-notice" } }));
+    }
     if (stepNotice) {
       if (this.notice.firstChild) this.notice.append(" \u00b7 ");
       this.notice.append(el("span", { text: stepNotice, attrs: { "data-name": "step-notice" } }));

@@ -13,6 +13,7 @@ from tensorboard import errors
 
 from tb_attention import codec
 from tb_attention import compare as _compare
+from tb_attention import provenance as _provenance
 from tb_attention import stats as _stats
 
 
@@ -44,10 +45,11 @@ def kind_summary(kind):
     }
 
 
-def steps(run, tag, data, newest, error):
+def steps(run, tag, data, newest, error, writers=()):
     """`steps`: data the tag's kept steps; newest (header, how many newer
     steps were unreadable) of the newest readable step, header None when
-    none is; error the first problem met, or None."""
+    none is; error the first problem met, or None; writers (writer_id, wall
+    time) of some steps (provenance.concurrent_writers)."""
     header, newer = newest
     body = {"run": run, "tag": tag, "steps": [d.step for d in data], "kept": len(data),
             "versions": [step_version(d.wall_time) for d in data]}
@@ -59,6 +61,9 @@ def steps(run, tag, data, newest, error):
                     kinds=[kind_summary(k) for k in header.kinds])
     if error:
         body["error"] = error
+    concurrent = _provenance.concurrent_writers(writers)
+    if concurrent:
+        body["warning"] = _provenance.warning(run, tag, concurrent)
     return body
 
 

@@ -34,6 +34,9 @@ _UNVERSIONED_CACHE_CONTROL = "no-store"
 # converting it costs nothing.
 _INT_RE = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _MAX_STEP = 2 ** 63 - 1
+# The steps route reads this many of the newest headers to see whether two
+# writers log to the tag at once (tb_attention.provenance).
+_WRITER_SAMPLE = 4
 _MAX_INDEX = 2 ** 31 - 1
 # Blobs of one overview held at once at most (large layers are pooled and dropped).
 _OVERVIEW_BATCH_BYTES = 128 * 2 ** 20
@@ -233,7 +236,18 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 error = error or str(e)
         # A tag from a newer tb-attention (or a foreign writer) still lists
         # its steps; those whose own header is readable show.
-        return answers.steps(run, tag, data, (header, newer), error or info.metadata_error)
+        return answers.steps(run, tag, data, (header, newer), error or info.metadata_error,
+                             self._writers(ctx, run, tag, data))
+
+    def _writers(self, ctx, run, tag, data):
+        """(writer_id, wall time) of the newest few readable steps (cached
+        headers after the first time): enough to see two writers at once."""
+        def one(datum):
+            try:
+                return self._store.header(ctx, StepKey(run, tag, datum.step), datum).writer_id, datum.wall_time
+            except DataLossError:
+                return None
+        return [pair for pair in self._store.map(one, data[-_WRITER_SAMPLE:]) if pair is not None]
 
     # -- one step ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import warnings
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import codec, metadata, tfrecord
+from tb_attention import codec, metadata, provenance, tfrecord
 from tb_attention import stats as _stats
 
 # What load() says about a damaged record of an event file; it goes on past
@@ -62,6 +62,20 @@ class AttentionLog:
             run = "." if run == os.curdir else run.replace(os.sep, "/")
             for name in sorted(filter(_is_event_file, filenames)):
                 self._read_file(run, os.path.join(dirpath, name))
+        self._warn_concurrent_writers()
+
+    def _warn_concurrent_writers(self):
+        for run, tags in self._data.items():
+            for tag, steps in tags.items():
+                seen = []
+                for step in steps.values():
+                    try:
+                        seen.append((codec.parse_header(step.blobs[0]).writer_id, step.wall_time))
+                    except (codec.FormatError, IndexError):
+                        continue  # get() names what is wrong with that step
+                writers = provenance.concurrent_writers(seen)
+                if writers:
+                    warnings.warn(provenance.warning(run, tag, writers))
 
     def _read_file(self, run, path):
         for payload in _records(path):

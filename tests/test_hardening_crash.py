@@ -310,3 +310,49 @@ def test_ctrl_c_while_add_attention_waits_loses_no_byte_budget_nor_a_sequence_nu
     assert log.steps(".", "probe") == [0, 1, 3]
     # no gap: step 2 was never written, so it took no sequence number
     assert [log.header(".", "probe", s).sequence for s in (0, 1, 3)] == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------
+# Two writers on one tag (issue 14)
+
+def two_writers(root, at_once):
+    """Steps 0..49 of one tag by two AttentionWriters in one run directory:
+    alternating (at once) or one after the other (a resumed run)."""
+    from tb_attention import AttentionWriter
+    record = small_record(0)
+    a, b = AttentionWriter(root), AttentionWriter(root)
+    for step in range(50):
+        w = (a if step % 2 == 0 else b) if at_once else (a if step < 25 else b)
+        w.add_attention("probe", record, global_step=step)
+        w.flush()
+        if not at_once and step == 24:
+            a.close()
+    a.close()
+    b.close()
+
+
+def test_two_writers_at_once_are_named_by_load_and_the_steps_route(tmp_path):
+    """Two live writers on one tag: the Rust loader showed 26 of 50 steps and
+    nothing said why."""
+    from tb_attention import provenance
+    from tests.support.backends import WsgiBackend, url
+    two_writers(str(tmp_path / "both"), at_once=True)
+    two_writers(str(tmp_path / "resumed"), at_once=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = load(str(tmp_path))
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith("tag 'probe' of run 'both' was logged by 2 writers "
+                                                 "at once"), said
+    assert log.steps("both", "probe") == list(range(50)) == log.steps("resumed", "probe")
+    ids = {log.header("both", "probe", s).writer_id for s in (0, 1)}
+    assert all(i[:8] in said[0] for i in ids)
+    # the dashboard's steps answer (the Python loader keeps both writers' steps)
+    backend = WsgiBackend(tmp_path)
+    both = backend.get(url("steps", run="both", tag="probe")).json()
+    assert both["warning"].startswith("tag 'probe' of run 'both' was logged by 2 writers at once")
+    assert "warning" not in backend.get(url("steps", run="resumed", tag="probe")).json()
+    # the rule: overlapping wall-time spans, whatever the order of the steps
+    assert provenance.concurrent_writers([("a", 1), ("b", 2), ("a", 3)]) == ["a", "b"]
+    assert provenance.concurrent_writers([("a", 1), ("a", 2), ("b", 3), ("c", 4)]) == []
+    assert provenance.concurrent_writers([("a", 1), ("a", 9), ("b", 2), ("c", 10)]) == ["a", "b"]
