@@ -54,7 +54,7 @@ def read_errors(key, blob=None):
     try:
         yield
     except FormatError as e:
-        raise DataLossError("step %d of tag %r: %s" % (key.step, key.tag, e)) from e
+        raise DataLossError("step %d of tag %r of run %r: %s" % (key.step, key.tag, key.run, e)) from e
     except Exception as e:
         if blob is None:
             raise

@@ -129,3 +129,32 @@ def test_crafted_and_wide_logdirs_keep_tensorboard_small(tensorboard_factory, lo
     # the newest step's own value: layer id WIDE_STEPS - 1, its 2 heads
     assert all(v is not None for v in wide["stats"]["entropy"][-1][-2:])
     assert peak_rss(tb.proc.pid) < RSS_BOUND, peak_rss(tb.proc.pid) / 2 ** 20
+
+
+def test_malformed_headers_answer_json_naming_run_tag_and_step(tmp_path):
+    """Issue 14: overview of a header without layers (np.stack([])) and
+    neurons of a header with fewer neuron layers than layers (IndexError)
+    answered HTML 500 with no message."""
+    from tests.support.backends import WsgiBackend
+    from tests.support.records import neuron_kind
+    rng = np.random.default_rng(2)
+    with_neurons = AttentionRecord([neuron_kind("self", 2, 2, list("abc"), list("abc"), rng)])
+
+    def no_layers(kind):
+        kind.ClearField("layer_ids")
+        kind.ClearField("attention")
+        kind.ClearField("neurons")
+
+    steps = [with_header(blobs_of(with_neurons, 0), no_layers),
+             with_header(blobs_of(with_neurons, 1), lambda kind: kind.neurons.pop())]
+    write_event_file(str(tmp_path / "bad run"), [attention_event("bad/tag", s, b) for s, b in enumerate(steps)])
+    backend = WsgiBackend(tmp_path)
+    for step, layer, says in ((0, 0, "lists 0 layers of 2 heads"), (1, 1, "lists neurons for 1 of its 2 layers")):
+        for route, params in (("header", {}), ("overview", dict(kind="self")),
+                              ("neurons", dict(kind="self", layer=layer, head=0)),
+                              ("attention", dict(kind="self", layer=layer))):
+            r = backend.get(url(route, run="bad run", tag="bad/tag", step=step, **params))
+            assert r.status == 500, (route, step, r)
+            message = r.error()
+            assert message.startswith("step %d of tag 'bad/tag' of run 'bad run': " % step), message
+            assert says in message, message
