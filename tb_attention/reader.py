@@ -5,6 +5,7 @@ CRC; a torn last record (a process killed while writing) is skipped with a
 warning, and so is any record that fails its checksum.
 """
 import os
+import stat
 import warnings
 
 from tensorboard.compat.proto import event_pb2
@@ -23,10 +24,27 @@ _DAMAGE = {
 }
 
 
+def _file_bytes(path):
+    """The bytes of the event file at path, or None (warned) for what is not
+    a readable regular file: a dangling symlink or an unreadable file made
+    load() raise for the whole logdir, and a FIFO made it hang forever."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            warnings.warn("%s: skipped, not a regular file" % path)
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        warnings.warn("%s: skipped, cannot be read (%s)" % (path, e.strerror or e))
+        return None
+
+
 def _records(path):
     """The payloads of the TFRecord file at path, skipping what is damaged."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _file_bytes(path)
+    if data is None:
+        return
     for record in tfrecord.scan(data, tfrecord.EVENT_FIRST_BYTE):
         if record.status == tfrecord.OK:
             yield record.payload

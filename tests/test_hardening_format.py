@@ -13,6 +13,7 @@ loader) and one real `tensorboard --load_fast=true` over the session's
 import json
 import os
 import urllib.parse
+import sys
 import warnings
 
 import numpy as np
@@ -555,3 +556,39 @@ def test_rotated_event_files_bound_what_damage_takes_from_tensorboards_loaders(t
         assert set(range(step)) - set(blob_steps(rust, "run", "probe")) == lost
     with pytest.warns(UserWarning, match="is corrupt; skipped"):
         assert load(str(tmp_path)).steps("run", "probe") == [s for s in range(step) if s != 1]
+
+
+def test_load_skips_event_files_it_cannot_read_with_a_warning(tmp_path):
+    """Issue 14: a dangling symlink or an unreadable file named
+    events.out.tfevents.* made load() raise for the whole logdir; a FIFO of
+    that name made it hang forever."""
+    import subprocess
+    import textwrap
+    from tests.support import REPO
+    from tests.support.events import attention_event, write_event_file
+    blobs = summary.step_blobs(AttentionRecord([KindRecord("self", softmax(np.random.default_rng(0), 1, 1, 2, 2),
+                                                           ("a", "b"), ("a", "b"), (0,))]), 0, "w" * 32)
+    write_event_file(str(tmp_path / "good"), [attention_event("probe", 0, blobs)])
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.symlink(str(tmp_path / "nowhere"), str(odd / "events.out.tfevents.1.dangling"))
+    os.mkfifo(str(odd / "events.out.tfevents.2.fifo"))
+    os.mkdir(str(odd / "events.out.tfevents.3.dir"))
+    # in a child with a timeout: the FIFO hung load() forever
+    code = textwrap.dedent("""
+        import sys, warnings
+        from tb_attention import load
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            log = load(sys.argv[1])
+        print(log.runs(), log.steps("good", "probe"))
+        for w in caught:
+            print(w.message)
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=REPO)).stdout.splitlines()
+    assert out[0] == "['good'] [0]", out
+    said = "\n".join(out[1:])
+    assert "events.out.tfevents.1.dangling: skipped, cannot be read (No such file or directory)" in said
+    assert "events.out.tfevents.2.fifo: skipped, not a regular file" in said
+    assert "events.out.tfevents.3.dir" not in said or "not a regular file" in said
