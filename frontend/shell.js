@@ -6,6 +6,7 @@
 
 import { ApiError } from "./api.js";
 import { clear, el, labelled, setOptions } from "./dom.js";
+import { isolate, visible } from "./tokens.js";
 import { formatRange, intText } from "./state.js";
 import { VIEWS } from "./views/registry.js";
 
@@ -62,8 +63,9 @@ export class Shell {
    */
   update(listing, resolved, header, state, stepNotice) {
     const runs = listing.runs.filter((r) => r.tags && r.tags.length);
-    setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: r.run })), state.run);
-    setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: t.tag })), state.tag);
+    // names as text shows them: a U+202E in a run name reversed its label
+    setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: isolate(visible(r.run)) })), state.run);
+    setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: isolate(visible(t.tag)) })), state.tag);
     const kinds = header ? header.kinds : resolved.tagInfo.kinds || [];
     setOptions(this.kindSel, kinds.map((k) => ({ value: k.name, label: k.name })), state.kind || "");
     this.kindField.hidden = kinds.length < 2;

@@ -111,6 +111,25 @@ def write_names(root):
             w.add_attention(TAG_NAME, small(1 if step else 0), tokens=list("wxyz"), global_step=step)
 
 
+BIDI_RUN = "\u202e" + "exported-" + "x" * 120 + "-END"
+
+
+def write_two_writers_bidi(root):
+    """A run whose name reverses text (U+202E) and is long, logged by two
+    writers at once into one SummaryWriter's file (issue 14; in two files
+    the Rust loader keeps one writer's steps only, and nothing can be seen)."""
+    from torch.utils.tensorboard import SummaryWriter
+    sw = SummaryWriter(os.path.join(root, BIDI_RUN))
+    a, b = tb_attention.AttentionWriter(sw), tb_attention.AttentionWriter(sw)
+    for step in range(6):
+        w = a if step % 2 == 0 else b
+        w.add_attention("probe", small(step), tokens=list("abcd"), global_step=step)
+        w.flush()
+    a.close()
+    b.close()
+    sw.close()
+
+
 def write_many(root):
     one = np.full((1, 1, 3, 3), 1 / 3, np.float32)
     for r in range(MANY_RUNS):
@@ -128,6 +147,7 @@ def board(tensorboard_factory, tmp_path_factory):
     write_bad_newest(root)
     write_names(root)
     write_many(root)
+    write_two_writers_bidi(root)
     tb = tensorboard_factory(root)
 
     def loaded():
@@ -144,7 +164,7 @@ def board(tensorboard_factory, tmp_path_factory):
             return tb.get_json("/data/plugin/attention/steps?" + q)["steps"]
         return (steps("hostile", "probe") and len(steps("corrupt", "probe")) == 4
                 and steps("badnewest", "probe") == [0, 1]
-                and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX])
+                and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX] and steps(BIDI_RUN, "probe"))
     wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
     return tb
 
@@ -504,6 +524,28 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     raw = frame.evaluate("() => window.tbAttention.context.labels.q")
     assert raw[RLO_I] == "\\u202egnp.exe" and raw[1] == HOSTILE[1] and not any("\u202e" in r or "\u200b" in r for r in raw)
     assert_safe(page, frame)
+
+
+# -- two writers, and a reversing run name in the exported title ---------------
+
+def test_two_writers_are_named_and_a_bidi_run_name_exports_readably(page, board):
+    from PIL import Image
+    frame = open_at(page, board, run=BIDI_RUN, tag="probe", view="head")
+    notice = frame.text_content('[data-name="writers-notice"]')
+    assert frame.is_visible('[data-name="writers-notice"]')
+    assert "was logged by 2 writers at once" in notice, notice
+    label = frame.evaluate("() => document.querySelector('select[data-name=\"run\"]').selectedOptions[0].textContent")
+    assert label.startswith("\\u202eexported-x") and "\u202e" not in label, label
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    path = info.value.path()
+    img = Image.open(path)
+    assert img.format == "PNG"
+    shot = os.path.join(os.path.dirname(__file__), "screenshots", "export-bidi-title.png")
+    os.makedirs(os.path.dirname(shot), exist_ok=True)
+    img.save(shot)
+    save_screenshot(page, "two-writers-notice")
+    assert not page.watch.dialogs
 
 
 # -- names and steps ----------------------------------------------------------
