@@ -155,10 +155,11 @@ class AmbiguousKind(UnknownKind):
 
 
 # The most values of one statistic collect() returns (the stats route's
-# answer: six statistics, at most ~30 MB of JSON). Beyond it, steps are
+# answer: six statistics, at most ~60 MB of JSON; 32 x 32 heads answer 512
+# steps whole). Beyond it, steps are
 # sampled evenly (the first and the newest kept) and, when one step alone
 # has more layers x heads than this, only the first layers / heads are kept.
-MAX_VALUES = 2 ** 18
+MAX_VALUES = 2 ** 19
 
 
 class Bounds(NamedTuple):
