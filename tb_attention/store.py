@@ -54,7 +54,7 @@ def read_errors(key, blob=None):
     try:
         yield
     except FormatError as e:
-        raise DataLossError("step %d of tag %r: %s" % (key.step, key.tag, e)) from e
+        raise DataLossError("step %d of tag %r of run %r: %s" % (key.step, key.tag, key.run, e)) from e
     except Exception as e:
         if blob is None:
             raise
@@ -62,6 +62,13 @@ def read_errors(key, blob=None):
             raise errors.NotFoundError(
                 "step %d of tag %r of run %r is no longer kept by TensorBoard (newer steps "
                 "replaced it): reload" % (key.step, key.tag, key.run)) from None
+        bad = metadata.name_breakers(key.run + key.tag)
+        if bad:  # data logged before the writer refused such names
+            raise DataLossError(
+                "step %d of tag %r of run %r: TensorBoard's default data server cannot read "
+                "attention under a run or tag name containing %s (tb-attention now refuses such "
+                "names); start TensorBoard with --load_fast=false to see it"
+                % (key.step, key.tag, key.run, ", ".join(bad))) from e
         # Another writer's event under our plugin name, e.g. a tensor that is
         # not a rank-1 string tensor: the Python loader's read_blob raises
         # IndexError on it. That step only is broken.
