@@ -226,30 +226,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     def steps_impl(self, ctx, experiment, run, tag):
         info, data = self._store.steps(ctx, experiment, run, tag)
-        # Describe the tag by its newest step whose header is readable: one
-        # corrupt step must not hide the tag's other steps.
-        header, newer, error = None, 0, None
-        for datum in reversed(data):
-            try:
-                header = self._store.header(ctx, StepKey(run, tag, datum.step), datum)
-                break
-            except DataLossError as e:
-                newer += 1
-                error = error or str(e)
+        header, newer, error = self._store.newest_header(ctx, run, tag, data)
         # A tag from a newer tb-attention (or a foreign writer) still lists
         # its steps; those whose own header is readable show.
         return answers.steps(run, tag, data, (header, newer), error or info.metadata_error,
-                             self._writers(ctx, run, tag, data))
-
-    def _writers(self, ctx, run, tag, data):
-        """(writer_id, wall time) of the newest few readable steps (cached
-        headers after the first time): enough to see two writers at once."""
-        def one(datum):
-            try:
-                return self._store.header(ctx, StepKey(run, tag, datum.step), datum).writer_id, datum.wall_time
-            except DataLossError:
-                return None
-        return [pair for pair in self._store.map(one, data[-_WRITER_SAMPLE:]) if pair is not None]
+                             self._store.writers(ctx, run, tag, data[-_WRITER_SAMPLE:]))
 
     # -- one step ------------------------------------------------------------
 

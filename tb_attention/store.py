@@ -246,6 +246,29 @@ class StepStore:
             self.cache.put(cache_key, header, len(blob))
         return header
 
+    def newest_header(self, ctx, run, tag, data):
+        """(header, how many newer steps were unreadable, the first error or
+        None) of the newest step whose header reads: one corrupt step must
+        not hide the tag's other steps. header None when none reads."""
+        newer, error = 0, None
+        for datum in reversed(data):
+            try:
+                return self.header(ctx, StepKey(run, tag, datum.step), datum), newer, error
+            except DataLossError as e:
+                newer += 1
+                error = error or str(e)
+        return None, newer, error
+
+    def writers(self, ctx, run, tag, data):
+        """(writer_id, wall time) of each readable step of data (cached
+        headers after the first time): enough to see two writers at once."""
+        def one(datum):
+            try:
+                return self.header(ctx, StepKey(run, tag, datum.step), datum).writer_id, datum.wall_time
+            except DataLossError:
+                return None
+        return [pair for pair in self.map(one, data) if pair is not None]
+
     def step_stats(self, ctx, run, tag, data):
         """For every datum, {kind: codec.stored_stats(...)} from its header
         (cached by step and wall time; uncached headers read a few at once),
