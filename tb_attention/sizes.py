@@ -17,6 +17,11 @@ from tb_attention.proto import attention_pb2
 _ITEMSIZE = {attention_pb2.UINT8: 1, attention_pb2.FLOAT16: 2}  # bytes per stored weight
 
 
+def payload_length(ref):
+    """Bytes of a blob's payload: inflated when compressed (format 4)."""
+    return ref.raw_length if ref.compression else ref.length
+
+
 def check_header(header):
     """FormatError naming the first kind whose sizes do not add up."""
     for kind in header.kinds:
@@ -44,12 +49,12 @@ def _check_attention(kind):
     per_head = len(kind.query_tokens) * len(kind.key_tokens) * _ITEMSIZE[kind.dtype]
     for i, ref in enumerate(kind.attention):
         heads = min(H, (i % parts + 1) * per_blob) - (i % parts) * per_blob
-        if ref.length != heads * per_head:
+        if payload_length(ref) != heads * per_head:
             raise FormatError(
                 "the %s header claims %d heads of %d x %d weights for layer %d, %d bytes, "
                 "but lists its blob %d with %d bytes"
                 % (kind.name, heads, len(kind.query_tokens), len(kind.key_tokens),
-                   kind.layer_ids[i // parts], heads * per_head, ref.index, ref.length))
+                   kind.layer_ids[i // parts], heads * per_head, ref.index, payload_length(ref)))
 
 
 def neuron_sizes(H, Tq, Tk, D, has_bias):
@@ -65,7 +70,7 @@ def _check_neurons(kind):
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
     for i, nl in enumerate(kind.neurons):
         want = sum(neuron_sizes(H, Tq, Tk, D, nl.has_bias))
-        if nl.blob.length != want:
+        if payload_length(nl.blob) != want:
             raise FormatError("the %s header claims %d bytes of neurons for layer %d but lists "
                               "its blob %d with %d bytes"
-                              % (kind.name, want, kind.layer_ids[i], nl.blob.index, nl.blob.length))
+                              % (kind.name, want, kind.layer_ids[i], nl.blob.index, payload_length(nl.blob)))
