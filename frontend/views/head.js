@@ -160,8 +160,7 @@ export default class HeadView {
     // where things are, for tests and tools that read pixels
     this.canvas.dataset.geometry = JSON.stringify({
       top: L.top, rowH: g.rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX,
-      rightTextX: L.rightTextX, leftBoxX: L.leftBoxX, rightBoxX: L.rightTextX, boxW: g.widths.rightW,
-      leftBoxW: g.widths.leftW, labels: g.widths.showText, rows: drawn.rows,
+      rightTextX: L.rightTextX, qBox: boxesOf(L, g.widths).q, kBox: boxesOf(L, g.widths).k, labels: g.widths.showText, rows: drawn.rows,
       width: L.width, height: L.height, viewY: y0, viewH: vh,
     });
     this.drawn = drawn;
@@ -232,10 +231,10 @@ export default class HeadView {
 
   /** Backgrounds of the hovered and (fainter) the pinned token: their whole box. */
   markTokens(ctx, L, widths, hover, pinned, theme) {
+    const boxes = boxesOf(L, widths);
     const mark = (t) => {
-      const y = L.top + t.index * L.rowH;
-      if (t.side === "q") ctx.fillRect(L.leftBoxX, y, L.leftTextX - L.leftBoxX + 3, L.rowH);
-      else ctx.fillRect(L.rightTextX - 3, y, widths.rightW + 3, L.rowH);
+      const b = boxes[t.side];
+      ctx.fillRect(b.x, L.top + t.index * L.rowH, b.w, L.rowH);
     };
     ctx.fillStyle = theme.highlight;
     if (hover) mark(hover);
@@ -250,7 +249,7 @@ export default class HeadView {
   drawBoxes(ctx, L, widths, heads, hover, range, rows) {
     const [, Tq, Tk] = this.weights.shape;
     const bytes = this.weights.bytes;
-    const box = hover.side === "q" ? { x: L.rightTextX - 3, w: widths.rightW + 3 } : { x: L.leftBoxX, w: L.leftTextX - L.leftBoxX + 3 };
+    const box = boxesOf(L, widths)[hover.side === "q" ? "k" : "q"];
     const from = Math.max(range[0], rows[0]);
     const to = Math.min(range[1], rows[1]);
     drawSlices(ctx, L, box, heads.map((h) => this.colorOf(h)), from, to, (s, i) => {
@@ -273,6 +272,11 @@ export default class HeadView {
     this.note.textContent = lineNote(g, drawn).join(" \u00b7 ");
     this.note.title = this.note.textContent;
   }
+}
+
+/** The token boxes of the two columns: x and width (CSS px). */
+function boxesOf(L, widths) {
+  return { q: { x: L.leftBoxX, w: L.leftTextX - L.leftBoxX + 3 }, k: { x: L.rightTextX - 3, w: widths.rightW + 3 } };
 }
 
 /** What the note says: the rows in view, and every time lines are left out. */
