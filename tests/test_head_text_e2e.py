@@ -194,3 +194,60 @@ def test_hovering_the_head_view_moves_no_canvas(page, board):
         page.mouse.move(2, 2)
         wait_drawn(frame, hover="")
         assert canvas.bounding_box() == before
+
+
+# -- the text view (item 6) -------------------------------------------------------
+
+def text_rows(frame):
+    """[(step, aria-current, paragraph text, [data-w of each token])] of the text view's rows."""
+    return frame.evaluate("""() => [...document.querySelectorAll('[data-name="text-rows"] .tba-text-row')].map((r) => [
+        r.dataset.step, r.getAttribute('aria-current') || '', r.querySelector('p').textContent,
+        [...r.querySelectorAll('.tba-tok')].map((t) => Number(t.dataset.w))])""")
+
+
+def test_text_view_shades_the_text_by_the_selected_tokens_attention_at_every_step(page, board):
+    frame = open_dashboard(page, board, run="small", tag="probe", step=2, view="text", layer=1, head=4)
+    a = [as_bytes(small_attention(s)[1, 4]) for s in (0, 1, 2)]
+    rows = text_rows(frame)
+    # a row per kept step up to the one shown, the words joined ("unbelievably"), the shown step marked
+    assert [(r[0], r[1]) for r in rows] == [("0", ""), ("1", ""), ("2", "step")], rows
+    assert rows[0][2] == "[CLS] it was unbelievably good , the cat sat on it [SEP]"
+    # nothing selected: the last query; each token shaded by the weight it gets from it
+    assert root_attrs(frame)["data-hover"] == "q15"
+    assert [r[3] for r in rows] == [a[s][15].tolist() for s in range(3)]
+    # the shading is the theme's sequential colour of that weight
+    lut = frame.evaluate("""async () => { const m = await import('/data/plugin/attention/static/colors.js');
+        return Array.from(m.seqLut(m.THEMES.light)); }""")
+    got = frame.evaluate("""() => [...document.querySelectorAll('[data-name="text-rows"] .tba-text-row[data-step="2"] .tba-tok')]
+        .map((t) => getComputedStyle(t).backgroundColor)""")
+    want = ["rgb(%d, %d, %d)" % tuple(lut[4 * b:4 * b + 3]) for b in a[2][15]]
+    assert got == want
+    # hover a token: it is the query now
+    box = frame.locator('[data-name="text-rows"]')
+    before = box.bounding_box()
+    frame.hover('.tba-text-row[data-step="1"] .tba-tok[data-i="5"]')
+    wait_drawn(frame, hover="q5")
+    assert [r[3] for r in text_rows(frame)] == [a[s][5].tolist() for s in range(3)]
+    assert box.bounding_box() == before  # recolouring only: nothing moved
+    # click pins it (the head view's pinned token); hovering another then reads out their weight
+    frame.click('.tba-text-row[data-step="1"] .tba-tok[data-i="5"]')
+    wait_drawn(frame, hover="q5")
+    frame.wait_for_function("() => document.getElementById('tba').dataset.detail.includes('pinned=1')", timeout=TIMEOUT)
+    frame.hover('.tba-text-row[data-step="0"] .tba-tok[data-i="8"]')
+    frame.wait_for_function("() => document.querySelector('[data-name=\"text-readout\"]').textContent.startsWith('step 0')",
+                            timeout=TIMEOUT)
+    w = float(np.float32(a[0][5, 8]) / np.float32(255))
+    assert frame.text_content('[data-name="text-readout"]') == \
+        "step 0 \u00b7 query 5 \u201c##ie\u201d \u2192 key 8 \u201cgood\u201d: %.3f" % w
+    assert box.bounding_box() == before
+    assert not page.watch.errors
+
+
+def test_text_view_shades_by_the_attention_paid_to_a_key(page, board):
+    frame = open_dashboard(page, board, run="small", tag="probe", step=1, view="text", layer=0, head=2, tdir="k",
+                           tsteps=1, hover="k7")
+    a = as_bytes(small_attention(1)[0, 2])
+    rows = text_rows(frame)
+    assert [r[0] for r in rows] == ["1"]
+    assert root_attrs(frame)["data-hover"] == "k7"
+    assert rows[0][3] == a[:, 7].tolist()

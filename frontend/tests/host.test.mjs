@@ -190,6 +190,28 @@ test("the matrix view draws one head's cells from in-memory data", async () => {
   assert.ok(geo.ox > 4, "labels beside the rows");
 });
 
+test("aggregates over heads: the matrix view of every layer's mean and max, the head view's layer mean", async () => {
+  const lut = lutToUint32(seqLut(THEMES.light));
+  const tileAt = async (agg) => {
+    const { view } = await show("matrix", { layer: 0, head: 0, agg });
+    const tile = view.tile.context.ops.find((o) => o.op === "putImageData").args[0];
+    const px = new Uint32Array(tile.data.buffer);
+    return (i, j) => px[i * tile.width + j];
+  };
+  // 6 maps (2 layers x 3 heads): key 5 of query 2 is 255 in one, key 2 in the other five
+  const mean = await tileAt("mean-all");
+  assert.equal(mean(2, 5), lut[Math.floor((2 * 255 + 6) / 12)]);
+  assert.equal(mean(2, 2), lut[Math.floor((2 * 5 * 255 + 6) / 12)]);
+  const max = await tileAt("max-all");
+  assert.equal(max(2, 5), lut[255]);
+  assert.equal(max(2, 2), lut[255]);
+  // the head view draws one map, the layer's mean, in the text's colour: one line a query
+  const { view } = await show("head", { agg: "mean" });
+  const strokes = view.canvas.context.ops.filter((o) => o.op === "stroke").map((o) => o.stroke);
+  assert.ok(strokes.length > 0 && strokes.every((c) => c === THEMES.light.text), strokes.join());
+  assert.ok(view.detail().startsWith(`edges=${T + 1};candidates=${T + 1};`), view.detail()); // query 2 has two
+});
+
 test("the model view draws every layer and head from the in-memory overview", async () => {
   const { view } = await show("model", {});
   assert.equal(view.detail(), "mode=lines");

@@ -15,7 +15,8 @@ import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { need, showNeeds } from "../host.js";
-import { headSquares, layerControl, zoomControl } from "./controls.js";
+import { aggControl, headSquares, layerControl, zoomControl } from "./controls.js";
+import { AGG_LABELS, aggParams, aggregateMaps } from "../aggregate.js";
 import { shortLabel } from "../tokens.js";
 import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, drawSlices, setLineStyle } from "../draw/lines.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
@@ -36,9 +37,13 @@ const EXPORT_MAX_H = 16000;
 const sameToken = (a, b) => (a === null && b === null) || Boolean(a && b && a.side === b.side && a.index === b.index);
 
 export default class HeadView {
-  /** One layer, every head (the heads shown are picked without a request). */
+  /**
+   * One layer, every head (the heads shown, and their mean and max, are
+   * picked without a request); an aggregate of every layer from the server.
+   */
   static needs({ state }) {
-    return [need("attention", state, { layer: state.layer })];
+    const all = state.agg && aggParams(state.agg, state.layer).layer === "all";
+    return [need("attention", state, all ? aggParams(state.agg, state.layer) : { layer: state.layer })];
   }
 
   /** @param {import("../host.js").Host} host */
@@ -46,6 +51,7 @@ export default class HeadView {
     this.host = host;
     this.layer = layerControl(host);
     this.squares = headSquares(host);
+    this.agg = aggControl(host);
     this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => host.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
     this.zoom = zoomControl(host, "Row height");
@@ -53,7 +59,7 @@ export default class HeadView {
     this.note = el("span", { className: "tba-hint tba-note tba-line", attrs: { "data-name": "head-note" } });
     this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.layer.field, labelled("Heads", this.squares.element), this.pairField, this.zoom.field,
+      this.layer.field, labelled("Heads", this.squares.element), this.agg.field, this.pairField, this.zoom.field,
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
       this.hoverLabel, this.note);
     this.view = { y0: 0, h: 0 };
@@ -80,13 +86,23 @@ export default class HeadView {
     const { state, kind } = ctx;
     this.layer.update(kind, state);
     this.squares.update(kind.num_heads, state);
+    this.agg.update(state);
     this.zoom.update(state);
     const segs = hasSegments(kind);
     this.pairField.hidden = !segs;
     if (segs) setOptions(this.pairSel, PAIRS.map((p) => ({ value: p, label: PAIR_LABELS[p] })), state.pair);
     await showNeeds(this, ctx, (w) => {
-      this.weights = w;
+      this.weights = this.aggregated(w, state.agg);
     });
+  }
+
+  /** The layer's heads, or the aggregate the state asks for (one map; a layer's computed here, once). */
+  aggregated(w, agg) {
+    if (!agg || w.shape[0] === 1) return w;
+    if (this.aggMemo && this.aggMemo.w === w && this.aggMemo.agg === agg) return this.aggMemo.out;
+    const out = aggregateMaps(w, aggParams(agg, 0).head);
+    this.aggMemo = { w, agg, out };
+    return out;
   }
 
   /** The token whose lines are shown: under the mouse, else the pinned one. */
@@ -96,7 +112,8 @@ export default class HeadView {
 
   /** What the view shows, for an export's title. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer}`;
+    const { layer, agg } = this.ctx.state;
+    return agg && agg.endsWith("-all") ? ` \u00b7 ${AGG_LABELS[agg]}` : ` \u00b7 layer ${layer}` + (agg ? ` \u00b7 ${AGG_LABELS[agg]}` : "");
   }
 
   detail() {
@@ -107,6 +124,7 @@ export default class HeadView {
 
   heads() {
     const H = this.weights.shape[0];
+    if (this.ctx.state.agg) return [0];
     const s = this.ctx.state.heads;
     return s === null ? [...Array(H).keys()] : s.filter((h) => h < H);
   }
@@ -186,9 +204,9 @@ export default class HeadView {
     return { L, Tq, Tk, heads, rowH, fontPx, widths };
   }
 
-  /** A head's colour. */
+  /** A head's colour; an aggregate's is the text's. */
   colorOf(h) {
-    return css(headColor(h));
+    return this.ctx.state.agg ? this.ctx.theme.text : css(headColor(h));
   }
 
   /**
@@ -269,7 +287,9 @@ export default class HeadView {
     // the whole token (labels and the readout are cut short) on hover
     this.hoverLabel.title = text;
     this.canvas.title = text;
-    this.note.textContent = lineNote(g, drawn).join(" \u00b7 ");
+    const notes = lineNote(g, drawn);
+    if (state.agg) notes.unshift(`the ${AGG_LABELS[state.agg]} over its ${this.ctx.kind.num_heads} heads, one set of lines`);
+    this.note.textContent = notes.join(" \u00b7 ");
     this.note.title = this.note.textContent;
   }
 }

@@ -11,7 +11,7 @@ import { lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el } from "../dom.js";
 import { weightAt } from "../decode.js";
 import { matrixHit } from "../layout.js";
-import { need, showNeeds } from "../host.js";
+import { headParams, headTitle, need, showNeeds } from "../host.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
@@ -20,9 +20,9 @@ import { ScrolledCanvas } from "../draw/scroll.js";
 const EXPORT_MAX_SIDE = 8192;
 
 export default class MatrixView {
-  /** One head of one layer. */
+  /** One head of one layer, or an aggregate over heads (computed by the server). */
   static needs({ state }) {
-    return [need("attention", state, { layer: state.layer, head: state.head })];
+    return [need("attention", state, headParams(state))];
   }
 
   /** @param {import("../host.js").Host} host */
@@ -64,7 +64,7 @@ export default class MatrixView {
 
   /** What the view shows, for an export's title. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head}`;
+    return headTitle(this.ctx.state);
   }
 
   detail() {
