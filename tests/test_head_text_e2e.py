@@ -251,3 +251,76 @@ def test_text_view_shades_by_the_attention_paid_to_a_key(page, board):
     assert [r[0] for r in rows] == ["1"]
     assert root_attrs(frame)["data-hover"] == "k7"
     assert rows[0][3] == a[:, 7].tolist()
+
+
+# -- aggregates over heads (item 5) -----------------------------------------------
+
+def mean_bytes(maps):
+    """The mean of stacked byte maps as the dashboard shows it: rounded half up."""
+    n = maps.shape[0]
+    return ((2 * maps.astype(np.int64).sum(0) + n) // (2 * n)).astype(np.uint8)
+
+
+def matrix_bytes(frame, T):
+    """Every cell of the matrix view as the byte whose colour it has (nearest in the page's LUT)."""
+    geo = geometry(frame, "matrix-canvas")
+    lut = np.array(frame.evaluate("""async () => { const m = await import('/data/plugin/attention/static/colors.js');
+        return Array.from(m.seqLut(m.THEMES.light)); }"""), np.int64).reshape(256, 4)[:, :3]
+    pts = [(geo["ox"] + (j + 0.5) * geo["cell"], geo["oy"] + (i + 0.5) * geo["cell"]) for i in range(T) for j in range(T)]
+    px = np.array([p[:3] for p in canvas_pixels(frame, "matrix-canvas", pts)], np.int64)
+    nearest = np.abs(px[:, None, :] - lut[None, :, :]).sum(-1).argmin(1)
+    return nearest.reshape(T, T)
+
+
+def test_head_view_shows_the_layers_mean_over_heads(page, board):
+    frame = open_dashboard(page, board, run="small", tag="probe", step=0, layer=1, agg="mean")
+    m = mean_bytes(as_bytes(small_attention(0)[1]))
+    # the numpy oracle: the mean of the quantised heads is the mean of the weights within 1/255
+    assert np.abs(m / 255 - small_attention(0)[1].mean(0)).max() <= 1 / 255
+    d = detail(frame)
+    assert int(d["edges"]) == int(d["candidates"]) == int((m >= 1).sum()), d
+    assert root_attrs(frame)["data-agg"] == "mean"
+    assert frame.text_content('[data-name="head-note"]').startswith("the mean of layer 1's 12 heads")
+    # every head square is off; one click on a head shows that head instead
+    assert frame.eval_on_selector_all('button.tba-head[data-head]', "bs => bs.every(b => b.getAttribute('aria-pressed') === 'false')")
+    frame.click('button.tba-head[data-head="3"]')
+    wait_drawn(frame, heads="3", agg="")
+    assert not page.watch.errors
+
+
+def test_matrix_view_shows_the_mean_and_max_of_the_layer_and_of_all_layers(page, board):
+    a = small_attention(2)
+    q = as_bytes(a)
+    cases = {"mean": (mean_bytes(q[1]), a[1].mean(0)), "max": (q[1].max(0), a[1].max(0)),
+             "mean-all": (mean_bytes(q.reshape(24, 16, 16)), a.mean((0, 1))), "max-all": (q.max((0, 1)), a.max((0, 1)))}
+    for agg, (want, exact) in cases.items():
+        frame = open_dashboard(page, board, run="small", tag="probe", step=2, view="matrix", layer=1, agg=agg)
+        assert np.abs(want / 255 - exact).max() <= 1 / 255, agg  # the oracle, against the float weights
+        got = matrix_bytes(frame, 16)
+        assert np.abs(got - want.astype(np.int64)).max() <= 1, agg  # neighbouring LUT colours may coincide
+        # the readout says the aggregate's value
+        geo = geometry(frame, "matrix-canvas")
+        frame.locator('canvas[data-name="matrix-canvas"]').hover(
+            position={"x": geo["ox"] + 5.5 * geo["cell"], "y": geo["oy"] + 3.5 * geo["cell"]})
+        frame.wait_for_selector('[data-name="matrix-readout"][data-cell="3,5"]', timeout=TIMEOUT)
+        text = frame.text_content('[data-name="matrix-readout"]')
+        assert text.endswith(": %.3f" % (want[3, 5] / 255)), (agg, text)
+    assert not page.watch.errors
+
+
+def test_text_view_and_compare_show_an_aggregate(page, board):
+    frame = open_dashboard(page, board, run="small", tag="probe", step=1, view="text", layer=0, agg="max", tsteps=1)
+    assert text_rows(frame)[0][3] == as_bytes(small_attention(1)[0]).max(0)[15].tolist()
+    frame = open_dashboard(page, board, run="small", tag="probe", step=2, view="compare", layer=0, agg="mean",
+                           cmode="matrix", brun="small", bstep=0)
+    d = detail(frame)
+    a2, a0 = (mean_bytes(as_bytes(small_attention(s)[0])).astype(np.float64) / 255 for s in (2, 0))
+    assert d["diff"] == "drawn" and abs(float(d["maxabs"]) - np.abs(a0 - a2).max()) < 1e-3, d
+    assert "layer 0 \u00b7 mean of layer" in frame.text_content('[data-name="compare-title-diff"]')
+
+
+def test_the_neuron_view_says_it_shows_one_head(page, board):
+    frame = open_dashboard(page, board, run="small", tag="probe", step=0, view="neuron", layer=0, head=2, agg="mean")
+    note = frame.text_content('[data-name="head-agg-note"]')
+    assert "per head" in note and "mean of layer" in note, note
+    assert frame.eval_on_selector('select[data-name="head"]', "s => s.value") == "2"

@@ -288,10 +288,17 @@ export default class HeadView {
     this.hoverLabel.title = text;
     this.canvas.title = text;
     const notes = lineNote(g, drawn);
-    if (state.agg) notes.unshift(`the ${AGG_LABELS[state.agg]} over its ${this.ctx.kind.num_heads} heads, one set of lines`);
+    if (state.agg) notes.unshift(aggNote(state, this.ctx.kind));
     this.note.textContent = notes.join(" \u00b7 ");
     this.note.title = this.note.textContent;
   }
+}
+
+/** What an aggregate is of: "the mean of layer 3's 12 heads, drawn as one". */
+function aggNote(state, kind) {
+  const { head, layer } = aggParams(state.agg, state.layer);
+  const of = layer === "all" ? `all ${kind.layer_ids.length} layers' ${kind.num_heads} heads` : `layer ${layer}'s ${kind.num_heads} heads`;
+  return `the ${head} of ${of}, drawn as one`;
 }
 
 /** The token boxes of the two columns: x and width (CSS px). */
