@@ -68,8 +68,9 @@ export function strokeEdges(ctx, e, color, x0, x1, top, dq, dk) {
  * hovered token, visible band). With opts.window (the rows in view, when
  * dq = dk), the lines between two tokens in view come first, all of them
  * when they fit; the lines from a token in view to one out of view get what
- * is left of the budget (at most OUT_SHARE of it), the strongest first, and
- * are drawn beneath; lines passing by (both ends out of view) are left out.
+ * is left of the budget (at most opts.outShare of it, OUT_SHARE by default),
+ * the strongest first, and are drawn beneath; lines passing by (both ends out
+ * of view) are left out.
  * @param {CanvasRenderingContext2D} ctx
  * @param {(head: number) => string} colorOf
  * @param {{x0: number, x1: number, top: number, dq: number, dk: number}} at
@@ -98,8 +99,10 @@ export function drawLines(ctx, bytes, Tq, Tk, heads, colorOf, at, opts) {
   const inView = budgetCutoff(bytes, Tq, Tk, heads, { ...inner, budget });
   // from a query in view to a key out of view, and into a key in view from a query out of view
   const outer = [{ ...rows, skip: win, qRange: inner.qRange }, { ...rows, skip: win, kRange: inner.kRange }];
-  const room = inView.drawn < inView.lines ? 0 : Math.min(budget * OUT_SHARE, budget - inView.cost);
-  const outView = pickCutoff(outer.map((sel) => lineCosts(bytes, Tq, Tk, heads, sel)), room);
+  const share = opts.outShare ?? OUT_SHARE;
+  const room = inView.drawn < inView.lines ? 0 : Math.min(budget * share, budget - inView.cost);
+  const outView = share > 0 ? pickCutoff(outer.map((sel) => lineCosts(bytes, Tq, Tk, heads, sel)), room)
+    : { cutoff: 256, lines: 0, drawn: 0, cost: 0 }; // not even counted (while scrolling)
   if (!(room > 0)) Object.assign(outView, { cutoff: 256, drawn: 0, cost: 0 });
   const count = stroke(outer, outView) + stroke([inner], inView);
   const cut = { lines: inView.lines + outView.lines, drawn: inView.drawn + outView.drawn };

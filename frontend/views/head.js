@@ -33,6 +33,7 @@ const READABLE_ROW = 14;
 // tallest drawing: the screen's is a spacer; an export is one canvas
 const SCREEN_MAX_H = 4e6;
 const EXPORT_MAX_H = 16000;
+const SCROLL_REST_MS = 120;
 
 const sameToken = (a, b) => (a === null && b === null) || Boolean(a && b && a.side === b.side && a.index === b.index);
 
@@ -63,10 +64,17 @@ export default class HeadView {
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
       this.hoverLabel, this.note);
     this.view = { y0: 0, h: 0 };
+    // while scrolling, each frame draws the lines between tokens in view only;
+    // once the scroller rests, the lines to tokens out of view too
     this.sc = new ScrolledCanvas("head-canvas", () => {
       if (!this.ctx || !this.weights || Math.round(this.sc.scroll.scrollTop) === Math.round(this.view.y0)) return;
-      this.draw();
-      this.host.drawn(this); // other tokens in view: data-detail says which
+      this.draw(true);
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => {
+        if (!this.ctx || !this.ctx.isCurrent()) return;
+        this.draw();
+        this.host.drawn(this); // other tokens in view: data-detail says which
+      }, SCROLL_REST_MS);
     });
     this.canvas = this.sc.canvas;
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll);
@@ -166,15 +174,15 @@ export default class HeadView {
     return c;
   }
 
-  /** Draw what is visible in the scroller. */
-  draw() {
+  /** Draw what is visible in the scroller (`scrolling`: only the lines between tokens in view). */
+  draw(scrolling = false) {
     const g = this.layout(this.canvas, SCREEN_MAX_H);
     const L = g.L;
     this.geometry = L;
     const fallback = Math.max(200, (globalThis.innerHeight || 800) - 150);
     const { y0, vh } = this.sc.visible(L.width, L.height, fallback);
     this.view = { y0, h: vh };
-    const drawn = this.render(this.canvas, g, this.view, LINE_BUDGET);
+    const drawn = this.render(this.canvas, g, this.view, LINE_BUDGET, scrolling ? 0 : undefined);
     // where things are, for tests and tools that read pixels
     this.canvas.dataset.geometry = JSON.stringify({
       top: L.top, rowH: g.rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX,
@@ -211,10 +219,11 @@ export default class HeadView {
 
   /**
    * Draw rows y0 .. y0 + h of the view (g from layout()) into `canvas`:
-   * the lines between rows in view first, within `budget` (draw/lines.js).
+   * the lines between rows in view first, within `budget`; outShare: the
+   * share of it the lines to rows out of view may take (draw/lines.js).
    * @returns {ReturnType<typeof drawLines> & {rows: [number, number]}}
    */
-  render(canvas, g, { y0, h }, budget) {
+  render(canvas, g, { y0, h }, budget, outShare = undefined) {
     const { state, kind, labels, theme } = this.ctx;
     const { L, Tq, Tk, heads, rowH, fontPx, widths } = g;
     const hover = this.hoverNow();
@@ -243,7 +252,7 @@ export default class HeadView {
     const band = [y0 - L.top, y0 + h - L.top];
     const at = { x0: L.lineX0, x1: L.lineX1, top: L.top, dq: rowH, dk: rowH };
     const drawn = drawLines(ctx, this.weights.bytes, Tq, Tk, heads, (head) => this.colorOf(head), at,
-      { qRange, kRange, hover, band, budget, window: inView });
+      { qRange, kRange, hover, band, budget, window: inView, outShare });
     return { ...drawn, rows: inView };
   }
 
