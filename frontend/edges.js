@@ -48,8 +48,7 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
   const band = opts.band || null;
   const rowQ = opts.rowQ || 1;
   const rowK = opts.rowK || 1;
-  const { ja, jb } = rowKeys(q0, q1, k0, k1, band, rowQ, rowK);
-  const [s0, s1] = opts.skip || [0, 0];
+  const seg = rowKeys(q0, q1, k0, k1, band, rowQ, rowK, opts.skip);
   const result = [];
   for (let hi = 0; hi < heads.length; hi++) {
     const h = heads[hi];
@@ -58,14 +57,11 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
     // pass 1: count per bucket
     for (let i = q0; i < q1; i++) {
       const row = base + i * Tk;
-      const inside = i >= s0 && i < s1;
-      for (let j = ja[i - q0], end = jb[i - q0]; j < end; j++) {
-        if (inside && j >= s0 && j < s1) {
-          j = s1 - 1;
-          continue;
+      for (let s = 4 * (i - q0), last = s + 4; s < last; s += 2) {
+        for (let j = seg[s], end = seg[s + 1]; j < end; j++) {
+          const v = w[row + j];
+          if (v >= minByte) counts[v >> 3]++;
         }
-        const v = w[row + j];
-        if (v >= minByte) counts[v >> 3]++;
       }
     }
     const offsets = new Int32Array(ALPHA_BUCKETS + 1);
@@ -78,14 +74,10 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
       const fill = offsets.slice(0, ALPHA_BUCKETS);
       for (let i = q0; i < q1; i++) {
         const row = base + i * Tk;
-        const inside = i >= s0 && i < s1;
-        for (let j = ja[i - q0], end = jb[i - q0]; j < end; j++) {
-          if (inside && j >= s0 && j < s1) {
-            j = s1 - 1;
-            continue;
-          }
-          const v = w[row + j];
-          if (v >= minByte) {
+        for (let s = 4 * (i - q0), last = s + 4; s < last; s += 2) {
+          for (let j = seg[s], end = seg[s + 1]; j < end; j++) {
+            const v = w[row + j];
+            if (v < minByte) continue;
             const p = fill[v >> 3]++;
             qa[p] = i;
             ka[p] = j;
@@ -98,16 +90,23 @@ export function collectEdges(w, Tq, Tk, heads, opts = {}) {
   return result;
 }
 
-/** The key range of each query row q0..q1 (all keys without a band): see bandKeys. */
-function rowKeys(q0, q1, k0, k1, band, rowQ, rowK) {
-  const ja = new Int32Array(Math.max(0, q1 - q0));
-  const jb = new Int32Array(Math.max(0, q1 - q0));
+/**
+ * The keys of each query row q0..q1: at most two ranges a row, 4 numbers
+ * [a0, b0, a1, b1] (half-open): the keys reaching the band (all without
+ * one: see bandKeys), less the rows `skip` of a query in `skip`.
+ * @returns {Int32Array}
+ */
+function rowKeys(q0, q1, k0, k1, band, rowQ, rowK, skip) {
+  const [s0, s1] = skip || [0, 0];
+  const seg = new Int32Array(4 * Math.max(0, q1 - q0));
   for (let i = q0; i < q1; i++) {
-    const r = bandKeys((i + 0.5) * rowQ, band, rowK, k0, k1);
-    ja[i - q0] = r[0];
-    jb[i - q0] = r[1];
+    const [a, b] = bandKeys((i + 0.5) * rowQ, band, rowK, k0, k1);
+    const r = 4 * (i - q0);
+    if (i >= s0 && i < s1 && s0 < b && s1 > a) {
+      seg.set([a, Math.max(a, s0), Math.min(b, s1), b], r);
+    } else seg.set([a, b, b, b], r);
   }
-  return { ja, jb };
+  return seg;
 }
 
 /**
@@ -171,41 +170,42 @@ export function lineCosts(w, Tq, Tk, heads, opts) {
   const band = opts.band || null;
   const b0 = band ? band[0] : -Infinity;
   const b1 = band ? band[1] : Infinity;
-  const [s0, s1] = opts.skip || [0, 0];
+  const seg = rowKeys(q0, q1, k0, k1, band, rowQ, rowK, opts.skip);
   for (const h of heads) {
     const base = (h - off) * Tq * Tk;
     for (let i = q0; i < q1; i++) {
       const row = base + i * Tk;
       const yi = (i + 0.5) * rowQ;
-      const [ja, jb] = bandKeys(yi, band, rowK, k0, k1);
       const ci = yi < b0 ? b0 : yi > b1 ? b1 : yi;
-      const inside = i >= s0 && i < s1;
-      for (let j = ja; j < jb; j++) {
-        if (inside && j >= s0 && j < s1) {
-          j = s1 - 1;
-          continue;
+      for (let s = 4 * (i - q0), last = s + 4; s < last; s += 2) {
+        for (let j = seg[s], end = seg[s + 1]; j < end; j++) {
+          const v = w[row + j];
+          if (v < minByte) continue;
+          const len = lineLength(yi, ci, (j + 0.5) * rowK, gap, band);
+          cost[v] += len;
+          count[v] += 1;
         }
-        const v = w[row + j];
-        if (v < minByte) continue;
-        const yj = (j + 0.5) * rowK;
-        let len;
-        if (band) {
-          // the visible part: its vertical extent, and its share of the gap
-          const cj = yj < b0 ? b0 : yj > b1 ? b1 : yj;
-          const vis = ci > cj ? ci - cj : cj - ci;
-          const dy = yi > yj ? yi - yj : yj - yi;
-          const wide = dy < 1 ? gap : (gap * vis) / dy;
-          len = vis > wide ? vis : wide;
-        } else {
-          const dy = yi - yj;
-          len = dy > gap ? dy : -dy > gap ? -dy : gap;
-        }
-        cost[v] += len;
-        count[v] += 1;
       }
     }
   }
   return { cost, count };
+}
+
+/**
+ * The cost of a line from a query at yi (ci: yi clamped into the band) to a
+ * key at yj: without a band, max(gap, |yi - yj|); with one, its visible part
+ * (its vertical extent in the band, and its share of the gap).
+ */
+function lineLength(yi, ci, yj, gap, band) {
+  if (!band) {
+    const dy = yi - yj;
+    return dy > gap ? dy : -dy > gap ? -dy : gap;
+  }
+  const cj = yj < band[0] ? band[0] : yj > band[1] ? band[1] : yj;
+  const vis = ci > cj ? ci - cj : cj - ci;
+  const dy = yi > yj ? yi - yj : yj - yi;
+  const wide = dy < 1 ? gap : (gap * vis) / dy;
+  return vis > wide ? vis : wide;
 }
 
 /**
