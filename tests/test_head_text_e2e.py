@@ -12,8 +12,8 @@ import pytest
 
 import tb_attention
 
-from tests.test_dashboard_e2e import (  # noqa: F401  (browser and page fixtures' helpers)
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, open_dashboard, root_attrs, wait_drawn,
+from tests.test_dashboard_e2e import (
+    TIMEOUT, Watch, canvas_pixels, detail, geometry, open_dashboard, root_attrs, t5_record, wait_drawn,
 )
 
 # WordPiece: "unbelievably" in five pieces, as BERT's tokenizer splits it
@@ -54,13 +54,15 @@ def logdir(tmp_path_factory):
             w.add_attention("probe", small_attention(step), tokens=SMALL_TOKENS, global_step=step)
     with tb_attention.AttentionWriter(os.path.join(root, "long")) as w:
         w.add_attention("long", long_attention(), tokens=["w%d" % i for i in range(LONG_T)], global_step=0)
+    with tb_attention.AttentionWriter(os.path.join(root, "t5")) as w:
+        w.add_attention("translate", t5_record(5), global_step=5)
     return root
 
 
 @pytest.fixture(scope="module")
 def board(tensorboard_factory, logdir):
     tb = tensorboard_factory(logdir)
-    tb.wait_kept({"small": ("probe", 3), "long": ("long", 1)})
+    tb.wait_kept({"small": ("probe", 3), "long": ("long", 1), "t5": ("translate", 1)})
     return tb
 
 
@@ -251,6 +253,18 @@ def test_text_view_shades_by_the_attention_paid_to_a_key(page, board):
     assert [r[0] for r in rows] == ["1"]
     assert root_attrs(frame)["data-hover"] == "k7"
     assert rows[0][3] == a[:, 7].tolist()
+    assert frame.is_hidden('[data-name="text-picker"]')  # self-attention: the rows are the tokens to pick
+
+
+def test_text_view_of_cross_attention_picks_a_decoder_token_and_shades_the_encoders(page, board):
+    frame = open_dashboard(page, board, run="t5", tag="translate", step=5, view="text", kind="cross", layer=1, head=2)
+    a = as_bytes(t5_record(5).attention("cross")[1, 2])  # [3 decoder tokens, 7 encoder tokens]
+    # SentencePiece: a space where "\u2581" was, as the tokenizer decodes it
+    assert frame.text_content('[data-name="text-picker"] p') == "<pad> Hallo</s>"
+    assert text_rows(frame)[0][2] == "translate English to German: hello</s>"
+    frame.hover('[data-name="text-picker"] .tba-tok[data-i="1"]')
+    wait_drawn(frame, hover="q1")
+    assert text_rows(frame)[0][3] == a[1].tolist()
 
 
 # -- aggregates over heads (item 5) -----------------------------------------------
