@@ -68,7 +68,7 @@ def board(tensorboard_factory, logdir):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
     p = ctx.new_page()
     p.watch = Watch(p)
     yield p
@@ -254,6 +254,16 @@ def test_text_view_shades_by_the_attention_paid_to_a_key(page, board):
     assert root_attrs(frame)["data-hover"] == "k7"
     assert rows[0][3] == a[:, 7].tolist()
     assert frame.is_hidden('[data-name="text-picker"]')  # self-attention: the rows are the tokens to pick
+    # Export PNG: the rows as drawn, the most attended token's shading in it
+    from PIL import Image
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    img = Image.open(info.value.path()).convert("RGB")
+    lut = frame.evaluate("""async () => { const m = await import('/data/plugin/attention/static/colors.js');
+        return Array.from(m.seqLut(m.THEMES.light)); }""")
+    b = int(a[:, 7].max())
+    colours = {c for _, c in img.getcolors(maxcolors=1 << 20)}
+    assert tuple(lut[4 * b:4 * b + 3]) in colours, b
 
 
 def test_text_view_of_cross_attention_picks_a_decoder_token_and_shades_the_encoders(page, board):

@@ -11,7 +11,7 @@
 // selecting side's tokens above.
 
 import { css, seqLut } from "../colors.js";
-import { clear, el, labelled, setOptions } from "../dom.js";
+import { FONT, clear, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { weightAt } from "../decode.js";
 import { headParams, headTitle, need, showNeeds } from "../host.js";
 import { TEXT_STEPS, intText } from "../state.js";
@@ -182,6 +182,31 @@ export default class TextView {
     const pinned = state.hover && state.hover.side === h.side && state.hover.index === h.index;
     this.transient = null;
     this.host.setState({ hover: pinned ? null : h });
+  }
+
+  /** The rows as they are on screen (each token's box, shading and text), for PNG export. */
+  exportCanvas() {
+    const { theme } = this.ctx;
+    const origin = this.box.getBoundingClientRect();
+    const x0 = origin.left - this.box.scrollLeft;
+    const y0 = origin.top - this.box.scrollTop;
+    const c = document.createElement("canvas");
+    const ctx = sizeCanvas(c, Math.max(1, this.box.scrollWidth), Math.max(1, this.box.scrollHeight));
+    ctx.fillStyle = theme.background;
+    ctx.fillRect(0, 0, this.box.scrollWidth, this.box.scrollHeight);
+    ctx.textBaseline = "middle";
+    for (const node of this.box.querySelectorAll(".tba-tok, .tba-text-step")) {
+      const r = node.getBoundingClientRect();
+      const style = getComputedStyle(node);
+      if (node.classList.contains("tba-tok")) {
+        ctx.fillStyle = style.backgroundColor;
+        ctx.fillRect(r.left - x0, r.top - y0, r.width, r.height);
+      }
+      ctx.fillStyle = style.color;
+      ctx.font = `${style.fontWeight} ${style.fontSize} ${FONT}`;
+      ctx.fillText(node.textContent, r.left - x0 + 1, r.top - y0 + r.height / 2);
+    }
+    return c;
   }
 
   /** The selected token, and with one pinned, its weight with the hovered token. */
