@@ -20,7 +20,7 @@ setup(
     package_dir={"tb_attention.frontend": "frontend"},
     package_data={
         "tb_attention.proto": ["*.proto"],
-        "tb_attention.frontend": ["*.js", "*.css", "*.html", "LICENSE*", "views/*.js", "vendor/**/*"],
+        "tb_attention.frontend": ["*.js", "*.css", "*.html", "LICENSE*", "views/*.js", "draw/*.js", "vendor/**/*"],
     },
     include_package_data=False,
     # No torch pin: users install next to their own torch. capture() imports

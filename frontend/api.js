@@ -1,192 +1,14 @@
-// Talking to the plugin's routes (docs/routes.md) and decoding their binary
-// answers. The decoders are pure and tested in node; `Api` adds fetch and a
-// cache of decoded arrays (responses for a step never change, so a decoded
-// layer is kept and reused until the cache's byte budget pushes it out).
+// The plugin's routes over HTTP (docs/routes.md): `Api` is the dashboard's
+// data source (the `Data` of host.js), with a cache of decoded answers
+// (responses for a step never change, so a decoded layer is kept and reused
+// until the cache's byte budget pushes it out), error answers told apart from
+// an unreachable server, and the reconnect backoff.
 
+import { decodeNeurons, decodeWeights, parseShape } from "./decode.js";
 import { intText } from "./state.js";
 
 /** Largest side of the model view's max-pooled maps (the `overview` route's size). */
 export const OVERVIEW_SIZE = 64;
-
-/** @type {Float32Array | null} */
-let HALF_TABLE = null;
-
-/** float16 bit pattern -> float32, for all 65536 patterns. */
-export function halfTable() {
-  if (HALF_TABLE) return HALF_TABLE;
-  HALF_TABLE = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
-  return HALF_TABLE;
-}
-
-/** One IEEE 754 half (as its 16 bits) to a number. */
-export function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * Math.pow(2, -24); // zero and subnormals
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * Math.pow(2, e - 15);
-}
-
-/**
- * Decode little-endian float16 values.
- * @param {ArrayBuffer} buffer
- * @param {number} [byteOffset]
- * @param {number} [count] number of values (default: to the end)
- * @returns {Float32Array}
- */
-export function decodeFloat16(buffer, byteOffset = 0, count) {
-  const n = count === undefined ? Math.floor((buffer.byteLength - byteOffset) / 2) : count;
-  const table = halfTable();
-  const out = new Float32Array(n);
-  if (byteOffset % 2 === 0 && littleEndianHost()) {
-    const u16 = new Uint16Array(buffer, byteOffset, n);
-    for (let i = 0; i < n; i++) out[i] = table[u16[i]];
-  } else {
-    const dv = new DataView(buffer, byteOffset, n * 2);
-    for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(i * 2, true)];
-  }
-  return out;
-}
-
-let LE = null;
-function littleEndianHost() {
-  if (LE === null) LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-  return LE;
-}
-
-/**
- * Parse a shape header ("12,128,128").
- * @param {string | null} text
- * @param {number} rank
- * @returns {number[]}
- */
-export function parseShape(text, rank) {
-  if (text === null || text === undefined) throw new Error("response has no shape header");
-  const parts = String(text)
-    .split(",")
-    .map((s) => s.trim());
-  if (parts.length !== rank || parts.some((p) => !/^\d+$/.test(p))) {
-    throw new Error(`bad shape header "${text}" (expected ${rank} integers)`);
-  }
-  return parts.map(Number);
-}
-
-/**
- * @typedef {{
- *   shape: number[],          // [H, Tq, Tk] or [L, H, Sq, Sk]
- *   dtype: "uint8" | "float16",
- *   bytes: Uint8Array,        // weight * 255, rounded: what the canvas draws
- *   values: Float32Array | null, // exact weights for float16 data
- * }} Weights
- */
-
-/**
- * Decode an attention (or overview) payload.
- * @param {ArrayBuffer} buffer
- * @param {number[]} shape
- * @param {string} dtype  uint8 | float16
- * @returns {Weights}
- */
-export function decodeWeights(buffer, shape, dtype) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  if (dtype === "uint8") {
-    if (buffer.byteLength !== n) {
-      throw new Error(`attention payload has ${buffer.byteLength} bytes, shape ${shape.join("x")} needs ${n}`);
-    }
-    return { shape, dtype: "uint8", bytes: new Uint8Array(buffer), values: null };
-  }
-  if (dtype === "float16") {
-    if (buffer.byteLength !== 2 * n) {
-      throw new Error(`attention payload has ${buffer.byteLength} bytes, shape ${shape.join("x")} needs ${2 * n}`);
-    }
-    const values = decodeFloat16(buffer, 0, n);
-    const bytes = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const v = values[i];
-      bytes[i] = v <= 0 || !(v === v) ? 0 : v >= 1 ? 255 : Math.round(v * 255);
-    }
-    return { shape, dtype: "float16", bytes, values };
-  }
-  throw new Error(`unknown attention dtype "${dtype}"`);
-}
-
-/** Weight at a flat index (exact for float16, byte/255 for uint8). */
-export function weightAt(w, index) {
-  return w.values ? w.values[index] : w.bytes[index] / 255;
-}
-
-/**
- * @typedef {{
- *   Tq: number, Tk: number, D: number, scale: number, hasBias: boolean,
- *   queries: Float32Array, keys: Float32Array,
- *   bias: Float32Array | null, masked: Uint8Array,
- * }} Neurons
- */
-
-/**
- * Decode a `neurons` payload, in the order the step stores them: queries f16
- * [Tq,D], keys f16 [Tk,D], masked u8 [Tq,Tk], bias f16 [Tq,Tk] (when hasBias).
- * @param {ArrayBuffer} buffer
- * @param {{Tq: number, Tk: number, D: number, scale: number, hasBias: boolean}} meta
- * @returns {Neurons}
- */
-export function decodeNeurons(buffer, meta) {
-  const { Tq, Tk, D, scale, hasBias } = meta;
-  const need = 2 * Tq * D + 2 * Tk * D + (hasBias ? 2 * Tq * Tk : 0) + Tq * Tk;
-  if (buffer.byteLength !== need) {
-    throw new Error(`neurons payload has ${buffer.byteLength} bytes, Tq=${Tq} Tk=${Tk} D=${D} bias=${hasBias ? 1 : 0} needs ${need}`);
-  }
-  let off = 0;
-  const queries = decodeFloat16(buffer, off, Tq * D);
-  off += 2 * Tq * D;
-  const keys = decodeFloat16(buffer, off, Tk * D);
-  off += 2 * Tk * D;
-  const masked = new Uint8Array(buffer, off, Tq * Tk);
-  off += Tq * Tk;
-  // decodeFloat16 reads an odd offset (after an odd-sized mask) through a DataView
-  const bias = hasBias ? decodeFloat16(buffer, off, Tq * Tk) : null;
-  return { Tq, Tk, D, scale, hasBias, queries, keys, bias, masked };
-}
-
-/**
- * The neuron view's numbers for one query token: q x k per dimension,
- * q . k, scaled, plus bias, masked, softmax.
- * @param {Neurons} n
- * @param {number} qi
- */
-export function neuronScores(n, qi) {
-  const { Tk, D, scale } = n;
-  const q = n.queries.subarray(qi * D, (qi + 1) * D);
-  const prod = new Float32Array(Tk * D);
-  const dot = new Float64Array(Tk);
-  const scaled = new Float64Array(Tk);
-  const score = new Float64Array(Tk);
-  const masked = new Uint8Array(Tk);
-  const softmax = new Float64Array(Tk);
-  let max = -Infinity;
-  for (let j = 0; j < Tk; j++) {
-    let s = 0;
-    for (let d = 0; d < D; d++) {
-      const p = q[d] * n.keys[j * D + d];
-      prod[j * D + d] = p;
-      s += p;
-    }
-    dot[j] = s;
-    scaled[j] = s * scale;
-    score[j] = scaled[j] + (n.bias ? n.bias[qi * Tk + j] : 0);
-    masked[j] = n.masked[qi * Tk + j];
-    if (!masked[j] && score[j] > max) max = score[j];
-  }
-  let sum = 0;
-  for (let j = 0; j < Tk; j++) {
-    softmax[j] = masked[j] || max === -Infinity ? 0 : Math.exp(score[j] - max);
-    sum += softmax[j];
-  }
-  if (sum > 0) for (let j = 0; j < Tk; j++) softmax[j] /= sum;
-  return { q, prod, dot, scaled, score, masked, softmax };
-}
 
 /**
  * The message of a failed response: TensorBoard answers errors as text/plain
@@ -318,7 +140,8 @@ export class Cache {
 }
 
 /**
- * Client of the plugin's routes.
+ * The plugin's routes over HTTP: one method per route, each resolving with
+ * the decoded answer (see `Data` in host.js).
  */
 export class Api {
   /**
@@ -386,82 +209,94 @@ export class Api {
     }
   }
 
-  /** The `tags` route (runs and their probes, no steps); never cached. */
-  async tags() {
-    const res = await this.request(this.url("tags"));
+  /** A JSON answer that changes as steps arrive: never cached here, nor (no-store) by the browser. */
+  async fresh(route, params, init = { cache: "no-store" }) {
+    const res = await this.request(this.url(route, params), init);
     return res.json();
   }
 
-  /**
-   * The kept steps of one probe of one run and what its newest readable step
-   * holds (the `steps` route). Never cached, not even by the browser: new
-   * steps appear on TensorBoard's reload.
-   */
-  async steps(run, tag) {
-    const res = await this.request(this.url("steps", { run, tag }), { cache: "no-store" });
-    return res.json();
-  }
-
-  /**
-   * Per-head statistics of every kept step of a tag (the `stats` route).
-   * Never cached, not even by the browser: the answer grows as steps arrive.
-   */
-  async stats(run, tag, kind) {
-    const res = await this.request(this.url("stats", { run, tag, kind }), { cache: "no-store" });
-    return res.json();
-  }
-
-  /** A step's header (cached: a step's responses never change). */
-  header(run, tag, step) {
-    const url = this.url("header", { run, tag, step });
+  /** A JSON answer about fixed steps, cached (it never changes). */
+  json(route, params) {
+    const url = this.url(route, params);
     return this.cache.through(url, async () => {
-      const res = await this.request(url);
-      const text = await res.text();
+      const text = await (await this.request(url)).text();
       return { value: JSON.parse(text), size: text.length * 2 };
     });
   }
 
   /**
-   * One layer's attention, all heads (or one head).
-   * @returns {Promise<Weights>}
+   * A binary answer about one step, decoded and cached.
+   * @param {(res: Response, buffer: ArrayBuffer) => {value: any, size: number}} decode
    */
-  attention(run, tag, step, kind, layer, head = null) {
-    const url = this.url("attention", { run, tag, step, kind, layer, head });
+  binary(route, params, decode) {
+    const url = this.url(route, params);
     return this.cache.through(url, async () => {
       const res = await this.request(url);
-      const shape = parseShape(res.headers.get("X-Attention-Shape"), 3);
-      const dtype = res.headers.get("X-Attention-Dtype") || "uint8";
-      const w = decodeWeights(await res.arrayBuffer(), shape, dtype);
+      return decode(res, await res.arrayBuffer());
+    });
+  }
+
+  /** The `tags` route (runs and their probes, no steps). */
+  tags() {
+    return this.fresh("tags", null, {});
+  }
+
+  /** The kept steps of one probe of one run and what its newest readable step holds. */
+  steps(run, tag) {
+    return this.fresh("steps", { run, tag });
+  }
+
+  /** Per-head statistics of every kept step of a probe, and their names and descriptions. */
+  stats(run, tag, kind) {
+    return this.fresh("stats", { run, tag, kind });
+  }
+
+  /** A step's header. */
+  header(run, tag, step) {
+    return this.json("header", { run, tag, step });
+  }
+
+  /**
+   * Two steps compared: mean JSD per head and the token verdict; a 400 whose
+   * message is the verdict when their layers or heads differ.
+   * @param {{run: string, step: number}} a
+   * @param {{run: string, step: number}} b
+   */
+  compare(tag, kind, a, b) {
+    return this.json("compare", { tag, kind, run_a: a.run, step_a: a.step, run_b: b.run, step_b: b.step });
+  }
+
+  /**
+   * One layer's attention, all heads (or one head, or an aggregate over heads:
+   * head "mean" | "max" of the layer, or of layer "all": [1, Tq, Tk]).
+   * @returns {Promise<import("./decode.js").Weights>}
+   */
+  attention(run, tag, step, kind, layer, head = null) {
+    return this.binary("attention", { run, tag, step, kind, layer, head }, (res, buffer) => {
+      const w = decodeWeights(buffer, parseShape(res.headers.get("X-Attention-Shape"), 3), res.headers.get("X-Attention-Dtype") || "uint8");
       return { value: w, size: w.bytes.byteLength + (w.values ? w.values.byteLength : 0) };
     });
   }
 
   /**
    * Every layer x head, max-pooled to at most size x size.
-   * @returns {Promise<Weights & {pool: number[]}>}
+   * @returns {Promise<import("./decode.js").Weights & {pool: number[]}>}
    */
-  overview(run, tag, step, kind, size = 64) {
-    const url = this.url("overview", { run, tag, step, kind, size });
-    return this.cache.through(url, async () => {
-      const res = await this.request(url);
-      const shape = parseShape(res.headers.get("X-Attention-Shape"), 4);
-      const dtype = res.headers.get("X-Attention-Dtype") || "uint8";
-      const w = decodeWeights(await res.arrayBuffer(), shape, dtype);
+  overview(run, tag, step, kind, size = OVERVIEW_SIZE) {
+    return this.binary("overview", { run, tag, step, kind, size }, (res, buffer) => {
+      const w = decodeWeights(buffer, parseShape(res.headers.get("X-Attention-Shape"), 4), res.headers.get("X-Attention-Dtype") || "uint8");
       const poolHeader = res.headers.get("X-Overview-Pool");
-      const pool = poolHeader ? parseShape(poolHeader, 2) : [1, 1];
-      return { value: { ...w, pool }, size: w.bytes.byteLength };
+      return { value: { ...w, pool: poolHeader ? parseShape(poolHeader, 2) : [1, 1] }, size: w.bytes.byteLength };
     });
   }
 
-  /** @returns {Promise<Neurons>} */
+  /** @returns {Promise<import("./decode.js").Neurons>} */
   neurons(run, tag, step, kind, layer, head) {
-    const url = this.url("neurons", { run, tag, step, kind, layer, head });
-    return this.cache.through(url, async () => {
-      const res = await this.request(url);
+    return this.binary("neurons", { run, tag, step, kind, layer, head }, (res, buffer) => {
       const [Tq, Tk, D] = parseShape(res.headers.get("X-Neuron-Shape"), 3);
       const scale = Number(res.headers.get("X-Neuron-Scale"));
       const hasBias = res.headers.get("X-Neuron-Has-Bias") === "1";
-      const n = decodeNeurons(await res.arrayBuffer(), { Tq, Tk, D, scale: Number.isFinite(scale) ? scale : 1, hasBias });
+      const n = decodeNeurons(buffer, { Tq, Tk, D, scale: Number.isFinite(scale) ? scale : 1, hasBias });
       return { value: n, size: 4 * (Tq * D + Tk * D) + Tq * Tk * (hasBias ? 5 : 1) };
     });
   }

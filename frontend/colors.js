@@ -163,37 +163,29 @@ export function hex(h) {
   return /** @type {RGB} */ ([(v >> 16) & 255, (v >> 8) & 255, v & 255]);
 }
 
-/**
- * The two themes. Canvas views read colours from here; the page chrome uses
- * style.css with the same values.
- */
-export const THEMES = {
-  light: {
-    name: "light",
-    background: "#ffffff",
-    text: "#1f1f1f",
-    muted: "#6b6b6b",
-    grid: "#d0d0d0",
-    highlight: "rgba(255, 200, 0, 0.35)",
-    masked: [225, 225, 225],
-    // weight 0 -> white, 1 -> dark blue (ColorBrewer Blues)
-    seq: ["#ffffff", "#deebf7", "#9ecae1", "#4292c6", "#2171b5", "#08306b"].map(hex),
-    // negative -> blue, 0 -> near white, positive -> red (ColorBrewer RdBu)
-    div: ["#2166ac", "#67a9cf", "#f7f7f7", "#ef8a62", "#b2182b"].map(hex),
-  },
-  dark: {
-    name: "dark",
-    background: "#1e1e1e",
-    text: "#e6e6e6",
-    muted: "#9a9a9a",
-    grid: "#3a3a3a",
-    highlight: "rgba(255, 200, 0, 0.28)",
-    masked: [58, 58, 58],
-    // weight 0 -> background, 1 -> pale yellow (inferno)
-    seq: ["#1e1e1e", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"].map(hex),
-    div: ["#4393c3", "#2b5a7a", "#2a2a2a", "#8a3b2e", "#d6604d"].map(hex),
-  },
+// Each property of the two themes: [light, dark].
+const THEME_VALUES = {
+  name: ["light", "dark"],
+  background: ["#ffffff", "#1e1e1e"],
+  text: ["#1f1f1f", "#e6e6e6"],
+  muted: ["#6b6b6b", "#9a9a9a"],
+  grid: ["#d0d0d0", "#3a3a3a"],
+  highlight: ["rgba(255, 200, 0, 0.35)", "rgba(255, 200, 0, 0.28)"],
+  masked: [[225, 225, 225], [58, 58, 58]],
+  // weight 0 -> the background, 1 -> dark blue (ColorBrewer Blues) / pale yellow (inferno)
+  seq: [["#ffffff", "#deebf7", "#9ecae1", "#4292c6", "#2171b5", "#08306b"].map(hex),
+    ["#1e1e1e", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"].map(hex)],
+  // negative -> blue, 0 -> near the background, positive -> red (ColorBrewer RdBu)
+  div: [["#2166ac", "#67a9cf", "#f7f7f7", "#ef8a62", "#b2182b"].map(hex),
+    ["#4393c3", "#2b5a7a", "#2a2a2a", "#8a3b2e", "#d6604d"].map(hex)],
 };
+
+/**
+ * The two themes, {light, dark}: colours by property. Canvas views read
+ * colours from here; the page chrome uses style.css with the same values.
+ */
+export const THEMES = Object.fromEntries(["light", "dark"].map((name, i) =>
+  [name, Object.fromEntries(Object.entries(THEME_VALUES).map(([k, v]) => [k, v[i]]))]));
 
 const LUTS = new Map();
 /** Sequential LUT of a theme: index = weight byte (weight * 255). */

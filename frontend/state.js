@@ -1,31 +1,21 @@
-// Dashboard state and where it lives: the URL.
-//
-// Where: TensorBoard runs this plugin in an iframe (data/plugin_entry.html) and
-// recreates that iframe, without any hash, whenever its page reloads. The
-// iframe's own URL therefore survives nothing. TensorBoard's top-level URL
-// hash does survive a reload, and TensorBoard already reserves a place in it
-// for plugins: keys `p.<plugin>.<key>` next to its tab name
-// (`#attention&p.attention.run=exp1&p.attention.step=50`); its plugin API
-// message `experimental.GetURLPluginData` returns exactly those keys. There is
-// no "set" message, so the dashboard writes them itself into the (same
-// origin) parent window with history.replaceState, in TensorBoard's own
-// format (tf_storage: `&`-separated, encodeURIComponent'ed key=value pairs,
-// the tab name first), keeping every key it does not own. replaceState adds
-// no history entry and fires no hashchange, so TensorBoard does not re-route.
-// When there is no reachable parent (the page opened on its own, or a
-// cross-origin embed) the same keys go into the page's own hash.
-//
-// Everything in this module except `UrlStore` is pure and tested in node.
+// The dashboard's state: what is shown (run, probe, step, view, layer, heads,
+// tokens, filters, ...), its URL keys (decodeState / encodeState), and how a
+// state is made valid for what the backend has (resolveState, clampToKind).
+// Where the keys live in the URL is url.js. Pure: tested in node.
 
-export const PLUGIN = "attention";
-export const PREFIX = `p.${PLUGIN}.`;
-export const VIEWS = ["head", "model", "neuron", "matrix", "stats", "compare"];
-// The per-head statistics of the stats view (tb_attention/stats.py NAMES).
-export const STATS = ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"];
+import { VIEW_NAMES } from "./views/registry.js";
+import { AGGREGATES } from "./aggregate.js";
+
+export const VIEWS = VIEW_NAMES;
+// A statistic's name (its list comes from the `stats` route; the stats view
+// checks the name against it): lower-case letters, digits and underscores.
+const STAT_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 // The compare view's modes: head ranking, A | B | B-A matrices, model grid, head lines.
 export const CMODES = ["rank", "matrix", "model", "head"];
 export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
+// The text view's rows: how many kept steps, up to the one shown.
+export const TEXT_STEPS = [1, 4, 8, 16];
 
 /**
  * @typedef {{side: "q" | "k", index: number}} Hover
@@ -35,16 +25,21 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   heads: number[] | null, head: number, query: number,
  *   hover: Hover | null, pair: string, raw: boolean,
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
- *   stat: string,
+ *   stat: string | null,
  *   brun: string | null, bstep: number | null, cmode: string,
+ *   tdir: "q" | "k", tsteps: number, agg: string | null,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
+ * agg: an aggregate over heads shown instead of the head(s) (aggregate.js
+ *   AGGREGATES: "mean" / "max" of the layer, "mean-all" / "max-all" of every
+ *   layer), or null; the neuron view (per-head vectors) ignores it.
  * query: the query token of the neuron view.
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
- * stat: the statistic the stats view charts (one of STATS).
+ * stat: the statistic the stats view charts (null: the first the `stats`
+ *   route names).
  * brun / bstep: the compare view's B (null = chosen by the view: the same
  *   run, its newest other step); A is run / step. cmode: its mode.
  */
@@ -67,10 +62,13 @@ export function defaultState() {
     mlayers: null,
     mheads: null,
     zoom: 0,
-    stat: "entropy",
+    stat: null,
     brun: null,
     bstep: null,
     cmode: "rank",
+    tdir: "q",
+    tsteps: 4,
+    agg: null,
   };
 }
 
@@ -168,10 +166,14 @@ export function decodeState(dict) {
   s.mlayers = parseRange(get("mlayers"));
   s.mheads = parseRange(get("mheads"));
   s.zoom = Math.min(intOr(get("zoom"), 0, 0), 64);
-  if (STATS.includes(get("stat"))) s.stat = get("stat");
+  if (STAT_NAME.test(get("stat") || "")) s.stat = get("stat");
   if (get("brun")) s.brun = String(get("brun"));
   s.bstep = stepOr(get("bstep"), null);
   if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
+  if (get("tdir") === "k") s.tdir = "k";
+  const tsteps = intOr(get("tsteps"), s.tsteps, 1);
+  if (TEXT_STEPS.includes(tsteps)) s.tsteps = tsteps;
+  if (AGGREGATES.includes(get("agg"))) s.agg = get("agg");
   return s;
 }
 
@@ -199,88 +201,23 @@ export function encodeState(s) {
   if (s.mlayers) out.mlayers = formatRange(s.mlayers);
   if (s.mheads) out.mheads = formatRange(s.mheads);
   if (s.zoom) out.zoom = String(s.zoom);
-  if (s.stat && s.stat !== d.stat) out.stat = s.stat;
+  if (s.stat) out.stat = s.stat;
   if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
   if (s.bstep !== null && s.bstep !== undefined) out.bstep = intText(s.bstep);
   if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
+  if (s.tdir && s.tdir !== d.tdir) out.tdir = s.tdir;
+  if (s.tsteps && s.tsteps !== d.tsteps) out.tsteps = String(s.tsteps);
+  if (s.agg) out.agg = s.agg;
   return out;
-}
-
-export const TAB_KEY = "__tab__";
-
-/**
- * Parse a URL hash the way TensorBoard's tf_storage does: `&`-separated
- * parts; a part without `=` is the tab name; `key=value` parts are
- * URI-decoded. Parts with several `=` are ignored, as TensorBoard ignores them.
- * @param {string} hash with or without the leading '#'
- * @returns {Record<string, string>}
- */
-export function parseHash(hash) {
-  const h = hash.startsWith("#") ? hash.slice(1) : hash;
-  /** @type {Record<string, string>} */
-  const out = {};
-  if (h === "") return out;
-  for (const part of h.split("&")) {
-    const kv = part.split("=");
-    try {
-      if (kv.length === 1) out[TAB_KEY] = kv[0];
-      else if (kv.length === 2) out[decodeURIComponent(kv[0])] = decodeURIComponent(kv[1]);
-    } catch (e) {
-      // a malformed %-escape: skip the part, like an unknown key
-    }
-  }
-  return out;
-}
-
-/**
- * Inverse of parseHash, in TensorBoard's order: the tab first, then keys.
- * @param {Record<string, string>} dict
- * @returns {string} without the leading '#'
- */
-export function buildHash(dict) {
-  let out = dict[TAB_KEY] !== undefined ? dict[TAB_KEY] : "";
-  const rest = Object.keys(dict)
-    .filter((k) => k !== TAB_KEY)
-    .map((k) => encodeURIComponent(k) + "=" + encodeURIComponent(dict[k]))
-    .join("&");
-  return rest.length > 0 ? out + "&" + rest : out;
-}
-
-/**
- * The plugin's keys of a hash, prefix removed.
- * @param {string} hash
- */
-export function readPluginKeys(hash) {
-  const all = parseHash(hash);
-  /** @type {Record<string, string>} */
-  const out = {};
-  for (const k of Object.keys(all)) if (k.startsWith(PREFIX)) out[k.slice(PREFIX.length)] = all[k];
-  return out;
-}
-
-/**
- * A hash with the plugin's keys replaced by `keys`; every other key and the
- * tab name are kept as they were.
- * @param {string} hash
- * @param {Record<string, string>} keys
- * @returns {string} without the leading '#'
- */
-export function writePluginKeys(hash, keys) {
-  const all = parseHash(hash);
-  /** @type {Record<string, string>} */
-  const out = {};
-  for (const k of Object.keys(all)) if (!k.startsWith(PREFIX)) out[k] = all[k];
-  for (const k of Object.keys(keys)) out[PREFIX + k] = keys[k];
-  return buildHash(out);
 }
 
 /**
  * Make a state valid for what the backend has: pick a run, tag, step, kind,
  * layer and heads that exist, keeping the requested ones when they do.
  * @param {State} s
- * @param {{runs: Array<{run: string, tags: Array<any>}>}} tags the `tags` route's answer,
- *   with the `steps` answer of the probe to show merged into its entry
- *   (App.loadSteps); an entry without steps resolves to step null
+ * @param {{runs: Array<{run: string, tags: Array<any>}>}} tags the runs and
+ *   probes (Catalogue.listing: the `tags` answer with the `steps` answers
+ *   fetched so far merged in); an entry without steps resolves to step null
  * @returns {{state: State, runInfo: any, tagInfo: any, kindInfo: any} | null}
  *   null when nothing is logged at all.
  */
@@ -368,75 +305,3 @@ export function stepBy(steps, step, delta) {
   return steps[j];
 }
 
-/**
- * Where the URL keys live: TensorBoard's top-level hash when the parent
- * window is reachable, else this page's own hash.
- */
-export class UrlStore {
-  /** @param {Window} win the plugin's window */
-  constructor(win) {
-    this.win = win;
-    this.host = win;
-    this.where = "own hash";
-    try {
-      const parent = win.parent;
-      if (parent && parent !== win && parent.location.origin === win.location.origin) {
-        // Accessing .location.hash throws for a cross-origin parent.
-        void parent.location.hash;
-        this.host = parent;
-        this.where = "TensorBoard's URL";
-      }
-    } catch (e) {
-      this.host = win;
-    }
-    this.lastWritten = null;
-    this.remember = null;
-  }
-
-  /** @returns {Record<string, string>} */
-  read() {
-    return readPluginKeys(this.host.location.hash);
-  }
-
-  /**
-   * Call fn(keys) when the plugin's keys in the URL change from outside
-   * (back / forward, an edited or pasted link); not for this store's writes.
-   * @param {(keys: Record<string, string>) => void} fn
-   */
-  onExternalChange(fn) {
-    let last = JSON.stringify(this.read());
-    const check = () => {
-      const keys = this.read();
-      const now = JSON.stringify(keys);
-      if (now === last) return;
-      last = now;
-      if (this.host.location.hash.replace(/^#/, "") === this.lastWritten) return;
-      fn(keys);
-    };
-    this.remember = (hash) => {
-      last = JSON.stringify(readPluginKeys(hash));
-    };
-    try {
-      this.host.addEventListener("hashchange", check);
-      this.host.addEventListener("popstate", check);
-    } catch (e) {
-      // a host that does not let us listen: links still work on load
-    }
-  }
-
-  /** @param {Record<string, string>} keys */
-  write(keys) {
-    const hash = writePluginKeys(this.host.location.hash, keys);
-    if (hash === this.lastWritten) return;
-    this.lastWritten = hash;
-    if (this.remember) this.remember(hash);
-    const url = new URL(this.host.location.href);
-    url.hash = hash;
-    if (url.href === this.host.location.href) return;
-    try {
-      this.host.history.replaceState(this.host.history.state, "", url.href);
-    } catch (e) {
-      // A host that refuses (sandboxed): the view still works, only unlinked.
-    }
-  }
-}

@@ -6,6 +6,7 @@ data-geometry names, not only that something was drawn.
 Synchronisation: #tba's data-state="drawn" plus data-detail (mode, B, max |B - A|, ...)
 of what is on screen; never a fixed wait.
 """
+import contextlib
 import math
 import os
 
@@ -16,7 +17,7 @@ import tb_attention
 
 from tests.conftest import wait_until
 from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, edge_point, geometry, plugin_frame, root_attrs,
+    TIMEOUT, Watch, canvas_pixels, detail, edge_point, geometry, next_frames, plugin_frame, root_attrs,
     save_screenshot, top_hash_keys, url,
 )
 
@@ -30,6 +31,7 @@ T = 8
 LONG = 100  # beyond the overview's 64: the model grid is max-pooled
 WIDE = 12  # layers and heads of BERT-base: the model mode's three grids must still fit side by side
 WIDE_T = 40  # more tokens than a thumbnail has pixels there: pooled again to fit, no cell dropped
+MID_T = 30  # labels fit beside 1024 px's three panels only when all three are laid out alike
 
 
 def edge_attention(key, extra=()):
@@ -66,6 +68,12 @@ def write_logdir(root):
             a[WIDE - 1, WIDE - 1, 2, :] = 0.0
             a[WIDE - 1, WIDE - 1, 2, key] = 1.0
             w.add_attention("probe", a, tokens=["t%d" % i for i in range(WIDE_T)], global_step=step)
+    with tb_attention.AttentionWriter(os.path.join(root, "mid")) as w:
+        for step in (0, 1):
+            x = rng.standard_normal((1, 2, MID_T, MID_T)).astype(np.float32) * 2
+            e = np.exp(x - x.max(-1, keepdims=True))
+            w.add_attention("mid", e / e.sum(-1, keepdims=True), tokens=["m%d" % i for i in range(MID_T)],
+                            global_step=step)
     with tb_attention.AttentionWriter(os.path.join(root, "retok")) as w:
         w.add_attention("probe", edge_attention(5), tokens=TOKENS[:3] + [HOSTILE] + TOKENS[4:], global_step=0)
 
@@ -75,7 +83,7 @@ def board(tensorboard_factory, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("compare-e2e"))
     write_logdir(root)
     tb = tensorboard_factory(root)
-    want = {"train": 2, "ft": 2, "retok": 1, "long": 2, "wide": 2}
+    want = {"train": 2, "ft": 2, "retok": 1, "long": 2, "wide": 2, "mid": 2}
 
     def loaded():
         runs = {run: list(tags.values())[0]["kept"] for run, tags in tb.attention_tags().items()}
@@ -370,9 +378,11 @@ def test_different_tokens_are_named_and_no_difference_is_drawn(page, board):
                          cmode="matrix", layer=0, head=1)
     d = wait_compare(frame, mode="matrix", tokens="differ")
     assert d["diff"] == "none" and "maxabs" not in d
+    # the compare route's verdict, shown as it says it (the check exists once, on the server)
+    r = board.get_json("/data/plugin/attention/compare?tag=probe&kind=self&run_a=train&step_a=0&run_b=retok&step_b=0")
     msg = frame.text_content('[data-name="compare-message"]')
-    assert msg == ("A's and B's query tokens differ at position 3: A has \u201c\u0120sat\u201d, B has \u201c%s\u201d. "
-                   "Their rows and columns cannot be aligned, so no difference is drawn." % HOSTILE), msg
+    assert msg == r["tokens"]["message"], msg
+    assert "query tokens differ at position 3" in msg and "\u0120sat" in msg and HOSTILE in msg, msg
     assert frame.is_visible('[data-name="compare-message"]')
     assert not frame.is_visible('canvas[data-name="compare-diff"]')
     # A and B are each drawn with their own tokens
@@ -397,8 +407,7 @@ def test_different_tokens_are_named_and_no_difference_is_drawn(page, board):
             assert sum(model_cells(frame, "b")[((0, 1), (2, 5))]) < 200
     assert frame.evaluate("() => document.querySelectorAll('img, svg').length") == 0
     assert page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
-    # the route says the same thing, naming both tokens
-    r = board.get_json("/data/plugin/attention/compare?tag=probe&kind=self&run_a=train&step_a=0&run_b=retok&step_b=0")
+    # the route names both tokens
     assert r["jsd"] is None and r["tokens"]["query"]["differences"] == [{"position": 3, "a": "\u0120sat", "b": HOSTILE}]
 
 
@@ -464,3 +473,63 @@ def test_dark_theme_difference_of_a_record_with_itself_is_the_dark_background(br
         assert not page.watch.errors
     finally:
         ctx.close()
+
+
+@contextlib.contextmanager
+def mid_matrix(browser, board, width):
+    """The 30-token probe's A | B | B - A matrices at a window width: (page, frame)."""
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.watch = Watch(page)
+        frame = open_compare(page, board, run="mid", tag="mid", step=0, brun="mid", bstep=1, cmode="matrix",
+                             layer=0, head=0)
+        wait_compare(frame, mode="matrix", diff="drawn")
+        yield page, frame
+        assert not page.watch.errors
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_nothing_moves_when_the_readout_appears(browser, board, width):
+    # at these widths the readout does not fit beside the controls: it takes a line of its own
+    with mid_matrix(browser, board, width) as (page, frame):
+        names = ["compare-a", "compare-b", "compare-diff"]
+        before = [box(frame, n) for n in names]
+        x, y = cell_centres(geometry(frame, "compare-diff"))[(2, 3)]
+        frame.locator('canvas[data-name="compare-diff"]').hover(position={"x": x, "y": y})
+        readout = '[data-name="compare-readout"]'
+        frame.wait_for_function("(sel) => document.querySelector(sel).textContent.includes('key 3')", arg=readout)
+        assert [box(frame, n) for n in names] == before
+        # one pixel further: the same cell, nothing moved
+        for dx, dy in ((1, 0), (0, 1), (-1, -1)):
+            page.mouse.move(before[2]["x"] + x + dx, before[2]["y"] + y + dy)
+            next_frames(frame)
+            assert frame.text_content(readout).startswith("query 2 \u201cm2\u201d \u2192 key 3 \u201cm3\u201d")
+            assert [box(frame, n) for n in names] == before
+        page.mouse.move(2, 2)
+        frame.wait_for_function("(sel) => document.querySelector(sel).textContent === ''", arg=readout)
+        assert [box(frame, n) for n in names] == before
+
+
+@pytest.mark.parametrize("width", [1440, 1024])
+def test_the_three_matrix_panels_share_their_label_geometry_and_the_legend_fits(browser, board, width):
+    with mid_matrix(browser, board, width) as (page, frame):
+        geos = {s: geometry(frame, "compare-" + s) for s in ("a", "b", "diff")}
+        keys = ("ox", "oy", "cell", "fontPx", "Tq", "Tk", "width", "height")
+        same = {s: {k: g[k] for k in keys} for s, g in geos.items()}
+        assert same["a"] == same["b"] == same["diff"], same
+        # labels fit beside 30 cells of the panel's width at both sizes: every panel has them
+        assert geos["a"]["ox"] > 4 and geos["a"]["oy"] > 4 and geos["a"]["cell"] >= 8, geos["a"]
+        # the B - A legend (its title) is wholly inside the view
+        inside = frame.evaluate("""() => {
+            const t = document.querySelector('[data-name="compare-title-diff"]');
+            const r = document.createRange();
+            r.selectNodeContents(t);
+            const text = r.getBoundingClientRect();
+            const view = document.querySelector('[data-name="compare-view"] .tba-scroll').getBoundingClientRect();
+            return {text: [text.left, text.right], view: [view.left, view.right], page: document.documentElement.clientWidth};
+        }""")
+        assert inside["view"][0] <= inside["text"][0] and inside["text"][1] <= min(inside["view"][1], inside["page"]), inside
+        assert "red: B higher, blue: A higher" in frame.text_content('[data-name="compare-title-diff"]')

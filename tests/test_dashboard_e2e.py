@@ -35,6 +35,7 @@ EDGE_TOKENS = ["<s>", "\u0120the", "\u0120cat", "\u0120sat", "\u0120on", "\u0120
 # layer 0, head 0: query 2 attends to this key at each step; everything else
 # attends to itself (horizontal lines)
 EDGE_KEY = {0: 5, 10: 6, 20: 0}
+DENSE_T = 40
 
 
 # -- data ---------------------------------------------------------------------
@@ -104,7 +105,16 @@ def long_attention(step, T=512, L=12, H=12):
     return a
 
 
+def dense_attention(T=DENSE_T, H=12):
+    """Every head attends to every key a little: far more lines than the head
+    view's budget, while one token's lines all fit in it."""
+    rng = np.random.default_rng(11)
+    return softmax(rng.standard_normal((1, H, T, T)).astype(np.float32) * 0.5)
+
+
 def write_logdir(root):
+    with tb_attention.AttentionWriter(os.path.join(root, "dense")) as w:
+        w.add_attention("dense", dense_attention(), tokens=["d%d" % i for i in range(DENSE_T)], global_step=0)
     with tb_attention.AttentionWriter(os.path.join(root, "edge")) as w:
         for step in EDGE_KEY:
             w.add_attention("probe", edge_attention(step), tokens=EDGE_TOKENS, global_step=step)
@@ -145,7 +155,7 @@ def live(logdir):
 
 
 EXPECTED_TAGS = {"edge": ("probe", 3), "t5": ("translate", 2), "pair": ("pair", 1), XSS_RUN: (XSS_TAG, 1),
-                 "many": ("sampled", 10), "long": ("long", 1), "live": ("grow", 2)}
+                 "many": ("sampled", 10), "long": ("long", 1), "live": ("grow", 2), "dense": ("dense", 1)}
 
 
 @pytest.fixture(scope="module")
@@ -336,9 +346,10 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     assert int(detail(frame)["edges"]) == 4  # one line per head: <s> -> <s>
     assert before == 32
     assert canvas_pixels(frame, "head-canvas", [on])[0][:3] == [255, 255, 255]
-    # per-head boxes on the key side: <s> attends to itself in every head
-    box_y = geo["top"] + 0.5 * geo["rowH"]
-    boxes = canvas_pixels(frame, "head-canvas", [(geo["rightBoxX"] + h * geo["boxW"] + 1, box_y) for h in range(4)])
+    # the key side's token box, a slice per head: <s> attends to itself in every head
+    x, w = geo["kBox"]["x"], geo["kBox"]["w"]
+    box_y = geo["top"] + geo["rowH"] - 2  # below the label
+    boxes = canvas_pixels(frame, "head-canvas", [(x + (h + 0.5) * w / 4, box_y) for h in range(4)])
     assert all(p[:3] != [255, 255, 255] for p in boxes), boxes
     save_screenshot(page, "head-hover")
     # hover the key 'mat' (5): only the lines into it (query 2 in head 0, and the identity line of 5)
@@ -350,6 +361,38 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     page.mouse.move(5, 5)
     wait_drawn(frame, hover="")
     assert int(detail(frame)["edges"]) == 32
+
+
+def next_frames(frame):
+    """Resolve after two animation frames of the page: a redraw that a mouse
+    move requested (one frame) has then been drawn."""
+    frame.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def test_hovering_a_token_moves_nothing_under_the_pointer(page, board):
+    # 12 heads x 40 x 40 lines are beyond the line budget (the note says so);
+    # one token's lines fit, so hovering changes what the note says
+    frame = open_dashboard(page, board, run="dense", tag="dense", step=0, layer=0)
+    assert "strongest of" in frame.text_content('[data-name="head-note"]')
+    canvas = frame.locator('canvas[data-name="head-canvas"]')
+    before = canvas.bounding_box()
+    geo = geometry(frame, "head-canvas")
+    x = geo["leftTextX"] - 8
+    last_row = int((geo["viewH"] - geo["top"]) // geo["rowH"]) - 1
+    for row in (20, last_row):  # the middle, and the last row in view (the bottom edge)
+        y = geo["top"] + (row + 0.5) * geo["rowH"]
+        canvas.hover(position={"x": x, "y": y})
+        wait_drawn(frame, hover="q%d" % row)
+        assert canvas.bounding_box() == before, "the canvas moved when token %d was hovered" % row
+        # the pointer moves by one pixel, up and down: still the same token
+        for dy in (1, -1, 1, -1):
+            page.mouse.move(before["x"] + x, before["y"] + y + dy * geo["rowH"] / 4)
+            next_frames(frame)
+            assert root_attrs(frame)["data-hover"] == "q%d" % row
+            assert canvas.bounding_box() == before
+    page.mouse.move(5, 5)
+    wait_drawn(frame, hover="")
+    assert canvas.bounding_box() == before
 
 
 def test_step_change_moves_the_edge_and_keeps_layer_heads_and_hover(page, board):

@@ -290,6 +290,14 @@ def test_statistic_selector_changes_detail_pixels_and_url(page, board, browser):
     assert frame.eval_on_selector('select[data-name="stat"]', "s => s.value") == "distance"
 
 
+def test_a_statistic_the_route_does_not_name_falls_back_to_its_first(page, board):
+    # the names are the `stats` route's: a link with another one (an old link, a typo) shows the default
+    frame = open_stats(page, board, run="grow", tag="probe", stat="loss")
+    frame.wait_for_selector('#tba[data-state="drawn"][data-detail^="stat=entropy;"]', state="attached", timeout=TIMEOUT)
+    assert frame.eval_on_selector('select[data-name="stat"]', "s => s.value") == "entropy"
+    wait_until(lambda: "stat" not in top_hash_keys(page), timeout=10, interval=0.05, what="stat=loss gone from the URL")
+
+
 def test_old_steps_and_unreadable_steps_are_named(page, board):
     frame = open_stats(page, board, run="mixed", tag="probe")
     d = detail(frame)

@@ -1,9 +1,11 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  halfToFloat, decodeFloat16, decodeWeights, weightAt, decodeNeurons, neuronScores, parseShape,
   errorMessage, query, Cache, Api, ApiError, isUnreachable, retryDelay, RETRY_FIRST_MS, RETRY_MAX_MS,
 } from "../api.js";
+import {
+  halfToFloat, decodeFloat16, decodeWeights, weightAt, decodeNeurons, neuronScores, parseShape,
+} from "../decode.js";
 
 /** float32 -> float16 bits (round to nearest even), reference encoder for tests */
 function toHalf(v) {
@@ -253,4 +255,20 @@ test("steps: one probe's step list, asked for every time (never from a cache)", 
   await api.steps("a b", "t/1");
   // new steps arrive on TensorBoard's reload: neither our cache nor the browser's
   assert.deepEqual(seen, [["/p/steps?run=a%20b&tag=t%2F1", "no-store"], ["/p/steps?run=a%20b&tag=t%2F1", "no-store"]]);
+});
+
+test("compare: one route for both steps, cached; a structure mismatch is its 400's message", async () => {
+  const seen = [];
+  const api = new Api("/p/", async (url) => {
+    seen.push(url);
+    if (url.includes("run_b=other")) return fakeResponse(400, '{"error": {"message": "A stores layers [0, 1], B stores layers [0]"}}');
+    return fakeResponse(200, '{"jsd": [[0.5]], "tokens": {"match": true, "message": null}}');
+  });
+  const a = { run: "r", step: 1 };
+  const got = await api.compare("t/1", "self", a, { run: "r", step: 2 });
+  assert.deepEqual(got.jsd, [[0.5]]);
+  await api.compare("t/1", "self", a, { run: "r", step: 2 });
+  assert.deepEqual(seen, ["/p/compare?tag=t%2F1&kind=self&run_a=r&step_a=1&run_b=r&step_b=2"]);
+  await assert.rejects(api.compare("t/1", "self", a, { run: "other", step: 2 }),
+    (e) => e instanceof ApiError && e.status === 400 && e.message === "A stores layers [0, 1], B stores layers [0]");
 });

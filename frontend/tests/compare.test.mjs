@@ -1,9 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  diffLut, difference, mismatchMessage, pickBRun, rankHeads, resolveB, runsWithTag, signedBytes,
-  structureMismatch, tokenMismatch,
-} from "../views/compare.js";
+  compareVerdict, diffLut, difference, pickBRun, rankHeads, resolveB, runsWithTag, signedBytes,
+} from "../comparing.js";
 import { THEMES, divergingIndex } from "../colors.js";
 import { defaultState } from "../state.js";
 
@@ -38,7 +37,7 @@ test("B: only runs with the probe; newest step, or the first other one", () => {
 });
 
 test("B before its steps are fetched: the listing names the run, resolveB waits for the steps", () => {
-  // the `tags` route lists probes without steps; App.loadSteps merges them in
+  // the `tags` route lists probes without steps; Catalogue.probe merges them in
   const listed = { runs: [{ run: "train", tags: [{ tag: "probe", max_step: 20 }] }, { run: "ft", tags: [{ tag: "probe", max_step: 7 }] }] };
   assert.deepEqual(runsWithTag(listed, "probe").map((r) => r.run), ["train", "ft"]);
   assert.equal(pickBRun(state({ brun: "ft" }), listed), "ft");
@@ -53,28 +52,23 @@ test("B before its steps are fetched: the listing names the run, resolveB waits 
   assert.equal(pickBRun(state({ brun: "ft" }), listed), "train");
 });
 
-const kind = (q, k = q, layers = [0, 1], heads = 4) => ({ query_tokens: q, key_tokens: k, layer_ids: layers, num_heads: heads });
-
-test("token mismatches name the side, position and both tokens", () => {
-  const t = ["a", "b", "c"];
-  assert.equal(tokenMismatch(kind(t), kind([...t])), null);
-  const evil = "<img src=x onerror=alert(1)>";
-  const m = tokenMismatch(kind(t), kind(["a", evil, "c"]));
-  assert.deepEqual(m, { side: "query", position: 1, a: "b", b: evil, lenA: 3, lenB: 3 });
-  assert.equal(mismatchMessage(m),
-    `A's and B's query tokens differ at position 1: A has \u201cb\u201d, B has \u201c${evil}\u201d. ` +
-    "Their rows and columns cannot be aligned, so no difference is drawn.");
-  const longer = tokenMismatch(kind(t), kind([...t, "d"]));
-  assert.deepEqual(longer, { side: "query", position: 3, a: null, b: "d", lenA: 3, lenB: 4 });
-  assert.match(mismatchMessage(longer), /A has nothing \(its tokens end there\), B has \u201cd\u201d \(A has 3 query tokens, B has 4\)/);
-  // cross attention: same queries, other keys
-  assert.equal(tokenMismatch(kind(t, ["x"]), kind(t, ["y"])).side, "key");
-});
-
-test("structure mismatches name both sides", () => {
-  assert.equal(structureMismatch(kind([]), kind([])), null);
-  assert.equal(structureMismatch(kind([], [], [0, 1]), kind([], [], [0])), "A stores layers [0,1], B stores layers [0]");
-  assert.equal(structureMismatch(kind([], [], [0], 4), kind([], [], [0], 2)), "A has 4 heads per layer, B has 2");
+// Whether A and B line up, and whether their tokens do, is the compare
+// route's verdict (tb_attention/compare.py; tests/test_compare.py checks its
+// messages): the view shows it as the route says it.
+test("the compare route's verdict: tokens match or differ, layers or heads differ (400), or an error", () => {
+  const ok = compareVerdict({ status: "fulfilled", value: { jsd: [[0]], tokens: { match: true, message: null } } });
+  assert.deepEqual([ok.tokens, ok.problem, ok.message, ok.answer.jsd], ["match", null, null, [[0]]]);
+  const differ = "the query tokens differ at position 3: A has 'sat', B has '<img>' (1 of 8 positions differ)";
+  const d = compareVerdict({ status: "fulfilled", value: { jsd: null, tokens: { match: false, message: differ } } });
+  assert.deepEqual([d.tokens, d.problem, d.message], ["differ", null, differ]);
+  const layers = Object.assign(new Error("cannot compare self attention of run 'a' step 0 with run 'b' step 1: A stores layers [0, 1], B stores layers [0]"), { status: 400 });
+  const s = compareVerdict({ status: "rejected", reason: layers });
+  assert.deepEqual([s.tokens, s.problem, s.message, s.answer], ["n/a", layers.message, layers.message, null]);
+  // anything else is not a verdict: the view fails with it (offline, a missing step, a server error)
+  for (const status of [0, 404, 500]) {
+    const e = Object.assign(new Error("no"), { status });
+    assert.throws(() => compareVerdict({ status: "rejected", reason: e }), (x) => x === e);
+  }
 });
 
 test("difference is B minus A, exact for uint8 and float16", () => {

@@ -1,9 +1,10 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  parseRange, formatRange, decodeState, encodeState, defaultState, parseHash, buildHash,
-  readPluginKeys, writePluginKeys, resolveState, clampToKind, nearestStep, stepBy, UrlStore, VIEWS, STATS, intText,
+  parseRange, formatRange, decodeState, encodeState, defaultState, resolveState, clampToKind, nearestStep, stepBy,
+  VIEWS, intText,
 } from "../state.js";
+import { parseHash, buildHash, readPluginKeys, writePluginKeys, UrlStore } from "../url.js";
 
 test("ranges parse and format", () => {
   assert.deepEqual(parseRange("0-3,5"), [0, 1, 2, 3, 5]);
@@ -203,18 +204,20 @@ test("UrlStore reports changes made outside, not its own writes", () => {
 
 test("the stats view's statistic lives in the URL as `stat`", () => {
   assert.ok(VIEWS.includes("stats"));
-  assert.deepEqual(STATS, ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"]);
-  assert.equal(defaultState().stat, "entropy");
-  assert.equal(decodeState({}).stat, "entropy");
-  for (const name of STATS) {
+  // the names come from the `stats` route (the view checks `stat` against them):
+  // here only their form is checked, and no name means the route's first
+  assert.equal(defaultState().stat, null);
+  assert.equal(decodeState({}).stat, null);
+  for (const name of ["entropy", "max_weight", "previous_token", "loss"]) {
     const s = { ...defaultState(), view: "stats", stat: name };
     const keys = encodeState(s);
     assert.equal(keys.view, "stats");
-    assert.equal(keys.stat, name === "entropy" ? undefined : name);
+    assert.equal(keys.stat, name);
     assert.equal(decodeState(keys).stat, name);
   }
-  // unknown statistics (a typo, an old link, markup) fall back to the default
-  for (const bad of ["Entropy", "loss", "<b>x</b>", ""]) assert.equal(decodeState({ stat: bad }).stat, "entropy");
+  assert.equal(encodeState({ ...defaultState(), view: "stats" }).stat, undefined);
+  // not a statistic's name at all (markup, capitals, empty): the default
+  for (const bad of ["Entropy", "<b>x</b>", "", "a b", "x".repeat(65)]) assert.equal(decodeState({ stat: bad }).stat, null);
   const hash = writePluginKeys("#attention", encodeState({ ...defaultState(), view: "stats", stat: "distance" }));
   assert.equal(hash, "attention&p.attention.view=stats&p.attention.stat=distance");
   assert.equal(decodeState(readPluginKeys(hash)).stat, "distance");
@@ -233,4 +236,16 @@ test("int64 steps (2**62) round-trip through the URL exactly", () => {
   assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
   assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
+});
+
+test("the text view's keys and the aggregate round-trip through the URL", () => {
+  const s = { ...defaultState(), view: "text", tdir: "k", tsteps: 8, agg: "mean-all" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.tdir, keys.tsteps, keys.agg], ["k", "8", "mean-all"]);
+  const back = decodeState(keys);
+  assert.deepEqual([back.view, back.tdir, back.tsteps, back.agg], ["text", "k", 8, "mean-all"]);
+  // malformed values fall back to the defaults
+  const bad = decodeState({ tdir: "x", tsteps: "5", agg: "median" });
+  assert.deepEqual([bad.tdir, bad.tsteps, bad.agg], ["q", 4, null]);
+  assert.deepEqual(encodeState(defaultState()), {});
 });

@@ -1,6 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { latestValue, statScale, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../views/stats.js";
+import { pickStat, statLabel, statScale, stepsWithout } from "../views/stats.js";
+import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
 
 /** A path that records its calls. */
 function recorder() {
@@ -70,4 +71,15 @@ test("grid layout fits 32 heads in a dashboard's width and caps small grids", ()
   const small = statsLayout({ rows: 2, cols: 4, availWidth: 1150 });
   assert.equal(small.cellW, 160);
   assert.equal(small.plotH, small.cellH - 2 * small.padY);
+});
+
+test("the statistic charted is one the stats route names, else its first", () => {
+  // the names and their order are the route's (tb_attention/stats.py NAMES)
+  const names = ["entropy", "max_weight", "first_token", "special_tokens", "distance", "previous_token"];
+  assert.equal(pickStat(names, "distance"), "distance");
+  assert.equal(pickStat(names, null), "entropy");
+  // unknown statistics (a typo, an old link, a newer server's name) fall back to the route's default
+  for (const bad of ["loss", "Entropy", "<b>x</b>", ""]) assert.equal(pickStat(names, bad), "entropy");
+  assert.equal(pickStat([], "entropy"), null);
+  assert.deepEqual(names.map(statLabel), ["entropy", "max weight", "first token", "special tokens", "distance", "previous token"]);
 });

@@ -1,65 +1,91 @@
 // Head view: query tokens on the left, key tokens on the right, one line per
 // (head, query, key) with opacity = weight, in each head's colour. Hover a
-// token to keep only its lines and see per-head boxes on the other side;
-// click it to pin that (pinned tokens are in the URL and survive step
-// changes, as does a token under a still mouse while arrow keys change step).
-//
-// One canvas; lines are grouped by head and by opacity bucket so a whole
-// group is one path and one stroke() (a few hundred strokes, not one per line).
+// token to keep only its lines and fill the token boxes on the other side
+// with one slice per head, coloured by its weight (BertViz's boxes); click it
+// to pin that (pinned tokens are in the URL and survive step changes, as does
+// a token under a still mouse while arrow keys change step).
+// Rows keep a readable height at any length (the scroller shows a labelled
+// window of tokens): the canvas covers the rows visible in the scroller; the
+// lines between two rows in view are drawn first, all of them when they fit
+// the line budget (draw/lines.js), then the strongest lines from or to rows
+// out of view with what is left. The note says whenever lines are left out.
 
-import { ALPHA_BUCKETS, bucketAlpha, budgetCutoff, collectEdges, hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
+import { hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
 import { css, headColor } from "../colors.js";
-import { canvasPoint, el, FONT, fitText, labelled, maxLabelWidth, setOptions, sizeCanvas } from "../dom.js";
+import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
-import { headSquares, layerControl, zoomControl } from "./controls.js";
+import { need, showNeeds } from "../host.js";
+import { aggControl, headSquares, layerControl, zoomControl } from "./controls.js";
+import { AGG_LABELS, aggParams, aggregateMaps } from "../aggregate.js";
 import { shortLabel } from "../tokens.js";
+import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, drawSlices, setLineStyle } from "../draw/lines.js";
+import { ScrolledCanvas } from "../draw/scroll.js";
 
 const MAX_LABEL_W = 180;
-// Total length (CSS px) of the visible lines one draw may stroke: the
-// strongest lines go first. Canvas rasterization costs about one step per
-// pixel of a line's longer axis (Chromium's software canvas: ~100 ns per
-// step), so this bounds the draw time at any sequence length.
-export const LINE_BUDGET = 400000;
+// Token boxes hold a label and, on hover, a slice per head (BertViz: 110 px);
+// they and the lines widen into the width the view has, up to these.
+const BOX_MIN = 110;
+const BOX_MAX = 240;
+const GAP_MIN = 160;
+const GAP_MAX = 520;
+// the automatic row height never goes below a readable label (the view scrolls)
+const READABLE_ROW = 14;
+// tallest drawing: the screen's is a spacer; an export is one canvas
+const SCREEN_MAX_H = 4e6;
+const EXPORT_MAX_H = 16000;
+const SCROLL_REST_MS = 120;
 
-export class HeadView {
-  constructor(app) {
-    this.app = app;
-    this.layer = layerControl(app);
-    this.squares = headSquares(app);
-    this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => app.setState({ pair: this.pairSel.value }) } });
+const sameToken = (a, b) => (a === null && b === null) || Boolean(a && b && a.side === b.side && a.index === b.index);
+
+export default class HeadView {
+  /**
+   * One layer, every head (the heads shown, and their mean and max, are
+   * picked without a request); an aggregate of every layer from the server.
+   */
+  static needs({ state }) {
+    const all = state.agg && aggParams(state.agg, state.layer).layer === "all";
+    return [need("attention", state, all ? aggParams(state.agg, state.layer) : { layer: state.layer })];
+  }
+
+  /** @param {import("../host.js").Host} host */
+  constructor(host) {
+    this.host = host;
+    this.layer = layerControl(host);
+    this.squares = headSquares(host);
+    this.agg = aggControl(host);
+    this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => host.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
-    this.zoom = zoomControl(app, "Row height");
-    this.note = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "head-note" } });
+    this.zoom = zoomControl(host, "Row height");
+    // its text follows the hovered token: a line of its own that never collapses
+    this.note = el("span", { className: "tba-hint tba-note tba-line", attrs: { "data-name": "head-note" } });
     this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.layer.field,
-      labelled("Heads", this.squares.element),
-      this.pairField,
-      this.zoom.field,
+      this.layer.field, labelled("Heads", this.squares.element), this.agg.field, this.pairField, this.zoom.field,
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
-      this.hoverLabel,
-      this.note,
-    );
-    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "head-canvas" } });
-    this.sizer = el("div", { className: "tba-sizer" }, this.canvas);
-    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
+      this.hoverLabel, this.note);
     this.view = { y0: 0, h: 0 };
-    this.scroll.addEventListener("scroll", () => {
-      if (this.scrollFrame) return;
-      this.scrollFrame = requestAnimationFrame(() => {
-        this.scrollFrame = 0;
-        if (this.ctx && this.weights && Math.round(this.scroll.scrollTop) !== Math.round(this.view.y0)) this.draw();
-      });
+    // while scrolling, each frame draws the lines between tokens in view only;
+    // once the scroller rests, the lines to tokens out of view too
+    this.sc = new ScrolledCanvas("head-canvas", () => {
+      if (!this.ctx || !this.weights || Math.round(this.sc.scroll.scrollTop) === Math.round(this.view.y0)) return;
+      this.draw(true);
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => {
+        if (!this.ctx || !this.ctx.isCurrent()) return;
+        this.draw();
+        this.host.drawn(this); // other tokens in view: data-detail says which
+      }, SCROLL_REST_MS);
     });
-    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.scroll);
+    this.canvas = this.sc.canvas;
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll);
     /** @type {{side: "q" | "k", index: number} | null} */
     this.transient = null;
     this.ctx = null;
     this.weights = null;
     this.geometry = null;
-    this.edgeCount = 0;
+    this.drawn = null;
     this.frame = 0;
-    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    this.canvas.addEventListener("mousemove", (e) => this.setTransient(this.hit(e)));
     this.canvas.addEventListener("mouseleave", () => this.setTransient(null));
     this.canvas.addEventListener("click", (e) => this.onClick(e));
   }
@@ -68,20 +94,23 @@ export class HeadView {
     const { state, kind } = ctx;
     this.layer.update(kind, state);
     this.squares.update(kind.num_heads, state);
+    this.agg.update(state);
     this.zoom.update(state);
     const segs = hasSegments(kind);
     this.pairField.hidden = !segs;
     if (segs) setOptions(this.pairSel, PAIRS.map((p) => ({ value: p, label: PAIR_LABELS[p] })), state.pair);
-    const w = await this.app.api.attention(state.run, state.tag, state.step, state.kind, state.layer);
-    if (!ctx.isCurrent()) return;
-    this.ctx = ctx;
-    this.weights = w;
-    this.draw();
+    await showNeeds(this, ctx, (w) => {
+      this.weights = this.aggregated(w, state.agg);
+    });
   }
 
-  prefetch(ctx) {
-    const s = ctx.state;
-    return this.app.api.attention(s.run, s.tag, s.step, s.kind, s.layer);
+  /** The layer's heads, or the aggregate the state asks for (one map; a layer's computed here, once). */
+  aggregated(w, agg) {
+    if (!agg || w.shape[0] === 1) return w;
+    if (this.aggMemo && this.aggMemo.w === w && this.aggMemo.agg === agg) return this.aggMemo.out;
+    const out = aggregateMaps(w, aggParams(agg, 0).head);
+    this.aggMemo = { w, agg, out };
+    return out;
   }
 
   /** The token whose lines are shown: under the mouse, else the pinned one. */
@@ -89,12 +118,21 @@ export class HeadView {
     return this.transient || (this.ctx && this.ctx.state.hover) || null;
   }
 
+  /** What the view shows, for an export's title. */
+  describe() {
+    const { layer, agg } = this.ctx.state;
+    return agg && agg.endsWith("-all") ? ` \u00b7 ${AGG_LABELS[agg]}` : ` \u00b7 layer ${layer}` + (agg ? ` \u00b7 ${AGG_LABELS[agg]}` : "");
+  }
+
   detail() {
-    return `edges=${this.edgeCount};candidates=${this.cut ? this.cut.lines : 0}`;
+    const d = this.drawn;
+    if (!d) return "edges=0;candidates=0";
+    return `edges=${d.count};candidates=${d.cut.lines};inview=${d.inView.lines};inviewdrawn=${d.inView.drawn};rows=${d.rows[0]}-${d.rows[1]}`;
   }
 
   heads() {
     const H = this.weights.shape[0];
+    if (this.ctx.state.agg) return [0];
     const s = this.ctx.state.heads;
     return s === null ? [...Array(H).keys()] : s.filter((h) => h < H);
   }
@@ -106,20 +144,15 @@ export class HeadView {
     return headViewHit(this.geometry, Tq, Tk, p.x, p.y + this.view.y0);
   }
 
-  onMove(e) {
-    this.setTransient(this.hit(e));
-  }
-
   setTransient(h) {
-    const same = (a, b) => (a === null && b === null) || (a && b && a.side === b.side && a.index === b.index);
-    if (same(h, this.transient)) return;
+    if (sameToken(h, this.transient)) return;
     this.transient = h;
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       if (!this.ctx || !this.ctx.isCurrent()) return;
       this.draw();
-      this.app.markDrawn(this);
+      this.host.drawn(this);
     });
   }
 
@@ -127,215 +160,194 @@ export class HeadView {
     const h = this.hit(e);
     const pinned = this.ctx && this.ctx.state.hover;
     if (!h) {
-      if (pinned) this.app.setState({ hover: null });
+      if (pinned) this.host.setState({ hover: null });
       return;
     }
-    const same = pinned && pinned.side === h.side && pinned.index === h.index;
-    this.app.setState({ hover: same ? null : h });
+    this.host.setState({ hover: sameToken(pinned, h) ? null : h });
   }
 
   /** The whole view (not only the visible rows), for PNG export. */
   exportCanvas() {
     const c = document.createElement("canvas");
-    this.render(c, { y0: 0, h: this.geometry.height }, 4 * LINE_BUDGET);
+    const g = this.layout(c, EXPORT_MAX_H);
+    this.render(c, g, { y0: 0, h: g.L.height }, 4 * LINE_BUDGET);
     return c;
   }
 
-  /** Draw what is visible in the scroller. */
-  draw() {
-    this.render(this.canvas, null, LINE_BUDGET);
+  /** Draw what is visible in the scroller (`scrolling`: only the lines between tokens in view). */
+  draw(scrolling = false) {
+    const g = this.layout(this.canvas, SCREEN_MAX_H);
+    const L = g.L;
+    this.geometry = L;
+    const fallback = Math.max(200, (globalThis.innerHeight || 800) - 150);
+    const { y0, vh } = this.sc.visible(L.width, L.height, fallback);
+    this.view = { y0, h: vh };
+    const drawn = this.render(this.canvas, g, this.view, LINE_BUDGET, scrolling ? 0 : undefined);
+    // where things are, for tests and tools that read pixels
+    this.canvas.dataset.geometry = JSON.stringify({
+      top: L.top, rowH: g.rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX,
+      rightTextX: L.rightTextX, qBox: boxesOf(L, g.widths).q, kBox: boxesOf(L, g.widths).k, labels: g.widths.showText, rows: drawn.rows,
+      width: L.width, height: L.height, viewY: y0, viewH: vh,
+    });
+    this.drawn = drawn;
+    this.updateText(g, drawn);
   }
 
   /**
-   * Draw the view into `canvas`: the rows visible in the scroller (view null),
-   * or everything (view {y0: 0, h: full height}, for export).
-   * @param {HTMLCanvasElement} canvas
-   * @param {{y0: number, h: number} | null} view
-   * @param {number} budget total length of lines to draw (px)
+   * Row height, fonts, box and column widths and the layout of the current
+   * state, for a drawing at most maxHeight px tall.
    */
-  render(canvas, view, budget) {
-    const { state, kind, labels, theme } = this.ctx;
-    const w = this.weights;
-    const [, Tq, Tk] = w.shape;
+  layout(canvas, maxHeight) {
+    const { state, labels } = this.ctx;
+    const [, Tq, Tk] = this.weights.shape;
     const heads = this.heads();
-    const hover = this.hoverNow();
-    const rowH = rowHeight(Math.max(Tq, Tk), state.zoom);
+    const rowH = rowHeight(Math.max(Tq, Tk), state.zoom, maxHeight, READABLE_ROW);
     const fontPx = Math.min(13, rowH - 3);
-    const showText = fontPx >= 6;
-    const c = canvas.getContext("2d");
-    c.font = `${fontPx}px ${FONT}`;
-    const leftW = showText ? Math.min(MAX_LABEL_W, Math.ceil(maxLabelWidth(c, labels.q))) + 6 : 4;
-    const rightW = showText ? Math.min(MAX_LABEL_W, Math.ceil(maxLabelWidth(c, labels.k))) + 6 : 4;
-    const boxW = heads.length <= 16 ? 5 : Math.max(2, Math.floor(80 / Math.max(1, heads.length)));
-    const avail = (this.scroll.clientWidth || 900) - 2;
-    const gap = Math.max(160, Math.min(420, avail - leftW - rightW - 2 * boxW * heads.length - 40));
-    const L = headViewLayout({ Tq, Tk, rowH, leftW, rightW, boxW, nBox: heads.length, gap });
+    const text = columnWidths(canvas, labels, fontPx, MAX_LABEL_W);
+    const avail = (this.sc.scroll.clientWidth || 900) - 2;
+    const box = Math.max(BOX_MIN, Math.min(BOX_MAX, Math.floor((avail - GAP_MAX - 24) / 2)));
+    const widths = { showText: text.showText, leftW: Math.max(text.leftW, box), rightW: Math.max(text.rightW, box) };
+    const gap = Math.max(GAP_MIN, Math.min(GAP_MAX, avail - widths.leftW - widths.rightW - 24));
+    const L = headViewLayout({ Tq, Tk, rowH, leftW: widths.leftW, rightW: widths.rightW, boxW: 0, nBox: 0, gap });
+    return { L, Tq, Tk, heads, rowH, fontPx, widths };
+  }
 
-    // The on-screen canvas covers only the scroller's visible rows (it is
-    // sticky inside a spacer as tall as the whole view): off-screen lines
-    // cost nothing, and the budget is spent on what can be seen.
-    let y0 = 0;
-    let vh = L.height;
-    if (!view) {
-      this.geometry = L;
-      this.sizer.style.width = L.width + "px";
-      this.sizer.style.height = L.height + "px";
-      const visible = this.scroll.clientHeight || Math.max(200, (this.app.win.innerHeight || 800) - 150);
-      vh = Math.max(1, Math.min(L.height, visible));
-      y0 = Math.max(0, Math.min(this.scroll.scrollTop, L.height - vh));
-      this.view = { y0, h: vh };
-      // where things are, for tests and tools that read pixels
-      canvas.dataset.geometry = JSON.stringify({
-        top: L.top, rowH, lineX0: L.lineX0, lineX1: L.lineX1, leftTextX: L.leftTextX,
-        rightTextX: L.rightTextX, leftBoxX: L.leftBoxX, rightBoxX: L.rightBoxX, boxW,
-        width: L.width, height: L.height, viewY: y0, viewH: vh,
-      });
-    } else {
-      y0 = view.y0;
-      vh = view.h;
-    }
-    const ctx = sizeCanvas(canvas, L.width, vh);
+  /** A head's colour; an aggregate's is the text's. */
+  colorOf(h) {
+    return this.ctx.state.agg ? this.ctx.theme.text : css(headColor(h));
+  }
+
+  /**
+   * Draw rows y0 .. y0 + h of the view (g from layout()) into `canvas`:
+   * the lines between rows in view first, within `budget`; outShare: the
+   * share of it the lines to rows out of view may take (draw/lines.js).
+   * @returns {ReturnType<typeof drawLines> & {rows: [number, number]}}
+   */
+  render(canvas, g, { y0, h }, budget, outShare = undefined) {
+    const { state, kind, labels, theme } = this.ctx;
+    const { L, Tq, Tk, heads, rowH, fontPx, widths } = g;
+    const hover = this.hoverNow();
+    const ctx = sizeCanvas(canvas, L.width, h);
     ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, L.width, vh);
+    ctx.fillRect(0, 0, L.width, h);
     ctx.translate(0, -y0);
-    const firstRow = Math.max(0, Math.floor((y0 - L.top) / rowH) - 1);
-    const lastRow = Math.ceil((y0 + vh - L.top) / rowH) + 1;
-
+    const T = Math.max(Tq, Tk);
+    // rows drawn at all, and rows in view (their middle inside the band)
+    const rows = [Math.max(0, Math.floor((y0 - L.top) / rowH) - 1), Math.min(T, Math.ceil((y0 + h - L.top) / rowH) + 1)];
+    const inView = /** @type {[number, number]} */ ([
+      Math.max(0, Math.ceil((y0 - L.top) / rowH - 0.5)), Math.min(T, Math.floor((y0 + h - L.top) / rowH - 0.5) + 1)]);
     const { qRange, kRange } = hasSegments(kind)
       ? pairRanges(state.pair, kind.query_segment_b, kind.key_segment_b, Tq, Tk)
       : { qRange: [0, Tq], kRange: [0, Tk] };
+    this.markTokens(ctx, L, widths, hover, state.hover, theme);
+    const boxed = hover ? (hover.side === "q" ? "k" : "q") : null;
+    if (hover) this.drawBoxes(ctx, L, widths, heads, hover, hover.side === "q" ? kRange : qRange, rows);
+    if (hasSegments(kind)) drawSegmentBoundary(ctx, L, kind, theme);
+    if (widths.showText) {
+      const inRange = (side, i) => (side === "q" ? i >= qRange[0] && i < qRange[1] : i >= kRange[0] && i < kRange[1]);
+      drawColumnLabels(ctx, L, labels, fontPx, widths, rows[0], rows[1], (side, i) => (inRange(side, i) ? theme.text : theme.muted),
+        (side) => (side === boxed ? theme.background : null));
+    }
+    setLineStyle(ctx, T);
+    const band = [y0 - L.top, y0 + h - L.top];
+    const at = { x0: L.lineX0, x1: L.lineX1, top: L.top, dq: rowH, dk: rowH };
+    const drawn = drawLines(ctx, this.weights.bytes, Tq, Tk, heads, (head) => this.colorOf(head), at,
+      { qRange, kRange, hover, band, budget, window: inView, outShare });
+    return { ...drawn, rows: inView };
+  }
 
-    // hovered / pinned token background
-    const pinned = state.hover;
-    const mark = (h) => {
-      if (!h) return;
-      const y = L.top + h.index * rowH;
-      if (h.side === "q") ctx.fillRect(L.leftBoxX, y, L.leftTextX - L.leftBoxX + 3, rowH);
-      else ctx.fillRect(L.rightTextX - 3, y, L.rightBoxX + boxW * heads.length - L.rightTextX + 3, rowH);
+  /** Backgrounds of the hovered and (fainter) the pinned token: their whole box. */
+  markTokens(ctx, L, widths, hover, pinned, theme) {
+    const boxes = boxesOf(L, widths);
+    const mark = (t) => {
+      const b = boxes[t.side];
+      ctx.fillRect(b.x, L.top + t.index * L.rowH, b.w, L.rowH);
     };
     ctx.fillStyle = theme.highlight;
-    mark(hover);
-    if (pinned && (!hover || pinned.side !== hover.side || pinned.index !== hover.index)) {
+    if (hover) mark(hover);
+    if (pinned && !sameToken(pinned, hover)) {
       ctx.globalAlpha = 0.5;
       mark(pinned);
       ctx.globalAlpha = 1;
     }
+  }
 
-    // sentence B boundary
-    if (hasSegments(kind)) {
-      ctx.strokeStyle = theme.grid;
-      ctx.setLineDash([3, 3]);
-      ctx.lineWidth = 1;
-      ctx.beginPath();
-      if (kind.query_segment_b > 0) {
-        const y = L.top + kind.query_segment_b * rowH;
-        ctx.moveTo(L.leftBoxX, y);
-        ctx.lineTo(L.lineX0, y);
-      }
-      if (kind.key_segment_b > 0) {
-        const y = L.top + kind.key_segment_b * rowH;
-        ctx.moveTo(L.lineX1, y);
-        ctx.lineTo(L.width, y);
-      }
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
+  /** The other side's token boxes, a slice per head: each head's weight to or from the hovered token. */
+  drawBoxes(ctx, L, widths, heads, hover, range, rows) {
+    const [, Tq, Tk] = this.weights.shape;
+    const bytes = this.weights.bytes;
+    const box = boxesOf(L, widths)[hover.side === "q" ? "k" : "q"];
+    const from = Math.max(range[0], rows[0]);
+    const to = Math.min(range[1], rows[1]);
+    drawSlices(ctx, L, box, heads.map((h) => this.colorOf(h)), from, to, (s, i) => {
+      const base = heads[s] * Tq * Tk;
+      return hover.side === "q" ? bytes[base + hover.index * Tk + i] : bytes[base + i * Tk + hover.index];
+    });
+  }
 
-    // labels of the visible rows
-    if (showText) {
-      ctx.font = `${fontPx}px ${FONT}`;
-      ctx.textBaseline = "middle";
-      for (let i = firstRow; i < Math.min(Tq, lastRow); i++) {
-        ctx.fillStyle = i >= qRange[0] && i < qRange[1] ? theme.text : theme.muted;
-        fitText(ctx, labels.q[i], L.leftTextX, L.y(i), leftW - 4, "right");
-      }
-      for (let j = firstRow; j < Math.min(Tk, lastRow); j++) {
-        ctx.fillStyle = j >= kRange[0] && j < kRange[1] ? theme.text : theme.muted;
-        fitText(ctx, labels.k[j], L.rightTextX, L.y(j), rightW - 4, "left");
-      }
-    }
-
-    // lines crossing the visible band, the strongest first, within the budget
-    const band = [y0 - L.top, y0 + vh - L.top];
-    const edgeOpts = { qRange, kRange, hover, band, rowQ: rowH, rowK: rowH };
-    const cut = budgetCutoff(w.bytes, Tq, Tk, heads, { ...edgeOpts, budget, gap: L.lineX1 - L.lineX0 });
-    const edges = cut.cutoff > 255 ? [] : collectEdges(w.bytes, Tq, Tk, heads, { ...edgeOpts, minByte: cut.cutoff });
-    ctx.lineWidth = Math.max(Tq, Tk) <= 64 ? 2 : 1;
-    ctx.lineCap = "butt";
-    let count = 0;
-    for (const e of edges) count += strokeEdges(ctx, e, css(headColor(e.head)), L.lineX0, L.lineX1, L.top, rowH, rowH);
-
-    // per-head boxes on the other side of the hovered token
-    if (hover) {
-      const bh = Math.max(1, rowH - 2);
-      heads.forEach((h, s) => {
-        ctx.fillStyle = css(headColor(h));
-        const base = h * Tq * Tk;
-        if (hover.side === "q") {
-          const row = base + hover.index * Tk;
-          const x = L.rightBoxX + s * boxW;
-          for (let j = Math.max(kRange[0], firstRow); j < Math.min(kRange[1], lastRow); j++) {
-            const v = w.bytes[row + j];
-            if (!v) continue;
-            ctx.globalAlpha = v / 255;
-            ctx.fillRect(x, L.top + j * rowH + 1, boxW - 1, bh);
-          }
-        } else {
-          const x = L.leftBoxX + s * boxW;
-          for (let i = Math.max(qRange[0], firstRow); i < Math.min(qRange[1], lastRow); i++) {
-            const v = w.bytes[base + i * Tk + hover.index];
-            if (!v) continue;
-            ctx.globalAlpha = v / 255;
-            ctx.fillRect(x, L.top + i * rowH + 1, boxW - 1, bh);
-          }
-        }
-      });
-      ctx.globalAlpha = 1;
-    }
-    if (view) return;
-
-    this.cut = cut;
-    this.edgeCount = count;
-    const hoverText = hover ? (hover.side === "q" ? labels.q : labels.k)[hover.index] : "";
+  /** The hover readout, the canvas's title and the note of what is drawn. */
+  updateText(g, drawn) {
+    const { state, labels } = this.ctx;
+    const hover = this.hoverNow();
+    const text = hover ? (hover.side === "q" ? labels.q : labels.k)[hover.index] : "";
     this.hoverLabel.textContent = hover
-      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${shortLabel(hoverText)}\u201d` +
-        (state.hover && state.hover.side === hover.side && state.hover.index === hover.index ? " (pinned)" : "")
+      ? `${hover.side === "q" ? "query" : "key"} ${hover.index} \u201c${shortLabel(text)}\u201d` + (sameToken(state.hover, hover) ? " (pinned)" : "")
       : "";
     // the whole token (labels and the readout are cut short) on hover
-    this.hoverLabel.title = hoverText;
-    canvas.title = hoverText;
-    const notes = [];
-    if (heads.length === 0) notes.push("no heads selected: click a square");
-    if (cut.drawn < cut.lines) {
-      notes.push(`the ${cut.drawn} strongest of ${cut.lines} visible lines (weight \u2265 ${(cut.cutoff / 255).toFixed(3)})`);
-    }
-    if (!showText) notes.push("zoom in for token labels");
+    this.hoverLabel.title = text;
+    this.canvas.title = text;
+    const notes = lineNote(g, drawn);
+    if (state.agg) notes.unshift(aggNote(state, this.ctx.kind));
     this.note.textContent = notes.join(" \u00b7 ");
+    this.note.title = this.note.textContent;
   }
 }
 
-/**
- * Stroke one head's lines (from collectEdges) in one colour, a path per
- * opacity bucket: query i at (x0, top + (i + 0.5) * dq) to key j at
- * (x1, top + (j + 0.5) * dk). Returns how many lines it drew.
- * @param {CanvasRenderingContext2D} ctx
- * @param {import("../layout.js").HeadEdges} e
- * @param {string} color
- */
-export function strokeEdges(ctx, e, color, x0, x1, top, dq, dk) {
-  ctx.strokeStyle = color;
-  for (let b = 0; b < ALPHA_BUCKETS; b++) {
-    const from = e.offsets[b];
-    const to = e.offsets[b + 1];
-    if (to <= from) continue;
-    ctx.globalAlpha = bucketAlpha(b);
-    ctx.beginPath();
-    for (let p = from; p < to; p++) {
-      ctx.moveTo(x0, top + (e.q[p] + 0.5) * dq);
-      ctx.lineTo(x1, top + (e.k[p] + 0.5) * dk);
-    }
-    ctx.stroke();
+/** What an aggregate is of: "the mean of layer 3's 12 heads, drawn as one". */
+function aggNote(state, kind) {
+  const { head, layer } = aggParams(state.agg, state.layer);
+  const of = layer === "all" ? `all ${kind.layer_ids.length} layers' ${kind.num_heads} heads` : `layer ${layer}'s ${kind.num_heads} heads`;
+  return `the ${head} of ${of}, drawn as one`;
+}
+
+/** The token boxes of the two columns: x and width (CSS px). */
+function boxesOf(L, widths) {
+  return { q: { x: L.leftBoxX, w: L.leftTextX - L.leftBoxX + 3 }, k: { x: L.rightTextX - 3, w: widths.rightW + 3 } };
+}
+
+/** What the note says: the rows in view, and every time lines are left out. */
+function lineNote(g, drawn) {
+  const notes = [];
+  const T = Math.max(g.Tq, g.Tk);
+  const [r0, r1] = drawn.rows;
+  const weight = (cut) => `weight \u2265 ${(cut.cutoff / 255).toFixed(3)}`;
+  if (g.heads.length === 0) notes.push("no heads selected: click a square");
+  if (r1 - r0 < T) notes.push(`tokens ${r0}\u2013${r1 - 1} of ${T} in view (scroll for the others)`);
+  const { inView, outView } = drawn;
+  if (inView.drawn < inView.lines) notes.push(`the ${inView.drawn} strongest of ${inView.lines} lines between tokens in view (${weight(inView)})`);
+  else if (outView.lines && outView.drawn === outView.lines) notes.push(`all ${drawn.cut.lines} lines`);
+  if (outView.lines && outView.drawn === 0) notes.push(`none of the ${outView.lines} lines to tokens out of view: hover a token for its lines`);
+  else if (outView.drawn < outView.lines) notes.push(`the ${outView.drawn} strongest of ${outView.lines} lines to tokens out of view (${weight(outView)})`);
+  if (!g.widths.showText) notes.push("zoom in for token labels");
+  return notes;
+}
+
+/** The dashed line where sentence B starts, on both sides. */
+function drawSegmentBoundary(ctx, L, kind, theme) {
+  ctx.strokeStyle = theme.grid;
+  ctx.setLineDash([3, 3]);
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  if (kind.query_segment_b > 0) {
+    const y = L.top + kind.query_segment_b * L.rowH;
+    ctx.moveTo(L.leftBoxX, y);
+    ctx.lineTo(L.lineX0, y);
   }
-  ctx.globalAlpha = 1;
-  return e.count;
+  if (kind.key_segment_b > 0) {
+    const y = L.top + kind.key_segment_b * L.rowH;
+    ctx.moveTo(L.lineX1, y);
+    ctx.lineTo(L.width, y);
+  }
+  ctx.stroke();
+  ctx.setLineDash([]);
 }

@@ -8,39 +8,43 @@
 // never repaints the map. Causal (future) positions are greyed.
 
 import { lutToUint32, seqLut } from "../colors.js";
-import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
-import { weightAt } from "../api.js";
-import { matrixCell, matrixHit } from "../layout.js";
+import { canvasPoint, el } from "../dom.js";
+import { weightAt } from "../decode.js";
+import { matrixHit } from "../layout.js";
+import { headParams, headTitle, need, showNeeds } from "../host.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
+import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
+import { ScrolledCanvas } from "../draw/scroll.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
-export class MatrixView {
-  constructor(app) {
-    this.app = app;
-    this.layer = layerControl(app);
-    this.head = headControl(app);
-    this.zoom = zoomControl(app, "Cell size");
+export default class MatrixView {
+  /** One head of one layer, or an aggregate over heads (computed by the server). */
+  static needs({ state }) {
+    return [need("attention", state, headParams(state))];
+  }
+
+  /** @param {import("../host.js").Host} host */
+  constructor(host) {
+    this.host = host;
+    this.layer = layerControl(host);
+    this.head = headControl(host);
+    this.zoom = zoomControl(host, "Cell size");
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "matrix-readout" }, text: "hover a cell" });
     this.controls = el("div", { className: "tba-controls" }, this.layer.field, this.head.field, this.zoom.field, this.readout);
-    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "matrix-canvas" } });
     const box = (cls) => el("div", { className: "tba-cross " + cls });
     this.rowBand = box("tba-cross-row");
     this.colBand = box("tba-cross-col");
     this.cellBox = box("tba-cross-cell");
-    this.sizer = el("div", { className: "tba-sizer" }, this.canvas, this.rowBand, this.colBand, this.cellBox);
-    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
+    this.sc = new ScrolledCanvas("matrix-canvas", () => {
+      if (this.ctx && this.weights) this.draw();
+    }, this.rowBand, this.colBand, this.cellBox);
+    this.canvas = this.sc.canvas;
+    this.scroll = this.sc.scroll;
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setCell(null));
-    this.scroll.addEventListener("scroll", () => {
-      if (this.scrollFrame) return;
-      this.scrollFrame = requestAnimationFrame(() => {
-        this.scrollFrame = 0;
-        if (this.ctx && this.weights) this.draw();
-      });
-    });
     this.tile = document.createElement("canvas");
     this.ctx = null;
     this.weights = null;
@@ -53,16 +57,14 @@ export class MatrixView {
     this.layer.update(kind, state);
     this.head.update(kind, state);
     this.zoom.update(state);
-    const w = await this.app.api.attention(state.run, state.tag, state.step, state.kind, state.layer, state.head);
-    if (!ctx.isCurrent()) return;
-    this.ctx = ctx;
-    this.weights = w;
-    this.draw();
+    await showNeeds(this, ctx, (w) => {
+      this.weights = w;
+    });
   }
 
-  prefetch(ctx) {
-    const s = ctx.state;
-    return this.app.api.attention(s.run, s.tag, s.step, s.kind, s.layer, s.head);
+  /** What the view shows, for an export's title. */
+  describe() {
+    return headTitle(this.ctx.state);
   }
 
   detail() {
@@ -79,12 +81,7 @@ export class MatrixView {
 
   draw() {
     const g = this.layout();
-    this.sizer.style.width = g.width + "px";
-    this.sizer.style.height = g.height + "px";
-    const vw = Math.max(1, Math.min(g.width, this.scroll.clientWidth || g.width));
-    const vh = Math.max(1, Math.min(g.height, this.scroll.clientHeight || g.height));
-    const x0 = Math.max(0, Math.min(this.scroll.scrollLeft, g.width - vw));
-    const y0 = Math.max(0, Math.min(this.scroll.scrollTop, g.height - vh));
+    const { x0, y0, vw, vh } = this.sc.visible(g.width, g.height);
     this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
     this.canvas.dataset.geometry = JSON.stringify({
       ox: g.ox, oy: g.oy, cell: g.cell, Tq: g.Tq, Tk: g.Tk, width: g.width, height: g.height,
@@ -173,97 +170,3 @@ export class MatrixView {
   }
 }
 
-/**
- * Label gutters and cell size of a heatmap of Tq x Tk cells fitting `avail`
- * px (or of cell `cellOverride` px; zoom as in the state).
- */
-export function heatmapLayout(tile, labels, Tq, Tk, avail, zoom, cellOverride) {
-  let cell = cellOverride || matrixCell(Tk, avail, 120, zoom);
-  const showText = cell >= 8;
-  const fontPx = Math.min(12, cell - 1);
-  const c0 = tile.getContext("2d");
-  c0.font = `${fontPx}px ${FONT}`;
-  const labelW = showText ? Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8) : 4;
-  const labelH = showText ? Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8) : 4;
-  if (!zoom && !cellOverride) cell = matrixCell(Tk, avail, labelW, 0);
-  return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
-}
-
-/**
- * A renderHeatmap fill: cell (i, j) gets colorAt(i * Tk + j) (packed RGBA),
- * or the theme's masked grey where a causal kind hides the future (j > i).
- */
-export function cellFill(kind, Tq, Tk, theme, colorAt) {
-  const m = theme.masked;
-  const maskedPx = (255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0];
-  const causal = kind.causal && Tq === Tk;
-  return (px, i0, i1, j0, j1) => {
-    const nj = j1 - j0;
-    for (let i = i0; i < i1; i++) {
-      const row = i * Tk;
-      const out = (i - i0) * nj - j0;
-      for (let j = j0; j < j1; j++) px[out + j] = causal && j > i ? maskedPx : colorAt(row + j);
-    }
-  };
-}
-
-/**
- * Draw the part of a heatmap whose top-left map pixel is (x0, y0) (map
- * scrolled by that much) into a vw x vh canvas, with frozen label gutters
- * (g from heatmapLayout). fill(px, i0, i1, j0, j1) writes the colours of the
- * visible cells into px, row-major, j1 - j0 wide; `tile` is a scratch canvas.
- */
-export function renderHeatmap(canvas, tile, g, x0, y0, vw, vh, labels, theme, fill) {
-  const { ox, oy, cell, Tq, Tk } = g;
-  const ctx = sizeCanvas(canvas, vw, vh);
-  ctx.fillStyle = theme.background;
-  ctx.fillRect(0, 0, vw, vh);
-  // visible cells
-  const j0 = Math.max(0, Math.floor(x0 / cell));
-  const j1 = Math.min(Tk, Math.ceil((x0 + vw - ox) / cell));
-  const i0 = Math.max(0, Math.floor(y0 / cell));
-  const i1 = Math.min(Tq, Math.ceil((y0 + vh - oy) / cell));
-  const nj = Math.max(0, j1 - j0);
-  const ni = Math.max(0, i1 - i0);
-  if (nj > 0 && ni > 0) {
-    tile.width = nj;
-    tile.height = ni;
-    const tctx = tile.getContext("2d");
-    const img = tctx.createImageData(nj, ni);
-    const px = new Uint32Array(img.data.buffer);
-    fill(px, i0, i1, j0, j1);
-    tctx.putImageData(img, 0, 0);
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(ox, oy, vw - ox, vh - oy);
-    ctx.clip();
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(tile, ox + j0 * cell - x0, oy + i0 * cell - y0, nj * cell, ni * cell);
-    ctx.restore();
-  }
-  // frozen gutters
-  ctx.fillStyle = theme.background;
-  ctx.fillRect(0, 0, ox, vh);
-  ctx.fillRect(0, 0, vw, oy);
-  if (g.showText) {
-    ctx.font = `${g.fontPx}px ${FONT}`;
-    ctx.fillStyle = theme.text;
-    ctx.textBaseline = "middle";
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(0, oy, ox, vh - oy);
-    ctx.clip();
-    for (let i = i0; i < i1; i++) fitText(ctx, labels.q[i], ox - 4, oy + (i + 0.5) * cell - y0, ox - 6, "right");
-    ctx.restore();
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(ox, 0, vw - ox, oy);
-    ctx.clip();
-    ctx.rotate(-Math.PI / 2);
-    for (let j = j0; j < j1; j++) fitText(ctx, labels.k[j], -(oy - 4), ox + (j + 0.5) * cell - x0, oy - 6, "left");
-    ctx.restore();
-  }
-  ctx.strokeStyle = theme.grid;
-  ctx.lineWidth = 1;
-  ctx.strokeRect(ox - 0.5, oy - 0.5, Math.min(vw - ox, Tk * cell - x0) + 1, Math.min(vh - oy, Tq * cell - y0) + 1);
-}

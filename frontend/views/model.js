@@ -5,84 +5,33 @@
 // heatmaps. Click a thumbnail to open that head large: the head view for
 // lines, the matrix view for heatmaps.
 
-import { ALPHA_BUCKETS, budgetCutoff, collectEdges, gridLayout } from "../layout.js";
+import { gridLayout } from "../layout.js";
 import { css, headColor, lutToUint32, seqLut } from "../colors.js";
-import { canvasPoint, el, FONT, labelled, sizeCanvas } from "../dom.js";
+import { canvasPoint, el, labelled } from "../dom.js";
 import { formatRange, parseRange } from "../state.js";
 import { OVERVIEW_SIZE } from "../api.js";
-import { strokeEdges } from "./head.js";
+import { need, showNeeds } from "../host.js";
+import { drawGridFrame, drawHeatmapThumbs, drawThumbBorders } from "../draw/grid.js";
+import { drawLines } from "../draw/lines.js";
 
 export const LINES_MAX_TOKENS = 40;
 // Total line length (px) of the whole grid in lines mode; see head.js.
 export const GRID_LINE_BUDGET = 1500000;
 
-/**
- * Size a canvas for a thumbnail grid (g from gridLayout) and draw its
- * background and labels: each column's head colour and H<n> on top, a row
- * label left of each row.
- * @param {string[]} rowLabels
- * @param {number[]} heads the head of each column
- * @returns {CanvasRenderingContext2D}
- */
-export function drawGridFrame(canvas, g, rowLabels, heads, theme) {
-  const ctx = sizeCanvas(canvas, g.width, g.height);
-  ctx.fillStyle = theme.background;
-  ctx.fillRect(0, 0, g.width, g.height);
-  ctx.font = `11px ${FONT}`;
-  ctx.textBaseline = "middle";
-  ctx.textAlign = "left";
-  // narrow columns (compare's three grids) keep the number and drop the "H"
-  const last = `H${Math.max(0, ...heads)}`;
-  const prefix = 11 + ctx.measureText(last).width <= g.thumb + g.gap - 2 ? "H" : "";
-  heads.forEach((h, c) => {
-    ctx.fillStyle = css(headColor(h));
-    ctx.fillRect(g.x(c), 4, 8, 8);
-    ctx.fillStyle = theme.muted;
-    ctx.fillText(`${prefix}${h}`, g.x(c) + 11, 8);
-  });
-  ctx.fillStyle = theme.muted;
-  ctx.textAlign = "right";
-  rowLabels.forEach((text, r) => ctx.fillText(text, g.labelW - 2, g.y(r) + g.thumb / 2));
-  return ctx;
-}
-
-/**
- * Fill every thumbnail of a rows x cols grid with an Sq x Sk map: one
- * pixel a cell on the scratch canvas `tile`, scaled up without smoothing.
- * fill(px, r, c) writes the packed RGBA of row r, column c's map into px
- * (row-major, Sq * Sk).
- */
-export function drawHeatmapThumbs(ctx, tile, g, rows, cols, Sq, Sk, fill) {
-  tile.width = Sk;
-  tile.height = Sq;
-  const tctx = tile.getContext("2d");
-  const img = tctx.createImageData(Sk, Sq);
-  const px = new Uint32Array(img.data.buffer);
-  ctx.imageSmoothingEnabled = false;
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      fill(px, r, c);
-      tctx.putImageData(img, 0, 0);
-      ctx.drawImage(tile, g.x(c), g.y(r), g.thumb, g.thumb);
-    }
+export default class ModelView {
+  /** Every layer and head, max-pooled on the server: one request. */
+  static needs({ state }) {
+    return [need("overview", state, { size: OVERVIEW_SIZE })];
   }
-}
 
-/** A border in the theme's grid colour around each thumbnail. */
-export function drawThumbBorders(ctx, g, rows, cols, theme) {
-  ctx.strokeStyle = theme.grid;
-  ctx.lineWidth = 1;
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ctx.strokeRect(g.x(c) - 0.5, g.y(r) - 0.5, g.thumb + 1, g.thumb + 1);
-}
-
-export class ModelView {
-  constructor(app) {
-    this.app = app;
+  /** @param {import("../host.js").Host} host */
+  constructor(host) {
+    this.host = host;
     const onFilter = (key, input) => () => {
       const v = input.value.trim();
       const parsed = parseRange(v);
       input.setCustomValidity(v !== "" && parsed === null ? "use numbers and ranges, like 0-3,7" : "");
-      if (v === "" || parsed !== null) app.setState({ [key]: parsed });
+      if (v === "" || parsed !== null) host.setState({ [key]: parsed });
     };
     this.layersInput = el("input", { attrs: { type: "text", placeholder: "all", "data-name": "mlayers" }, title: "Layers to show: numbers and ranges, like 0-3,7" });
     this.headsInput = el("input", { attrs: { type: "text", placeholder: "all", "data-name": "mheads" }, title: "Heads to show: numbers and ranges, like 0-3,7" });
@@ -115,16 +64,9 @@ export class ModelView {
     const { state } = ctx;
     if (document.activeElement !== this.layersInput) this.layersInput.value = formatRange(state.mlayers);
     if (document.activeElement !== this.headsInput) this.headsInput.value = formatRange(state.mheads);
-    const o = await this.app.api.overview(state.run, state.tag, state.step, state.kind, OVERVIEW_SIZE);
-    if (!ctx.isCurrent()) return;
-    this.ctx = ctx;
-    this.data = o;
-    this.draw();
-  }
-
-  prefetch(ctx) {
-    const s = ctx.state;
-    return this.app.api.overview(s.run, s.tag, s.step, s.kind, OVERVIEW_SIZE);
+    await showNeeds(this, ctx, (o) => {
+      this.data = o;
+    });
   }
 
   detail() {
@@ -147,13 +89,11 @@ export class ModelView {
   draw() {
     const { kind, theme } = this.ctx;
     const o = this.data;
-    const [, H, Sq, Sk] = o.shape;
-    const Tq = kind.query_tokens.length;
-    const Tk = kind.key_tokens.length;
-    const lines = o.pool[0] === 1 && o.pool[1] === 1 && Tq <= LINES_MAX_TOKENS && Tk <= LINES_MAX_TOKENS;
+    const [, , Sq, Sk] = o.shape;
+    const lines = o.pool[0] === 1 && o.pool[1] === 1 && kind.query_tokens.length <= LINES_MAX_TOKENS &&
+      kind.key_tokens.length <= LINES_MAX_TOKENS;
     this.mode = lines ? "lines" : "heatmap";
     const { layerIdx, heads } = this.shown();
-    this.lineCounts = null;
     const avail = Math.max(600, (this.scroll.clientWidth || 1000) - 4);
     const g = gridLayout({ rows: layerIdx.length, cols: heads.length, availWidth: avail });
     this.grid = g;
@@ -162,41 +102,48 @@ export class ModelView {
     });
     this.layout = { layerIdx, heads };
     const ctx = drawGridFrame(this.canvas, g, layerIdx.map((l) => `L${kind.layer_ids[l]}`), heads, theme);
-
-    const per = H * Sq * Sk;
-    if (lines) {
-      const t = g.thumb;
-      ctx.lineWidth = 1;
-      const perThumb = GRID_LINE_BUDGET / Math.max(1, layerIdx.length * heads.length);
-      const geo = { budget: perThumb, gap: t - 6, rowQ: t / Sq, rowK: t / Sk };
-      let drawn = 0;
-      let lines = 0;
-      layerIdx.forEach((l, r) => {
-        const layer = o.bytes.subarray(l * per, (l + 1) * per);
-        const edges = heads.map((h) => {
-          const cut = budgetCutoff(layer, Sq, Sk, [h], geo);
-          drawn += cut.drawn;
-          lines += cut.lines;
-          return cut.cutoff > 255 ? { head: h, offsets: new Int32Array(ALPHA_BUCKETS + 1), q: new Int32Array(0), k: new Int32Array(0), count: 0 } : collectEdges(layer, Sq, Sk, [h], { minByte: cut.cutoff })[0];
-        });
-        this.lineCounts = { drawn, lines };
-        edges.forEach((e, c) => strokeEdges(ctx, e, css(headColor(e.head)), g.x(c) + 3, g.x(c) + t - 3, g.y(r), t / Sq, t / Sk));
-      });
-    } else {
-      const lut = lutToUint32(seqLut(theme));
-      drawHeatmapThumbs(ctx, document.createElement("canvas"), g, layerIdx.length, heads.length, Sq, Sk, (px, r, c) => {
-        const base = layerIdx[r] * per + heads[c] * Sq * Sk;
-        const src = o.bytes;
-        for (let i = 0, n = Sq * Sk; i < n; i++) px[i] = lut[src[base + i]];
-      });
-    }
+    const counts = lines ? this.drawLineThumbs(ctx, g) : this.drawHeatmaps(ctx, g);
     drawThumbBorders(ctx, g, layerIdx.length, heads.length, theme);
 
     const pool = o.pool[0] > 1 || o.pool[1] > 1 ? ` max-pooled to ${Sq}\u00d7${Sk} (${o.pool[0]}\u00d7${o.pool[1]} tokens per cell)` : "";
     const hidden = layerIdx.length === 0 || heads.length === 0 ? " \u00b7 nothing matches the filters" : "";
-    const lc = lines && this.lineCounts && this.lineCounts.drawn < this.lineCounts.lines
-      ? ` \u00b7 the ${this.lineCounts.drawn} strongest of ${this.lineCounts.lines} lines` : "";
+    const lc = counts && counts.drawn < counts.lines ? ` \u00b7 the ${counts.drawn} strongest of ${counts.lines} lines` : "";
     this.note.textContent = `${this.mode}${pool} \u00b7 ${layerIdx.length} layers \u00d7 ${heads.length} heads${hidden}${lc}`;
+  }
+
+  /** Each thumbnail's lines, the strongest first within its share of the grid's budget. */
+  drawLineThumbs(ctx, g) {
+    const o = this.data;
+    const [, H, Sq, Sk] = o.shape;
+    const { layerIdx, heads } = this.layout;
+    const t = g.thumb;
+    const per = H * Sq * Sk;
+    const budget = GRID_LINE_BUDGET / Math.max(1, layerIdx.length * heads.length);
+    ctx.lineWidth = 1;
+    const counts = { drawn: 0, lines: 0 };
+    layerIdx.forEach((l, r) => {
+      const layer = o.bytes.subarray(l * per, (l + 1) * per);
+      heads.forEach((h, c) => {
+        const at = { x0: g.x(c) + 3, x1: g.x(c) + t - 3, top: g.y(r), dq: t / Sq, dk: t / Sk };
+        const { cut } = drawLines(ctx, layer, Sq, Sk, [h], () => css(headColor(h)), at, { budget });
+        counts.drawn += cut.drawn;
+        counts.lines += cut.lines;
+      });
+    });
+    return counts;
+  }
+
+  /** Each thumbnail as a heatmap of its (pooled) map. */
+  drawHeatmaps(ctx, g) {
+    const o = this.data;
+    const [, H, Sq, Sk] = o.shape;
+    const { layerIdx, heads } = this.layout;
+    const lut = lutToUint32(seqLut(this.ctx.theme));
+    drawHeatmapThumbs(ctx, document.createElement("canvas"), g, layerIdx.length, heads.length, Sq, Sk, (px, r, c) => {
+      const base = (layerIdx[r] * H + heads[c]) * Sq * Sk;
+      for (let i = 0, n = Sq * Sk; i < n; i++) px[i] = lut[o.bytes[base + i]];
+    });
+    return null;
   }
 
   cellAt(e) {
@@ -225,8 +172,8 @@ export class ModelView {
     const c = this.cellAt(e);
     if (!c) return;
     this.tooltip.style.display = "none";
-    if (this.mode === "lines") this.app.setState({ view: "head", layer: c.layer, heads: [c.head], head: c.head, hover: null });
-    else this.app.setState({ view: "matrix", layer: c.layer, head: c.head });
+    if (this.mode === "lines") this.host.setState({ view: "head", layer: c.layer, heads: [c.head], head: c.head, hover: null, agg: null });
+    else this.host.setState({ view: "matrix", layer: c.layer, head: c.head, agg: null });
   }
 
   exportCanvas() {

@@ -10,10 +10,12 @@
 
 import { css, divergingIndex, divLut, headColor, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, fitText, MONO, maxLabelWidth, sizeCanvas } from "../dom.js";
-import { ApiError, neuronScores } from "../api.js";
+import { neuronScores } from "../decode.js";
+import { need, loadAll } from "../host.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { intText } from "../state.js";
+import { ScrolledCanvas } from "../draw/scroll.js";
 
 const NEURONS_SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
@@ -44,12 +46,36 @@ function neuronNumbers(n, qi) {
   return { ...r, bias, maxQK, maxProd, maxAbs, top };
 }
 
-export class NeuronView {
-  constructor(app) {
-    this.app = app;
-    this.layer = layerControl(app);
-    this.head = headControl(app);
-    this.zoom = zoomControl(app, "Row height");
+/** The theme's fills: diverging (signed values), readable text on them, softmax, masked. */
+function painter(theme) {
+  const div = divLut(theme);
+  const soft = seqLut(theme);
+  const rgb = (lut, i) => `rgb(${lut[i * 4]},${lut[i * 4 + 1]},${lut[i * 4 + 2]})`;
+  return {
+    div: (v, max) => rgb(div, divergingIndex(v, max)),
+    // light text on dark fills, dark on light
+    divText: (v, max) => {
+      const i = divergingIndex(v, max);
+      const lum = (0.2126 * div[i * 4] + 0.7152 * div[i * 4 + 1] + 0.0722 * div[i * 4 + 2]) / 255;
+      return lum < 0.5 ? "#ffffff" : "#111111";
+    },
+    seq: (p) => rgb(soft, Math.round(p * 255)),
+    masked: css(theme.masked),
+  };
+}
+
+export default class NeuronView {
+  /** One head's queries and keys, when the step logged them. */
+  static needs({ state, kind }) {
+    return kind && kind.has_neurons ? [need("neurons", state, { layer: state.layer, head: state.head })] : [];
+  }
+
+  /** @param {import("../host.js").Host} host */
+  constructor(host) {
+    this.host = host;
+    this.layer = layerControl(host);
+    this.head = headControl(host, { aggregates: false });
+    this.zoom = zoomControl(host, "Row height");
     this.queryLabel = el("span", { attrs: { "data-name": "neuron-query" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "neuron-readout" } });
     this.controls = el("div", { className: "tba-controls" },
@@ -58,16 +84,11 @@ export class NeuronView {
       el("span", { className: "tba-hint", text: "click a query token on the left" }),
       this.readout,
     );
-    this.canvas = el("canvas", { className: "tba-sticky", attrs: { "data-name": "neuron-canvas" } });
-    this.sizer = el("div", { className: "tba-sizer" }, this.canvas);
-    this.scroll = el("div", { className: "tba-scroll" }, this.sizer);
-    this.scroll.addEventListener("scroll", () => {
-      if (this.scrollFrame) return;
-      this.scrollFrame = requestAnimationFrame(() => {
-        this.scrollFrame = 0;
-        if (this.ctx && this.neurons) this.draw();
-      });
+    this.sc = new ScrolledCanvas("neuron-canvas", () => {
+      if (this.ctx && this.neurons) this.draw();
     });
+    this.canvas = this.sc.canvas;
+    this.scroll = this.sc.scroll;
     this.message = el("div", { className: "tba-message", attrs: { "data-name": "neuron-message" } });
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "neuron-view" } }, this.message, this.scroll);
     this.canvas.addEventListener("click", (e) => this.onClick(e));
@@ -96,10 +117,10 @@ export class NeuronView {
     }
     let n;
     try {
-      n = await this.app.api.neurons(state.run, state.tag, state.step, state.kind, state.layer, state.head);
+      [n] = await loadAll(this.host.data, NeuronView.needs(ctx));
     } catch (e) {
       if (!ctx.isCurrent()) return;
-      if (e instanceof ApiError && e.status === 404) {
+      if (e && e.status === 404) {
         this.ctx = ctx;
         this.neurons = null;
         this.showMessage(e.message);
@@ -138,17 +159,14 @@ export class NeuronView {
     );
   }
 
-  prefetch(ctx) {
-    const s = ctx.state;
-    if (!ctx.kind.has_neurons) return Promise.resolve();
-    const kind = ctx.header.kinds.find((k) => k.name === s.kind);
-    if (!kind || !kind.has_neurons) return Promise.resolve();
-    return this.app.api.neurons(s.run, s.tag, s.step, s.kind, s.layer, s.head);
-  }
-
   /** Whether draw() has what it needs (App.redraw asks before a theme or size redraw). */
   drawable() {
     return Boolean(this.neurons);
+  }
+
+  /** What the view shows, for an export's title. */
+  describe() {
+    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head}`;
   }
 
   detail() {
@@ -189,12 +207,7 @@ export class NeuronView {
   /** Draw what is visible in the scroller. */
   draw() {
     const g = this.layout();
-    this.sizer.style.width = g.width + "px";
-    this.sizer.style.height = g.height + "px";
-    const vw = Math.max(1, Math.min(g.width, this.scroll.clientWidth || g.width));
-    const vh = Math.max(1, Math.min(g.height, this.scroll.clientHeight || g.height));
-    const x0 = Math.max(0, Math.min(this.scroll.scrollLeft, g.width - vw));
-    const y0 = Math.max(0, Math.min(this.scroll.scrollTop, g.height - vh));
+    const { x0, y0, vw, vh } = this.sc.visible(g.width, g.height);
     this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
     this.canvas.dataset.geometry = JSON.stringify(this.geo);
     this.render(this.canvas, g, x0, y0, vw, vh);
@@ -205,99 +218,94 @@ export class NeuronView {
    * titles and the q vector stay frozen at the top.
    */
   render(canvas, g, x0, y0, vw, vh) {
-    const { state, labels, theme } = this.ctx;
+    const { state, theme } = this.ctx;
     const n = this.neurons;
-    const { Tq, Tk, D } = n;
-    const { x, rowH, top, headerH, cw, qW, kW, fontPx, numW } = g;
-    const qi = Math.min(state.query, Tq - 1);
+    const qi = Math.min(state.query, n.Tq - 1);
     const nums = neuronNumbers(n, qi);
     this.numbers = nums;
     const ctx = sizeCanvas(canvas, vw, vh);
     ctx.fillStyle = theme.background;
     ctx.fillRect(0, 0, vw, vh);
-    const div = divLut(theme);
-    const divCss = (v, max) => {
-      const i = divergingIndex(v, max);
-      return `rgb(${div[i * 4]},${div[i * 4 + 1]},${div[i * 4 + 2]})`;
-    };
-    // readable text on a diverging cell: light on dark fills, dark on light
-    const divText = (v, max) => {
-      const i = divergingIndex(v, max);
-      const lum = (0.2126 * div[i * 4] + 0.7152 * div[i * 4 + 1] + 0.0722 * div[i * 4 + 2]) / 255;
-      return lum < 0.5 ? "#ffffff" : "#111111";
-    };
-    const maskedCss = css(theme.masked);
+    const paint = painter(theme);
     // rows visible below the frozen header
-    const first = Math.max(0, Math.floor(y0 / rowH) - 1);
-    const last = Math.ceil((y0 + vh) / rowH) + 1;
-
+    const first = Math.max(0, Math.floor(y0 / g.rowH) - 1);
+    const last = Math.ceil((y0 + vh) / g.rowH) + 1;
     ctx.save();
     ctx.translate(-x0, -y0);
-    // query tokens (left), the selected one highlighted
-    ctx.font = `${fontPx}px ${FONT}`;
+    this.drawQueries(ctx, g, qi, first, last);
+    const max = {
+      dot: nums.maxAbs(nums.dot), scaled: nums.maxAbs(nums.scaled), score: nums.maxAbs(nums.score),
+      bias: n.hasBias ? nums.maxAbs(nums.bias) : 0,
+    };
+    for (let j = first; j < Math.min(n.Tk, last); j++) this.drawKeyRow(ctx, g, nums, j, max, paint);
+    ctx.restore();
+    this.drawHeader(ctx, g, nums, qi, x0, vw, paint);
+  }
+
+  /** The query tokens (left), the selected one highlighted. */
+  drawQueries(ctx, g, qi, first, last) {
+    const { labels, theme } = this.ctx;
+    ctx.font = `${g.fontPx}px ${FONT}`;
     ctx.textBaseline = "middle";
-    for (let i = first; i < Math.min(Tq, last); i++) {
-      const y = top + i * rowH;
+    for (let i = first; i < Math.min(g.Tq, last); i++) {
+      const y = g.top + i * g.rowH;
       if (i === qi) {
         ctx.fillStyle = theme.highlight;
-        ctx.fillRect(x.q - 4, y, qW + 8, rowH);
+        ctx.fillRect(g.x.q - 4, y, g.qW + 8, g.rowH);
       }
       ctx.fillStyle = theme.text;
-      fitText(ctx, labels.q[i], x.q + qW, y + rowH / 2, qW - 4, "right");
+      fitText(ctx, labels.q[i], g.x.q + g.qW, y + g.rowH / 2, g.qW - 4, "right");
     }
-    const maxDot = nums.maxAbs(nums.dot);
-    const maxScaled = nums.maxAbs(nums.scaled);
-    const maxBias = n.hasBias ? nums.maxAbs(nums.bias) : 0;
-    const maxScore = nums.maxAbs(nums.score);
-    const soft = seqLut(theme);
-    for (let j = first; j < Math.min(Tk, last); j++) {
-      const y = top + j * rowH;
-      const masked = nums.masked[j] === 1;
-      ctx.fillStyle = masked ? theme.muted : theme.text;
-      ctx.font = `${fontPx}px ${FONT}`;
-      fitText(ctx, labels.k[j], x.k + kW, y + rowH / 2, kW - 4, "right");
-      for (let d = 0; d < D; d++) {
-        ctx.fillStyle = divCss(n.keys[j * D + d], nums.maxQK);
-        ctx.fillRect(x.kv + d * cw, y, cw, rowH - 1);
-        ctx.fillStyle = masked ? maskedCss : divCss(nums.prod[j * D + d], nums.maxProd);
-        ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
-      }
-      const cellNum = (v, max, at) => {
-        ctx.fillStyle = masked ? maskedCss : divCss(v, max);
-        ctx.fillRect(at, y, numW - 4, rowH - 1);
-        if (fontPx >= 7) {
-          ctx.fillStyle = masked ? theme.muted : divText(v, max);
-          ctx.font = `${Math.min(11, fontPx)}px ${MONO}`;
-          ctx.textAlign = "right";
-          ctx.fillText(masked ? "\u2013" : fmt(v), at + numW - 7, y + rowH / 2);
-        }
-      };
-      cellNum(nums.dot[j], maxDot, x.dot);
-      cellNum(nums.scaled[j], maxScaled, x.scaled);
-      if (n.hasBias) {
-        cellNum(nums.bias[j], maxBias, x.bias);
-        cellNum(nums.score[j], maxScore, x.score);
-      }
-      // softmax: bar + value
-      const p = nums.softmax[j];
-      if (masked) {
-        ctx.fillStyle = maskedCss;
-        ctx.fillRect(x.soft, y, 110, rowH - 1);
-      } else {
-        const b = Math.round(p * 255);
-        ctx.fillStyle = `rgb(${soft[b * 4]},${soft[b * 4 + 1]},${soft[b * 4 + 2]})`;
-        ctx.fillRect(x.soft, y, Math.max(1, p * 60), rowH - 1);
-      }
-      if (fontPx >= 7) {
-        ctx.fillStyle = masked ? theme.muted : theme.text;
-        ctx.font = `${Math.min(11, fontPx)}px ${MONO}`;
-        ctx.textAlign = "left";
-        ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
-      }
-    }
-    ctx.restore();
+  }
 
-    // frozen header: column titles and the q vector, dims aligned with k
+  /** Key j's row: its label, k vector, q x k, q . k, scaled, bias, score and softmax. */
+  drawKeyRow(ctx, g, nums, j, max, paint) {
+    const { labels, theme } = this.ctx;
+    const n = this.neurons;
+    const { x, rowH, cw, fontPx, numW, D } = g;
+    const y = g.top + j * rowH;
+    const masked = nums.masked[j] === 1;
+    const small = `${Math.min(11, fontPx)}px ${MONO}`;
+    ctx.fillStyle = masked ? theme.muted : theme.text;
+    ctx.font = `${fontPx}px ${FONT}`;
+    fitText(ctx, labels.k[j], x.k + g.kW, y + rowH / 2, g.kW - 4, "right");
+    for (let d = 0; d < D; d++) {
+      ctx.fillStyle = paint.div(n.keys[j * D + d], nums.maxQK);
+      ctx.fillRect(x.kv + d * cw, y, cw, rowH - 1);
+      ctx.fillStyle = masked ? paint.masked : paint.div(nums.prod[j * D + d], nums.maxProd);
+      ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
+    }
+    const cellNum = (v, m, at) => {
+      ctx.fillStyle = masked ? paint.masked : paint.div(v, m);
+      ctx.fillRect(at, y, numW - 4, rowH - 1);
+      if (fontPx < 7) return;
+      ctx.fillStyle = masked ? theme.muted : paint.divText(v, m);
+      ctx.font = small;
+      ctx.textAlign = "right";
+      ctx.fillText(masked ? "\u2013" : fmt(v), at + numW - 7, y + rowH / 2);
+    };
+    cellNum(nums.dot[j], max.dot, x.dot);
+    cellNum(nums.scaled[j], max.scaled, x.scaled);
+    if (n.hasBias) {
+      cellNum(nums.bias[j], max.bias, x.bias);
+      cellNum(nums.score[j], max.score, x.score);
+    }
+    // softmax: bar + value
+    const p = nums.softmax[j];
+    ctx.fillStyle = masked ? paint.masked : paint.seq(p);
+    ctx.fillRect(x.soft, y, masked ? 110 : Math.max(1, p * 60), rowH - 1);
+    if (fontPx < 7) return;
+    ctx.fillStyle = masked ? theme.muted : theme.text;
+    ctx.font = small;
+    ctx.textAlign = "left";
+    ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
+  }
+
+  /** The frozen header: column titles and the q vector, its dimensions under the k vectors'. */
+  drawHeader(ctx, g, nums, qi, x0, vw, paint) {
+    const { state, labels, theme } = this.ctx;
+    const n = this.neurons;
+    const { x, rowH, top, cw, D } = g;
     ctx.save();
     ctx.translate(-x0, 0);
     ctx.fillStyle = theme.background;
@@ -306,27 +314,17 @@ export class NeuronView {
     ctx.font = `11px ${FONT}`;
     ctx.textBaseline = "middle";
     ctx.textAlign = "left";
-    const title = (text, at) => ctx.fillText(text, at, 13);
-    title("query", x.q);
-    title("key", x.k);
-    title(`k \u00b7 ${D} dims`, x.kv);
-    title("q \u00d7 k", x.prod);
-    title("q \u00b7 k", x.dot);
-    title(`\u00d7 ${fmt(n.scale)}`, x.scaled);
-    if (n.hasBias) {
-      title("+ bias", x.bias);
-      title("= score", x.score);
-    }
-    title("softmax", x.soft);
+    const titles = [["query", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod], ["q \u00b7 k", x.dot],
+      [`\u00d7 ${fmt(n.scale)}`, x.scaled], ...(n.hasBias ? [["+ bias", x.bias], ["= score", x.score]] : []), ["softmax", x.soft]];
+    for (const [text, at] of titles) ctx.fillText(text, at, 13);
     ctx.fillStyle = css(headColor(state.head));
     ctx.fillRect(x.soft + 50, 8, 10, 10);
-    const qy = headerH;
-    ctx.font = `${fontPx}px ${FONT}`;
+    ctx.font = `${g.fontPx}px ${FONT}`;
     ctx.fillStyle = theme.text;
-    fitText(ctx, `q of \u201c${shortLabel(labels.q[qi], 40)}\u201d`, x.kv - 6, qy + rowH / 2, x.kv - 6 - x.q, "right");
+    fitText(ctx, `q of \u201c${shortLabel(labels.q[qi], 40)}\u201d`, x.kv - 6, g.headerH + rowH / 2, x.kv - 6 - x.q, "right");
     for (let d = 0; d < D; d++) {
-      ctx.fillStyle = divCss(nums.q[d], nums.maxQK);
-      ctx.fillRect(x.kv + d * cw, qy, cw, rowH - 1);
+      ctx.fillStyle = paint.div(nums.q[d], nums.maxQK);
+      ctx.fillRect(x.kv + d * cw, g.headerH, cw, rowH - 1);
     }
     ctx.strokeStyle = theme.grid;
     ctx.lineWidth = 1;
@@ -355,7 +353,7 @@ export class NeuronView {
 
   onClick(e) {
     const h = this.hit(e);
-    if (h && h.query !== undefined && h.query !== this.ctx.state.query) this.app.setState({ query: h.query });
+    if (h && h.query !== undefined && h.query !== this.ctx.state.query) this.host.setState({ query: h.query });
   }
 
   onMove(e) {

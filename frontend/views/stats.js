@@ -3,39 +3,27 @@
 // read from the step headers) across the steps. The moment a head
 // specialises shows as a cell whose line jumps and whose tint stands out.
 //
-// Choices (see frontend/README.md, "Stats view"):
-// - One y scale per statistic, shared by every cell, so heads compare at a
-//   glance: weights (max_weight, first_token, special_tokens, previous_token)
-//   are probabilities and use 0..1; entropy and distance use 0..the largest
-//   value anywhere in the grid.
-// - x is proportional to the step number (uneven logging stays honest), the
-//   same in every cell; the current step is a translucent band in every cell.
-// - A null value (a step without statistics, an unreadable step, a statistic
-//   not defined for the kind) breaks the line: gaps are gaps, never
-//   interpolated. A value with no neighbour is a short tick.
-// - Each cell's tint is its latest value on the shared scale (stronger = more
-//   specialised: lower entropy, higher everything else), so the heads that
-//   formed stand out before any line is read. Cells with no value are grey.
-// - One canvas. A sparkline never draws more than one vertical stroke per
-//   pixel column (the min..max envelope of the steps in it), so hundreds of
-//   steps in 32 x 32 cells cost what the pixels cost. Hover moves a DOM dot
-//   and a text readout; nothing is redrawn.
-// - Click a point: the head view at that step and layer with only that head
-//   shown (heads=[h], head=h so the matrix and neuron views follow).
+// Choices (frontend/README.md, "Stats view", says why): one y scale per
+// statistic shared by every cell; x proportional to the step number, the
+// current step a band in every cell; null values break the line; each cell
+// tinted by its latest value; one canvas, at most one stroke per pixel column
+// of a sparkline (draw/sparklines.js), hover moves a DOM dot and the readout;
+// a click opens that head at that step in the head view.
 
 import { css, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.js";
-import { STATS, intText } from "../state.js";
+import { intText } from "../state.js";
+import { need, loadAll } from "../host.js";
+import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
 
+// The statistics and their descriptions are the `stats` route's (in its
+// order); what follows is only how some of them are drawn (any other name
+// gets 0..max, "higher is stronger", no unit).
 /** Statistics that are probabilities: fixed 0..1 scale. */
 export const UNIT_STATS = new Set(["max_weight", "first_token", "special_tokens", "previous_token"]);
 /** Statistics where a low value is the specialised one (a focused head). */
 export const LOW_IS_STRONG = new Set(["entropy"]);
 export const UNITS = { entropy: "nats", distance: "tokens" };
-export const LABELS = {
-  entropy: "entropy", max_weight: "max weight", first_token: "first token",
-  special_tokens: "special tokens", distance: "distance", previous_token: "previous token",
-};
 // Tint: at most this far along the theme's sequential scale, so the
 // sparkline (text colour) stays readable on the strongest tint.
 const MAX_TINT = 150;
@@ -55,35 +43,6 @@ export function statScale(name, rows) {
     for (const v of row) if (v !== null && v > hi && Number.isFinite(v)) hi = v;
   }
   return { lo: 0, hi: hi > 0 ? hi : 1 };
-}
-
-/**
- * Integer x offsets (0..width) of the steps, proportional to the step
- * numbers; a single step sits in the middle.
- * @param {readonly number[]} steps ascending
- * @param {number} width
- */
-export function stepOffsets(steps, width) {
-  const n = steps.length;
-  if (n === 0) return [];
-  const a = steps[0];
-  const span = steps[n - 1] - a;
-  if (!(span > 0)) return steps.map(() => Math.round(width / 2));
-  return steps.map((s) => Math.round(((s - a) / span) * width));
-}
-
-/**
- * The last step index with a value in cell `index`, and that value.
- * @param {Array<Array<number | null>>} rows
- * @param {number} index layer * num_heads + head
- * @returns {{s: number, v: number} | null}
- */
-export function latestValue(rows, index) {
-  for (let s = rows.length - 1; s >= 0; s--) {
-    const v = rows[s][index];
-    if (v !== null && v !== undefined && Number.isFinite(v)) return { s, v };
-  }
-  return null;
 }
 
 /**
@@ -108,93 +67,19 @@ export function stepsWithout(stats, count) {
   return out;
 }
 
-/**
- * Trace one sparkline into a path (anything with moveTo / lineTo). Steps in
- * the same pixel column become one vertical min..max stroke; a null value
- * lifts the pen; a run of one value is a short tick.
- * @param {{moveTo(x: number, y: number): void, lineTo(x: number, y: number): void}} path
- * @param {ArrayLike<number | null>} values one per step
- * @param {readonly number[]} xs pixel column of each step, from x0
- * @param {number} x0
- * @param {(v: number) => number} yOf
- */
-export function traceSparkline(path, values, xs, x0, yOf) {
-  let down = false;
-  let col = NaN;
-  let lo = 0;
-  let hi = 0;
-  let last = 0;
-  let run = 0;
-  const endColumn = () => {
-    if (hi - lo > 0.5) {
-      path.moveTo(col + 0.5, lo);
-      path.lineTo(col + 0.5, hi);
-      path.moveTo(col + 0.5, last);
-    }
-  };
-  const endRun = () => {
-    if (!down) return;
-    endColumn();
-    if (run === 1) {
-      path.moveTo(col - 1, last);
-      path.lineTo(col + 2, last);
-    }
-    down = false;
-  };
-  for (let s = 0; s < values.length; s++) {
-    const v = values[s];
-    if (v === null || v === undefined || !Number.isFinite(v)) {
-      endRun();
-      continue;
-    }
-    const x = x0 + xs[s];
-    const y = yOf(v);
-    if (!down) {
-      path.moveTo(x + 0.5, y);
-      down = true;
-      run = 1;
-      col = x;
-      lo = hi = last = y;
-      continue;
-    }
-    run++;
-    if (x === col) {
-      if (y < lo) lo = y;
-      if (y > hi) hi = y;
-      last = y;
-      continue;
-    }
-    endColumn();
-    path.lineTo(x + 0.5, y);
-    col = x;
-    lo = hi = last = y;
-  }
-  endRun();
+/** A statistic's name as people read it: max_weight -> "max weight". */
+export function statLabel(name) {
+  return name.replace(/_/g, " ");
 }
 
 /**
- * Grid geometry: cell (r, c) has its top-left corner at
- * (labelW + gap + c * (cellW + gap), labelH + gap + r * (cellH + gap)); its
- * plot area is inset by padX / padY; step s is the pixel column
- * cellX + padX + xs[s] and a value v the pixel row
- * floor(cellY + padY + (1 - (v - lo) / (hi - lo)) * plotH) (lines run
- * through pixel centres, so they stay crisp).
+ * The statistic to chart: the one asked for when the route names it, else
+ * the route's first (the default); null when it names none.
+ * @param {string[]} names the route's, in its order
+ * @param {string | null} wanted
  */
-export function statsLayout({ rows, cols, availWidth }) {
-  const labelW = 36;
-  const labelH = 18;
-  const gap = 3;
-  const cellW = Math.max(24, Math.min(160, Math.floor((availWidth - labelW - gap - 2) / Math.max(1, cols)) - gap));
-  const cellH = Math.max(20, Math.min(60, Math.round(cellW * 0.55)));
-  const padX = 3;
-  const padY = 3;
-  return {
-    labelW, labelH, gap, cellW, cellH, padX, padY, rows, cols,
-    plotW: cellW - 2 * padX - 1, plotH: cellH - 2 * padY,
-    width: labelW + gap + cols * (cellW + gap), height: labelH + gap + rows * (cellH + gap),
-    x: (c) => labelW + gap + c * (cellW + gap),
-    y: (r) => labelH + gap + r * (cellH + gap),
-  };
+export function pickStat(names, wanted) {
+  return names.includes(wanted) ? wanted : names.length ? names[0] : null;
 }
 
 function formatValue(v) {
@@ -206,10 +91,18 @@ function listSteps(steps) {
   return steps.length > LIST_MAX ? `${head} and ${steps.length - LIST_MAX} more` : head;
 }
 
-export class StatsView {
-  constructor(app) {
-    this.app = app;
-    this.statSel = el("select", { attrs: { "data-name": "stat" }, title: "Statistic", on: { change: () => app.setState({ stat: this.statSel.value }) } });
+export default class StatsView {
+  /** Every kept step's statistics of the probe (not of one step: never prefetched). */
+  static needs({ state }) {
+    return [need("stats", state)];
+  }
+
+  /** @param {import("../host.js").Host} host */
+  constructor(host) {
+    this.host = host;
+    // the first statistic is the default, left out of the URL
+    const choose = () => host.setState({ stat: this.statSel.value === this.names()[0] ? null : this.statSel.value });
+    this.statSel = el("select", { attrs: { "data-name": "stat" }, title: "Statistic", on: { change: choose } });
     this.caption = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-caption" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "stats-readout" }, text: "hover a sparkline" });
     this.notice = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-notice" } });
@@ -238,39 +131,49 @@ export class StatsView {
     this.ctx = null;
     this.data = null;
     this.key = "";
-    this.tagInfo = null;
     this.geo = null;
     this.summary = "";
   }
 
   async show(ctx) {
     const { state } = ctx;
-    const key = JSON.stringify([state.run, state.tag, state.kind]);
-    // A new `tags` answer (TensorBoard reloaded) is a new tagInfo object:
-    // that is when new steps can have arrived, so fetch again then.
-    if (!this.data || this.key !== key || this.tagInfo !== ctx.tagInfo) {
-      const data = await this.app.api.stats(state.run, state.tag, state.kind);
+    // fetched again for a new listing (TensorBoard reloaded): new steps may be there
+    const key = JSON.stringify([state.run, state.tag, state.kind, ctx.generation]);
+    if (!this.data || this.key !== key) {
+      const [data] = await loadAll(this.host.data, StatsView.needs(ctx));
       if (!ctx.isCurrent()) return;
       this.data = data;
       this.key = key;
-      this.tagInfo = ctx.tagInfo;
     }
     this.ctx = ctx;
+    if (state.stat !== null && pickStat(this.names(), state.stat) !== state.stat) {
+      // a statistic this server does not have (an old link, a typo): the default
+      this.host.setState({ stat: null });
+    }
     this.draw();
+  }
+
+  /** What the view shows, for an export's title. */
+  describe() {
+    return ` \u00b7 ${this.statName()}`;
   }
 
   detail() {
     return this.summary;
   }
 
+  /** The statistics the route names, in its order. */
+  names() {
+    return Object.keys((this.data && this.data.descriptions) || {});
+  }
+
   statName() {
-    const s = this.ctx.state.stat;
-    return STATS.includes(s) ? s : STATS[0];
+    return pickStat(this.names(), this.ctx.state.stat);
   }
 
   updateControls(name) {
     const d = this.data.descriptions || {};
-    setOptions(this.statSel, STATS.map((n) => ({ value: n, label: LABELS[n] || n })), name);
+    setOptions(this.statSel, this.names().map((n) => ({ value: n, label: statLabel(n) })), name);
     for (const opt of this.statSel.options) opt.title = d[opt.value] || opt.value;
     this.statSel.title = d[name] || name;
   }
@@ -357,8 +260,7 @@ export class StatsView {
   /** Draw the whole grid into `canvas` (the view's, or a copy for export). */
   render(canvas, theme) {
     const g = this.geo;
-    const { xs, lo, hi, ids, H, name, rows, cur } = g;
-    const S = xs.length;
+    const { xs, ids, H, cur } = g;
     const ctx = sizeCanvas(canvas, g.width, g.height);
     ctx.fillStyle = theme.background;
     ctx.fillRect(0, 0, g.width, g.height);
@@ -370,24 +272,30 @@ export class StatsView {
     for (let h = 0; h < H; h += every) ctx.fillText(`H${h}`, g.x(h) + g.cellW / 2, g.labelH / 2 + 1);
     ctx.textAlign = "right";
     ids.forEach((id, r) => ctx.fillText(`L${id}`, g.labelW - 4, g.y(r) + g.cellH / 2));
+    this.drawTints(ctx, theme);
+    this.drawSparklines(ctx, theme);
+    // the current step, as a translucent band in every cell
+    if (cur >= 0) {
+      ctx.fillStyle = ACCENT[theme.name] || ACCENT.light;
+      for (let r = 0; r < ids.length; r++) {
+        for (let h = 0; h < H; h++) ctx.fillRect(g.x(h) + g.padX + xs[cur], g.y(r), 1, g.cellH);
+      }
+    }
+  }
 
-    // tints: the latest value of each cell on the shared scale
+  /** Each cell tinted by its latest value on the shared scale (grey without one), and its border. */
+  drawTints(ctx, theme) {
+    const { lo, hi, ids, H, name, rows } = this.geo;
+    const g = this.geo;
     const lut = seqLut(theme);
     const span = hi - lo || 1;
-    const m = theme.masked;
-    const values = new Array(S);
     for (let r = 0; r < ids.length; r++) {
       for (let h = 0; h < H; h++) {
-        const i = r * H + h;
-        const last = latestValue(rows, i);
-        if (!last) {
-          ctx.fillStyle = css(m);
-        } else {
-          let t = Math.max(0, Math.min(1, (last.v - lo) / span));
-          if (LOW_IS_STRONG.has(name)) t = 1 - t;
-          const k = Math.round(t * MAX_TINT);
-          ctx.fillStyle = css([lut[4 * k], lut[4 * k + 1], lut[4 * k + 2]]);
-        }
+        const last = latestValue(rows, r * H + h);
+        let t = last ? Math.max(0, Math.min(1, (last.v - lo) / span)) : 0;
+        if (LOW_IS_STRONG.has(name)) t = 1 - t;
+        const k = Math.round(t * MAX_TINT);
+        ctx.fillStyle = css(last ? [lut[4 * k], lut[4 * k + 1], lut[4 * k + 2]] : theme.masked);
         ctx.fillRect(g.x(h), g.y(r), g.cellW, g.cellH);
       }
     }
@@ -396,8 +304,13 @@ export class StatsView {
     ctx.beginPath();
     for (let r = 0; r < ids.length; r++) for (let h = 0; h < H; h++) ctx.rect(g.x(h) - 0.5, g.y(r) - 0.5, g.cellW + 1, g.cellH + 1);
     ctx.stroke();
+  }
 
-    // the sparklines: one path for the whole grid
+  /** The sparklines: one path for the whole grid. */
+  drawSparklines(ctx, theme) {
+    const g = this.geo;
+    const { xs, ids, H, rows } = g;
+    const values = new Array(xs.length);
     ctx.strokeStyle = theme.text;
     ctx.lineWidth = 1;
     ctx.lineJoin = "round";
@@ -406,21 +319,11 @@ export class StatsView {
     for (let r = 0; r < ids.length; r++) {
       const yOf = (v) => this.valueY(r, v);
       for (let h = 0; h < H; h++) {
-        const i = r * H + h;
-        const x0 = g.x(h) + g.padX;
-        for (let s = 0; s < S; s++) values[s] = rows[s][i];
-        traceSparkline(ctx, values, xs, x0, yOf);
+        for (let s = 0; s < xs.length; s++) values[s] = rows[s][r * H + h];
+        traceSparkline(ctx, values, xs, g.x(h) + g.padX, yOf);
       }
     }
     ctx.stroke();
-
-    // the current step, as a translucent band in every cell
-    if (cur >= 0) {
-      ctx.fillStyle = ACCENT[theme.name] || ACCENT.light;
-      for (let r = 0; r < ids.length; r++) {
-        for (let h = 0; h < H; h++) ctx.fillRect(g.x(h) + g.padX + xs[cur], g.y(r), 1, g.cellH);
-      }
-    }
   }
 
   /** Canvas y of value v in row r: a pixel centre. */
@@ -461,7 +364,7 @@ export class StatsView {
     const layer = g.ids[p.r];
     const step = g.steps[p.s];
     const unit = UNITS[g.name] ? ` ${UNITS[g.name]}` : "";
-    this.readout.textContent = `layer ${layer} \u00b7 head ${p.c} \u00b7 step ${intText(step)} \u00b7 ${LABELS[g.name] || g.name} ` +
+    this.readout.textContent = `layer ${layer} \u00b7 head ${p.c} \u00b7 step ${intText(step)} \u00b7 ${statLabel(g.name)} ` +
       (v === null ? "no value" : formatValue(v) + unit);
     this.readout.setAttribute("data-cell", `${layer},${p.c},${step}`);
     if (v === null) {
@@ -478,7 +381,7 @@ export class StatsView {
     if (!p) return;
     const g = this.geo;
     const head = p.c;
-    this.app.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [head], head, hover: null });
+    this.host.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [head], head, hover: null });
   }
 
   exportCanvas() {

@@ -1,0 +1,148 @@
+// The dashboard's chrome: the bar (run, probe, kind, view tabs, prettify,
+// export), the notice bar, the place for a view's controls and the view, the
+// loading / empty / error messages, and the root element's data-state and
+// data-* attributes saying what is drawn (tests and benchmarks wait on them).
+// It draws what it is told; app.js decides.
+
+import { ApiError } from "./api.js";
+import { clear, el, labelled, setOptions } from "./dom.js";
+import { formatRange, intText } from "./state.js";
+import { VIEWS } from "./views/registry.js";
+
+export const SNIPPET = [
+  "record = tb_attention.capture(model, inputs, tokenizer=tok)",
+  'with tb_attention.AttentionWriter("runs/exp") as w:',
+  '    w.add_attention("probe", record, global_step=step)',
+];
+
+export class Shell {
+  /**
+   * @param {{setState: (patch: any) => void, exportPng: () => void}} actions
+   * @param {HTMLElement} steps the step scrubber's element
+   */
+  constructor(actions, steps) {
+    const onSel = (key) => (e) => actions.setState({ [key]: e.target.value });
+    this.runSel = el("select", { attrs: { "data-name": "run" }, title: "Run", on: { change: onSel("run") } });
+    this.tagSel = el("select", { attrs: { "data-name": "tag" }, title: "Probe (tag)", on: { change: onSel("tag") } });
+    this.kindSel = el("select", { attrs: { "data-name": "kind" }, title: "Attention kind", on: { change: onSel("kind") } });
+    this.kindField = labelled("Kind", this.kindSel);
+    this.tabs = el("div", { className: "tba-tabs", attrs: { role: "group" } });
+    this.tabButtons = {};
+    for (const v of VIEWS) {
+      const b = el("button", { text: v.title, attrs: { "data-view": v.name, "aria-pressed": "false" }, on: { click: () => actions.setState({ view: v.name }) } });
+      this.tabButtons[v.name] = b;
+      this.tabs.appendChild(b);
+    }
+    this.prettyBox = el("input", { attrs: { type: "checkbox", "data-name": "pretty" }, on: { change: (e) => actions.setState({ raw: !e.target.checked }) } });
+    this.exportBtn = el("button", { text: "Export PNG", attrs: { "data-name": "export" }, title: "Save the current view as a PNG image", on: { click: () => actions.exportPng() } });
+    this.exportLink = el("a", { className: "tba-hint", attrs: { "data-name": "export-link" } });
+    this.bar = el("div", { className: "tba-bar" },
+      labelled("Run", this.runSel), labelled("Probe", this.tagSel), this.kindField, this.tabs,
+      el("label", { className: "tba-field", title: "Show tokens without tokenizer markers (\u0120 \u2581 ## </w>)" }, this.prettyBox, el("span", { text: "Prettify tokens" })),
+      el("span", { className: "tba-spacer" }), this.exportLink, this.exportBtn);
+    this.steps = steps;
+    this.notice = el("div", { className: "tba-notice", attrs: { "data-name": "notice" } });
+    this.notice.hidden = true;
+    this.controls = el("div", { className: "tba-controls", attrs: { "data-name": "controls" } });
+    this.viewHost = el("div", { className: "tba-view" });
+    this.message = el("div", { className: "tba-message-host" });
+    this.loading = el("div", { className: "tba-loading", text: "Loading\u2026" });
+    this.main = el("div", { className: "tba-main" }, this.loading, this.message, this.viewHost);
+    this.root = el("div", { className: "tba", attrs: { id: "tba", "data-state": "loading" } },
+      this.bar, this.steps, this.notice, this.controls, this.main);
+  }
+
+  setStatus(status) {
+    this.root.setAttribute("data-state", status);
+  }
+
+  /**
+   * The bar and the notices for a state resolved against the listing.
+   * @param {string} stepNotice why the step shown is not the one asked for ("" if it is)
+   */
+  update(listing, resolved, header, state, stepNotice) {
+    const runs = listing.runs.filter((r) => r.tags && r.tags.length);
+    setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: r.run })), state.run);
+    setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: t.tag })), state.tag);
+    const kinds = header ? header.kinds : resolved.tagInfo.kinds || [];
+    setOptions(this.kindSel, kinds.map((k) => ({ value: k.name, label: k.name })), state.kind || "");
+    this.kindField.hidden = kinds.length < 2;
+    for (const v of Object.keys(this.tabButtons)) this.tabButtons[v].setAttribute("aria-pressed", String(v === state.view));
+    this.prettyBox.checked = !state.raw;
+    this.updateNotice(resolved.tagInfo, stepNotice);
+  }
+
+  /** Steps sampled away, unreadable steps, a step that is gone. */
+  updateNotice(tagInfo, stepNotice) {
+    const kept = tagInfo.kept ?? (tagInfo.steps || []).length;
+    const written = tagInfo.written ?? kept;
+    clear(this.notice);
+    if (kept < written) {
+      this.notice.append(`showing ${kept} of ${written} logged steps: start TensorBoard with `,
+        el("code", { text: "--samples_per_plugin=attention=0" }), " to keep all");
+    } else if (tagInfo.error) {
+      this.notice.append(`some steps of this probe could not be read: ${tagInfo.error}`);
+    }
+    if (stepNotice) {
+      if (this.notice.firstChild) this.notice.append(" \u00b7 ");
+      this.notice.append(el("span", { text: stepNotice, attrs: { "data-name": "step-notice" } }));
+    }
+    this.notice.hidden = !this.notice.firstChild;
+  }
+
+  /** Put a view (of `views`, by name) and its controls on screen, hiding the others. */
+  place(name, views) {
+    const view = views[name];
+    for (const n of Object.keys(views)) views[n].root.hidden = n !== name;
+    if (view.root.parentNode !== this.viewHost) this.viewHost.appendChild(view.root);
+    if (this.controls.firstChild !== view.controls) {
+      clear(this.controls);
+      this.controls.appendChild(view.controls);
+    }
+  }
+
+  /** Record on the root what is drawn now (tests wait on these attributes). */
+  markDrawn(s, view, draws) {
+    const hover = view.hoverNow ? view.hoverNow() : null;
+    const attrs = {
+      view: s.view, run: s.run || "", tag: s.tag || "", step: intText(s.step), kind: s.kind || "",
+      layer: String(s.layer), heads: s.heads ? formatRange(s.heads) || "none" : "all", head: String(s.head),
+      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, agg: s.agg || "", draws: String(draws),
+      detail: view.detail ? view.detail() : "",
+    };
+    for (const k of Object.keys(attrs)) this.root.setAttribute("data-" + k, attrs[k]);
+    this.setStatus("drawn");
+  }
+
+  /** Back from a message to the view. */
+  clearMessage() {
+    clear(this.message);
+    for (const part of [this.viewHost, this.controls, this.steps, this.bar]) part.hidden = false;
+  }
+
+  /** Nothing is logged: how to log. */
+  showEmpty() {
+    clear(this.message);
+    for (const part of [this.viewHost, this.controls, this.steps, this.notice, this.bar]) part.hidden = true;
+    this.message.appendChild(el("div", { className: "tba-message tba-empty", attrs: { "data-name": "empty" } },
+      el("h2", { text: "No attention logged yet" }),
+      el("p", { text: "Log a probe input's attention from your training loop, then reload TensorBoard:" }),
+      el("pre", { text: "import tb_attention\n\n" + SNIPPET.join("\n") }),
+      el("p", {}, "Steps appear here as the writer logs them. Query/key vectors for the neuron view: ",
+        el("code", { text: "capture(..., neurons=True)" }), "."),
+    ));
+    this.setStatus("empty");
+  }
+
+  /** A real answer that is an error (or a failure here): what was said. */
+  showError(e) {
+    const status = e instanceof ApiError && e.status ? ` (HTTP ${e.status})` : "";
+    const what = e instanceof ApiError ? "TensorBoard answered" + status + ":" : "Something went wrong:";
+    clear(this.message);
+    this.viewHost.hidden = true;
+    this.message.appendChild(el("div", { className: "tba-error", attrs: { "data-name": "error", role: "alert" } },
+      el("strong", { text: what }), " ", el("span", { text: e && e.message ? e.message : String(e) })));
+    this.root.setAttribute("data-error", e && e.message ? e.message : String(e));
+    this.setStatus("error");
+  }
+}
