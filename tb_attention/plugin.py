@@ -17,6 +17,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from tb_attention import answers, codec, metadata, store
+from tb_attention.aggregate import HOWS, Aggregate
 from tb_attention.metadata import FormatError
 from tb_attention.store import DataLossError, StepKey
 
@@ -229,9 +230,20 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def attention_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
-        layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
-        head = _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
-        stored, dtype = self.attention_impl(*_context(request), key, kind, layer, head)
+        how = request.args.get("head")
+        if how in HOWS:  # an aggregate over heads: of one layer, or of layer=all
+            all_layers = request.args.get("layer") == "all"
+            layer = None if all_layers else _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
+            stored, dtype = self.aggregate_impl(*_context(request), key, kind, layer, how)
+        else:
+            if request.args.get("layer") == "all":
+                raise errors.InvalidArgumentError("layer=all needs head=mean or head=max (an aggregate of every layer)")
+            layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
+            if how and not re.fullmatch(r"[0-9]+", how, re.ASCII):
+                raise errors.InvalidArgumentError("query parameter 'head' must be a head index, mean or max, got %r"
+                                                  % how[:100])
+            head = _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
+            stored, dtype = self.attention_impl(*_context(request), key, kind, layer, head)
         return _binary(request, stored.tobytes(), {"X-Attention-Shape": _shape(stored),
                                                    "X-Attention-Dtype": dtype})
 
@@ -248,6 +260,26 @@ class AttentionPlugin(base_plugin.TBPlugin):
             first = step.layer_parts(kind, index)[part][1]
             stored = step.part(kind, index, part)[head - first:head - first + 1]
         return stored, codec.DTYPE_NAMES[kind.dtype]
+
+    def aggregate_impl(self, ctx, experiment, key, kind_name, layer, how):
+        """([1, Tq, Tk] mean or max over the heads of one layer, or of every
+        layer when layer is None, in the stored dtype; dtype name), cached.
+        Every layer's blobs are read a batch at a time and added up as they come."""
+        step = self._store.step(ctx, experiment, key)
+        kind = step.kind(kind_name)
+        index = None if layer is None else answers.layer_index(kind, layer, key.step)
+
+        def build():
+            agg = Aggregate(how)
+            if index is None:
+                for _, part in step.parts(kind, _OVERVIEW_BATCH_BYTES):
+                    agg.add(part)
+            else:
+                agg.add(step.layer(kind, index))
+            return agg.result()
+
+        cache_key = (key, step.wall_time, kind.name, "aggregate", "all" if layer is None else layer, how)
+        return self._store.memo(cache_key, build, lambda a: a.nbytes), codec.DTYPE_NAMES[kind.dtype]
 
     @_route
     def overview_route(self, request):
