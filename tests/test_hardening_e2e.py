@@ -23,9 +23,10 @@ import tb_attention
 from tb_attention import AttentionRecord
 
 from tests.conftest import TensorBoard, free_port, wait_until
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, neuron_kind, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn,
+from tests.support.browser import (
+    TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
+from tests.support.records import neuron_kind
 
 VIEWPORT = {"width": 1200, "height": 820}
 STEP_MAX = 2 ** 62
@@ -148,11 +149,8 @@ def board(tensorboard_factory, tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport=VIEWPORT)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
+    with watched_page(browser, viewport=VIEWPORT) as p:
+        yield p
 
 
 def open_at(page, board, **state):

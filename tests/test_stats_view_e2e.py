@@ -22,9 +22,9 @@ from tb_attention.record import AttentionRecord, KindRecord
 
 from tests.conftest import wait_until
 from tests.support.events import attention_event, step_of_version, step_without_stats, write_event_file
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, plugin_frame, root_attrs, save_screenshot,
-    top_hash_keys, url, wait_drawn,
+from tests.support.browser import (
+    TIMEOUT, canvas_pixels, detail, geometry, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url,
+    wait_drawn, watched_page,
 )
 
 L, H, T = 3, 4, 8
@@ -123,11 +123,8 @@ def logged(logdir):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1200, "height": 820}, accept_downloads=True)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
+    with watched_page(browser, viewport={"width": 1200, "height": 820}, accept_downloads=True) as p:
+        yield p
 
 
 # -- helpers ------------------------------------------------------------------

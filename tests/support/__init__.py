@@ -5,6 +5,7 @@
     backends  TensorBoard as the tests run it: a `tensorboard` subprocess, its
               WSGI app in process, its two loaders as data providers
     logdirs   the logdirs several modules serve
+    browser   the dashboard in headless Chromium: pages, waiting for "drawn", pixels
 """
 import contextlib
 import os

@@ -46,3 +46,30 @@ def neurons_for(rng, L, H, Tq, Tk, D, masked, bias):
     b = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if bias else None
     n = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=b)
     return n, softmax_scores(queries, keys, scales, masked, b)
+
+
+def row_softmax(x):
+    """Softmax over the last axis, in plain numpy."""
+    x = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def neuron_kind(name, L, H, q_tokens, k_tokens, rng, causal=False, bias=False, D=8):
+    """A KindRecord with random queries and keys (and score bias) and the attention they give."""
+    Tq, Tk = len(q_tokens), len(k_tokens)
+    q = rng.standard_normal((L, H, Tq, D)).astype(np.float32)
+    k = rng.standard_normal((L, H, Tk, D)).astype(np.float32)
+    scales = np.full((L,), 1.0 / np.sqrt(D), np.float32)
+    masked = np.zeros((L, Tq, Tk), bool)
+    if causal:
+        masked[:] = np.triu(np.ones((Tq, Tk), bool), 1)
+    b = (rng.standard_normal((L, H, Tq, Tk)) * 0.5).astype(np.float32) if bias else None
+    scores = np.einsum("lhqd,lhkd->lhqk", q, k) * scales[:, None, None, None]
+    if b is not None:
+        scores = scores + b
+    scores = np.where(masked[:, None], -np.inf, scores)
+    att = row_softmax(scores).astype(np.float32)
+    return KindRecord(name=name, attention=att, query_tokens=tuple(q_tokens), key_tokens=tuple(k_tokens),
+                      layer_ids=tuple(range(L)), causal=causal,
+                      neurons=Neurons(queries=q, keys=k, scales=scales, masked=masked, bias=b))
