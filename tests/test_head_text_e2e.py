@@ -12,9 +12,10 @@ import pytest
 
 import tb_attention
 
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, open_dashboard, root_attrs, t5_record, wait_drawn,
+from tests.support.browser import (
+    TIMEOUT, canvas_pixels, detail, geometry, open_dashboard, root_attrs, wait_drawn, watched_page,
 )
+from tests.support.records import neuron_kind
 
 # WordPiece: "unbelievably" in five pieces, as BERT's tokenizer splits it
 SMALL_TOKENS = ["[CLS]", "it", "was", "un", "##bel", "##ie", "##va", "##bly", "good", ",", "the", "cat",
@@ -42,6 +43,20 @@ def long_attention():
     return softmax(rng.standard_normal((1, 12, LONG_T, LONG_T)).astype(np.float32) * 2.5)
 
 
+T5_ENCODER = ["\u2581translate", "\u2581English", "\u2581to", "\u2581German", ":", "\u2581hello", "</s>"]
+T5_DECODER = ["<pad>", "\u2581Hallo", "</s>"]
+
+
+def t5_record():
+    """Encoder, decoder and cross attention with SentencePiece tokens."""
+    rng = np.random.default_rng(105)
+    return tb_attention.AttentionRecord([
+        neuron_kind("encoder", 2, 4, T5_ENCODER, T5_ENCODER, rng),
+        neuron_kind("decoder", 2, 4, T5_DECODER, T5_DECODER, rng, causal=True),
+        neuron_kind("cross", 2, 4, T5_DECODER, T5_ENCODER, rng),
+    ], model_type="t5")
+
+
 def as_bytes(a):
     return np.rint(np.clip(a.astype(np.float32) * np.float32(255.0), 0, 255)).astype(np.uint8)
 
@@ -55,7 +70,7 @@ def logdir(tmp_path_factory):
     with tb_attention.AttentionWriter(os.path.join(root, "long")) as w:
         w.add_attention("long", long_attention(), tokens=["w%d" % i for i in range(LONG_T)], global_step=0)
     with tb_attention.AttentionWriter(os.path.join(root, "t5")) as w:
-        w.add_attention("translate", t5_record(5), global_step=5)
+        w.add_attention("translate", t5_record(), global_step=5)
     return root
 
 
@@ -68,11 +83,8 @@ def board(tensorboard_factory, logdir):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
+    with watched_page(browser, viewport={"width": 1440, "height": 900}, accept_downloads=True) as p:
+        yield p
 
 
 def page_head_colors(frame, n):
@@ -268,7 +280,7 @@ def test_text_view_shades_by_the_attention_paid_to_a_key(page, board):
 
 def test_text_view_of_cross_attention_picks_a_decoder_token_and_shades_the_encoders(page, board):
     frame = open_dashboard(page, board, run="t5", tag="translate", step=5, view="text", kind="cross", layer=1, head=2)
-    a = as_bytes(t5_record(5).attention("cross")[1, 2])  # [3 decoder tokens, 7 encoder tokens]
+    a = as_bytes(t5_record().attention("cross")[1, 2])  # [3 decoder tokens, 7 encoder tokens]
     # SentencePiece: a space where "\u2581" was, as the tokenizer decodes it
     assert frame.text_content('[data-name="text-picker"] p') == "<pad> Hallo</s>"
     assert text_rows(frame)[0][2] == "translate English to German: hello</s>"
