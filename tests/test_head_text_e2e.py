@@ -336,11 +336,13 @@ def test_matrix_view_shows_the_mean_and_max_of_the_layer_and_of_all_layers(page,
         assert np.abs(got - want.astype(np.int64)).max() <= 1, agg  # neighbouring LUT colours may coincide
         # the readout says the aggregate's value
         geo = geometry(frame, "matrix-canvas")
-        frame.locator('canvas[data-name="matrix-canvas"]').hover(
-            position={"x": geo["ox"] + 5.5 * geo["cell"], "y": geo["oy"] + 3.5 * geo["cell"]})
+        canvas = frame.locator('canvas[data-name="matrix-canvas"]')
+        before = canvas.bounding_box()
+        canvas.hover(position={"x": geo["ox"] + 5.5 * geo["cell"], "y": geo["oy"] + 3.5 * geo["cell"]})
         frame.wait_for_selector('[data-name="matrix-readout"][data-cell="3,5"]', timeout=TIMEOUT)
         text = frame.text_content('[data-name="matrix-readout"]')
         assert text.endswith(": %.3f" % (want[3, 5] / 255)), (agg, text)
+        assert canvas.bounding_box() == before, agg  # the aggregate's longer readout moves nothing (item 7)
     assert not page.watch.errors
 
 
