@@ -28,13 +28,14 @@ export const TEXT_STEPS = [1, 4, 8, 16];
  *   stat: string | null,
  *   brun: string | null, bstep: number | null, cmode: string,
  *   tdir: "q" | "k", tsteps: number, agg: string | null,
+ *   image: boolean,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
  * agg: an aggregate over heads shown instead of the head(s) (aggregate.js
  *   AGGREGATES: "mean" / "max" of the layer, "mean-all" / "max-all" of every
  *   layer), or null; the neuron view (per-head vectors) ignores it.
- * query: the query token of the neuron view.
+ * query: the query token of the neuron view and of image mode.
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
@@ -42,6 +43,8 @@ export const TEXT_STEPS = [1, 4, 8, 16];
  *   route names).
  * brun / bstep: the compare view's B (null = chosen by the view: the same
  *   run, its newest other step); A is run / step. cmode: its mode.
+ * image: the head and matrix views draw over the image, for steps captured
+ *   from one (URL: image=0 turns it off).
  */
 
 /** @returns {State} */
@@ -69,6 +72,7 @@ export function defaultState() {
     tdir: "q",
     tsteps: 4,
     agg: null,
+    image: true,
   };
 }
 
@@ -174,6 +178,7 @@ export function decodeState(dict) {
   const tsteps = intOr(get("tsteps"), s.tsteps, 1);
   if (TEXT_STEPS.includes(tsteps)) s.tsteps = tsteps;
   if (AGGREGATES.includes(get("agg"))) s.agg = get("agg");
+  s.image = get("image") !== "0";
   return s;
 }
 
@@ -208,6 +213,7 @@ export function encodeState(s) {
   if (s.tdir && s.tdir !== d.tdir) out.tdir = s.tdir;
   if (s.tsteps && s.tsteps !== d.tsteps) out.tsteps = String(s.tsteps);
   if (s.agg) out.agg = s.agg;
+  if (s.image === false) out.image = "0";
   return out;
 }
 

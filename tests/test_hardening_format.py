@@ -169,7 +169,7 @@ def test_an_event_of_summary_pb_is_an_event_the_writer_would_write(tmp_path):
     rng = np.random.default_rng(8)
     record = record_of(rng)
     with AttentionWriter(str(tmp_path)) as w:
-        event = event_pb2.Event.FromString(w._encode("probe", 5, 1.5e9, record, 2))
+        event = w._encode("probe", 5, 1.5e9, record, 2)
     pb = summary.pb("probe", record, sequence=2, writer_id=w._writer_id)
     assert event.step == 5 and event.wall_time == 1.5e9
     assert event.summary == pb
@@ -380,7 +380,7 @@ def test_format_2_splits_a_large_layer_into_blobs_of_whole_heads(served):
         np.testing.assert_array_equal(stored(got.attention()), stored(want))
     # steps that split nothing stay version 1, readable by tb-attention of format 1
     assert log.header("good", "probe", 0).version == 1 and log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
-    assert metadata.FORMAT_VERSION == 2
+    assert metadata.FORMAT_VERSION >= 2  # 3 added score steps (tests/test_architectures.py)
 
 
 def test_format_2_through_the_routes(backend, served):

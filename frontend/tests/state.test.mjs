@@ -249,3 +249,11 @@ test("the text view's keys and the aggregate round-trip through the URL", () => 
   assert.deepEqual([bad.tdir, bad.tsteps, bad.agg], ["q", 4, null]);
   assert.deepEqual(encodeState(defaultState()), {});
 });
+
+test("image mode is on by default, off with image=0, and only off is written", () => {
+  assert.equal(decodeState({}).image, true);
+  assert.equal(decodeState({ image: "0" }).image, false);
+  assert.equal(decodeState({ image: "yes" }).image, true);
+  assert.deepEqual(encodeState({ ...defaultState(), image: false }), { image: "0" });
+  assert.equal("image" in encodeState(defaultState()), false);
+});

@@ -4,6 +4,7 @@
 import { css, headColor } from "../colors.js";
 import { clear, el, labelled, setOptions } from "../dom.js";
 import { AGGREGATES, AGG_LABELS } from "../aggregate.js";
+import { imageOf } from "../draw/image.js";
 
 /** The swatch of an aggregate over heads: a band of the first heads' colours. */
 export const AGG_SWATCH = `linear-gradient(90deg, ${[0, 1, 2, 3, 4].map((h) => css(headColor(h))).join(", ")})`;
@@ -45,6 +46,22 @@ export function headControl(host, { aggregates = true } = {}) {
       swatch.style.background = agg ? AGG_SWATCH : css(headColor(state.head));
       note.textContent = !aggregates && state.agg
         ? `one head at a time here: its query and key vectors are per head (not the ${AGG_LABELS[state.agg]})` : "";
+    },
+  };
+}
+
+/** Image-mode checkbox bound to state.image, shown for steps captured from an image. */
+export function imageControl(host) {
+  const box = el("input", { attrs: { type: "checkbox", "data-name": "image-mode" }, title: "Draw the attention over the image", on: { change: () => host.setState({ image: box.checked }) } });
+  const field = labelled("Image", box);
+  return {
+    field,
+    /** Whether the view draws in image mode now. */
+    update(ctx) {
+      const has = imageOf(ctx) !== null;
+      field.hidden = !has;
+      box.checked = ctx.state.image;
+      return has && ctx.state.image;
     },
   };
 }

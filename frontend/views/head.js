@@ -9,17 +9,20 @@
 // lines between two rows in view are drawn first, all of them when they fit
 // the line budget (draw/lines.js), then the strongest lines from or to rows
 // out of view with what is left. The note says whenever lines are left out.
+// For a step captured from an image, image mode (draw/image.js) draws each
+// shown head's attention of the query over the image instead.
 
 import { hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
 import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { need, showNeeds } from "../host.js";
-import { aggControl, headSquares, layerControl, zoomControl } from "./controls.js";
+import { aggControl, headSquares, imageControl, layerControl, zoomControl } from "./controls.js";
 import { AGG_LABELS, aggParams, aggregateMaps } from "../aggregate.js";
 import { shortLabel } from "../tokens.js";
 import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, drawSlices, setLineStyle } from "../draw/lines.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
+import { ImagePanels } from "../draw/image.js";
 
 const MAX_LABEL_W = 180;
 // Token boxes hold a label and, on hover, a slice per head (BertViz: 110 px);
@@ -56,11 +59,13 @@ export default class HeadView {
     this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => host.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
     this.zoom = zoomControl(host, "Row height");
+    this.imageMode = imageControl(host);
+    this.image = new ImagePanels(host, "head");
     // its text follows the hovered token: a line of its own that never collapses
     this.note = el("span", { className: "tba-hint tba-note tba-line", attrs: { "data-name": "head-note" } });
     this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.layer.field, labelled("Heads", this.squares.element), this.agg.field, this.pairField, this.zoom.field,
+      this.layer.field, labelled("Heads", this.squares.element), this.agg.field, this.pairField, this.zoom.field, this.imageMode.field,
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
       this.hoverLabel, this.note);
     this.view = { y0: 0, h: 0 };
@@ -77,7 +82,7 @@ export default class HeadView {
       }, SCROLL_REST_MS);
     });
     this.canvas = this.sc.canvas;
-    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll, this.image.root);
     /** @type {{side: "q" | "k", index: number} | null} */
     this.transient = null;
     this.ctx = null;
@@ -99,6 +104,9 @@ export default class HeadView {
     const segs = hasSegments(kind);
     this.pairField.hidden = !segs;
     if (segs) setOptions(this.pairSel, PAIRS.map((p) => ({ value: p, label: PAIR_LABELS[p] })), state.pair);
+    this.imaging = this.imageMode.update(ctx);
+    this.sc.scroll.hidden = this.imaging;
+    this.image.root.hidden = !this.imaging;
     await showNeeds(this, ctx, (w) => {
       this.weights = this.aggregated(w, state.agg);
     });
@@ -125,6 +133,7 @@ export default class HeadView {
   }
 
   detail() {
+    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
     const d = this.drawn;
     if (!d) return "edges=0;candidates=0";
     return `edges=${d.count};candidates=${d.cut.lines};inview=${d.inView.lines};inviewdrawn=${d.inView.drawn};rows=${d.rows[0]}-${d.rows[1]}`;
@@ -168,6 +177,7 @@ export default class HeadView {
 
   /** The whole view (not only the visible rows), for PNG export. */
   exportCanvas() {
+    if (this.imaging) return this.image.canvas;
     const c = document.createElement("canvas");
     const g = this.layout(c, EXPORT_MAX_H);
     this.render(c, g, { y0: 0, h: g.L.height }, 4 * LINE_BUDGET);
@@ -176,6 +186,10 @@ export default class HeadView {
 
   /** Draw what is visible in the scroller (`scrolling`: only the lines between tokens in view). */
   draw(scrolling = false) {
+    if (this.imaging) {
+      this.image.draw(this.ctx, this.weights, this.heads().map((h) => [h, h]));
+      return;
+    }
     const g = this.layout(this.canvas, SCREEN_MAX_H);
     const L = g.L;
     this.geometry = L;
