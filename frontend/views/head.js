@@ -187,7 +187,8 @@ export default class HeadView {
   /** Draw what is visible in the scroller (`scrolling`: only the lines between tokens in view). */
   draw(scrolling = false) {
     if (this.imaging) {
-      this.image.draw(this.ctx, this.weights, this.heads().map((h) => [h, h]));
+      const { agg } = this.ctx.state;
+      this.image.draw(this.ctx, this.weights, agg ? [[0, AGG_LABELS[agg]]] : this.heads().map((h) => [h, h]));
       return;
     }
     const g = this.layout(this.canvas, SCREEN_MAX_H);

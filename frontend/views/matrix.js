@@ -19,6 +19,7 @@ import { shortLabel } from "../tokens.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
 import { ImagePanels } from "../draw/image.js";
+import { AGG_LABELS } from "../aggregate.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
@@ -91,7 +92,8 @@ export default class MatrixView {
 
   draw() {
     if (this.imaging) {
-      this.image.draw(this.ctx, this.weights, [[0, this.ctx.state.head]]);
+      const { agg, head } = this.ctx.state;
+      this.image.draw(this.ctx, this.weights, [[0, agg ? AGG_LABELS[agg] : head]]);
       return;
     }
     const g = this.layout();
