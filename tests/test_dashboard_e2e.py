@@ -7,7 +7,8 @@ data-state="drawn" plus data-view / data-step / data-layer / data-hover ...
 of what is on screen once a view has drawn (frontend/app.js); tests wait for
 those attributes, never for a fixed time.
 
-Screenshots of every view go to tests/screenshots/ (palette PNGs, small).
+Screenshots of every view go to build/screenshots/ (ignored), or with
+TBA_SCREENSHOTS=1 to the tracked tests/screenshots/ (palette PNGs, small).
 The dashboard is served from the installed package: `pip install .` first.
 """
 import json
