@@ -418,7 +418,9 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     bad_newest = tags[("tampered", "bad_newest")]
     assert bad_newest["steps"] == [0, 1] and bad_newest["kinds"][0]["num_heads"] == 2
     assert "step 1" in bad_newest["error"] and "corrupt" in bad_newest["error"]
-    assert bad_newest["written"] == 2
+    # hand-computed: step 0 is sequence 7, so 8 steps up to it, plus step 1
+    # (unreadable, but written); len(data) alone would say 2
+    assert bad_newest["written"] == 9
     r = backend.get(url("attention", run="tampered", tag="bad_newest", step=0, kind="self", layer=0))
     assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "bad_newest", 0, "self", 0).tobytes()
     # A step from a newer tb-attention says to upgrade.
