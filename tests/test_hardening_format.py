@@ -338,8 +338,6 @@ def test_foreign_files_through_the_routes(backend, served):
     # The torch scalars next to our file and in their own run are all there.
     for run, values in (("foreign/torch", [1.0, 0.5, 1 / 3, 0.25]), ("foreign/mixed", [0.0, 1.0, 2.0, 3.0])):
         r = backend.get("/data/plugin/scalars/scalars?" + urllib.parse.urlencode(dict(run=run, tag="loss")))
-        if backend.name == "wsgi" and r.status == 404:
-            pytest.skip("the in-process app has no scalars plugin")
         assert r.status == 200, r
         np.testing.assert_allclose([p[2] for p in json.loads(r.body)], values, rtol=1e-6)
 

@@ -11,8 +11,6 @@ import functools
 import http.server
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.support import installed_package
 from tests.support.browser import Watch, canvas_pixels, edge_point, geometry, next_frames
 
 T = 8
@@ -27,18 +26,10 @@ TOKENS = ["<s>", "the", "cat", "sat", "on", "the", "mat", "."]
 WHITE = [255, 255, 255]
 
 
-def installed_frontend():
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # the installed package, as users get it
-    out = subprocess.run([sys.executable, "-c", "import tb_attention.plugin as p; print(p._frontend_root())"],
-                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), check=True)
-    return out.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("host-page")
-    shutil.copytree(installed_frontend(), root / "frontend")
+    shutil.copytree(installed_package()[1], root / "frontend")
     shutil.copytree(os.path.join(REPO, "tests", "host_page"), root / "page")
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):

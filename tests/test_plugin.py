@@ -26,7 +26,7 @@ import pytest
 from tb_attention import codec, metadata
 from tb_attention import plugin as plugin_module
 from tb_attention import store as store_module
-from tests.support import wait_until
+from tests.support import installed_package, wait_until
 from tests.support.backends import (CTX, PREFIX, ServerBackend, WsgiBackend, attention_listing, kept_data,
                                     url)
 from tests.support.logdirs import ATTENTION_RUNS, HOSTILE, build_logdir, live_log
@@ -614,20 +614,20 @@ def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdi
 @pytest.mark.parametrize("name", ["rust", "python"])
 def test_installed_frontend_is_served_and_guarded(backends, name):
     backend = backends(name)
-    # What the subprocess runs: site-packages, not this checkout (conftest
-    # drops PYTHONPATH and starts it elsewhere).
+    # What the subprocess runs: the installed package (conftest drops
+    # PYTHONPATH and starts it elsewhere), a regular or an editable install.
     site = sysconfig.get_paths()["purelib"]
     (entry_points,) = glob.glob(os.path.join(site, "tb_attention-*.dist-info", "entry_points.txt"))
     assert "tensorboard_plugins" in open(entry_points).read()  # a served type (.txt), next to the package
-    target = os.path.relpath(entry_points, site).replace(os.sep, "/")
+    _, frontend = installed_package()
+    # the dist-info from the frontend directory, as a traversal would name it
+    target = os.path.relpath(entry_points, os.path.dirname(os.path.dirname(frontend))).replace(os.sep, "/")
     for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
                 "../plugin.py", "../__init__.py%00.js"):
         r = backend.get(PREFIX + "static/" + rel)
         assert r.status == 404, (rel, r)
         assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
-    installed = os.path.join(site, "tb_attention", "frontend", "index.js")
-    if not os.path.isfile(installed):
-        pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
+    installed = os.path.join(frontend, "index.js")
     r = backend.get(PREFIX + "static/index.js")
     assert r.status == 200 and r.headers["Content-Type"].split(";")[0] == "text/javascript"
     assert r.body == open(installed, "rb").read()
