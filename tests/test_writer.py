@@ -30,11 +30,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter, AttentionWriterError,
                           KindRecord, Neurons, codec, load, metadata, summary)
 from tb_attention.proto import attention_pb2
-from tb_attention.record import softmax_scores
 from tests.support import REPO, sigkilled, wait_until
 from tests.support.backends import CTX, blob_steps, provider_blobs, python_loader, rust_data_server, scalar_steps
 from tests.support.events import record_ends
-from tests.support.records import FLOAT16_TOL, UINT8_TOL, softmax, tokens
+from tests.support.records import FLOAT16_TOL, UINT8_TOL, reference_attention, softmax, stored, tokens
 
 # Strings a tokenizer (or a user) can hand us; each must come back exactly.
 HOSTILE_TOKENS = (
@@ -186,7 +185,7 @@ def _neurons_kind(rng, name, L, H, Tq, Tk, D, causal, with_bias):
     masked[:, :, -1] |= not causal  # a padded key position
     bias = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if with_bias else None
     neurons = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=bias)
-    attention = softmax_scores(queries, keys, scales, masked, bias)
+    attention = reference_attention(queries, keys, scales, masked, bias)
     return KindRecord(name, attention, tokens(Tq, name), tokens(Tk, name), tuple(range(L)),
                       causal=causal, neurons=neurons)
 
@@ -271,7 +270,10 @@ def check_loader_blobs(provider, expected):
                     assert tuple(codec.token_strings(k.query_tokens)) == tuple(original.query_tokens)
                     assert tuple(codec.token_strings(k.key_tokens)) == tuple(original.key_tokens)
                     tol = UINT8_TOL if k.dtype == attention_pb2.UINT8 else FLOAT16_TOL
+                    dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
                     for i, ref in enumerate(k.attention):
+                        # independent of the codec: the weights as plain numpy stores them
+                        assert got_blobs[ref.index] == stored(original.attention[i], dtype).tobytes()
                         layer = codec.to_float(codec.attention_layer(k, i, got_blobs[ref.index]))
                         assert np.abs(layer - original.attention[i]).max() <= tol
 
@@ -324,6 +326,8 @@ def test_tensorboard_load_fast_serves_the_written_bytes(two_run_logdir, tensorbo
                                                                           kind=k.name, layer=layer_id))
                         assert status == 200, body[:300]
                         assert body == blobs[k.attention[i].index]
+                        dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
+                        assert body == stored(record.kind(k.name).attention[i], dtype).tobytes()
                 header_json = tb.get_json("/data/plugin/attention/header?" + _query(run=run, tag=tag, step=step))
                 assert header_json["sequence"] == header.sequence
                 for kj, k in zip(header_json["kinds"], header.kinds):
