@@ -84,7 +84,7 @@ MUTATIONS = [
     M("causal flag", "tb_attention/adapters.py",
       '_DECODER_ONLY = dict(neurons=True, causal_kinds=frozenset({"self"}))',
       '_DECODER_ONLY = dict(neurons=True, causal_kinds=frozenset({"decoder"}))',
-      ("tests/test_capture.py::test_neuron_details_per_architecture",)),
+      ("tests/test_capture.py::test_attention_matches_models_own_eager_output",)),
     M("segment B start", "tb_attention/capturing.py",
       "return int(hit[0]) if hit.size else 0", "return int(hit[0]) + 1 if hit.size else 0",
       ("tests/test_capture.py::test_segments_by_token_type_and_by_separator",)),
