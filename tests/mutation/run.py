@@ -139,6 +139,9 @@ def check_snippets(mutations):
             n = f.read().count(m.old)
         if n != 1:
             problems.append("%s: %s holds the original snippet %d times (want 1): %r" % (m.name, m.file, n, m.old))
+        for t in m.tests:  # a missing node test file would "fail" and look like a kill
+            if not os.path.isfile(os.path.join(REPO, t.split("::")[0])):
+                problems.append("%s: no test file %s" % (m.name, t.split("::")[0]))
     if problems:
         raise Loud("snippets no longer match the code; fix them in tests/mutation/run.py:\n  " + "\n  ".join(problems))
 
