@@ -24,10 +24,11 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
  *   stat: string | null,
  *   brun: string | null, bstep: number | null, cmode: string,
+ *   image: boolean,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
- * query: the query token of the neuron view.
+ * query: the query token of the neuron view and of image mode.
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
@@ -35,6 +36,8 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   route names).
  * brun / bstep: the compare view's B (null = chosen by the view: the same
  *   run, its newest other step); A is run / step. cmode: its mode.
+ * image: the head and matrix views draw over the image, for steps captured
+ *   from one (URL: image=0 turns it off).
  */
 
 /** @returns {State} */
@@ -59,6 +62,7 @@ export function defaultState() {
     brun: null,
     bstep: null,
     cmode: "rank",
+    image: true,
   };
 }
 
@@ -160,6 +164,7 @@ export function decodeState(dict) {
   if (get("brun")) s.brun = String(get("brun"));
   s.bstep = stepOr(get("bstep"), null);
   if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
+  s.image = get("image") !== "0";
   return s;
 }
 
@@ -191,6 +196,7 @@ export function encodeState(s) {
   if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
   if (s.bstep !== null && s.bstep !== undefined) out.bstep = intText(s.bstep);
   if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
+  if (s.image === false) out.image = "0";
   return out;
 }
 

@@ -1,68 +1,25 @@
 // Neuron view (BertViz's expanded neuron view, for a logged step): one layer,
 // one head, one query token. Columns: the query tokens (click one), the key
 // tokens, every key vector k with the query vector q drawn above them
-// (dimensions aligned), the elementwise product q x k, then q . k, the
-// scaled score (x scale), the additive bias when the model has one, and the
-// softmax. Signed values use a diverging scale (blue < 0 < red); masked
-// (causal or padding) positions are greyed. The numbers come from the logged
-// queries and keys (capture(..., neurons=True)); softmax(q . k * scale + bias)
-// is what the model computed.
+// (dimensions aligned), the elementwise product q x k, then every step the
+// model takes to the softmax (draw/scores.js: scale, soft-cap, bias, sink).
+// Masked (causal, padding, window) positions are greyed. The numbers come
+// from the logged queries and keys (capture(..., neurons=True)); the
+// softmax they give is what the model computed.
 
-import { css, divergingIndex, divLut, headColor, seqLut } from "../colors.js";
-import { canvasPoint, el, FONT, fitText, MONO, maxLabelWidth, sizeCanvas } from "../dom.js";
-import { neuronScores } from "../decode.js";
+import { css, headColor } from "../colors.js";
+import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { need, loadAll } from "../host.js";
 import { headControl, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { intText } from "../state.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
+import { drawScoreCells, drawSinkRow, fmt, hasSink, neuronNumbers, painter, scoreColumns } from "../draw/scores.js";
 
 const NEURONS_SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
   "w.add_attention(\"probe\", record, global_step=step)",
 ].join("\n");
-
-/** neuronScores plus the ranges the colour scales need. */
-function neuronNumbers(n, qi) {
-  const r = neuronScores(n, qi);
-  const { D, Tk } = n;
-  const maxAbs = (arr) => {
-    let m = 0;
-    for (let j = 0; j < arr.length; j++) if (!r.masked[j] && Math.abs(arr[j]) > m && Number.isFinite(arr[j])) m = Math.abs(arr[j]);
-    return m;
-  };
-  let maxQK = 0;
-  for (let d = 0; d < D; d++) maxQK = Math.max(maxQK, Math.abs(r.q[d]));
-  for (let i = 0; i < Tk * D; i++) maxQK = Math.max(maxQK, Math.abs(n.keys[i]));
-  let maxProd = 0;
-  for (let j = 0; j < Tk; j++) {
-    if (r.masked[j]) continue;
-    for (let d = 0; d < D; d++) maxProd = Math.max(maxProd, Math.abs(r.prod[j * D + d]));
-  }
-  const bias = new Float64Array(Tk);
-  if (n.bias) for (let j = 0; j < Tk; j++) bias[j] = n.bias[qi * Tk + j];
-  let top = 0;
-  for (let j = 1; j < Tk; j++) if (r.softmax[j] > r.softmax[top]) top = j;
-  return { ...r, bias, maxQK, maxProd, maxAbs, top };
-}
-
-/** The theme's fills: diverging (signed values), readable text on them, softmax, masked. */
-function painter(theme) {
-  const div = divLut(theme);
-  const soft = seqLut(theme);
-  const rgb = (lut, i) => `rgb(${lut[i * 4]},${lut[i * 4 + 1]},${lut[i * 4 + 2]})`;
-  return {
-    div: (v, max) => rgb(div, divergingIndex(v, max)),
-    // light text on dark fills, dark on light
-    divText: (v, max) => {
-      const i = divergingIndex(v, max);
-      const lum = (0.2126 * div[i * 4] + 0.7152 * div[i * 4 + 1] + 0.0722 * div[i * 4 + 2]) / 255;
-      return lum < 0.5 ? "#ffffff" : "#111111";
-    },
-    seq: (p) => rgb(soft, Math.round(p * 255)),
-    masked: css(theme.masked),
-  };
-}
 
 export default class NeuronView {
   /** One head's queries and keys, when the step logged them. */
@@ -170,7 +127,10 @@ export default class NeuronView {
   }
 
   detail() {
-    return this.status === "no-neurons" ? "no-neurons" : this.numbers ? `top=${this.numbers.top}` : "";
+    if (this.status === "no-neurons") return "no-neurons";
+    const r = this.numbers;
+    if (!r) return "";
+    return `top=${r.top}` + (r.cap ? `;cap=${r.cap}` : "") + (r.sink !== null ? `;sink=${r.sink};sinkp=${r.sinkP.toFixed(4)}` : "");
   }
 
   /** Geometry of the whole view (CSS px). */
@@ -194,14 +154,16 @@ export default class NeuronView {
     x.k = x.q + qW + 24; // key labels
     x.kv = x.k + kW + 6; // k vectors
     x.prod = x.kv + blockW + 14; // q x k
-    x.dot = x.prod + blockW + 14;
-    x.scaled = x.dot + numW;
-    x.bias = x.scaled + numW;
-    x.score = n.hasBias ? x.bias + numW : x.bias;
-    x.soft = n.hasBias ? x.score + numW : x.scaled + numW;
+    const columns = scoreColumns(n);
+    let at = x.prod + blockW + 14;
+    for (const [key] of columns) {
+      x[key] = at;
+      at += numW;
+    }
+    x.soft = at;
     const width = x.soft + 120;
-    const height = top + Math.max(Tq, Tk) * rowH + 10;
-    return { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D, fontPx, numW };
+    const height = top + Math.max(Tq, Tk + (hasSink(n) ? 1 : 0)) * rowH + 10;
+    return { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D, fontPx, numW, columns };
   }
 
   /** Draw what is visible in the scroller. */
@@ -233,11 +195,8 @@ export default class NeuronView {
     ctx.save();
     ctx.translate(-x0, -y0);
     this.drawQueries(ctx, g, qi, first, last);
-    const max = {
-      dot: nums.maxAbs(nums.dot), scaled: nums.maxAbs(nums.scaled), score: nums.maxAbs(nums.score),
-      bias: n.hasBias ? nums.maxAbs(nums.bias) : 0,
-    };
-    for (let j = first; j < Math.min(n.Tk, last); j++) this.drawKeyRow(ctx, g, nums, j, max, paint);
+    for (let j = first; j < Math.min(n.Tk, last); j++) this.drawKeyRow(ctx, g, nums, j, paint);
+    if (nums.sink !== null && n.Tk < last) drawSinkRow(ctx, g, nums, g.columns, paint, theme);
     ctx.restore();
     this.drawHeader(ctx, g, nums, qi, x0, vw, paint);
   }
@@ -258,14 +217,13 @@ export default class NeuronView {
     }
   }
 
-  /** Key j's row: its label, k vector, q x k, q . k, scaled, bias, score and softmax. */
-  drawKeyRow(ctx, g, nums, j, max, paint) {
+  /** Key j's row: its label, k vector, q x k, then the score columns and the softmax. */
+  drawKeyRow(ctx, g, nums, j, paint) {
     const { labels, theme } = this.ctx;
     const n = this.neurons;
-    const { x, rowH, cw, fontPx, numW, D } = g;
+    const { x, rowH, cw, fontPx, D } = g;
     const y = g.top + j * rowH;
     const masked = nums.masked[j] === 1;
-    const small = `${Math.min(11, fontPx)}px ${MONO}`;
     ctx.fillStyle = masked ? theme.muted : theme.text;
     ctx.font = `${fontPx}px ${FONT}`;
     fitText(ctx, labels.k[j], x.k + g.kW, y + rowH / 2, g.kW - 4, "right");
@@ -275,30 +233,7 @@ export default class NeuronView {
       ctx.fillStyle = masked ? paint.masked : paint.div(nums.prod[j * D + d], nums.maxProd);
       ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
     }
-    const cellNum = (v, m, at) => {
-      ctx.fillStyle = masked ? paint.masked : paint.div(v, m);
-      ctx.fillRect(at, y, numW - 4, rowH - 1);
-      if (fontPx < 7) return;
-      ctx.fillStyle = masked ? theme.muted : paint.divText(v, m);
-      ctx.font = small;
-      ctx.textAlign = "right";
-      ctx.fillText(masked ? "\u2013" : fmt(v), at + numW - 7, y + rowH / 2);
-    };
-    cellNum(nums.dot[j], max.dot, x.dot);
-    cellNum(nums.scaled[j], max.scaled, x.scaled);
-    if (n.hasBias) {
-      cellNum(nums.bias[j], max.bias, x.bias);
-      cellNum(nums.score[j], max.score, x.score);
-    }
-    // softmax: bar + value
-    const p = nums.softmax[j];
-    ctx.fillStyle = masked ? paint.masked : paint.seq(p);
-    ctx.fillRect(x.soft, y, masked ? 110 : Math.max(1, p * 60), rowH - 1);
-    if (fontPx < 7) return;
-    ctx.fillStyle = masked ? theme.muted : theme.text;
-    ctx.font = small;
-    ctx.textAlign = "left";
-    ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
+    drawScoreCells(ctx, g, nums, j, g.columns, paint, theme);
   }
 
   /** The frozen header: column titles and the q vector, its dimensions under the k vectors'. */
@@ -314,11 +249,11 @@ export default class NeuronView {
     ctx.font = `11px ${FONT}`;
     ctx.textBaseline = "middle";
     ctx.textAlign = "left";
-    const titles = [["query", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod], ["q \u00b7 k", x.dot],
-      [`\u00d7 ${fmt(n.scale)}`, x.scaled], ...(n.hasBias ? [["+ bias", x.bias], ["= score", x.score]] : []), ["softmax", x.soft]];
+    const titles = [["query", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod],
+      ...g.columns.map(([key, title]) => [title, x[key]]), [hasSink(n) ? "softmax (+ sink)" : "softmax", x.soft]];
     for (const [text, at] of titles) ctx.fillText(text, at, 13);
     ctx.fillStyle = css(headColor(state.head));
-    ctx.fillRect(x.soft + 50, 8, 10, 10);
+    ctx.fillRect(x.soft + ctx.measureText(titles[titles.length - 1][0]).width + 6, 8, 10, 10);
     ctx.font = `${g.fontPx}px ${FONT}`;
     ctx.fillStyle = theme.text;
     fitText(ctx, `q of \u201c${shortLabel(labels.q[qi], 40)}\u201d`, x.kv - 6, g.headerH + rowH / 2, x.kv - 6 - x.q, "right");
@@ -344,6 +279,7 @@ export default class NeuronView {
     const px = p.x + g.viewX;
     const row = Math.floor((p.y + g.viewY - g.top) / g.rowH);
     if (px < g.x.q + g.qW + 6) return row >= 0 && row < g.Tq ? { query: row } : null;
+    if (row === g.Tk && hasSink(this.neurons)) return { sink: true };
     if (row < 0 || row >= g.Tk) return null;
     let dim = null;
     if (px >= g.x.kv && px < g.x.kv + g.D * g.cw) dim = Math.floor((px - g.x.kv) / g.cw);
@@ -359,6 +295,10 @@ export default class NeuronView {
   onMove(e) {
     const h = this.hit(e);
     this.canvas.style.cursor = h && h.query !== undefined ? "pointer" : "default";
+    if (h && h.sink && this.numbers) {
+      this.readout.textContent = `sink logit ${fmt(this.numbers.sink)} \u00b7 softmax=${this.numbers.sinkP.toFixed(4)} (weight no key gets)`;
+      return;
+    }
     if (!h || h.key === undefined || !this.numbers) {
       const q = h && h.query !== undefined ? this.ctx.labels.q[h.query] : "";
       this.readout.textContent = h && h.query !== undefined ? `click: query ${h.query} \u201c${shortLabel(q)}\u201d` : "";
@@ -388,12 +328,4 @@ export default class NeuronView {
     this.render(c, g, 0, 0, g.width, g.height);
     return c;
   }
-}
-
-function fmt(v) {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  if (a >= 10000) return v.toExponential(1);
-  const s = v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
-  return s === "-0.00" ? "0.00" : s;
 }
