@@ -313,7 +313,11 @@ def _demo_module():
     import importlib.util
     spec = importlib.util.spec_from_file_location("tba_demo", DEMO)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, os.path.dirname(DEMO))  # its modules next to it (vit.py), as when run as a script
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(DEMO))
     return module
 
 
