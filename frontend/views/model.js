@@ -62,8 +62,9 @@ export default class ModelView {
 
   async show(ctx) {
     const { state } = ctx;
-    if (document.activeElement !== this.layersInput) this.layersInput.value = formatRange(state.mlayers);
-    if (document.activeElement !== this.headsInput) this.headsInput.value = formatRange(state.mheads);
+    // not while typed in (:focus also inside a shadow root, where document.activeElement is its host)
+    if (!this.layersInput.matches(":focus")) this.layersInput.value = formatRange(state.mlayers);
+    if (!this.headsInput.matches(":focus")) this.headsInput.value = formatRange(state.mheads);
     await showNeeds(this, ctx, (o) => {
       this.data = o;
     });
