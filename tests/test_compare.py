@@ -183,6 +183,20 @@ def quantized(a):
     return np.rint(a * 255) / 255
 
 
+def reference_jsd(a, b):
+    """Mean JSD per head of rows with some weight, each renormalised:
+    1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2, in float64."""
+    p = a.astype(np.float64)
+    q = b.astype(np.float64)
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    m = (p + q) / 2
+
+    def kl(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, x * np.log(x / m), 0.0).sum(-1)
+    return (0.5 * kl(p) + 0.5 * kl(q)).mean(-1)
+
+
 def test_a_step_compared_with_itself_is_all_zero(board):
     status, headers, r = get_compare(board, run_a="train", step_a=10, run_b="train", step_b=10)
     assert status == 200, r
@@ -216,7 +230,8 @@ def test_one_changed_row_shows_in_its_head_only(board):
 def test_two_runs_at_different_steps_and_dtypes(board):
     status, _, r = get_compare(board, run_a="train", step_a=20, run_b="other", step_b=7)
     assert status == 200, r
-    want = compare.mean_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
+    # the textbook KL form in float64 (compare.py uses the entropy form in float32)
+    want = reference_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(np.array(r["jsd"]), want, rtol=1e-4, atol=1e-6)
     assert all(0 < v < LN2 for row in r["jsd"] for v in row)
 

@@ -26,7 +26,7 @@ import pytest
 from tb_attention import codec, metadata
 from tb_attention import plugin as plugin_module
 from tb_attention import store as store_module
-from tests.support import wait_until
+from tests.support import installed_package, wait_until
 from tests.support.backends import (CTX, PREFIX, ServerBackend, WsgiBackend, attention_listing, kept_data,
                                     url)
 from tests.support.logdirs import ATTENTION_RUNS, HOSTILE, build_logdir, live_log
@@ -430,7 +430,9 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     bad_newest = tags[("tampered", "bad_newest")]
     assert bad_newest["steps"] == [0, 1] and bad_newest["kinds"][0]["num_heads"] == 2
     assert "step 1" in bad_newest["error"] and "corrupt" in bad_newest["error"]
-    assert bad_newest["written"] == 2
+    # hand-computed: step 0 is sequence 7, so 8 steps up to it, plus step 1
+    # (unreadable, but written); len(data) alone would say 2
+    assert bad_newest["written"] == 9
     r = backend.get(url("attention", run="tampered", tag="bad_newest", step=0, kind="self", layer=0))
     assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "bad_newest", 0, "self", 0).tobytes()
     # A step from a newer tb-attention says to upgrade.
@@ -624,20 +626,20 @@ def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdi
 @pytest.mark.parametrize("name", ["rust", "python"])
 def test_installed_frontend_is_served_and_guarded(backends, name):
     backend = backends(name)
-    # What the subprocess runs: site-packages, not this checkout (conftest
-    # drops PYTHONPATH and starts it elsewhere).
+    # What the subprocess runs: the installed package (conftest drops
+    # PYTHONPATH and starts it elsewhere), a regular or an editable install.
     site = sysconfig.get_paths()["purelib"]
     (entry_points,) = glob.glob(os.path.join(site, "tb_attention-*.dist-info", "entry_points.txt"))
     assert "tensorboard_plugins" in open(entry_points).read()  # a served type (.txt), next to the package
-    target = os.path.relpath(entry_points, site).replace(os.sep, "/")
+    _, frontend = installed_package()
+    # the dist-info from the frontend directory, as a traversal would name it
+    target = os.path.relpath(entry_points, os.path.dirname(os.path.dirname(frontend))).replace(os.sep, "/")
     for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
                 "../plugin.py", "../__init__.py%00.js"):
         r = backend.get(PREFIX + "static/" + rel)
         assert r.status == 404, (rel, r)
         assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
-    installed = os.path.join(site, "tb_attention", "frontend", "index.js")
-    if not os.path.isfile(installed):
-        pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
+    installed = os.path.join(frontend, "index.js")
     r = backend.get(PREFIX + "static/index.js")
     assert r.status == 200 and r.headers["Content-Type"].split(";")[0] == "text/javascript"
     assert r.body == open(installed, "rb").read()
