@@ -6,7 +6,24 @@
 
 import { ApiError } from "./api.js";
 import { intText } from "./state.js";
+import { isolate, visible } from "./tokens.js";
 import { VIEWS } from "./views/registry.js";
+
+/** Longest run / probe / kind name in a title, in characters; longer ones keep both ends. */
+export const TITLE_NAME_MAX = 40;
+
+/**
+ * A name as a title shows it: invisible and bidi controls as escapes (a
+ * U+202E in a run name reversed the whole title), right-to-left names
+ * isolated, long names cut in the middle (they pushed step / view / layer
+ * off the image).
+ */
+export function titleName(name) {
+  const chars = [...visible(String(name))];
+  const half = Math.floor((TITLE_NAME_MAX - 1) / 2);
+  const cut = chars.length > TITLE_NAME_MAX ? chars.slice(0, half).join("") + "\u2026" + chars.slice(-half).join("") : chars.join("");
+  return isolate(cut);
+}
 
 /**
  * The title of an exported image: run, probe, step, kind, view, and what in
@@ -14,7 +31,7 @@ import { VIEWS } from "./views/registry.js";
  */
 export function exportTitle(s, caption = "") {
   const view = (VIEWS.find((v) => v.name === s.view) || { title: s.view }).title;
-  return `${s.run} \u00b7 ${s.tag} \u00b7 step ${intText(s.step)} \u00b7 ${s.kind} \u00b7 ${view} view${caption}`;
+  return `${titleName(s.run)} \u00b7 ${titleName(s.tag)} \u00b7 step ${intText(s.step)} \u00b7 ${titleName(s.kind)} \u00b7 ${view} view${caption}`;
 }
 
 /**
@@ -33,7 +50,13 @@ export function exportPng(doc, src, title, s, theme, link) {
   c.fillStyle = theme.background;
   c.fillRect(0, 0, out.width, out.height);
   c.fillStyle = theme.text;
-  c.font = `${Math.round(13 * scale)}px system-ui, sans-serif`;
+  // smaller type rather than a title running off the image
+  let size = 13 * scale;
+  c.font = `${Math.round(size)}px system-ui, sans-serif`;
+  const room = out.width - 16 * scale;
+  const width = c.measureText(title).width;
+  if (width > room) size = Math.max(6 * scale, (size * room) / width);
+  c.font = `${Math.round(size)}px system-ui, sans-serif`;
   c.textBaseline = "middle";
   c.fillText(title, Math.round(8 * scale), band / 2);
   c.drawImage(src, 0, band);

@@ -7,7 +7,8 @@ data-state="drawn" plus data-view / data-step / data-layer / data-hover ...
 of what is on screen once a view has drawn (frontend/app.js); tests wait for
 those attributes, never for a fixed time.
 
-Screenshots of every view go to tests/screenshots/ (palette PNGs, small).
+Screenshots of every view go to build/screenshots/ (ignored), or with
+TBA_SCREENSHOTS=1 to the tracked tests/screenshots/ (palette PNGs, small).
 The dashboard is served from the installed package: `pip install .` first.
 """
 import json
@@ -499,12 +500,14 @@ def test_512_tokens_every_view(page, board):
     assert "neurons=True" in text
 
 
-def test_model_view_at_512_tokens_draws_within_a_second_of_its_data(page, board):
+def test_model_view_at_512_tokens_redraws_the_same_picture(page, board):
+    # How long the redraw takes is a benchmark's question (bench_dashboard.py:
+    # "Model view, 512 tokens", goal <= 1000 ms), not this test's.
     frame = open_dashboard(page, board, run="long", tag="long", step=0, view="model")
-    ms = frame.evaluate("""() => { const v = window.tbAttention.views.model; const t0 = performance.now();
-        v.draw(); v.canvas.getContext('2d').getImageData(0, 0, 1, 1); return performance.now() - t0; }""")
-    print("model view redraw at 12x12x512: %.0f ms" % ms)
-    assert ms < 1000
+    before, after = frame.evaluate("""() => { const v = window.tbAttention.views.model;
+        const c = v.canvas, snap = () => c.toDataURL();
+        const a = snap(); v.draw(); return [a, snap()]; }""")
+    assert before == after and len(before) > 10_000  # a whole grid, drawn again alike
 
 
 def test_sampled_steps_notice(page, board):

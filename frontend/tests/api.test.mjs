@@ -272,3 +272,25 @@ test("compare: one route for both steps, cached; a structure mismatch is its 400
   await assert.rejects(api.compare("t/1", "self", a, { run: "other", step: 2 }),
     (e) => e instanceof ApiError && e.status === 400 && e.message === "A stores layers [0, 1], B stores layers [0]");
 });
+
+test("step URLs carry the version the steps answer listed: a step logged again is another URL", async () => {
+  let versions = [11, 22];
+  const seen = [];
+  const api = new Api("/p/", async (url) => {
+    seen.push(url);
+    if (url.startsWith("/p/steps?")) return fakeResponse(200, JSON.stringify({ steps: [0, 5], versions }));
+    if (/^\/p\/(header|compare)\?/.test(url)) return fakeResponse(200, JSON.stringify({ url }));
+    return fakeResponse(200, new Uint8Array(4).buffer, { "X-Attention-Shape": "1,2,2", "X-Attention-Dtype": "uint8", "X-Overview-Pool": "1,1" });
+  });
+  // not listed yet: no version, and the server answers such URLs uncached
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5");
+  await api.steps("r", "t");
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5&v=22");
+  await api.attention("r", "t", 0, "self", 1);
+  assert.equal(seen.at(-1), "/p/attention?run=r&tag=t&step=0&kind=self&layer=1&v=11");
+  versions = [11, 33]; // step 5 logged again: the next listing names it anew
+  await api.steps("r", "t");
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5&v=33");
+  await api.compare("t", "self", { run: "r", step: 0 }, { run: "r", step: 5 });
+  assert.equal(seen.at(-1), "/p/compare?tag=t&kind=self&run_a=r&step_a=0&run_b=r&step_b=5&v_a=11&v_b=33");
+});

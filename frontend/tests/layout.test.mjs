@@ -55,6 +55,17 @@ test("bucket opacity", () => {
   assert.ok(Math.abs(bucketAlpha(12) - 100 / 255) < 0.02);
 });
 
+test("a bucket is drawn at its bytes' midpoint: every byte within half a bucket (4/255)", () => {
+  // bucket b holds bytes 8b .. 8b + 7 (v >> 3); hand-computed midpoints
+  assert.equal(bucketAlpha(0), 4 / 255);
+  assert.equal(bucketAlpha(12), 100 / 255);
+  assert.equal(bucketAlpha(31), 252 / 255);
+  for (let v = 0; v < 256; v++) {
+    const err = Math.abs(bucketAlpha(v >> 3) - v / 255);
+    assert.ok(err <= 4 / 255 + 1e-12, `byte ${v}: drawn at ${bucketAlpha(v >> 3) * 255}/255`);
+  }
+});
+
 test("sentence pair ranges", () => {
   assert.deepEqual(pairRanges("all", 4, 4, 10, 10), { qRange: [0, 10], kRange: [0, 10] });
   assert.deepEqual(pairRanges("ab", 4, 4, 10, 10), { qRange: [0, 4], kRange: [4, 10] });
@@ -88,6 +99,22 @@ test("head view layout and hit testing", () => {
   assert.deepEqual(headViewHit(L, 5, 7, L.lineX1 + 3, 8 + 65), { side: "k", index: 6 });
   assert.equal(headViewHit(L, 5, 7, 10, 8 + 65), null); // no 7th query
   assert.equal(headViewHit(L, 5, 7, (L.lineX0 + L.lineX1) / 2, 14), null);
+});
+
+test("head view hit testing at the edges: the padding below the last row is no token", () => {
+  // Tq = 5 queries, Tk = 7 keys, rows 10 px from top 8: key j spans 8 + 10j .. 8 + 10(j + 1)
+  const L = headViewLayout({ Tq: 5, Tk: 7, rowH: 10, leftW: 50, rightW: 60, boxW: 4, nBox: 3 });
+  const kx = L.lineX1 + 3, qx = 10;
+  assert.deepEqual(headViewHit(L, 5, 7, kx, 8 + 69.9), { side: "k", index: 6 });
+  assert.equal(headViewHit(L, 5, 7, kx, 8 + 70), null); // row 7: the bottom padding
+  assert.equal(headViewHit(L, 5, 7, kx, L.height - 1), null);
+  assert.deepEqual(headViewHit(L, 5, 7, qx, 8 + 49.9), { side: "q", index: 4 });
+  assert.equal(headViewHit(L, 5, 7, qx, 8 + 50), null);
+  assert.equal(headViewHit(L, 5, 7, kx, 7.9), null); // the top padding
+  // more queries than keys: the query side's bottom padding
+  const M = headViewLayout({ Tq: 7, Tk: 5, rowH: 10, leftW: 50, rightW: 60, boxW: 4, nBox: 3 });
+  assert.equal(headViewHit(M, 7, 5, qx, 8 + 70), null);
+  assert.equal(headViewHit(M, 7, 5, M.lineX1 + 3, 8 + 50), null);
 });
 
 test("grid layout", () => {

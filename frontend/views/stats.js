@@ -91,6 +91,12 @@ function listSteps(steps) {
   return steps.length > LIST_MAX ? `${head} and ${steps.length - LIST_MAX} more` : head;
 }
 
+/** What a bounded answer left out (docs/routes.md: at most max_values per statistic). */
+export function boundedText(b, steps, layers, heads) {
+  const cut = [[steps, b.steps, "steps, evenly spaced"], [layers, b.layers, "layers (the first)"], [heads, b.heads, "heads (the first)"]];
+  return `showing ${cut.filter(([n, of]) => n < of).map(([n, of, what]) => `${n} of ${of} ${what}`).join(", ")}: at most ${b.max_values} values per statistic`;
+}
+
 export default class StatsView {
   /** Every kept step's statistics of the probe (not of one step: never prefetched). */
   static needs({ state }) {
@@ -191,6 +197,7 @@ export default class StatsView {
     if (old.length && old.length < steps.length) {
       parts.push(`step${old.length > 1 ? "s" : ""} ${listSteps(old)} carr${old.length > 1 ? "y" : "ies"} no statistics (logged before tb-attention computed them): gaps in every line`);
     }
+    if (this.data.bounded) parts.push(boundedText(this.data.bounded, steps.length, (this.data.layer_ids || []).length, this.data.num_heads || 0));
     this.notice.textContent = parts.join(" \u00b7 ");
   }
 
