@@ -293,7 +293,8 @@ export class Api {
   }
 
   /**
-   * One layer's attention, all heads (or one head).
+   * One layer's attention, all heads (or one head, or an aggregate over heads:
+   * head "mean" | "max" of the layer, or of layer "all": [1, Tq, Tk]).
    * @returns {Promise<import("./decode.js").Weights>}
    */
   attention(run, tag, step, kind, layer, head = null) {

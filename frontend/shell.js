@@ -127,7 +127,7 @@ export class Shell {
     const attrs = {
       view: s.view, run: s.run || "", tag: s.tag || "", step: intText(s.step), kind: s.kind || "",
       layer: String(s.layer), heads: s.heads ? formatRange(s.heads) || "none" : "all", head: String(s.head),
-      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, draws: String(draws),
+      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, agg: s.agg || "", draws: String(draws),
       detail: view.detail ? view.detail() : "",
     };
     for (const k of Object.keys(attrs)) this.root.setAttribute("data-" + k, attrs[k]);

@@ -4,6 +4,7 @@
 // Where the keys live in the URL is url.js. Pure: tested in node.
 
 import { VIEW_NAMES } from "./views/registry.js";
+import { AGGREGATES } from "./aggregate.js";
 
 export const VIEWS = VIEW_NAMES;
 // A statistic's name (its list comes from the `stats` route; the stats view
@@ -13,6 +14,8 @@ const STAT_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 export const CMODES = ["rank", "matrix", "model", "head"];
 export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
+// The text view's rows: how many kept steps, up to the one shown.
+export const TEXT_STEPS = [1, 4, 8, 16];
 
 /**
  * @typedef {{side: "q" | "k", index: number}} Hover
@@ -24,10 +27,14 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   mlayers: number[] | null, mheads: number[] | null, zoom: number,
  *   stat: string | null,
  *   brun: string | null, bstep: number | null, cmode: string,
+ *   tdir: "q" | "k", tsteps: number, agg: string | null,
  *   image: boolean,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
+ * agg: an aggregate over heads shown instead of the head(s) (aggregate.js
+ *   AGGREGATES: "mean" / "max" of the layer, "mean-all" / "max-all" of every
+ *   layer), or null; the neuron view (per-head vectors) ignores it.
  * query: the query token of the neuron view and of image mode.
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
@@ -62,6 +69,9 @@ export function defaultState() {
     brun: null,
     bstep: null,
     cmode: "rank",
+    tdir: "q",
+    tsteps: 4,
+    agg: null,
     image: true,
   };
 }
@@ -164,6 +174,10 @@ export function decodeState(dict) {
   if (get("brun")) s.brun = String(get("brun"));
   s.bstep = stepOr(get("bstep"), null);
   if (CMODES.includes(get("cmode"))) s.cmode = get("cmode");
+  if (get("tdir") === "k") s.tdir = "k";
+  const tsteps = intOr(get("tsteps"), s.tsteps, 1);
+  if (TEXT_STEPS.includes(tsteps)) s.tsteps = tsteps;
+  if (AGGREGATES.includes(get("agg"))) s.agg = get("agg");
   s.image = get("image") !== "0";
   return s;
 }
@@ -196,6 +210,9 @@ export function encodeState(s) {
   if (s.brun !== null && s.brun !== undefined) out.brun = s.brun;
   if (s.bstep !== null && s.bstep !== undefined) out.bstep = intText(s.bstep);
   if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
+  if (s.tdir && s.tdir !== d.tdir) out.tdir = s.tdir;
+  if (s.tsteps && s.tsteps !== d.tsteps) out.tsteps = String(s.tsteps);
+  if (s.agg) out.agg = s.agg;
   if (s.image === false) out.image = "0";
   return out;
 }

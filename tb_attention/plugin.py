@@ -17,6 +17,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from tb_attention import answers, codec, metadata, page, pagedata, store
+from tb_attention.aggregate import HOWS, Aggregate
 from tb_attention.metadata import FormatError
 from tb_attention.pagestate import PageError
 from tb_attention.store import DataLossError, StepKey
@@ -160,6 +161,45 @@ def _shape(array):
     return ",".join(map(str, array.shape))
 
 
+def _attention_target(request):
+    """(layer, head) of an `attention` request: head a head index, None (the
+    whole layer) or an aggregate over heads (HOWS); layer None for layer=all,
+    which only an aggregate takes."""
+    how = request.args.get("head")
+    all_layers = request.args.get("layer") == "all"
+    if how in HOWS:
+        return (None if all_layers else _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)), how
+    if all_layers:
+        raise errors.InvalidArgumentError("layer=all needs head=mean or head=max (an aggregate of every layer)")
+    layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
+    if how and not re.fullmatch(r"[0-9]+", how, re.ASCII):
+        raise errors.InvalidArgumentError("query parameter 'head' must be a head index, mean or max, got %r"
+                                          % how[:100])
+    return layer, _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
+
+
+def _aggregate(step, kind, index, how):
+    """The mean or max over heads of layer `index`, or of every layer when
+    index is None (its blobs read a batch at a time and added up as they come)."""
+    agg = Aggregate(how)
+    if index is None:
+        for _, part in step.parts(kind, _OVERVIEW_BATCH_BYTES):
+            agg.add(part)
+    else:
+        agg.add(step.layer(kind, index))
+    return agg.result()
+
+
+def _page_state(request):
+    """The view, kind, step, layer and head a saved page opens on."""
+    state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
+    for k in ("step", "layer", "head"):
+        value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
+        if value is not None:
+            state[k] = value
+    return state
+
+
 class AttentionPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
@@ -246,9 +286,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def attention_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
-        layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
-        head = _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
-        stored, dtype, wall_time = self.attention_impl(*_context(request), key, kind, layer, head)
+        layer, head = _attention_target(request)
+        impl = self.aggregate_impl if head in HOWS else self.attention_impl
+        stored, dtype, wall_time = impl(*_context(request), key, kind, layer, head)
         return _binary(request, stored.tobytes(), {"X-Attention-Shape": _shape(stored),
                                                    "X-Attention-Dtype": dtype},
                        _versions_match(request, [wall_time]))
@@ -267,6 +307,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
             first = step.layer_parts(kind, index)[part][1]
             stored = step.part(kind, index, part)[head - first:head - first + 1]
         return stored, codec.DTYPE_NAMES[kind.dtype], step.wall_time
+
+    def aggregate_impl(self, ctx, experiment, key, kind_name, layer, how):
+        """([1, Tq, Tk] mean or max over the heads of one layer, or of every
+        layer when layer is None, in the stored dtype; dtype name; the step's
+        wall time), cached."""
+        step = self._store.step(ctx, experiment, key)
+        kind = step.kind(kind_name)
+        index = None if layer is None else answers.layer_index(kind, layer, key.step)
+        cache_key = (key, step.wall_time, kind.name, "aggregate", "all" if layer is None else layer, how)
+        return (self._store.memo(cache_key, lambda: _aggregate(step, kind, index, how), lambda a: a.nbytes), codec.DTYPE_NAMES[kind.dtype],
+                step.wall_time)
 
     @_route
     def overview_route(self, request):
@@ -336,11 +387,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def html_route(self, request):
         run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
-        state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
-        for k in ("step", "layer", "head"):
-            value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
-            if value is not None:
-                state[k] = value
+        state = _page_state(request)
         max_mb = _int_arg(request, "max_mb", required=False, default=50, lo=0, hi=2 ** 20)
         try:
             text = self.html_impl(*_context(request), run, tag, state, max_mb * 2 ** 20 or None)

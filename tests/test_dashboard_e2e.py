@@ -184,9 +184,10 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     assert int(detail(frame)["edges"]) == 4  # one line per head: <s> -> <s>
     assert before == 32
     assert canvas_pixels(frame, "head-canvas", [on])[0][:3] == [255, 255, 255]
-    # per-head boxes on the key side: <s> attends to itself in every head
-    box_y = geo["top"] + 0.5 * geo["rowH"]
-    boxes = canvas_pixels(frame, "head-canvas", [(geo["rightBoxX"] + h * geo["boxW"] + 1, box_y) for h in range(4)])
+    # the key side's token box, a slice per head: <s> attends to itself in every head
+    x, w = geo["kBox"]["x"], geo["kBox"]["w"]
+    box_y = geo["top"] + geo["rowH"] - 2  # below the label
+    boxes = canvas_pixels(frame, "head-canvas", [(x + (h + 0.5) * w / 4, box_y) for h in range(4)])
     assert all(p[:3] != [255, 255, 255] for p in boxes), boxes
     save_screenshot(page, "head-hover")
     # hover the key 'mat' (5): only the lines into it (query 2 in head 0, and the identity line of 5)

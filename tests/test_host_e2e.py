@@ -85,7 +85,7 @@ def test_the_head_view_draws_a_planted_edge_from_memory(page):
     (r, g, b, _), miss = canvas_pixels(page, "head-canvas", [on, off])
     assert b > r + 60 and b > 120, (r, g, b)  # head 0's colour (BertViz blue)
     assert miss[:3] == WHITE, miss
-    assert page.get_attribute(".tba", "data-detail") == "edges=24;candidates=24"
+    assert page.get_attribute(".tba", "data-detail").startswith("edges=24;candidates=24;")
     # hover the query "cat": only its lines, and the host is told
     page.locator('canvas[data-name="head-canvas"]').hover(position={"x": geo["leftTextX"] - 6, "y": geo["top"] + 2.5 * geo["rowH"]})
     page.wait_for_selector('.tba[data-hovered="yes"]', state="attached")

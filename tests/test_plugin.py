@@ -233,6 +233,30 @@ def test_attention_is_the_stored_bytes_for_a_layer_and_a_head(backend, logdir):
     assert get_attention(backend, "group/ü run", "probe", 3, layer=0)[1].body == want.tobytes()
 
 
+def test_attention_aggregates_over_heads_of_a_layer_and_of_every_layer(backend, logdir):
+    """head=mean|max: of the stored maps (the mean of bytes rounded half up),
+    within 1/255 of numpy's mean of the weights that were logged."""
+    step = tags_of(backend)[("train", "probe")]["steps"][-1]
+    record, _ = logdir.written[("train", "probe")][step]
+    weights = record.kind("self").attention  # float [L, H, T, T] as logged
+    stacks = {layer: expected_layer(logdir, "train", "probe", step, "self", layer) for layer in (0, 2)}
+    stacks["all"] = np.concatenate([stacks[0], stacks[2]])
+    floats = {0: weights[0], 2: weights[1], "all": weights.reshape(-1, *weights.shape[2:])}
+    for layer, maps in stacks.items():
+        mean, r = get_attention(backend, "train", "probe", step, layer=layer, head="mean")
+        assert r.headers["X-Attention-Dtype"] == "uint8" and mean.shape == (1,) + maps.shape[1:], r.headers
+        n = maps.shape[0]
+        assert (mean[0] == (2 * maps.sum(0, dtype=np.int64) + n) // (2 * n)).all(), layer
+        assert np.abs(mean[0] / 255 - floats[layer].mean(0)).max() <= 1 / 255 + 1e-6, layer
+        top, _ = get_attention(backend, "train", "probe", step, layer=layer, head="max")
+        assert (top[0] == maps.max(0)).all(), layer
+    # float16 layers aggregate as floats and answer float16
+    halves = expected_layer(logdir, "fp16", "probe", 2, "self", 1).astype(np.float32)
+    mean, r = get_attention(backend, "fp16", "probe", 2, layer=1, head="mean")
+    assert r.headers["X-Attention-Dtype"] == "float16"
+    np.testing.assert_allclose(mean[0].astype(np.float32), halves.mean(0), atol=1e-3)
+
+
 def numpy_max_pool(maps, p):
     """[.., Tq, Tk] max over p x p cells (the last ones partial), by reduceat."""
     idx_q, idx_k = np.arange(0, maps.shape[-2], p[0]), np.arange(0, maps.shape[-1], p[1])
@@ -326,6 +350,7 @@ NOT_FOUND = [  # (route, params, what the message must name)
     ("attention", dict(run="train", tag="probe", step=290, kind="bogus", layer=0), "'bogus'"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1), "layer 1"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=0, head=3), "head 3"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1, head="mean"), "layer 1"),
     ("overview", dict(run="train", tag="probe", step=7, kind="self"), "step 7"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=5, head=0), "layer 5"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=0, head=9), "head 9"),
@@ -382,6 +407,9 @@ BAD_PARAMS = [  # (route, params, what the message must name)
     ("attention", dict(STEP, kind="self", layer=0, head="-1"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="x"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="9" * 100), "'head'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="median"), "mean or max"),
+    ("attention", dict(STEP, kind="self", layer="all"), "head=mean or head=max"),
+    ("attention", dict(STEP, kind="self", layer="all", head=0), "head=mean or head=max"),
     ("overview", dict(STEP, kind="self", size=0), "'size'"),
     ("overview", dict(STEP, kind="self", size=10000), "'size'"),
     ("overview", dict(STEP, kind="self", size="big"), "'size'"),

@@ -1,9 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  collectEdges, budgetCutoff, bandKeys, edgeRanges, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
-  gridLayout, matrixCell, matrixHit, maxPool, bucketAlpha, ALPHA_BUCKETS,
+  pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit, gridLayout, matrixCell, matrixHit, maxPool,
 } from "../layout.js";
+import { collectEdges, budgetCutoff, bandKeys, edgeRanges, bucketAlpha, lineCosts, pickCutoff, ALPHA_BUCKETS } from "../edges.js";
 
 function edgesOf(he) {
   const out = [];
@@ -84,6 +84,10 @@ test("row height shrinks for long lists and honours zoom", () => {
   assert.equal(rowHeight(4096, 0), 3);
   assert.equal(rowHeight(10, 30), 30);
   assert.equal(rowHeight(4096, 30), 3);
+  // the head view's rows stay readable (it scrolls)
+  assert.equal(rowHeight(512, 0, 4e6, 14), 14);
+  assert.equal(rowHeight(4096, 0, 4e6, 14), 14);
+  assert.equal(rowHeight(100, 0, 4e6, 14), 18);
 });
 
 test("head view layout and hit testing", () => {
@@ -214,4 +218,23 @@ test("band: only lines crossing the visible rows, costed by their visible part",
   const above = new Uint8Array(16);
   above[0] = 255;
   assert.equal(budgetCutoff(above, 4, 4, [0], { budget: 1e9, gap: 1, rowQ: 10, rowK: 10, band: [20, 40] }).lines, 0);
+});
+
+test("skip: lines between two rows of a window are left out, the others kept", () => {
+  const all = new Uint8Array(16).fill(200); // 1 head, 4 x 4
+  const [e] = collectEdges(all, 4, 4, [0], { skip: [1, 3] });
+  assert.equal(e.count, 16 - 4);
+  assert.ok(edgesOf(e).every(([q, k]) => !(q >= 1 && q < 3 && k >= 1 && k < 3)));
+  const c = budgetCutoff(all, 4, 4, [0], { budget: 1e9, gap: 10, rowQ: 1, rowK: 1, skip: [1, 3] });
+  assert.equal(c.lines, 12);
+});
+
+test("pickCutoff adds up the costs of several selections", () => {
+  const w = new Uint8Array([255, 10, 10, 255]); // 1 head, 2 x 2
+  const geo = { gap: 100, rowQ: 10, rowK: 10 };
+  const a = lineCosts(w, 2, 2, [0], { ...geo, qRange: [0, 1] });
+  const b = lineCosts(w, 2, 2, [0], { ...geo, qRange: [1, 2] });
+  assert.deepEqual(pickCutoff([a, b], 1e9), { cutoff: 10, lines: 4, drawn: 4, cost: 400 });
+  assert.deepEqual(pickCutoff([a, b], 250), { cutoff: 255, lines: 4, drawn: 2, cost: 200 });
+  assert.deepEqual(pickCutoff([], 100), { cutoff: 256, lines: 0, drawn: 0, cost: 0 });
 });

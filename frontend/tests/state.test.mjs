@@ -249,6 +249,18 @@ test("int64 steps (2**62) round-trip through the URL exactly", () => {
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
 });
 
+test("the text view's keys and the aggregate round-trip through the URL", () => {
+  const s = { ...defaultState(), view: "text", tdir: "k", tsteps: 8, agg: "mean-all" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.tdir, keys.tsteps, keys.agg], ["k", "8", "mean-all"]);
+  const back = decodeState(keys);
+  assert.deepEqual([back.view, back.tdir, back.tsteps, back.agg], ["text", "k", 8, "mean-all"]);
+  // malformed values fall back to the defaults
+  const bad = decodeState({ tdir: "x", tsteps: "5", agg: "median" });
+  assert.deepEqual([bad.tdir, bad.tsteps, bad.agg], ["q", 4, null]);
+  assert.deepEqual(encodeState(defaultState()), {});
+});
+
 test("image mode is on by default, off with image=0, and only off is written", () => {
   assert.equal(decodeState({}).image, true);
   assert.equal(decodeState({ image: "0" }).image, false);

@@ -22,13 +22,13 @@
 // difference; A and B are still drawn each with its own tokens in the
 // matrix, head and model modes.
 
-import { divergingIndex, lutToUint32, seqLut } from "../colors.js";
+import { css, divergingIndex, headColor, lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions } from "../dom.js";
 import { OVERVIEW_SIZE } from "../api.js";
 import { weightAt } from "../decode.js";
 import { matrixHit } from "../layout.js";
 import { CMODES, intText } from "../state.js";
-import { load, need } from "../host.js";
+import { headParams, headTitle, load, need } from "../host.js";
 import { shortLabel } from "../tokens.js";
 import { compareVerdict, diffLut, difference, pickBRun, rankHeads, resolveB } from "../comparing.js";
 import { drawLinePanels, drawMatrixPanels, drawModelGrids, drawRankGrid } from "../draw/compare.js";
@@ -61,7 +61,7 @@ export default class CompareView {
     const sides = b ? [state, { ...state, run: b.run, step: b.step }] : [state];
     const out = b ? [need("header", sides[1]), need("compare", state, { a: { run: state.run, step: state.step }, b: { run: b.run, step: b.step } })] : [];
     if (state.cmode === "model") for (const s of sides) out.push(need("overview", s, { size: OVERVIEW_SIZE }));
-    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, { layer: state.layer, head: state.head }));
+    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, headParams(state)));
     return out;
   }
 
@@ -218,9 +218,11 @@ export default class CompareView {
     this.diff = d;
     if (d) {
       Object.assign(this.info, { diff: "drawn", maxabs: d.maxAbs });
-      this.panels.diff.title.textContent = diffTitle(`layer ${s.layer} head ${s.head} \u00b7 `, d);
+      this.panels.diff.title.textContent = diffTitle(`${headTitle(s).slice(3)} \u00b7 `, d);
     }
-    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, s.head, s.zoom);
+    // an aggregate over heads is drawn in the text's colour, as in the head view
+    const color = s.agg ? this.ctx.theme.text : css(headColor(s.head));
+    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, color, s.zoom);
     else drawMatrixPanels(this.panels, this.sides(wa, wb), d);
   }
 
@@ -291,7 +293,7 @@ export default class CompareView {
 
   /** Open a head of a grid (or nothing) in matrix mode. */
   openHead(c) {
-    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head });
+    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head, agg: null });
   }
 
   onPanelMove(name, e) {

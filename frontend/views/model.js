@@ -173,8 +173,8 @@ export default class ModelView {
     const c = this.cellAt(e);
     if (!c) return;
     this.tooltip.style.display = "none";
-    if (this.mode === "lines") this.host.setState({ view: "head", layer: c.layer, heads: [c.head], head: c.head, hover: null });
-    else this.host.setState({ view: "matrix", layer: c.layer, head: c.head });
+    if (this.mode === "lines") this.host.setState({ view: "head", layer: c.layer, heads: [c.head], head: c.head, hover: null, agg: null });
+    else this.host.setState({ view: "matrix", layer: c.layer, head: c.head, agg: null });
   }
 
   exportCanvas() {

@@ -31,7 +31,7 @@ export default class NeuronView {
   constructor(host) {
     this.host = host;
     this.layer = layerControl(host);
-    this.head = headControl(host);
+    this.head = headControl(host, { aggregates: false });
     this.zoom = zoomControl(host, "Row height");
     this.queryLabel = el("span", { attrs: { "data-name": "neuron-query" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "neuron-readout" } });
