@@ -98,6 +98,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a page counts as not drawn")
     ap.add_argument("--no-512-bertviz", action="store_true", help="skip BertViz at 512 tokens (a 1.7 GB page)")
+    ap.add_argument("--no-bertviz", action="store_true",
+                    help="ours only (BertViz's pages take minutes to open: a quick check of our own figures)")
     args = ap.parse_args()
     import harness
     import tb_attention
@@ -117,7 +119,7 @@ def main():
             for view in ("head", "model"):
                 path, row["ours_size"], row["ours_write_%s" % view] = write_ours(work, a, tokens, view)
                 scenarios.append(Scenario(("ours", view, T), "file://" + path, OURS_READY % repr(view), args.timeout))
-            if T >= 512 and args.no_512_bertviz:
+            if args.no_bertviz or (T >= 512 and args.no_512_bertviz):
                 continue
             for view in ("head", "model"):
                 if view == "model" and T >= 512:
@@ -137,8 +139,10 @@ def main():
         if server:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as f:
+    # an ours-only run keeps the side-by-side table of the last full run
+    out = RESULTS.replace(".md", "-ours.md") if args.no_bertviz else RESULTS
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
         f.write(text)
     print(text)
 
