@@ -56,6 +56,7 @@ def timed(fn, reps=3):
 
 def write_ours(root, a, tokens, view):
     import tb_attention
+    import tb_attention.page
     from tb_attention.record import from_raw
     path = os.path.join(root, "ours_%s_%d.html" % (view, len(tokens)))
     record = from_raw(a, tokens)
@@ -103,6 +104,7 @@ def main():
     args = ap.parse_args()
     import harness
     import tb_attention
+    import tb_attention.page
     t_start, load_start = time.monotonic(), os.getloadavg()
     bundle_kb = os.path.getsize(tb_attention.page.BUNDLE_PATH) / 1024  # what the pages hold
     work = tempfile.mkdtemp(prefix="bench-notebook-")
@@ -152,7 +154,8 @@ def _mb(n):
 
 
 def report(args, rows, sc, tb_attention, harness, browser, took, load_start, bundle_kb):
-    out = ["# Standalone pages: tb_attention.save_html against BertViz %s\n" % harness.bertviz_version(),
+    out = ["# Standalone pages: tb_attention.save_html against BertViz %s\n"
+           % ("(not run: --no-bertviz)" if args.no_bertviz else harness.bertviz_version()),
            "%s on %s; Chromium %s (headless, Playwright), viewport 1280x900; took %.0f s; load average "
            "(1, 5, 15 min) %s at the start, %s at the end. Other jobs share the CPUs: compare the two sides "
            "(measured interleaved) rather than read absolute numbers.\n" % (
