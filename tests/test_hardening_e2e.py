@@ -26,7 +26,7 @@ from tb_attention import AttentionRecord
 from tests.conftest import TensorBoard, free_port, wait_until
 from tests.support.backends import PREFIX
 from tests.support.browser import (
-    TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
+    SCREENSHOTS, TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
 from tests.support.records import neuron_kind
 
@@ -543,7 +543,7 @@ def test_two_writers_are_named_and_a_bidi_run_name_exports_readably(page, board)
     path = info.value.path()
     img = Image.open(path)
     assert img.format == "PNG"
-    shot = os.path.join(os.path.dirname(__file__), "screenshots", "export-bidi-title.png")
+    shot = os.path.join(SCREENSHOTS, "export-bidi-title.png")
     os.makedirs(os.path.dirname(shot), exist_ok=True)
     img.save(shot)
     save_screenshot(page, "two-writers-notice")

@@ -128,7 +128,9 @@ def test_a_weak_line_and_its_hover_box_are_faint_and_the_padding_is_no_token(pag
     canvas = page.locator('canvas[data-name="head-canvas"]')
     canvas.hover(position={"x": geo["leftTextX"] - 6, "y": geo["top"] + 5.5 * geo["rowH"]})
     page.wait_for_selector('.tba[data-hovered="yes"]', state="attached")
-    box = lambda k: (geo["rightBoxX"] + (geo["boxW"] - 1) / 2, geo["top"] + (k + 0.5) * geo["rowH"])
+    # head 0's slice of key k's box (one slice per shown head, BertViz's boxes),
+    # low in the row: the token's label is drawn over the box
+    box = lambda k: (geo["kBox"]["x"] + geo["kBox"]["w"] / 3 / 2, geo["top"] + k * geo["rowH"] + geo["rowH"] - 2)
     full, faint = _ink(page, "head-canvas", *box(6), r=0), _ink(page, "head-canvas", *box(7), r=0)
     assert full > 150 and 0.15 < faint / full < 0.4, (faint, full)
     # the padding below the last row is no token: nothing hovered, nothing thrown
