@@ -104,6 +104,12 @@ const ARGS = {
   compare: ["tag", "kind", "a", "b"],
 };
 
+/**
+ * Up to this many runs, the default run is the one with the most steps (their
+ * first probes' steps are fetched to know); beyond, the newest max_step.
+ */
+export const SCANNED_RUNS = 24;
+
 /** Routes whose answers belong to one step and never change: worth prefetching. */
 export const STEP_ROUTES = new Set(["header", "attention", "overview", "neurons"]);
 
@@ -161,6 +167,13 @@ export async function showNeeds(view, ctx, keep) {
  */
 export async function resolveContext(host, state, { theme, isCurrent = () => true }) {
   const cat = host.catalogue;
+  const runs = cat.listing().runs.filter((r) => r.tags && r.tags.length);
+  if (!runs.some((r) => r.run === state.run) && runs.length <= SCANNED_RUNS) {
+    // no run asked for (or one not logged): the default is the run with the
+    // most steps, so its first probe's steps are needed (failures: not counted)
+    await Promise.allSettled(runs.map((r) => cat.probe(r.run, r.tags[0].tag)));
+    if (!isCurrent()) return null;
+  }
   let resolved = resolveState(state, cat.listing());
   if (!resolved) return null;
   if (!resolved.tagInfo.steps) {

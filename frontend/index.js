@@ -26,8 +26,8 @@ import { loadView, viewUrl } from "./views/registry.js";
 // views load after the first draw. frontend/tests/modules.test.mjs checks it.
 export const SHARED_MODULES = [
   "app.js", "dom.js", "colors.js", "layout.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
-  "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js",
-  "draw/heatmap.js", "draw/grid.js",
+  "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js", "fallbacks.js",
+  "draw/heatmap.js", "draw/grid.js", "draw/legend.js",
 ];
 
 function preload(doc, view) {

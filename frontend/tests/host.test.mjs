@@ -190,7 +190,7 @@ test("the matrix view draws one head's cells from in-memory data", async () => {
 
 test("the model view draws every layer and head from the in-memory overview", async () => {
   const { view } = await show("model", {});
-  assert.equal(view.detail(), "mode=lines");
+  assert.equal(view.detail(), `mode=lines;lines=${L * H * T}`);
   const geo = JSON.parse(view.canvas.dataset.geometry);
   assert.deepEqual([geo.rows, geo.cols], [L, H]);
   const lines = segments(view.canvas.context.ops);

@@ -1,0 +1,102 @@
+// Legends drawn on the canvases (so PNG exports carry them): colour bars with
+// what their ends mean, a key of head colours, and axis titles. Each returns
+// where it drew, for data-geometry (tests read the pixels there).
+
+import { css, headColor } from "../colors.js";
+import { FONT, fitText } from "../dom.js";
+
+/**
+ * A horizontal colour bar of a 256-entry RGBA lut (colors.js seqLut /
+ * divLut) from x to x + w, with `left` and `right` written beside its ends
+ * and `caption` after it.
+ * @returns {{x: number, y: number, w: number, h: number, end: number}} the bar; end: where the caption ends
+ */
+export function colorBar(ctx, lut, x, y, w, h, { left = "", right = "", caption = "", maxX = Infinity, theme }) {
+  ctx.font = `10px ${FONT}`;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  ctx.fillStyle = theme.muted;
+  let at = x;
+  if (left) {
+    ctx.fillText(left, at, y + h / 2);
+    at += ctx.measureText(left).width + 3;
+  }
+  const bar = { x: at, y, w, h };
+  for (let i = 0; i < w; i++) {
+    const k = Math.round((i / Math.max(1, w - 1)) * 255) * 4;
+    ctx.fillStyle = `rgb(${lut[k]},${lut[k + 1]},${lut[k + 2]})`;
+    ctx.fillRect(at + i, y, 1, h);
+  }
+  ctx.strokeStyle = theme.grid;
+  ctx.lineWidth = 1;
+  ctx.strokeRect(at - 0.5, y - 0.5, w + 1, h + 1);
+  at += w + 3;
+  ctx.fillStyle = theme.muted;
+  if (right) {
+    ctx.fillText(right, at, y + h / 2);
+    at += ctx.measureText(right).width + 6;
+  }
+  if (caption && maxX - at > 20) {
+    fitText(ctx, caption, at, y + h / 2, maxX - at, "left");
+    at = Math.min(maxX, at + ctx.measureText(caption).width);
+  }
+  return { ...bar, end: at };
+}
+
+/**
+ * A key of head colours: a swatch and "head h" per head, wrapping within
+ * width px, from (x, y). With no ctx it only measures.
+ * @returns {{height: number, items: Array<{head: number, x: number, y: number, size: number}>}}
+ */
+export function headKey(ctx, measure, heads, x, y, width, theme) {
+  const size = 10;
+  const lineH = 16;
+  measure.font = `11px ${FONT}`;
+  const items = [];
+  let cx = x;
+  let cy = y;
+  for (const h of heads) {
+    const text = `head ${h}`;
+    const w = size + 4 + measure.measureText(text).width + 12;
+    if (cx > x && cx + w > x + width) {
+      cx = x;
+      cy += lineH;
+    }
+    items.push({ head: h, x: cx, y: cy + (lineH - size) / 2, size });
+    if (ctx) {
+      ctx.fillStyle = css(headColor(h));
+      ctx.fillRect(cx, cy + (lineH - size) / 2, size, size);
+      ctx.fillStyle = theme.text;
+      ctx.font = `11px ${FONT}`;
+      ctx.textAlign = "left";
+      ctx.textBaseline = "middle";
+      ctx.fillText(text, cx + size + 4, cy + lineH / 2);
+    }
+    cx += w;
+  }
+  return { height: cy - y + lineH, items };
+}
+
+/**
+ * An axis title in the theme's muted colour: horizontal at (x, y), or
+ * rotated to read upwards (vertical) centred on (x, y).
+ * @returns {{text: string, x: number, y: number, w: number}} where it is (w: its length)
+ */
+export function axisTitle(ctx, text, x, y, theme, vertical = false) {
+  ctx.save();
+  ctx.font = `italic 11px ${FONT}`;
+  ctx.fillStyle = theme.muted;
+  ctx.textBaseline = "middle";
+  const w = ctx.measureText(text).width;
+  if (vertical) {
+    ctx.translate(x, y);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText(text, 0, 0);
+  } else {
+    ctx.textAlign = "left";
+    ctx.fillText(text, x, y);
+  }
+  ctx.restore();
+  return { text, x, y, w };
+}

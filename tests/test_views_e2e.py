@@ -1,0 +1,304 @@
+"""The views side by side with BertViz and CircuitsVis (issue 16): sentence
+pair filters in the model and neuron views, the neuron view's every-query
+vectors, hover previews, collapsed lines and fit to 800 px, the model view's
+enlarged head and fit to the window, legends and axis titles, notices instead
+of silent fallbacks, the default run, and the keyboard. A real `tensorboard`
+over records written by the real AttentionWriter, in Debian's headless
+Chromium; each test failed before its change (frontend/README.md, "Parity
+with BertViz and CircuitsVis", lists them).
+"""
+import io
+import os
+
+import numpy as np
+import pytest
+
+import tb_attention
+from tb_attention import AttentionRecord, KindRecord
+
+from tests.test_dashboard_e2e import (
+    TIMEOUT, Watch, canvas_pixels, detail, geometry, neuron_kind, next_frames, plugin_frame, root_attrs, url,
+    wait_drawn,
+)
+
+GPT_TOKENS = ["The", "\u0120cat", "\u0120sat", "\u0120on", "\u0120the", "\u0120mat", "\u0120and", "\u0120the",
+              "\u0120dog", "\u0120sat", "\u0120too", "."]
+GPT_STEPS = (0, 10, 20)
+PAIR_TOKENS = ["[CLS]", "the", "cat", "sat", "[SEP]", "it", "was", "play", "##ing", "[SEP]"]
+PAIR_B = 5
+GRID_T = 16
+WHITE = [255, 255, 255]
+
+
+def gpt_record(step):
+    """A GPT-2 shaped causal self-attention with 64-dimensional heads."""
+    rng = np.random.default_rng(40 + step)
+    return AttentionRecord([neuron_kind("self", 2, 4, GPT_TOKENS, GPT_TOKENS, rng, causal=True, D=64)], model_type="gpt2")
+
+
+def pair_record():
+    rng = np.random.default_rng(5)
+    k = neuron_kind("self", 1, 2, PAIR_TOKENS, PAIR_TOKENS, rng, D=8)
+    return AttentionRecord([KindRecord(name=k.name, attention=k.attention, query_tokens=k.query_tokens,
+                                       key_tokens=k.key_tokens, layer_ids=k.layer_ids, neurons=k.neurons,
+                                       query_segment_b=PAIR_B, key_segment_b=PAIR_B)], model_type="bert")
+
+
+def grid_attention():
+    """6 layers x 12 heads (MiniLM's shape), 16 tokens: every token attends to
+    itself, layer 2 head 5's query 3 to key 9."""
+    a = np.zeros((6, 12, GRID_T, GRID_T), np.float32)
+    a[..., np.arange(GRID_T), np.arange(GRID_T)] = 1.0
+    a[2, 5, 3, :] = 0.0
+    a[2, 5, 3, 9] = 1.0
+    return a
+
+
+def write_logdir(root):
+    with tb_attention.AttentionWriter(os.path.join(root, "gpt")) as w:
+        for step in GPT_STEPS:
+            w.add_attention("story", gpt_record(step), global_step=step)
+    # sorts first, one step: not the run opened by default
+    with tb_attention.AttentionWriter(os.path.join(root, "a-ckpt")) as w:
+        w.add_attention("ckpt", np.full((1, 1, 3, 3), 1 / 3, np.float32), tokens=["a", "b", "c"], global_step=500)
+    with tb_attention.AttentionWriter(os.path.join(root, "pair")) as w:
+        w.add_attention("pair", pair_record(), global_step=0)
+    with tb_attention.AttentionWriter(os.path.join(root, "grid")) as w:
+        w.add_attention("grid", grid_attention(), tokens=["g%d" % i for i in range(GRID_T)], global_step=0)
+
+
+EXPECTED = {"gpt": ("story", len(GPT_STEPS)), "a-ckpt": ("ckpt", 1), "pair": ("pair", 1), "grid": ("grid", 1)}
+
+
+@pytest.fixture(scope="module")
+def board(tensorboard_factory, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("views-e2e"))
+    write_logdir(root)
+    tb = tensorboard_factory(root)
+    tb.wait_kept(EXPECTED)
+    return tb
+
+
+def new_page(browser, width=1200, height=820):
+    ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    p = ctx.new_page()
+    p.watch = Watch(p)
+    return ctx, p
+
+
+@pytest.fixture
+def page(browser):
+    ctx, p = new_page(browser)
+    yield p
+    assert not p.watch.errors and not p.watch.dialogs, (p.watch.errors, p.watch.dialogs)
+    ctx.close()
+
+
+def open_at(page, board, **state):
+    page.goto(url(board, **state))
+    frame = plugin_frame(page)
+    expect = {k: v for k, v in state.items() if k in ("view", "run", "tag", "step", "kind", "layer", "head")}
+    wait_drawn(frame, **expect)
+    return frame
+
+
+def model_softmax(step, layer, head, query):
+    return gpt_record(step).attention("self")[layer, head, query]
+
+
+def is_background(px):
+    return px[:3] == WHITE
+
+
+# -- neuron view ----------------------------------------------------------------
+
+def test_neuron_view_starts_on_the_last_token_of_causal_attention(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=2)
+    attrs = root_attrs(frame)
+    assert attrs["data-query"] == str(len(GPT_TOKENS) - 1), attrs
+    got = frame.evaluate("() => Array.from(window.tbAttention.views.neuron.numbers.softmax)")
+    np.testing.assert_allclose(got, model_softmax(20, 1, 2, len(GPT_TOKENS) - 1), atol=3e-3)
+    # no key is masked for the last query
+    assert min(got) > 0
+
+
+def test_neuron_view_at_800_px_keeps_the_scores_and_softmax_in_view(browser, board):
+    ctx, page = new_page(browser, 800, 700)
+    try:
+        frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+        geo = geometry(frame, "neuron-canvas")
+        assert geo["viewX"] == 0
+        # the scaled score and the whole softmax column are inside the visible canvas
+        assert geo["x"]["scaled"] + geo["numW"] <= geo["viewW"], geo
+        assert geo["x"]["soft"] + geo["softW"] <= geo["viewW"], geo
+        box = frame.locator('canvas[data-name="neuron-canvas"]').bounding_box()
+        assert box["x"] + box["width"] <= 800
+        # and drawn: the strongest key's softmax bar and scaled score have ink
+        top = int(detail(frame)["top"])
+        y = geo["top"] + (top + 0.5) * geo["rowH"]
+        bar, score = canvas_pixels(frame, "neuron-canvas", [(geo["x"]["soft"] + 2, y), (geo["x"]["scaled"] + 4, y)])
+        assert not is_background(bar) and not is_background(score), (bar, score)
+    finally:
+        ctx.close()
+
+
+def test_neuron_view_shows_every_querys_vector_and_highlights_the_pinned_one(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=0, view="neuron", layer=0, head=1, query=4)
+    geo = geometry(frame, "neuron-canvas")
+    q = gpt_record(0).neurons("self").queries[0, 1]  # [T, D]
+    xs = [geo["x"]["qv"] + (d + 0.5) * geo["cw"] for d in (int(np.argmax(q[i])) for i in range(len(GPT_TOKENS)))]
+    points = [(x, geo["top"] + (i + 0.5) * geo["rowH"]) for i, x in enumerate(xs)]
+    # each query's largest dimension is red (positive) in its own row
+    for i, px in enumerate(canvas_pixels(frame, "neuron-canvas", points)):
+        assert px[0] > px[2] + 40, (i, px)
+    # the pinned query's row is highlighted, another's is not
+    label_x = geo["x"]["q"] - 2
+    pinned, other = canvas_pixels(frame, "neuron-canvas", [(label_x, geo["top"] + 4.5 * geo["rowH"]), (label_x, geo["top"] + 6.5 * geo["rowH"])])
+    assert is_background(other) and not is_background(pinned), (pinned, other)
+
+
+def test_neuron_view_hover_previews_a_query_and_click_pins_it(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=10, view="neuron", layer=0, head=3)
+    last = len(GPT_TOKENS) - 1
+    geo = geometry(frame, "neuron-canvas")
+    canvas = frame.locator('canvas[data-name="neuron-canvas"]')
+    at = {"x": geo["x"]["q"] + geo["qW"] - 5, "y": geo["top"] + 5.5 * geo["rowH"]}
+    canvas.hover(position=at)
+    wait_drawn(frame, hover="q5")
+    assert root_attrs(frame)["data-query"] == str(last)  # a preview, not a choice
+    assert detail(frame)["shown"] == "5"
+    got = frame.evaluate("() => Array.from(window.tbAttention.views.neuron.numbers.softmax)")
+    np.testing.assert_allclose(got, model_softmax(10, 0, 3, 5), atol=3e-3)
+    assert "preview" in frame.text_content('[data-name="neuron-readout"]')
+    page.mouse.move(2, 2)
+    wait_drawn(frame, hover="")
+    assert detail(frame)["shown"] == str(last)
+    canvas.click(position=at)
+    wait_drawn(frame, query=5)
+    assert detail(frame)["shown"] == "5"
+
+
+def test_neuron_view_collapsed_lines(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=0, query=6)
+    frame.select_option('select[data-name="nmode"]', "lines")
+    frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"neuron-canvas\"]').dataset.geometry).lines === true")
+    wait_drawn(frame, view="neuron")
+    assert detail(frame)["mode"] == "lines"
+    geo = geometry(frame, "neuron-canvas")
+    assert "qv" not in geo["x"] and "kv" not in geo["x"]
+    want = model_softmax(20, 1, 0, 6)
+    j = int(np.argmax(want))
+    # the line from query 6 to its strongest key, at a quarter of the way
+    x0, x1 = geo["x"]["lines0"], geo["x"]["lines1"]
+    yq, yk = geo["top"] + 6.5 * geo["rowH"], geo["top"] + (j + 0.5) * geo["rowH"]
+    on = canvas_pixels(frame, "neuron-canvas", [(x0 + 0.25 * (x1 - x0), yq + 0.25 * (yk - yq))])[0]
+    assert not is_background(on), on
+    # a masked key (after query 6) has no line
+    yk = geo["top"] + 10.5 * geo["rowH"]
+    off = canvas_pixels(frame, "neuron-canvas", [(x0 + 0.75 * (x1 - x0), yq + 0.75 * (yk - yq))])[0]
+    assert is_background(off), off
+
+
+def test_neuron_view_legend_gives_the_sign_convention(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+    legend = geometry(frame, "neuron-canvas")["legend"]
+    d, s = legend["div"], legend["seq"]
+    y = d["y"] + d["h"] / 2
+    neg, mid, pos = canvas_pixels(frame, "neuron-canvas", [(d["x"] + 1, y), (d["x"] + d["w"] / 2, y), (d["x"] + d["w"] - 1, y)])
+    assert neg[2] > neg[0] + 60 and pos[0] > pos[2] + 60, (neg, pos)  # blue < 0 < red
+    assert min(mid[:3]) > 230, mid
+    lo, hi = canvas_pixels(frame, "neuron-canvas", [(s["x"] + 1, s["y"] + 4), (s["x"] + s["w"] - 1, s["y"] + 4)])
+    assert min(lo[:3]) > 240 and hi[2] > hi[0] + 60, (lo, hi)  # softmax 0 -> 1: white to blue
+
+
+# -- sentence pair filters --------------------------------------------------------
+
+def test_pair_filter_in_the_model_view(page, board):
+    frame = open_at(page, board, run="pair", tag="pair", step=0, view="model")
+    a = np.round(pair_record().attention("self")[0] * 255)  # [H, T, T]
+    assert int(detail(frame)["lines"]) == int((a >= 1).sum())
+    frame.select_option('select[data-name="pair"]', "ab")
+    wait_drawn(frame, view="model", pair="ab")
+    assert int(detail(frame)["lines"]) == int((a[:, :PAIR_B, PAIR_B:] >= 1).sum())
+    frame.select_option('select[data-name="pair"]', "ba")
+    wait_drawn(frame, view="model", pair="ba")
+    assert int(detail(frame)["lines"]) == int((a[:, PAIR_B:, :PAIR_B] >= 1).sum())
+
+
+def test_pair_filter_in_the_neuron_view(page, board):
+    frame = open_at(page, board, run="pair", tag="pair", step=0, view="neuron", query=2)
+    geo = geometry(frame, "neuron-canvas")
+
+    def ink():
+        """Per key row: how far its k vector's cells are from white, summed."""
+        pts = [(geo["x"]["kv"] + (d + 0.5) * geo["cw"], geo["top"] + (j + 0.5) * geo["rowH"])
+               for j in range(len(PAIR_TOKENS)) for d in range(geo["D"])]
+        px = canvas_pixels(frame, "neuron-canvas", pts)
+        return [sum(765 - sum(p[:3]) for p in px[j * geo["D"]:(j + 1) * geo["D"]]) for j in range(len(PAIR_TOKENS))]
+    before = ink()
+    frame.select_option('select[data-name="pair"]', "ab")
+    wait_drawn(frame, view="neuron", pair="ab")
+    after = ink()
+    # sentence A's keys are veiled, sentence B's as they were
+    for j in range(PAIR_B):
+        assert after[j] < 0.4 * before[j], (j, before[j], after[j])
+    assert after[PAIR_B:] == before[PAIR_B:]
+    # the arrow keys pin only queries the filter keeps: A's last is 4
+    canvas = frame.locator('canvas[data-name="neuron-canvas"]')
+    canvas.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    wait_drawn(frame, view="neuron", query=4)
+
+
+# -- model view -------------------------------------------------------------------
+
+def grid_point(geo, row, col):
+    t, gap = geo["thumb"], geo["gap"]
+    return geo["labelW"] + gap + col * (t + gap) + t / 2, geo["labelH"] + gap + row * (t + gap) + t / 2
+
+
+def test_model_view_enlarges_a_head_in_place_with_hover_and_keeps_the_filters(page, board):
+    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mheads="3-6")
+    geo = geometry(frame, "model-canvas")
+    assert geo["cols"] == 4
+    x, y = grid_point(geo, 2, 2)  # layer 2, head 5
+    frame.locator('canvas[data-name="model-canvas"]').click(position={"x": x, "y": y})
+    wait_drawn(frame, view="model")
+    frame.wait_for_function("() => (document.getElementById('tba').dataset.detail || '').includes('focus=2.5')", timeout=TIMEOUT)
+    assert frame.is_visible('[data-name="model-focus-panel"]')
+    assert "layer 2 \u00b7 head 5" in frame.text_content('[data-name="model-focus-title"]')
+    f = geometry(frame, "model-focus")
+    assert f["type"] == "lines" and f["lines"] == GRID_T
+    # the planted line 3 -> 9, drawn large
+    mid_x = (f["lineX0"] + f["lineX1"]) / 2
+    mid_y = f["top"] + 6.5 * f["rowH"]
+    assert not is_background(canvas_pixels(frame, "model-focus", [(mid_x, mid_y)])[0])
+    # hover query 3: only its line; its readout
+    focus = frame.locator('canvas[data-name="model-focus"]')
+    focus.hover(position={"x": f["leftTextX"] - 5, "y": f["top"] + 3.5 * f["rowH"]})
+    frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"model-focus\"]').dataset.geometry).lines === 1", timeout=TIMEOUT)
+    assert frame.text_content('[data-name="model-focus-readout"]') == "query 3 \u201cg3\u201d"
+    # Escape closes it: the grid, its filter, the step as they were
+    page.keyboard.press("Escape")
+    frame.wait_for_function("() => !(document.getElementById('tba').dataset.detail || '').includes('focus=')", timeout=TIMEOUT)
+    assert not frame.is_visible('[data-name="model-focus-panel"]')
+    attrs = root_attrs(frame)
+    assert (attrs["data-view"], attrs["data-step"]) == ("model", "0")
+    assert geometry(frame, "model-canvas")["cols"] == 4
+
+
+def test_model_view_grid_of_6_by_12_fits_a_1440_by_900_window(browser, board):
+    ctx, page = new_page(browser, 1440, 900)
+    try:
+        frame = open_at(page, board, run="grid", tag="grid", step=0, view="model")
+        geo = geometry(frame, "model-canvas")
+        assert (geo["rows"], geo["cols"]) == (6, 12)
+        iframe = page.locator("iframe").bounding_box()
+        box = frame.locator('canvas[data-name="model-canvas"]').bounding_box()
+        assert box["y"] + box["height"] <= iframe["y"] + iframe["height"], (box, iframe)
+        assert box["x"] + box["width"] <= iframe["x"] + iframe["width"]
+        # and the scroller does not scroll
+        assert frame.evaluate("() => { const s = document.querySelector('canvas[data-name=\"model-canvas\"]').parentNode; return s.scrollHeight <= s.clientHeight; }")
+    finally:
+        ctx.close()
