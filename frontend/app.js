@@ -94,6 +94,7 @@ export class App {
       this.schedule();
     });
     this.win.addEventListener("resize", () => this.onResize());
+    this.scrubber.listenToParent();
     /** @type {Record<string, Promise<any>>} view classes, loading or loaded */
     this.classes = {};
     this.refresh();

@@ -70,6 +70,8 @@ export function render() {
   // the URL's probe's steps, alongside the listing: no waterfall before the
   // first draw (the app uses it if the listing still has that run and probe)
   const steps = s.run && s.tag ? { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) } : undefined;
+  // handled by the catalogue once the app has arrived (a link to a run that is not logged: a 404)
+  if (steps) steps.answer.catch(() => {});
   speculate(api, s);
   // after the data requests: the modules queue behind them, not before
   preload(document, s.view);

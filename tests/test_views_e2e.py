@@ -302,3 +302,195 @@ def test_model_view_grid_of_6_by_12_fits_a_1440_by_900_window(browser, board):
         assert frame.evaluate("() => { const s = document.querySelector('canvas[data-name=\"model-canvas\"]').parentNode; return s.scrollHeight <= s.clientHeight; }")
     finally:
         ctx.close()
+
+
+# -- never a silent fallback ------------------------------------------------------
+
+def notice(frame, key):
+    sel = '[data-name="%s"][data-key="%s"]' % ("step-notice" if key == "step" else "fallback-notice", key)
+    frame.wait_for_selector(sel, timeout=TIMEOUT)
+    return frame.text_content(sel)
+
+
+def test_a_link_to_an_unknown_run_says_which_run_is_shown(browser, board):
+    ctx, page = new_page(browser)
+    page.goto(url(board, run="no-such-run", tag="story", step=10))
+    frame = plugin_frame(page)
+    wait_drawn(frame, run="gpt")
+    # the early requests for that run were answered 404 (the browser logs those); nothing else
+    assert [e for e in page.watch.errors if "status of 404" not in e] == []
+    assert notice(frame, "run") == ("run \u201cno-such-run\u201d is not logged (or logged no attention): "
+                                    "showing run \u201cgpt\u201d, the one with the most steps")
+    assert frame.is_visible('[data-name="notice"]')
+    # choosing a run clears it
+    frame.select_option('select[data-name="run"]', "grid")
+    wait_drawn(frame, run="grid")
+    assert frame.locator('[data-name="fallback-notice"]').count() == 0
+    ctx.close()
+
+
+def test_a_layer_filter_beyond_the_model_and_an_unreadable_one_are_named(page, board):
+    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mlayers="9-12")
+    assert notice(frame, "mlayers") == "layer filter 9-12: layers 9-12 are not logged (layers 0-5): showing every layer"
+    assert geometry(frame, "model-canvas")["rows"] == 6
+    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mlayers="abc")
+    assert notice(frame, "mlayers") == ("mlayers \u201cabc\u201d in the link is not a list of layers "
+                                        "(numbers and ranges, like 0-3,7): showing every layer")
+    # typed into the filter: said beside it, and the grid keeps its last filter
+    frame.fill('input[data-name="mlayers"]', "1-2")
+    frame.press('input[data-name="mlayers"]', "Enter")
+    frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"model-canvas\"]').dataset.geometry).rows === 2")
+    frame.fill('input[data-name="mlayers"]', "abc")
+    frame.press('input[data-name="mlayers"]', "Enter")
+    assert frame.text_content('[data-name="model-filter-error"]') == (
+        "\u201cabc\u201d is not a list of layers: use numbers and ranges, like 0-3,7 (showing the last filter)")
+    assert geometry(frame, "model-canvas")["rows"] == 2
+    frame.fill('input[data-name="mlayers"]', "4-8")
+    frame.press('input[data-name="mlayers"]', "Enter")
+    assert notice(frame, "mlayers") == "layer filter 4-8: layers 6-8 are not logged (layers 0-5): showing layers 4-5"
+    assert frame.text_content('[data-name="model-filter-error"]') == ""
+
+
+def test_a_hash_edited_to_a_missing_step_says_which_step_is_shown(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=10)
+    page.evaluate("() => { location.hash = location.hash.replace(/p\\.attention\\.step=10/, 'p.attention.step=15'); }")
+    wait_drawn(frame, step=20)
+    assert notice(frame, "step") == "step 15 is not among the logged steps (any more): showing step 20, the nearest"
+
+
+def test_the_run_opened_by_default_is_the_one_with_the_most_steps(page, board):
+    page.goto("%s/#attention" % board.url)
+    frame = plugin_frame(page)
+    attrs = wait_drawn(frame)
+    assert (attrs["data-run"], attrs["data-step"]) == ("gpt", "20")
+    assert frame.locator('[data-name="fallback-notice"]').count() == 0
+    assert not frame.is_disabled('input[data-name="step-slider"]')
+
+
+# -- keyboard ---------------------------------------------------------------------
+
+ACCENT = (245, 124, 0)
+
+
+def accent_pixels(img, box, y):
+    """Pixels of row y of a page screenshot, within box's columns, close to the accent colour."""
+    return sum(1 for x in range(int(box["x"]), int(box["x"] + box["width"]))
+               if sum(abs(a - b) for a, b in zip(img.getpixel((x, int(y))), ACCENT)) < 90)
+
+
+def test_the_focus_ring_of_a_view_tab_is_not_clipped(page, board):
+    from PIL import Image
+    frame = open_at(page, board, run="gpt", tag="story", step=20)
+    frame.focus('button[data-view="head"]')
+    page.keyboard.press("Tab")
+    assert frame.evaluate("() => document.activeElement.dataset.view") == "model"
+    box = frame.locator('button[data-view="model"]').bounding_box()
+    img = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    # the ring (2 px, 1 px outside the button) shows above and below the button
+    assert accent_pixels(img, box, box["y"] - 2) > box["width"] * 0.8
+    assert accent_pixels(img, box, box["y"] + box["height"] + 1) > box["width"] * 0.8
+
+
+def focus_ring(frame, name):
+    return frame.evaluate("""(name) => { const c = document.querySelector(`canvas[data-name="${name}"]`);
+        const s = getComputedStyle(c); return document.activeElement === c && c.matches(':focus-visible') ? s.outlineStyle + ' ' + s.outlineWidth : ''; }""", name)
+
+
+def test_drawing_areas_take_the_focus_and_arrow_keys_choose_tokens(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+    frame.focus('select[data-name="zoom"]')
+    # Tab from the controls reaches the canvas, with a visible ring; up moves the query
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        if frame.evaluate("() => document.activeElement.dataset.name") == "neuron-canvas":
+            break
+    assert focus_ring(frame, "neuron-canvas") == "solid 2px"
+    page.keyboard.press("ArrowUp")
+    wait_drawn(frame, view="neuron", query=len(GPT_TOKENS) - 2)
+    page.keyboard.press("ArrowUp")
+    wait_drawn(frame, view="neuron", query=len(GPT_TOKENS) - 3)
+    # the head view: down pins the first query, then the next; shift + right moves to the keys
+    frame.click('button[data-view="head"]')
+    wait_drawn(frame, view="head")
+    frame.focus('canvas[data-name="head-canvas"]')
+    page.keyboard.press("ArrowDown")
+    wait_drawn(frame, view="head", hover="q0")
+    page.keyboard.press("ArrowDown")
+    wait_drawn(frame, view="head", hover="q1")
+    page.keyboard.press("Shift+ArrowRight")
+    wait_drawn(frame, view="head", hover="k1")
+    # the matrix view: the readout's cell moves with the keys
+    frame.click('button[data-view="matrix"]')
+    wait_drawn(frame, view="matrix")
+    frame.focus('canvas[data-name="matrix-canvas"]')
+    for key in ("ArrowDown", "ArrowDown", "ArrowDown", "Shift+ArrowRight"):
+        page.keyboard.press(key)
+    frame.wait_for_selector('[data-name="matrix-readout"][data-cell="2,1"]', timeout=TIMEOUT)
+    # plain left and right stay the steps
+    page.keyboard.press("ArrowLeft")
+    wait_drawn(frame, view="matrix", step=10)
+
+
+def test_arrow_keys_step_before_the_frame_is_clicked(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=10)
+    # the focus is TensorBoard's page: nothing in the plugin's frame was clicked
+    assert page.evaluate("() => document.activeElement === document.body")
+    page.keyboard.press("ArrowRight")
+    wait_drawn(frame, step=20)
+    page.keyboard.press("ArrowLeft")
+    wait_drawn(frame, step=10)
+
+
+# -- legends and axis titles ----------------------------------------------------
+
+def inked(frame, canvas, x0, y0, x1, y1, step=1):
+    """How many pixels of the box are not the white background."""
+    pts = [(x, y) for x in range(int(x0), int(x1), step) for y in range(int(y0), int(y1), step)]
+    return sum(1 for p in canvas_pixels(frame, canvas, pts) if not is_background(p))
+
+
+def test_matrix_and_head_views_title_their_query_and_key_axes(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="matrix")
+    g = geometry(frame, "matrix-canvas")
+    a = g["axis"]
+    assert a > 0
+    # "key ->" in the strip above the key labels, "<- query" (upwards) in the strip left of the query labels
+    assert inked(frame, "matrix-canvas", g["ox"], 0, g["ox"] + 30, a) > 10
+    assert inked(frame, "matrix-canvas", 0, g["oy"], a, g["oy"] + min(g["Tq"] * g["cell"], g["viewH"] - g["oy"])) > 10
+    frame.click('button[data-view="head"]')
+    wait_drawn(frame, view="head")
+    h = geometry(frame, "head-canvas")
+    assert h["top"] >= 16
+    assert inked(frame, "head-canvas", h["leftTextX"] - 30, 0, h["leftTextX"], h["top"] - 2) > 10
+    assert inked(frame, "head-canvas", h["rightTextX"], 0, h["rightTextX"] + 20, h["top"] - 2) > 10
+
+
+def test_head_view_export_carries_a_key_of_head_colours(page, board):
+    from PIL import Image
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="head", heads="1,3")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    img = Image.open(info.value.path()).convert("RGB")
+    # the squares of the head selector show each head's colour (the DOM's, not the canvas's)
+    want = frame.evaluate("""() => [1, 3].map(h => getComputedStyle(document.querySelector(`button.tba-head[data-head="${h}"]`))
+        .backgroundColor.match(/\\d+/g).slice(0, 3).map(Number))""")
+    bottom = img.crop((0, img.height - 30, img.width, img.height))
+    colours = set(bottom.getdata())
+    for rgb in want:
+        assert any(sum(abs(a - b) for a, b in zip(rgb, c)) < 6 for c in colours), (rgb, "no swatch of that head in the key")
+    # head 0's colour (not shown) is not in the key
+    h0 = frame.evaluate("""() => getComputedStyle(document.querySelector('button.tba-head[data-head="0"]')).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number)""")
+    assert not any(sum(abs(a - b) for a, b in zip(h0, c)) < 6 for c in colours)
+
+
+def test_stats_sparklines_have_a_step_axis(page, board):
+    frame = open_at(page, board, run="gpt", tag="story", step=20, view="stats")
+    g = geometry(frame, "stats-canvas")
+    y = g["axisY"]
+    assert y + g["axisH"] / 2 <= g["height"]
+    x0 = g["labelW"] + g["gap"] + g["padX"]
+    # "step" in the label column, the first step under the first cell's left edge, the last under the last cell's right
+    assert inked(frame, "stats-canvas", 2, y - 6, g["labelW"] - 2, y + 6) > 8
+    assert inked(frame, "stats-canvas", x0, y - 5, x0 + 8, y + 7) > 3
+    xl = g["labelW"] + g["gap"] + (g["cols"] - 1) * (g["cellW"] + g["gap"]) + g["padX"] + g["plotW"]
+    assert inked(frame, "stats-canvas", xl - 14, y - 5, xl + 1, y + 7) > 6

@@ -3,7 +3,7 @@
 // where it drew, for data-geometry (tests read the pixels there).
 
 import { css, headColor } from "../colors.js";
-import { FONT, fitText } from "../dom.js";
+import { FONT, fitText, sizeCanvas } from "../dom.js";
 
 /**
  * A horizontal colour bar of a 256-entry RGBA lut (colors.js seqLut /
@@ -78,11 +78,12 @@ export function headKey(ctx, measure, heads, x, y, width, theme) {
 }
 
 /**
- * An axis title in the theme's muted colour: horizontal at (x, y), or
- * rotated to read upwards (vertical) centred on (x, y).
+ * An axis title in the theme's muted colour: horizontal from (x, y) (or
+ * ending there, align "right"), or rotated to read upwards (vertical)
+ * centred on (x, y).
  * @returns {{text: string, x: number, y: number, w: number}} where it is (w: its length)
  */
-export function axisTitle(ctx, text, x, y, theme, vertical = false) {
+export function axisTitle(ctx, text, x, y, theme, vertical = false, align = "left") {
   ctx.save();
   ctx.font = `italic 11px ${FONT}`;
   ctx.fillStyle = theme.muted;
@@ -94,9 +95,32 @@ export function axisTitle(ctx, text, x, y, theme, vertical = false) {
     ctx.textAlign = "center";
     ctx.fillText(text, 0, 0);
   } else {
-    ctx.textAlign = "left";
+    ctx.textAlign = align;
     ctx.fillText(text, x, y);
   }
   ctx.restore();
-  return { text, x, y, w };
+  return { text, x: align === "right" ? x - w : x, y, w };
+}
+
+/**
+ * A copy of `src` (a canvas sized by dom.js sizeCanvas) with a key of head
+ * colours under it, for exports of drawings in head colours.
+ * @param {HTMLCanvasElement} src
+ * @param {number[]} heads
+ * @returns {HTMLCanvasElement} its dataset.key: the swatches (CSS px), JSON
+ */
+export function withHeadKey(src, heads, theme) {
+  const w = parseFloat(src.style.width) || src.width;
+  const h = parseFloat(src.style.height) || src.height;
+  const out = document.createElement("canvas");
+  const measure = out.getContext("2d");
+  const width = Math.max(w, 240);
+  const { height } = headKey(null, measure, heads, 8, 0, width - 16, theme);
+  const ctx = sizeCanvas(out, width, h + height + 12);
+  ctx.fillStyle = theme.background;
+  ctx.fillRect(0, 0, width, h + height + 12);
+  ctx.drawImage(src, 0, 0, w, h);
+  const { items } = headKey(ctx, ctx, heads, 8, h + 6, width - 16, theme);
+  out.dataset.key = JSON.stringify(items);
+  return out;
 }

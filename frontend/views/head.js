@@ -11,12 +11,15 @@ import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { need, showNeeds } from "../host.js";
-import { headSquares, layerControl, zoomControl } from "./controls.js";
+import { headSquares, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, setLineStyle } from "../draw/lines.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
+import { axisTitle, withHeadKey } from "../draw/legend.js";
 
 const MAX_LABEL_W = 180;
+// room above the token columns for their axis titles
+const AXIS_TOP = 20;
 
 const sameToken = (a, b) => (a === null && b === null) || Boolean(a && b && a.side === b.side && a.index === b.index);
 
@@ -57,6 +60,34 @@ export default class HeadView {
     this.canvas.addEventListener("mousemove", (e) => this.setTransient(this.hit(e)));
     this.canvas.addEventListener("mouseleave", () => this.setTransient(null));
     this.canvas.addEventListener("click", (e) => this.onClick(e));
+    keyboardArea(this.canvas, "Head view: up and down arrows pin the previous or next token, shift with left or right arrow switches between queries and keys, Escape unpins", {
+      ArrowUp: () => this.pinBy(-1), ArrowDown: () => this.pinBy(1),
+      "Shift+ArrowLeft": () => this.pinSide("q"), "Shift+ArrowRight": () => this.pinSide("k"),
+      Escape: () => (this.ctx && this.ctx.state.hover ? this.host.setState({ hover: null }) : false),
+    });
+  }
+
+  /** The arrow keys: pin the token `delta` rows away on the pinned token's side (queries first), scrolled into view. */
+  pinBy(delta) {
+    if (!this.weights) return;
+    const pinned = this.ctx.state.hover;
+    const side = pinned ? pinned.side : "q";
+    const len = this.weights.shape[side === "q" ? 1 : 2];
+    const index = pinned ? Math.max(0, Math.min(len - 1, pinned.index + delta)) : delta > 0 ? 0 : len - 1;
+    const L = this.geometry;
+    if (L) {
+      const y = L.top + index * L.rowH;
+      const s = this.sc.scroll;
+      if (y < s.scrollTop || y + L.rowH > s.scrollTop + s.clientHeight) s.scrollTop = Math.max(0, y - s.clientHeight / 2);
+    }
+    this.host.setState({ hover: { side, index } });
+  }
+
+  pinSide(side) {
+    if (!this.weights) return;
+    const pinned = this.ctx.state.hover;
+    const len = this.weights.shape[side === "q" ? 1 : 2];
+    this.host.setState({ hover: { side, index: Math.min(len - 1, pinned ? pinned.index : 0) } });
   }
 
   async show(ctx) {
@@ -121,11 +152,11 @@ export default class HeadView {
     this.host.setState({ hover: sameToken(pinned, h) ? null : h });
   }
 
-  /** The whole view (not only the visible rows), for PNG export. */
+  /** The whole view (not only the visible rows), for PNG export, with a key of the heads' colours. */
   exportCanvas() {
     const c = document.createElement("canvas");
     this.render(c, this.layout(c), { y0: 0, h: this.geometry.height }, 4 * LINE_BUDGET);
-    return c;
+    return withHeadKey(c, this.heads(), this.ctx.theme);
   }
 
   /** Draw what is visible in the scroller. */
@@ -159,7 +190,7 @@ export default class HeadView {
     const boxW = heads.length <= 16 ? 5 : Math.max(2, Math.floor(80 / Math.max(1, heads.length)));
     const avail = (this.sc.scroll.clientWidth || 900) - 2;
     const gap = Math.max(160, Math.min(420, avail - widths.leftW - widths.rightW - 2 * boxW * heads.length - 40));
-    const L = headViewLayout({ Tq, Tk, rowH, leftW: widths.leftW, rightW: widths.rightW, boxW, nBox: heads.length, gap });
+    const L = headViewLayout({ Tq, Tk, rowH, leftW: widths.leftW, rightW: widths.rightW, boxW, nBox: heads.length, gap, top: AXIS_TOP });
     return { L, Tq, Tk, heads, rowH, fontPx, widths, boxW };
   }
 
@@ -181,6 +212,8 @@ export default class HeadView {
       ? pairRanges(state.pair, kind.query_segment_b, kind.key_segment_b, Tq, Tk)
       : { qRange: [0, Tq], kRange: [0, Tk] };
     this.markTokens(ctx, L, heads.length, hover, state.hover, theme);
+    axisTitle(ctx, "query", L.leftTextX, AXIS_TOP / 2, theme, false, "right");
+    axisTitle(ctx, "key", L.rightTextX, AXIS_TOP / 2, theme);
     if (hasSegments(kind)) drawSegmentBoundary(ctx, L, kind, theme);
     if (widths.showText) {
       const inRange = (side, i) => (side === "q" ? i >= qRange[0] && i < qRange[1] : i >= kRange[0] && i < kRange[1]);

@@ -14,7 +14,7 @@ import { css, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { intText } from "../state.js";
 import { need, loadAll } from "../host.js";
-import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
+import { drawStepAxis, latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
 
 // The statistics and their descriptions are the `stats` route's (in its
 // order); what follows is only how some of them are drawn (any other name
@@ -230,7 +230,7 @@ export default class StatsView {
     this.canvas.dataset.geometry = JSON.stringify({
       labelW: g.labelW, labelH: g.labelH, gap: g.gap, cellW: g.cellW, cellH: g.cellH, padX: g.padX, padY: g.padY,
       plotW: g.plotW, plotH: g.plotH, rows: ids.length, cols: H, layer_ids: ids, steps, xs, lo, hi,
-      current: cur, width: g.width, height: g.height,
+      current: cur, width: g.width, height: g.height, axisH: g.axisH, axisY: g.y(ids.length - 1) + g.cellH + g.gap + g.axisH / 2,
     });
     this.render(this.canvas, theme);
     this.summary = `stat=${name};cells=${ids.length * H};steps=${S};missing=${missing.length};errors=${errs.length}`;
@@ -274,6 +274,7 @@ export default class StatsView {
     ids.forEach((id, r) => ctx.fillText(`L${id}`, g.labelW - 4, g.y(r) + g.cellH / 2));
     this.drawTints(ctx, theme);
     this.drawSparklines(ctx, theme);
+    drawStepAxis(ctx, g, ids.length, g.steps, intText, theme, `10px ${FONT}`);
     // the current step, as a translucent band in every cell
     if (cur >= 0) {
       ctx.fillStyle = ACCENT[theme.name] || ACCENT.light;
