@@ -22,7 +22,7 @@ import { resolveState, clampToKind } from "./state.js";
  *   route: "header" | "attention" | "overview" | "neurons" | "stats" | "compare",
  *   run?: string, tag: string, step?: number, kind?: string, layer?: number,
  *   head?: number | null, size?: number,
- *   a?: {run: string, step: number}, b?: {run: string, step: number},
+ *   a?: {run: string, step: number}, b?: {run: string, step: number, tag?: string}, verdict?: boolean,
  * }} Need
  */
 
@@ -30,7 +30,9 @@ import { resolveState, clampToKind } from "./state.js";
  * The data behind the views: one method per route, each resolving with the
  * decoded answer (decode.js types) or rejecting with an error that has the
  * route's HTTP `status` (404: no such run / step / layer / neurons; 400: a
- * compare whose layers or heads differ, the message saying how). `Api`
+ * compare whose layers or heads differ, the message saying how). compare's
+ * B may be of another probe (b.tag); with `verdict` it answers only whether
+ * A and B line up (jsd null). `Api`
  * (api.js) answers over HTTP; `MemoryData` (memory.js) from arrays.
  * @typedef {{
  *   tags(): Promise<{runs: Array<{run: string, tags: Array<{tag: string}>}>}>,
@@ -40,7 +42,7 @@ import { resolveState, clampToKind } from "./state.js";
  *   overview(run: string, tag: string, step: number, kind: string, size?: number): Promise<import("./decode.js").Weights & {pool: number[]}>,
  *   neurons(run: string, tag: string, step: number, kind: string, layer: number, head: number): Promise<import("./decode.js").Neurons>,
  *   stats(run: string, tag: string, kind: string): Promise<any>,
- *   compare(tag: string, kind: string, a: {run: string, step: number}, b: {run: string, step: number}): Promise<any>,
+ *   compare(tag: string, kind: string, a: {run: string, step: number}, b: {run: string, step: number, tag?: string}, verdict?: boolean): Promise<any>,
  * }} Data
  */
 
@@ -101,7 +103,7 @@ const ARGS = {
   overview: ["run", "tag", "step", "kind", "size"],
   neurons: ["run", "tag", "step", "kind", "layer", "head"],
   stats: ["run", "tag", "kind"],
-  compare: ["tag", "kind", "a", "b"],
+  compare: ["tag", "kind", "a", "b", "verdict"],
 };
 
 /**

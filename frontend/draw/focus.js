@@ -84,7 +84,7 @@ export class FocusPanel {
     const ctx = sizeCanvas(this.canvas, L.width, L.height);
     ctx.fillStyle = d.theme.background;
     ctx.fillRect(0, 0, L.width, L.height);
-    axisTitle(ctx, "query", L.leftTextX - 40, 10, d.theme);
+    axisTitle(ctx, "query", L.leftTextX, 10, d.theme, false, "right");
     axisTitle(ctx, "key", L.rightTextX, 10, d.theme);
     if (this.hover) {
       ctx.fillStyle = d.theme.highlight;

@@ -124,3 +124,24 @@ export function withHeadKey(src, heads, theme) {
   out.dataset.key = JSON.stringify(items);
   return out;
 }
+
+/**
+ * Words of `text` in lines no wider than `width` in ctx's font (a word
+ * wider than that is a line of its own, cut by the caller's clip).
+ * @returns {string[]}
+ */
+export function wrapText(ctx, text, width) {
+  const lines = [];
+  let line = "";
+  for (const word of String(text).split(/\s+/).filter(Boolean)) {
+    const next = line ? line + " " + word : word;
+    if (line && ctx.measureText(next).width > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = next;
+    }
+  }
+  if (line) lines.push(line);
+  return lines.length ? lines : [""];
+}

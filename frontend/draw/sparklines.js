@@ -5,6 +5,28 @@
 // (a canvas context): tested in node.
 
 /**
+ * Step indices where no statistic has any value (steps written before
+ * statistics existed, or unreadable).
+ * @param {Record<string, Array<Array<number | null>>>} stats
+ * @param {number} count number of steps
+ */
+export function stepsWithout(stats, count) {
+  const out = [];
+  for (let s = 0; s < count; s++) {
+    let any = false;
+    for (const name of Object.keys(stats)) {
+      const row = stats[name][s];
+      if (row && row.some((v) => v !== null)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) out.push(s);
+  }
+  return out;
+}
+
+/**
  * Integer x offsets (0..width) of the steps, proportional to the step
  * numbers; a single step sits in the middle.
  * @param {readonly number[]} steps ascending

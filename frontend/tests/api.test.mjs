@@ -271,4 +271,11 @@ test("compare: one route for both steps, cached; a structure mismatch is its 400
   assert.deepEqual(seen, ["/p/compare?tag=t%2F1&kind=self&run_a=r&step_a=1&run_b=r&step_b=2"]);
   await assert.rejects(api.compare("t/1", "self", a, { run: "other", step: 2 }),
     (e) => e instanceof ApiError && e.status === 400 && e.message === "A stores layers [0, 1], B stores layers [0]");
+  // B of another probe, and the verdict alone
+  await api.compare("t/1", "self", a, { run: "r", step: 2, tag: "t/2" }, true);
+  assert.equal(seen[seen.length - 1], "/p/compare?tag=t%2F1&kind=self&run_a=r&step_a=1&run_b=r&step_b=2&tag_b=t%2F2&verdict=1");
+  // B of A's probe: the same URL as without (cached)
+  const n = seen.length;
+  await api.compare("t/1", "self", a, { run: "r", step: 2, tag: "t/1" });
+  assert.equal(seen.length, n);
 });

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { pickStat, statLabel, statScale, stepsWithout } from "../views/stats.js";
-import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
+import { pickStat, statLabel, statScale } from "../views/stats.js";
+import { latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 /** A path that records its calls. */
 function recorder() {

@@ -14,7 +14,7 @@ import { css, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { intText } from "../state.js";
 import { need, loadAll } from "../host.js";
-import { drawStepAxis, latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
+import { drawStepAxis, latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 // The statistics and their descriptions are the `stats` route's (in its
 // order); what follows is only how some of them are drawn (any other name
@@ -43,28 +43,6 @@ export function statScale(name, rows) {
     for (const v of row) if (v !== null && v > hi && Number.isFinite(v)) hi = v;
   }
   return { lo: 0, hi: hi > 0 ? hi : 1 };
-}
-
-/**
- * Step indices where no statistic has any value (steps written before
- * statistics existed, or unreadable).
- * @param {Record<string, Array<Array<number | null>>>} stats
- * @param {number} count number of steps
- */
-export function stepsWithout(stats, count) {
-  const out = [];
-  for (let s = 0; s < count; s++) {
-    let any = false;
-    for (const name of Object.keys(stats)) {
-      const row = stats[name][s];
-      if (row && row.some((v) => v !== null)) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) out.push(s);
-  }
-  return out;
 }
 
 /** A statistic's name as people read it: max_weight -> "max weight". */
@@ -101,7 +79,10 @@ export default class StatsView {
   constructor(host) {
     this.host = host;
     // the first statistic is the default, left out of the URL
-    const choose = () => host.setState({ stat: this.statSel.value === this.names()[0] ? null : this.statSel.value });
+    const choose = () => {
+      this.statNotice = "";
+      host.setState({ stat: this.statSel.value === this.names()[0] ? null : this.statSel.value });
+    };
     this.statSel = el("select", { attrs: { "data-name": "stat" }, title: "Statistic", on: { change: choose } });
     this.caption = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-caption" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "stats-readout" }, text: "hover a sparkline" });
@@ -147,8 +128,11 @@ export default class StatsView {
     }
     this.ctx = ctx;
     if (state.stat !== null && pickStat(this.names(), state.stat) !== state.stat) {
-      // a statistic this server does not have (an old link, a typo): the default
+      // a statistic this server does not have (an old link, a typo): the default, said
+      this.statNotice = `statistic \u201c${state.stat}\u201d is not one this server computes (${this.names().join(", ")}): showing ${this.names()[0]}`;
       this.host.setState({ stat: null });
+    } else if (state.stat !== null) {
+      this.statNotice = "";
     }
     this.draw();
   }
@@ -191,6 +175,7 @@ export default class StatsView {
     if (old.length && old.length < steps.length) {
       parts.push(`step${old.length > 1 ? "s" : ""} ${listSteps(old)} carr${old.length > 1 ? "y" : "ies"} no statistics (logged before tb-attention computed them): gaps in every line`);
     }
+    if (this.statNotice) parts.unshift(this.statNotice);
     this.notice.textContent = parts.join(" \u00b7 ");
   }
 
