@@ -107,10 +107,11 @@ const ARGS = {
 };
 
 /**
- * Up to this many runs, the default run is the one with the most steps (their
- * first probes' steps are fetched to know); beyond, the newest max_step.
+ * Up to this many probes in all, the default run is the one with the most
+ * steps (their steps are fetched, in parallel, to know); beyond, the newest
+ * max_step decides.
  */
-export const SCANNED_RUNS = 24;
+export const SCANNED_PROBES = 48;
 
 /** Routes whose answers belong to one step and never change: worth prefetching. */
 export const STEP_ROUTES = new Set(["header", "attention", "overview", "neurons"]);
@@ -170,10 +171,11 @@ export async function showNeeds(view, ctx, keep) {
 export async function resolveContext(host, state, { theme, isCurrent = () => true }) {
   const cat = host.catalogue;
   const runs = cat.listing().runs.filter((r) => r.tags && r.tags.length);
-  if (!runs.some((r) => r.run === state.run) && runs.length <= SCANNED_RUNS) {
+  const probes = runs.flatMap((r) => r.tags.map((t) => [r.run, t.tag]));
+  if (!runs.some((r) => r.run === state.run) && probes.length <= SCANNED_PROBES) {
     // no run asked for (or one not logged): the default is the run with the
-    // most steps, so its first probe's steps are needed (failures: not counted)
-    await Promise.allSettled(runs.map((r) => cat.probe(r.run, r.tags[0].tag)));
+    // most steps, so the probes' steps are needed (failures: not counted)
+    await Promise.allSettled(probes.map(([run, tag]) => cat.probe(run, tag)));
     if (!isCurrent()) return null;
   }
   let resolved = resolveState(state, cat.listing());

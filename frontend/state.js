@@ -229,7 +229,7 @@ export function resolveState(s, tags) {
   const out = { ...s };
   const runInfo = withTags.find((r) => r.run === s.run) || defaultRun(withTags);
   out.run = runInfo.run;
-  const tagInfo = runInfo.tags.find((t) => t.tag === s.tag) || runInfo.tags[0];
+  const tagInfo = runInfo.tags.find((t) => t.tag === s.tag) || defaultProbe(runInfo.tags);
   out.tag = tagInfo.tag;
   const steps = tagInfo.steps || [];
   out.step = nearestStep(steps, s.step);
@@ -238,27 +238,39 @@ export function resolveState(s, tags) {
   return { state: clampToKind(out, kindInfo), runInfo, tagInfo, kindInfo };
 }
 
+/** Which of two listing entries has more: kept steps where known, then the newer max_step. */
+function more(a, b) {
+  return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+}
+
+/** A probe's score: [kept steps (-1 while not fetched), max_step]. */
+function probeScore(t) {
+  return [t.steps ? t.steps.length : -1, typeof t.max_step === "number" ? t.max_step : -Infinity];
+}
+
 /**
- * The run opened when none (or one not logged) is asked for: the one whose
- * first probe has the most kept steps (a training run, not a one-step
- * checkpoint run that sorts first), as far as the listing has their steps;
- * then the newest max_step; then the listing's order.
+ * The probe opened in a run when none (or one it did not log) is asked for:
+ * the one with the most kept steps as far as the listing has them, then the
+ * newest max_step, then the listing's order.
+ * @param {Array<{tag: string, steps?: number[], max_step?: number}>} tags
+ */
+export function defaultProbe(tags) {
+  let best = tags[0];
+  for (const t of tags.slice(1)) if (more(probeScore(t), probeScore(best))) best = t;
+  return best;
+}
+
+/**
+ * The run opened when none (or one not logged) is asked for: the one with a
+ * probe of the most kept steps (a training run, not a one-step checkpoint
+ * run that sorts first), as far as the listing has their steps; then the
+ * newest max_step; then the listing's order.
  * @param {Array<{run: string, tags: Array<{steps?: number[], max_step?: number}>}>} runs with probes
  */
 export function defaultRun(runs) {
-  const score = (r) => {
-    const t = r.tags[0];
-    return [t.steps ? t.steps.length : -1, typeof t.max_step === "number" ? t.max_step : -Infinity];
-  };
+  const score = (r) => probeScore(defaultProbe(r.tags));
   let best = runs[0];
-  let top = score(best);
-  for (const r of runs.slice(1)) {
-    const sc = score(r);
-    if (sc[0] > top[0] || (sc[0] === top[0] && sc[1] > top[1])) {
-      best = r;
-      top = sc;
-    }
-  }
+  for (const r of runs.slice(1)) if (more(score(r), score(best))) best = r;
   return best;
 }
 

@@ -16,8 +16,9 @@ import pytest
 import tb_attention
 from tb_attention import AttentionRecord, KindRecord
 
+from tests.test_compare_e2e import wait_compare
 from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, neuron_kind, next_frames, plugin_frame, root_attrs, url,
+    TIMEOUT, Watch, canvas_pixels, detail, geometry, neuron_kind, open_dashboard, plugin_frame, root_attrs, url,
     wait_drawn,
 )
 
@@ -58,6 +59,8 @@ def write_logdir(root):
     with tb_attention.AttentionWriter(os.path.join(root, "gpt")) as w:
         for step in GPT_STEPS:
             w.add_attention("story", gpt_record(step), global_step=step)
+        # another probe of the same shape and tokens: compare's B may be it
+        w.add_attention("retold", gpt_record(99), global_step=20)
     # sorts first, one step: not the run opened by default
     with tb_attention.AttentionWriter(os.path.join(root, "a-ckpt")) as w:
         w.add_attention("ckpt", np.full((1, 1, 3, 3), 1 / 3, np.float32), tokens=["a", "b", "c"], global_step=500)
@@ -68,6 +71,7 @@ def write_logdir(root):
 
 
 EXPECTED = {"gpt": ("story", len(GPT_STEPS)), "a-ckpt": ("ckpt", 1), "pair": ("pair", 1), "grid": ("grid", 1)}
+# and gpt's "retold" (one step, checked with the compare tests)
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +98,6 @@ def page(browser):
     ctx.close()
 
 
-def open_at(page, board, **state):
-    page.goto(url(board, **state))
-    frame = plugin_frame(page)
-    expect = {k: v for k, v in state.items() if k in ("view", "run", "tag", "step", "kind", "layer", "head")}
-    wait_drawn(frame, **expect)
-    return frame
-
-
 def model_softmax(step, layer, head, query):
     return gpt_record(step).attention("self")[layer, head, query]
 
@@ -113,7 +109,7 @@ def is_background(px):
 # -- neuron view ----------------------------------------------------------------
 
 def test_neuron_view_starts_on_the_last_token_of_causal_attention(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=2)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=2)
     attrs = root_attrs(frame)
     assert attrs["data-query"] == str(len(GPT_TOKENS) - 1), attrs
     got = frame.evaluate("() => Array.from(window.tbAttention.views.neuron.numbers.softmax)")
@@ -125,7 +121,7 @@ def test_neuron_view_starts_on_the_last_token_of_causal_attention(page, board):
 def test_neuron_view_at_800_px_keeps_the_scores_and_softmax_in_view(browser, board):
     ctx, page = new_page(browser, 800, 700)
     try:
-        frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+        frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
         geo = geometry(frame, "neuron-canvas")
         assert geo["viewX"] == 0
         # the scaled score and the whole softmax column are inside the visible canvas
@@ -143,7 +139,7 @@ def test_neuron_view_at_800_px_keeps_the_scores_and_softmax_in_view(browser, boa
 
 
 def test_neuron_view_shows_every_querys_vector_and_highlights_the_pinned_one(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=0, view="neuron", layer=0, head=1, query=4)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=0, view="neuron", layer=0, head=1, query=4)
     geo = geometry(frame, "neuron-canvas")
     q = gpt_record(0).neurons("self").queries[0, 1]  # [T, D]
     xs = [geo["x"]["qv"] + (d + 0.5) * geo["cw"] for d in (int(np.argmax(q[i])) for i in range(len(GPT_TOKENS)))]
@@ -158,13 +154,15 @@ def test_neuron_view_shows_every_querys_vector_and_highlights_the_pinned_one(pag
 
 
 def test_neuron_view_hover_previews_a_query_and_click_pins_it(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=10, view="neuron", layer=0, head=3)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=10, view="neuron", layer=0, head=3)
     last = len(GPT_TOKENS) - 1
     geo = geometry(frame, "neuron-canvas")
     canvas = frame.locator('canvas[data-name="neuron-canvas"]')
+    before = canvas.bounding_box()
     at = {"x": geo["x"]["q"] + geo["qW"] - 5, "y": geo["top"] + 5.5 * geo["rowH"]}
     canvas.hover(position=at)
     wait_drawn(frame, hover="q5")
+    assert canvas.bounding_box() == before  # nothing moves under the pointer
     assert root_attrs(frame)["data-query"] == str(last)  # a preview, not a choice
     assert detail(frame)["shown"] == "5"
     got = frame.evaluate("() => Array.from(window.tbAttention.views.neuron.numbers.softmax)")
@@ -179,7 +177,7 @@ def test_neuron_view_hover_previews_a_query_and_click_pins_it(page, board):
 
 
 def test_neuron_view_collapsed_lines(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=0, query=6)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="neuron", layer=1, head=0, query=6)
     frame.select_option('select[data-name="nmode"]', "lines")
     frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"neuron-canvas\"]').dataset.geometry).lines === true")
     wait_drawn(frame, view="neuron")
@@ -200,7 +198,7 @@ def test_neuron_view_collapsed_lines(page, board):
 
 
 def test_neuron_view_legend_gives_the_sign_convention(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
     legend = geometry(frame, "neuron-canvas")["legend"]
     d, s = legend["div"], legend["seq"]
     y = d["y"] + d["h"] / 2
@@ -214,7 +212,7 @@ def test_neuron_view_legend_gives_the_sign_convention(page, board):
 # -- sentence pair filters --------------------------------------------------------
 
 def test_pair_filter_in_the_model_view(page, board):
-    frame = open_at(page, board, run="pair", tag="pair", step=0, view="model")
+    frame = open_dashboard(page, board, run="pair", tag="pair", step=0, view="model")
     a = np.round(pair_record().attention("self")[0] * 255)  # [H, T, T]
     assert int(detail(frame)["lines"]) == int((a >= 1).sum())
     frame.select_option('select[data-name="pair"]', "ab")
@@ -226,7 +224,7 @@ def test_pair_filter_in_the_model_view(page, board):
 
 
 def test_pair_filter_in_the_neuron_view(page, board):
-    frame = open_at(page, board, run="pair", tag="pair", step=0, view="neuron", query=2)
+    frame = open_dashboard(page, board, run="pair", tag="pair", step=0, view="neuron", query=2)
     geo = geometry(frame, "neuron-canvas")
 
     def ink():
@@ -259,7 +257,7 @@ def grid_point(geo, row, col):
 
 
 def test_model_view_enlarges_a_head_in_place_with_hover_and_keeps_the_filters(page, board):
-    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mheads="3-6")
+    frame = open_dashboard(page, board, run="grid", tag="grid", step=0, view="model", mheads="3-6")
     geo = geometry(frame, "model-canvas")
     assert geo["cols"] == 4
     x, y = grid_point(geo, 2, 2)  # layer 2, head 5
@@ -276,8 +274,10 @@ def test_model_view_enlarges_a_head_in_place_with_hover_and_keeps_the_filters(pa
     assert not is_background(canvas_pixels(frame, "model-focus", [(mid_x, mid_y)])[0])
     # hover query 3: only its line; its readout
     focus = frame.locator('canvas[data-name="model-focus"]')
+    before = focus.bounding_box()
     focus.hover(position={"x": f["leftTextX"] - 5, "y": f["top"] + 3.5 * f["rowH"]})
     frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"model-focus\"]').dataset.geometry).lines === 1", timeout=TIMEOUT)
+    assert focus.bounding_box() == before  # nothing moves under the pointer
     assert frame.text_content('[data-name="model-focus-readout"]') == "query 3 \u201cg3\u201d"
     # Escape closes it: the grid, its filter, the step as they were
     page.keyboard.press("Escape")
@@ -291,7 +291,7 @@ def test_model_view_enlarges_a_head_in_place_with_hover_and_keeps_the_filters(pa
 def test_model_view_grid_of_6_by_12_fits_a_1440_by_900_window(browser, board):
     ctx, page = new_page(browser, 1440, 900)
     try:
-        frame = open_at(page, board, run="grid", tag="grid", step=0, view="model")
+        frame = open_dashboard(page, board, run="grid", tag="grid", step=0, view="model")
         geo = geometry(frame, "model-canvas")
         assert (geo["rows"], geo["cols"]) == (6, 12)
         iframe = page.locator("iframe").bounding_box()
@@ -330,10 +330,10 @@ def test_a_link_to_an_unknown_run_says_which_run_is_shown(browser, board):
 
 
 def test_a_layer_filter_beyond_the_model_and_an_unreadable_one_are_named(page, board):
-    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mlayers="9-12")
+    frame = open_dashboard(page, board, run="grid", tag="grid", step=0, view="model", mlayers="9-12")
     assert notice(frame, "mlayers") == "layer filter 9-12: layers 9-12 are not logged (layers 0-5): showing every layer"
     assert geometry(frame, "model-canvas")["rows"] == 6
-    frame = open_at(page, board, run="grid", tag="grid", step=0, view="model", mlayers="abc")
+    frame = open_dashboard(page, board, run="grid", tag="grid", step=0, view="model", mlayers="abc")
     assert notice(frame, "mlayers") == ("mlayers \u201cabc\u201d in the link is not a list of layers "
                                         "(numbers and ranges, like 0-3,7): showing every layer")
     # typed into the filter: said beside it, and the grid keeps its last filter
@@ -352,7 +352,7 @@ def test_a_layer_filter_beyond_the_model_and_an_unreadable_one_are_named(page, b
 
 
 def test_a_hash_edited_to_a_missing_step_says_which_step_is_shown(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=10)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=10)
     page.evaluate("() => { location.hash = location.hash.replace(/p\\.attention\\.step=10/, 'p.attention.step=15'); }")
     wait_drawn(frame, step=20)
     assert notice(frame, "step") == "step 15 is not among the logged steps (any more): showing step 20, the nearest"
@@ -380,7 +380,7 @@ def accent_pixels(img, box, y):
 
 def test_the_focus_ring_of_a_view_tab_is_not_clipped(page, board):
     from PIL import Image
-    frame = open_at(page, board, run="gpt", tag="story", step=20)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20)
     frame.focus('button[data-view="head"]')
     page.keyboard.press("Tab")
     assert frame.evaluate("() => document.activeElement.dataset.view") == "model"
@@ -397,7 +397,7 @@ def focus_ring(frame, name):
 
 
 def test_drawing_areas_take_the_focus_and_arrow_keys_choose_tokens(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="neuron", layer=0, head=0)
     frame.focus('select[data-name="zoom"]')
     # Tab from the controls reaches the canvas, with a visible ring; up moves the query
     for _ in range(3):
@@ -432,7 +432,7 @@ def test_drawing_areas_take_the_focus_and_arrow_keys_choose_tokens(page, board):
 
 
 def test_arrow_keys_step_before_the_frame_is_clicked(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=10)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=10)
     # the focus is TensorBoard's page: nothing in the plugin's frame was clicked
     assert page.evaluate("() => document.activeElement === document.body")
     page.keyboard.press("ArrowRight")
@@ -450,7 +450,7 @@ def inked(frame, canvas, x0, y0, x1, y1, step=1):
 
 
 def test_matrix_and_head_views_title_their_query_and_key_axes(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="matrix")
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="matrix")
     g = geometry(frame, "matrix-canvas")
     a = g["axis"]
     assert a > 0
@@ -467,7 +467,7 @@ def test_matrix_and_head_views_title_their_query_and_key_axes(page, board):
 
 def test_head_view_export_carries_a_key_of_head_colours(page, board):
     from PIL import Image
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="head", heads="1,3")
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="head", heads="1,3")
     with page.expect_download(timeout=TIMEOUT) as info:
         frame.click('button[data-name="export"]')
     img = Image.open(info.value.path()).convert("RGB")
@@ -484,7 +484,7 @@ def test_head_view_export_carries_a_key_of_head_colours(page, board):
 
 
 def test_stats_sparklines_have_a_step_axis(page, board):
-    frame = open_at(page, board, run="gpt", tag="story", step=20, view="stats")
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="stats")
     g = geometry(frame, "stats-canvas")
     y = g["axisY"]
     assert y + g["axisH"] / 2 <= g["height"]
@@ -494,3 +494,90 @@ def test_stats_sparklines_have_a_step_axis(page, board):
     assert inked(frame, "stats-canvas", x0, y - 5, x0 + 8, y + 7) > 3
     xl = g["labelW"] + g["gap"] + (g["cols"] - 1) * (g["cellW"] + g["gap"]) + g["padX"] + g["plotW"]
     assert inked(frame, "stats-canvas", xl - 14, y - 5, xl + 1, y + 7) > 6
+
+
+# -- compare ------------------------------------------------------------------------
+
+def test_compare_with_one_logged_step_says_there_is_nothing_to_compare(page, board):
+    page.goto(url(board, run="a-ckpt", tag="ckpt", view="compare"))
+    frame = plugin_frame(page)
+    wait_compare(frame, mode="rank")
+    assert frame.text_content('[data-name="compare-message"]') == (
+        "nothing to compare: probe \u201cckpt\u201d has one logged step (500), in run \u201ca-ckpt\u201d only; "
+        "log more steps or another run, or choose another probe as B")
+    assert "no head changed" not in frame.text_content('[data-name="compare-note"]')
+
+
+def quantized_mean_jsd(a, b):
+    """Mean JSD (nats) over query rows of two [Tq, Tk] maps as stored (uint8 weights, rows renormalised)."""
+    p = np.round(a * 255) / 255
+    q = np.round(b * 255) / 255
+    p = p / p.sum(-1, keepdims=True)
+    q = q / q.sum(-1, keepdims=True)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda x, y: np.where(x > 0, x * np.log(x / y), 0.0).sum(-1)
+        return float(np.mean(0.5 * kl(p, m) + 0.5 * kl(q, m)))
+
+
+def test_compare_b_may_be_another_probe(page, board):
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="compare")
+    frame.select_option('select[data-name="btag"]', "retold")
+    d = wait_compare(frame, mode="rank", brun="gpt", bstep=20, tokens="match")
+    a, b = gpt_record(20).attention("self"), gpt_record(99).attention("self")
+    want = np.array([[quantized_mean_jsd(a[l, h], b[l, h]) for h in range(4)] for l in range(2)])
+    top = np.unravel_index(np.argmax(want), want.shape)
+    assert d["top"] == "%d,%d" % top
+    assert abs(float(d["max"]) - want.max()) < 2e-3, (d["max"], want.max())
+    # the matrix mode: B's title names its probe, and the difference is drawn
+    frame.click('button[data-cmode="matrix"]')
+    wait_compare(frame, mode="matrix", diff="drawn")
+    assert frame.text_content('[data-name="compare-title-b"]').startswith("B: gpt \u00b7 retold \u00b7 step 20")
+    assert frame.text_content('[data-name="compare-title-a"]').startswith("A: gpt \u00b7 story \u00b7 step 20")
+
+
+def test_compare_per_head_modes_ask_the_route_for_its_verdict_only(page, board):
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/data/plugin/attention/compare?" in r.url else None)
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="compare", bstep=0, cmode="matrix")
+    wait_compare(frame, mode="matrix", diff="drawn")
+    assert asked and all("verdict=1" in u for u in asked), asked
+    frame.click('button[data-cmode="rank"]')
+    wait_compare(frame, mode="rank", tokens="match")
+    assert "verdict=1" not in asked[-1]
+
+
+def test_compare_export_has_every_panel_titled_and_the_sign_legend(page, board):
+    from PIL import Image
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="compare", bstep=0, cmode="matrix", layer=1, head=2)
+    wait_compare(frame, mode="matrix", diff="drawn")
+    panels = frame.evaluate("() => JSON.parse(window.tbAttention.views.compare.exportCanvas().dataset.panels)")
+    titles = [p["title"] for p in panels]
+    assert len(panels) == 3, titles
+    assert titles[0] == "A: gpt \u00b7 step 20 \u00b7 layer 1 head 2"
+    assert titles[1] == "B: gpt \u00b7 step 0 \u00b7 layer 1 head 2"
+    assert titles[2].startswith("B \u2212 A \u00b7 layer 1 head 2 \u00b7 red: B higher, blue: A higher")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    img = Image.open(info.value.path()).convert("RGB")
+    assert img.width >= sum(p["width"] for p in panels)
+    # the colour scale under the panels: blue (A higher) to red (B higher)
+    bottom = img.crop((0, img.height - 30, img.width // 2, img.height))
+    colours = set(bottom.getdata())
+    assert any(b > r + 80 for r, g, b in colours) and any(r > b + 80 for r, g, b in colours)
+
+
+def test_compare_ranking_export_title_is_not_cut(page, board):
+    from PIL import Image
+    frame = open_dashboard(page, board, run="gpt", tag="story", step=20, view="compare", bstep=0)
+    wait_compare(frame, mode="rank", tokens="match")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    img = Image.open(info.value.path()).convert("RGB")
+    scale = img.width / frame.evaluate("() => parseFloat(window.tbAttention.views.compare.exportCanvas().style.width)")
+    band = int(18 * scale)
+    # the title's text stays off the image's right edge (it wraps instead)
+    edge = img.crop((img.width - int(6 * scale), 0, img.width, band))
+    assert all(sum(px) > 3 * 240 for px in edge.getdata())
+    # and the title is there: ink in the band's left part
+    assert any(sum(px) < 3 * 128 for px in img.crop((0, 0, img.width // 2, band)).getdata())

@@ -62,7 +62,7 @@ export function painter(theme) {
 
 /**
  * Where everything goes (CSS px): the label columns, then (vectors mode)
- * the q, k and q x k blocks whose cells shrink (to half a pixel a dimension)
+ * the q, k and q x k blocks whose cells shrink (to a quarter pixel a dimension)
  * so that the number and softmax columns, the result, fit `avail`; or
  * (lines mode) the two token columns with lines between.
  * @param {CanvasRenderingContext2D} c0 to measure labels
@@ -89,7 +89,7 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
   } else {
     const numbers = (n.hasBias ? 4 : 2) * NUM_W;
     const fixed = x.q + qW + 6 + 18 + kW + 6 + 14 + 14 + numbers + SOFT_W + 8;
-    cw = Math.max(0.5, Math.min(8, Math.floor((4 * (avail - fixed)) / (3 * D)) / 4));
+    cw = Math.max(0.25, Math.min(8, Math.floor((4 * (avail - fixed)) / (3 * D)) / 4));
     blockW = Math.max(D * cw, MIN_BLOCK);
     x.qv = x.q + qW + 6; // every query's q vector
     x.k = x.qv + blockW + 18;

@@ -3,7 +3,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { fallbackNotices, unreadable } from "../fallbacks.js";
-import { clampToKind, decodeState, defaultRun, defaultState, encodeState, queryIndex } from "../state.js";
+import { clampToKind, decodeState, defaultProbe, defaultRun, defaultState, encodeState, queryIndex } from "../state.js";
 
 const KIND = { name: "self", layer_ids: [0, 1, 2, 3, 4, 5], num_heads: 12, query_tokens: Array(8).fill("t"), key_tokens: Array(8).fill("t") };
 const shown = (asked) => clampToKind(asked, KIND);
@@ -61,6 +61,10 @@ test("the default run is the one with the most steps, then the newest", () => {
   assert.equal(defaultRun(runs).run, "b-train");
   // steps not fetched (many runs): the newest max_step
   assert.equal(defaultRun(runs.map((r) => ({ run: r.run, tags: [{ tag: "p", max_step: r.tags[0].max_step }] }))).run, "a-ckpt");
+  // a run's probe of the most steps counts, and is the probe opened
+  const two = [runs[0], { run: "z", tags: [{ tag: "a-one", steps: [9], max_step: 9 }, { tag: "b-many", steps: [1, 2, 3, 4], max_step: 4 }] }];
+  assert.equal(defaultRun(two).run, "z");
+  assert.equal(defaultProbe(two[1].tags).tag, "b-many");
 });
 
 test("the neuron view's query: the last token of causal attention unless one is chosen", () => {
