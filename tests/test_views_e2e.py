@@ -434,6 +434,15 @@ def test_drawing_areas_take_the_focus_and_arrow_keys_choose_tokens(page, board):
     # plain left and right stay the steps
     page.keyboard.press("ArrowLeft")
     wait_drawn(frame, view="matrix", step=10)
+    # the stats view: the readout's cell moves, Enter opens that head at the step shown
+    frame.click('button[data-view="stats"]')
+    wait_drawn(frame, view="stats")
+    frame.focus('canvas[data-name="stats-canvas"]')
+    for key in ("ArrowDown", "ArrowDown", "Shift+ArrowRight"):
+        page.keyboard.press(key)
+    frame.wait_for_selector('[data-name="stats-readout"][data-cell="1,1,10"]', timeout=TIMEOUT)
+    page.keyboard.press("Enter")
+    wait_drawn(frame, view="head", layer=1, heads="1", step=10)
 
 
 def test_arrow_keys_step_before_the_frame_is_clicked(page, board):

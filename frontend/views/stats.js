@@ -14,6 +14,7 @@ import { css, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { intText } from "../state.js";
 import { need, loadAll } from "../host.js";
+import { keyboardArea } from "./controls.js";
 import { drawStepAxis, latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 // The statistics and their descriptions are the `stats` route's (in its
@@ -109,6 +110,11 @@ export default class StatsView {
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setPoint(null));
     this.canvas.addEventListener("click", (e) => this.onClick(e));
+    const move = (dr, dc) => () => this.movePoint(dr, dc);
+    keyboardArea(this.canvas, "Stats view: up and down arrows move across layers, shift with left or right arrow across heads, Enter opens that head at the shown step", {
+      ArrowUp: move(-1, 0), ArrowDown: move(1, 0), "Shift+ArrowLeft": move(0, -1), "Shift+ArrowRight": move(0, 1),
+      Enter: () => this.point && this.open(this.point),
+    });
     this.ctx = null;
     this.data = null;
     this.key = "";
@@ -340,6 +346,7 @@ export default class StatsView {
 
   setPoint(p) {
     const g = this.geo;
+    this.point = p;
     if (!p || !g) {
       this.dot.hidden = true;
       this.readout.textContent = "hover a sparkline";
@@ -364,10 +371,23 @@ export default class StatsView {
 
   onClick(e) {
     const p = this.pointAt(e);
-    if (!p) return;
+    if (p) this.open(p);
+  }
+
+  /** The head of cell p opened in the head view at p's step. */
+  open(p) {
     const g = this.geo;
-    const head = p.c;
-    this.host.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [head], head, hover: null });
+    this.host.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [p.c], head: p.c, hover: null });
+  }
+
+  /** The arrow keys: the readout's cell moves, at the step shown. */
+  movePoint(dr, dc) {
+    const g = this.geo;
+    if (!g) return;
+    const p = this.point || { r: 0, c: 0 };
+    const r = this.point ? Math.max(0, Math.min(g.ids.length - 1, p.r + dr)) : 0;
+    const c = this.point ? Math.max(0, Math.min(g.H - 1, p.c + dc)) : 0;
+    this.setPoint({ r, c, s: Math.max(0, g.cur) });
   }
 
   exportCanvas() {
