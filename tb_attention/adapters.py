@@ -105,6 +105,7 @@ class Adapter:
 
 _BERT_SEGMENTS = dict(segments=("token_type", "separator"), separator=("sep_token_id",))
 _PAIR_BY_SEPARATOR = dict(segments=("separator",), separator=("sep_token_id", "eos_token_id"))
+_DECODER_ONLY = dict(neurons=True, causal_kinds=frozenset({"self"}))
 
 ADAPTERS: Dict[str, Adapter] = {a.model_type: a for a in (
     Adapter("bert", modules=(("self", r"encoder\.layer\.(\d+)\.attention\.self"),),
@@ -134,17 +135,17 @@ ADAPTERS: Dict[str, Adapter] = {a.model_type: a for a in (
                   "bidirectional; with target_mapping (two-stream) the content stream is kept. "
                   "XLNet tokenizers pad on the left; padding removal handles that."),
     Adapter("ctrl", modules=(("self", r"h\.(\d+)\.multi_head_attention"),),
-            neurons=True, causal_kinds=frozenset({"self"}),
+            **_DECODER_ONLY,
             notes="CTRL's token_type_ids are extra word embeddings, not segments."),
     Adapter("gpt2", modules=(("self", r"h\.(\d+)\.attn"),),
-            neurons=True, causal_kinds=frozenset({"self"}),
+            **_DECODER_ONLY,
             notes="scale = head_dim**-0.5 (if scale_attn_weights) / (layer + 1) (if "
                   "scale_attn_by_inverse_layer_idx), as the model's own `scaling`."),
     Adapter("llama", modules=(("self", r"layers\.(\d+)\.self_attn"),),
-            neurons=True, causal_kinds=frozenset({"self"}),
+            **_DECODER_ONLY,
             notes="Queries/keys after RoPE; grouped keys expanded to one per query head."),
     Adapter("qwen2", modules=(("self", r"layers\.(\d+)\.self_attn"),),
-            neurons=True, causal_kinds=frozenset({"self"}),
+            **_DECODER_ONLY,
             notes="As LLaMA; a sliding window, when enabled, shows up in the mask."),
     Adapter("bart", modules=(("encoder", r"encoder\.layers\.(\d+)\.self_attn"),
                              ("decoder", r"decoder\.layers\.(\d+)\.self_attn"),

@@ -1,14 +1,16 @@
-"""AttentionRecord <-> blobs of one step (the layout in proto/attention.proto).
+"""AttentionRecord <-> the blobs of one step: the byte layout of proto/attention.proto.
 
-encode_step() runs on the writer's background thread; the decode_* functions
-run in the plugin (one blob at a time) and in load().
+encode_step() runs on the writer's background thread (tb_attention.summary
+hands it the statistics stats.compute made); the decode functions run in the
+plugin (one blob at a time) and in load(). Everything that reads or writes a
+StepHeader, its per-head statistics included, is here.
 """
 import uuid
 
 import google_crc32c
 import numpy as np
 
-from tb_attention import metadata, stats
+from tb_attention import metadata
 from tb_attention.metadata import FormatError
 from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionRecord, KindRecord, Neurons
@@ -16,6 +18,13 @@ from tb_attention.record import AttentionRecord, KindRecord, Neurons
 DTYPES = {"uint8": attention_pb2.UINT8, "float16": attention_pb2.FLOAT16}
 _NUMPY = {attention_pb2.UINT8: np.dtype(np.uint8), attention_pb2.FLOAT16: np.dtype("<f2")}
 DTYPE_NAMES = {attention_pb2.UINT8: "uint8", attention_pb2.FLOAT16: "float16"}
+
+
+def weight_bytes(dtype: str) -> int:
+    """Bytes per stored attention weight of a dtype name ("uint8", "float16")."""
+    if dtype not in DTYPES:
+        raise ValueError("dtype must be one of %s, got %r" % (sorted(DTYPES), dtype))
+    return _NUMPY[DTYPES[dtype]].itemsize
 
 
 def new_writer_id():
@@ -72,12 +81,32 @@ def heads_per_blob(num_heads, query_len, key_len, itemsize, limit=None):
     return max(1, limit // max(1, per_head))
 
 
-def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8"):
-    """Blobs of one step: [StepHeader, payload, payload, ...]. The header also
-    holds each kind's per-head statistics (stats.compute, on the float
-    attention before quantization): this runs on the writer's thread."""
-    if dtype not in DTYPES:
-        raise ValueError("dtype must be one of %s, got %r" % (sorted(DTYPES), dtype))
+# The per-head statistics a step header stores for a kind: the float fields
+# of KindStats, in field order (stats.NAMES names the same ones).
+STAT_FIELDS = tuple(f.name for f in attention_pb2.KindStats.DESCRIPTOR.fields
+                    if f.type == f.TYPE_FLOAT)
+
+
+def _put_stats(kind_stats, name, values, key_special):
+    """Fill a KindStats from {stat: float [L, H] or None} (stats.compute)."""
+    kind_stats.kind = name
+    for stat in STAT_FIELDS:
+        v = values.get(stat)
+        if v is not None:
+            getattr(kind_stats, stat).extend(np.asarray(v, np.float32).ravel().tolist())
+    if key_special is not None:
+        kind_stats.special_known = True
+        kind_stats.special_keys.extend(int(j) for j in key_special)
+
+
+def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: str = "uint8", *,
+                statistics):
+    """Blobs of one step: [StepHeader, payload, payload, ...].
+
+    statistics: {kind name: {stat: float [L, H] or None}}, each kind's
+    stats.compute() result, stored in the header; a kind left out stores
+    none (as steps written before statistics existed)."""
+    weight_bytes(dtype)  # checks it
     # Version 1 unless a layer is split: files readers of version 1 can read stay so.
     header = attention_pb2.StepHeader(
         version=1, sequence=sequence, writer_id=writer_id, model_type=record.model_type or "")
@@ -97,11 +126,9 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
             causal=k.causal)
         kh.query_tokens.extend(_token_bytes(k.query_tokens))
         kh.key_tokens.extend(_token_bytes(k.key_tokens))
-        stats.to_proto(header.stats.add(), k.name,
-                       stats.compute(k.attention, k.key_special,
-                                     stats.relative_positions_defined(k.name, Tq, Tk)),
-                       k.key_special)
-        per_blob = heads_per_blob(H, Tq, Tk, _NUMPY[DTYPES[dtype]].itemsize)
+        if k.name in statistics:
+            _put_stats(header.stats.add(), k.name, statistics[k.name], k.key_special)
+        per_blob = heads_per_blob(H, Tq, Tk, weight_bytes(dtype))
         if per_blob:
             kh.heads_per_blob = per_blob
             header.version = max(header.version, 2)
@@ -265,5 +292,42 @@ def decode_step(blobs, model_type=None) -> AttentionRecord:
             key_tokens=tuple(token_strings(k.key_tokens)),
             layer_ids=tuple(k.layer_ids), query_segment_b=k.query_segment_b,
             key_segment_b=k.key_segment_b, causal=k.causal, neurons=neurons,
-            key_special=stats.special_keys(header, k.name)))
+            key_special=special_keys(header, k.name)))
     return AttentionRecord(kinds, model_type=header.model_type)
+
+
+# --------------------------------------------------------------------------
+# The statistics a header stores
+
+
+def _find_stats(header, kind_name):
+    """The KindStats of kind_name in a StepHeader, or None (older steps have none)."""
+    for s in header.stats:
+        if s.kind == kind_name:
+            return s
+    return None
+
+
+def special_keys(header, kind_name):
+    """Key positions of special tokens stored with a step, or None when unknown."""
+    s = _find_stats(header, kind_name)
+    if s is None or not s.special_known:
+        return None
+    return tuple(int(j) for j in s.special_keys)
+
+
+def stored_stats(header, kind_name):
+    """(layer_ids, num_heads, {stat: float32 [L, H] or None}) of one step's
+    stored statistics for kind_name, or None when the step has no such kind.
+    A step written before statistics existed gives every value None."""
+    try:
+        kind = find_kind(header, kind_name)
+    except KeyError:
+        return None
+    L, H = len(kind.layer_ids), kind.num_heads
+    s = _find_stats(header, kind_name)
+    values = {}
+    for stat in STAT_FIELDS:
+        raw = getattr(s, stat) if s is not None else ()
+        values[stat] = np.asarray(raw, np.float32).reshape(L, H) if len(raw) == L * H else None
+    return tuple(int(i) for i in kind.layer_ids), H, values

@@ -1,6 +1,8 @@
-"""Plugin name, format version and SummaryMetadata for attention tags.
+"""Plugin name, format version and the SummaryMetadata of attention tags: made for writers, checked for readers.
 
-The format itself is written down in proto/attention.proto.
+The format itself is written down in proto/attention.proto. Writers put
+create_summary_metadata() on every attention value; the plugin checks each
+tag's with parse_plugin_metadata() when it lists tags (tb_attention.store).
 """
 from tensorboard.compat.proto import summary_pb2
 

@@ -5,42 +5,31 @@ CRC; a torn last record (a process killed while writing) is skipped with a
 warning, and so is any record that fails its checksum.
 """
 import os
-import struct
 import warnings
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import codec, metadata
-from tb_attention.writer import masked_crc32c
+from tb_attention import codec, metadata, tfrecord
+from tb_attention import stats as _stats
+
+# What load() says about a damaged record of an event file; it goes on past
+# a bad payload, and stops reading the file at a torn record or a bad header.
+_DAMAGE = {
+    tfrecord.TORN: "%s: skipped a torn record at byte %d (the writer stopped mid-record)",
+    tfrecord.BAD_HEADER: "%s: record header at byte %d is corrupt; the rest of this file is unreadable",
+    tfrecord.BAD_PAYLOAD: "%s: skipped a corrupt record at byte %d (checksum mismatch)",
+}
 
 
 def _records(path):
     """The payloads of the TFRecord file at path, skipping what is damaged."""
     with open(path, "rb") as f:
         data = f.read()
-    pos, end = 0, len(data)
-    while pos < end:
-        if end - pos < 12:
-            warnings.warn("%s: skipped a torn record at byte %d (the writer stopped mid-record)" % (path, pos))
-            return
-        header = data[pos:pos + 8]
-        (length,) = struct.unpack("<Q", header)
-        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-        if masked_crc32c(header) != header_crc:
-            warnings.warn("%s: record header at byte %d is corrupt; the rest of this file is unreadable"
-                          % (path, pos))
-            return
-        start = pos + 12
-        if start + length + 4 > end:
-            warnings.warn("%s: skipped a torn record at byte %d (the writer stopped mid-record)" % (path, pos))
-            return
-        payload = data[start:start + length]
-        (crc,) = struct.unpack("<I", data[start + length:start + length + 4])
-        pos = start + length + 4
-        if masked_crc32c(payload) != crc:
-            warnings.warn("%s: skipped a corrupt record at byte %d (checksum mismatch)" % (path, start - 12))
-            continue
-        yield payload
+    for record in tfrecord.scan(data):
+        if record.status == tfrecord.OK:
+            yield record.payload
+        else:
+            warnings.warn(_DAMAGE[record.status] % (path, record.start))
 
 
 def _is_event_file(name):
@@ -122,13 +111,11 @@ class AttentionLog:
         kind: the attention kind; may be left out when there is only one.
         See tb_attention/stats.py for the definitions.
         """
-        from tb_attention import stats as _stats
-
         steps = self.steps(run, tag)
         headers = [self.header(run, tag, s) for s in steps]
-        name = _stats.choose_kind(headers, kind)
+        name = _stats.choose_kind((k.name for h in headers for k in h.kinds), kind)
         step_ids, layer_ids, _, arrays = _stats.collect(
-            steps, [_stats.step_stats(h, name) for h in headers])
+            steps, [codec.stored_stats(h, name) for h in headers])
         result = {"steps": step_ids, "layer_ids": layer_ids}
         result.update(arrays)
         return result

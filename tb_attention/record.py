@@ -243,9 +243,11 @@ def check_attention_values(a, what):
     # Fully masked rows (all zero) are legitimate: padding queries.
     off = (np.abs(sums - 1) > 1e-2) & (sums > 1e-6)
     if off.any():
+        # stacklevel: the caller of add_attention / summary.pb (through
+        # summary.check_record and validate_kind)
         warnings.warn(
             "%s: %d of %d rows do not sum to 1; logging them as they are"
-            % (what, int(off.sum()), off.size), stacklevel=4)
+            % (what, int(off.sum()), off.size), stacklevel=5)
 
 
 def check_segment(segment_b, length, what):

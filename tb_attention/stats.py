@@ -1,12 +1,13 @@
-"""Per-head statistics of attention, one number per (layer, head) and step.
+"""Per-head statistics of attention, one number per (layer, head) and step: the maths.
 
     stats.compute(attention)            # float32 [L, H, Tq, Tk] -> {name: [L, H] or None}
     tb_attention.load("runs").stats("run", "probe/cat")   # {name: [steps, L, H], "steps": ...}
 
-The writer computes them on its background thread from the float attention
-(before quantization) and stores them in the step header (StepHeader.stats,
-proto/attention.proto), so a chart of a statistic over steps reads only the
-small headers, never the attention itself.
+This module is the maths only. The writer's background thread computes them
+from the float attention (before quantization; tb_attention.summary calls
+compute()) and the codec stores them in the step header (StepHeader.stats,
+proto/attention.proto) and reads them back, so a chart of a statistic over
+steps reads only the small headers, never the attention itself.
 
 Every statistic is a mean over the query rows i that are not fully masked
 (rows whose weights sum to more than ROW_EPSILON; capture removes padding, so
@@ -25,7 +26,7 @@ distance and previous_token compare positions in one sequence: they are not
 defined (NaN) for cross attention, nor when the query and key lengths differ.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -122,89 +123,41 @@ def compute(attention: np.ndarray, key_special: Optional[Sequence[int]] = None,
 
 
 # --------------------------------------------------------------------------
-# Headers <-> arrays
+# Over steps (the stored values come from codec.stored_stats)
 
 
-def to_proto(kind_stats, name: str, values: Dict[str, Optional[np.ndarray]],
-             key_special: Optional[Sequence[int]]):
-    """Fill an attention_pb2.KindStats from compute()'s result."""
-    kind_stats.kind = name
-    for stat in NAMES:
-        v = values.get(stat)
-        if v is not None:
-            getattr(kind_stats, stat).extend(np.asarray(v, np.float32).ravel().tolist())
-    if key_special is not None:
-        kind_stats.special_known = True
-        kind_stats.special_keys.extend(int(j) for j in key_special)
-
-
-def find_stats(header, kind_name):
-    """The KindStats of kind_name in a StepHeader, or None (older steps have none)."""
-    for s in header.stats:
-        if s.kind == kind_name:
-            return s
-    return None
-
-
-def special_keys(header, kind_name):
-    """Key positions of special tokens stored with a step, or None when unknown."""
-    s = find_stats(header, kind_name)
-    if s is None or not s.special_known:
-        return None
-    return tuple(int(j) for j in s.special_keys)
-
-
-def kind_names(headers) -> List[str]:
-    """Kind names over the headers (None entries skipped), first seen first."""
-    names = []
-    for h in headers:
-        if h is None:
-            continue
-        for k in h.kinds:
-            if k.name not in names:
-                names.append(k.name)
-    return names
-
-
-def choose_kind(headers, kind: Optional[str]) -> str:
-    """kind, checked against the headers; None picks the only kind there is.
-    Raises KeyError naming the kinds there are."""
-    names = kind_names(headers)
+def choose_kind(names: Iterable[str], kind: Optional[str]) -> str:
+    """kind, checked against the kind names the steps hold (repeats allowed);
+    None picks the only kind there is. Raises UnknownKind, or AmbiguousKind
+    when kind is None and there are several."""
+    names = list(dict.fromkeys(names))
     if kind is None:
         if len(names) == 1:
             return names[0]
         if not names:
-            raise KeyError("no readable step holds attention")
-        raise KeyError("several attention kinds %s: name one" % (names,))
+            raise UnknownKind("no readable step holds attention", names)
+        raise AmbiguousKind("several attention kinds %s: name one" % (names,), names)
     if kind not in names:
-        raise KeyError("no attention kind %r; kinds: %s" % (kind, names))
+        raise UnknownKind("no attention kind %r; kinds: %s" % (kind, names), names)
     return kind
 
 
-def step_stats(header, kind_name):
-    """(layer_ids, num_heads, {name: float32 [L, H] or None}) of one step's
-    stored statistics for kind_name, or None when the step has no such kind.
-    A step written before statistics existed gives every value None."""
-    kind = None
-    for k in header.kinds:
-        if k.name == kind_name:
-            kind = k
-            break
-    if kind is None:
-        return None
-    L, H = len(kind.layer_ids), kind.num_heads
-    s = find_stats(header, kind_name)
-    values = {}
-    for stat in NAMES:
-        raw = getattr(s, stat) if s is not None else ()
-        values[stat] = np.asarray(raw, np.float32).reshape(L, H) if len(raw) == L * H else None
-    return tuple(int(i) for i in kind.layer_ids), H, values
+class UnknownKind(KeyError):
+    """choose_kind(): no such kind, or no kind at all. .names: the kinds there are."""
+
+    def __init__(self, message, names):
+        super().__init__(message)
+        self.names = names
+
+
+class AmbiguousKind(UnknownKind):
+    """choose_kind(kind=None) over steps holding several kinds."""
 
 
 def collect(steps: Sequence[int], per_step: Sequence[Optional[tuple]]):
-    """Stack step_stats() results into arrays.
+    """Stack codec.stored_stats() results into arrays.
 
-    steps: the steps, in order; per_step: step_stats() of each (None for a step
+    steps: the steps, in order; per_step: stored_stats() of each (None for a step
     without the kind or whose header is unreadable).
     Returns (steps int64 [S], layer_ids int64 [L], num_heads, {name: float32
     [S, L, H]}), layers being every layer id any step stored (sorted) and

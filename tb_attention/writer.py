@@ -1,10 +1,10 @@
-"""AttentionWriter: log AttentionRecords (or raw attention tensors) to a
-TensorBoard logdir.
+"""AttentionWriter: log AttentionRecords (or raw attention tensors) to a TensorBoard logdir.
 
 The training thread only validates, copies to CPU and enqueues. A background
-thread encodes (codec.encode_step), builds the Event and hands the bytes to a
-TensorBoard EventFileWriter whose record framing uses a C CRC32C instead of
-TensorBoard's pure-Python one (0.29 s per BERT-base record).
+thread encodes the step (tb_attention.summary: statistics, codec), builds the
+Event and hands its bytes to a TensorBoard EventFileWriter whose record
+framing uses tb_attention.tfrecord's C CRC32C instead of TensorBoard's
+pure-Python one (0.29 s per BERT-base record).
 
 Given a torch SummaryWriter, events go into that writer's own event file: the
 Python loader never goes back to an older event file in a directory, so a
@@ -15,43 +15,25 @@ import math
 import numbers
 import os
 import queue
-import struct
 import sys
 import threading
 import time
 import types
 import weakref
 
-import google_crc32c
-from tensorboard.compat.proto import event_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tb_attention import codec, metadata
-from tb_attention.record import AttentionInputError, AttentionRecord, from_raw, validate_kind
+from tb_attention import codec, metadata, summary, tfrecord
+from tb_attention.record import AttentionInputError, AttentionRecord, from_raw
 
 
 class AttentionWriterError(IOError):
     """Writing to the logdir failed; raised on the next call after the failure."""
 
 
-_MASK_DELTA = 0xA282EAD8
-
-
-def masked_crc32c(data):
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
 def _fast_record_write(self, data):
-    header = struct.pack("<Q", len(data))
-    header += struct.pack("<I", masked_crc32c(header))
-    footer = struct.pack("<I", masked_crc32c(data))
-    if len(data) < (1 << 20):
-        self._writer.write(header + data + footer)
-    else:  # no copy of a big record just to frame it
-        self._writer.write(header)
-        self._writer.write(data)
-        self._writer.write(footer)
+    tfrecord.write_record(self._writer.write, data)
 
 
 def _accelerate(event_file_writer):
@@ -137,26 +119,6 @@ def _record_nbytes(record):
             total += 0 if n.bias is None else n.bias.nbytes
     return total
 
-# One step is one Event, a protobuf message: serializing one of 2 GiB or more
-# fails (in the background thread, breaking the writer). Refuse such a record
-# up front; the margin covers the header and the Event's own fields.
-_MAX_EVENT_BYTES = 2 ** 31 - 2 ** 24
-
-
-def _stored_nbytes(record, itemsize):
-    """Bytes the step's blobs will take (attention as stored, neurons as float16)."""
-    total = 0
-    for name in record.kinds:
-        k = record.kind(name)
-        total += k.attention.size * itemsize
-        total += sum(len(t) for t in k.query_tokens) + sum(len(t) for t in k.key_tokens)
-        n = k.neurons
-        if n is not None:
-            total += 2 * (n.queries.size + n.keys.size) + n.masked.size
-            total += 0 if n.bias is None else 2 * n.bias.size
-    return total
-
-
 _live_writers = weakref.WeakSet()
 
 
@@ -226,8 +188,7 @@ class AttentionWriter:
         "special_tokens" statistic (unknown, NaN, without them).
         """
         self._raise_pending()
-        if not isinstance(tag, str) or not tag.strip():
-            raise AttentionInputError("tag must be a non-empty string, got %r" % (tag,))
+        summary.check_tag(tag)
         if global_step is None:
             raise AttentionInputError("global_step is required (an int >= 0)")
         if isinstance(global_step, bool) or not isinstance(global_step, numbers.Integral):
@@ -250,22 +211,10 @@ class AttentionWriter:
                     "tokens, layer_ids, segment_b, special_tokens, causal and kind come from the "
                     "record; pass them only with raw attention tensors")
             record = attention
-            if not isinstance(record.model_type or "", str):
-                raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
         else:
             record = from_raw(attention, tokens, layer_ids=layer_ids, segment_b=segment_b,
                               causal=causal, kind=kind, special_tokens=special_tokens)
-        for name in record.kinds:
-            validate_kind(record.kind(name))
-        stored = _stored_nbytes(record, 1 if self._dtype == "uint8" else 2)
-        if stored > _MAX_EVENT_BYTES:
-            shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))
-                               for n in record.kinds)
-            raise AttentionInputError(
-                "this step would store %.2f GiB (%d bytes: %s as %s) in one TensorBoard event, which is a "
-                "protobuf message of at most 2 GiB: log fewer layers (layer_ids=, or "
-                "capture(..., layers=[...])), fewer tokens, or use dtype='uint8'"
-                % (stored / 2 ** 30, stored, shapes, self._dtype))
+        summary.check_record(record, self._dtype)
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)
@@ -363,15 +312,8 @@ class AttentionWriter:
                 self._queue.task_done()
 
     def _encode(self, tag, step, walltime, record, sequence):
-        blobs = codec.encode_step(record, sequence, self._writer_id, self._dtype)
-        # Built in place: passing sub-messages to constructors copies the whole
-        # payload once per nesting level (measured: 1.1 s instead of 0.25 s
-        # for a 38 MB record).
+        blobs = summary.step_blobs(record, sequence, self._writer_id, self._dtype)
         event = event_pb2.Event(wall_time=walltime, step=step)
-        value = event.summary.value.add(tag=tag)
-        value.metadata.CopyFrom(self._metadata)
-        value.tensor.dtype = types_pb2.DT_STRING
-        value.tensor.tensor_shape.dim.add(size=len(blobs))
-        value.tensor.string_val.extend(blobs)
+        summary.add_value(event.summary, tag, blobs, self._metadata)
         del blobs
         return event.SerializeToString()

@@ -16,9 +16,9 @@ import pytest
 import tb_attention
 
 from tests.conftest import wait_until
-from tests.test_dashboard_e2e import (
+from tests.support.browser import (
     TIMEOUT, Watch, canvas_pixels, detail, edge_point, geometry, next_frames, plugin_frame, root_attrs,
-    save_screenshot, top_hash_keys, url,
+    save_screenshot, top_hash_keys, url, watched_page,
 )
 
 TOKENS = ["<s>", "\u0120the", "\u0120cat", "\u0120sat", "\u0120on", "\u0120the", "\u0120mat", "."]
@@ -94,12 +94,9 @@ def board(tensorboard_factory, tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    assert not p.watch.errors and not p.watch.dialogs, (p.watch.errors, p.watch.dialogs)
-    ctx.close()
+    with watched_page(browser, viewport={"width": 1400, "height": 900}) as p:
+        yield p
+        assert not p.watch.errors and not p.watch.dialogs, (p.watch.errors, p.watch.dialogs)
 
 
 def wait_compare(frame, **want):

@@ -10,7 +10,6 @@ those attributes, never for a fixed time.
 Screenshots of every view go to tests/screenshots/ (palette PNGs, small).
 The dashboard is served from the installed package: `pip install .` first.
 """
-import io
 import json
 import os
 import re
@@ -19,13 +18,14 @@ import numpy as np
 import pytest
 
 import tb_attention
-from tb_attention import AttentionRecord, KindRecord, Neurons
+from tb_attention import AttentionRecord
 
 from tests.conftest import wait_until
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCREENSHOTS = os.path.join(HERE, "screenshots")
-TIMEOUT = 90_000  # ms; a loaded CI machine reads the 512-token record slowly
+from tests.support.browser import (
+    TIMEOUT, canvas_pixels, detail, edge_point, element_image, geometry, ink, next_frames, open_dashboard,
+    plugin_frame, press, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
+)
+from tests.support.records import neuron_kind, row_softmax
 
 XSS_TOKEN = "<img src=x onerror=alert(1)>"
 XSS_TAG = "xss<img src=x onerror=alert(2)>"
@@ -52,31 +52,6 @@ def edge_attention(step):
     return a
 
 
-def softmax(x):
-    x = x - np.max(x, axis=-1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def neuron_kind(name, L, H, q_tokens, k_tokens, rng, causal=False, bias=False, D=8):
-    Tq, Tk = len(q_tokens), len(k_tokens)
-    q = rng.standard_normal((L, H, Tq, D)).astype(np.float32)
-    k = rng.standard_normal((L, H, Tk, D)).astype(np.float32)
-    scales = np.full((L,), 1.0 / np.sqrt(D), np.float32)
-    masked = np.zeros((L, Tq, Tk), bool)
-    if causal:
-        masked[:] = np.triu(np.ones((Tq, Tk), bool), 1)
-    b = (rng.standard_normal((L, H, Tq, Tk)) * 0.5).astype(np.float32) if bias else None
-    scores = np.einsum("lhqd,lhkd->lhqk", q, k) * scales[:, None, None, None]
-    if b is not None:
-        scores = scores + b
-    scores = np.where(masked[:, None], -np.inf, scores)
-    att = softmax(scores).astype(np.float32)
-    return KindRecord(name=name, attention=att, query_tokens=tuple(q_tokens), key_tokens=tuple(k_tokens),
-                      layer_ids=tuple(range(L)), causal=causal,
-                      neurons=Neurons(queries=q, keys=k, scales=scales, masked=masked, bias=b))
-
-
 def t5_record(step):
     rng = np.random.default_rng(100 + step)
     enc = ["\u2581translate", "\u2581English", "\u2581to", "\u2581German", ":", "\u2581hello", "</s>"]
@@ -94,14 +69,14 @@ PAIR_TOKENS = ["[CLS]", "the", "cat", "sat", "[SEP]", "it", "was", "play", "##in
 def pair_attention():
     rng = np.random.default_rng(7)
     logits = rng.standard_normal((1, 2, 10, 10)) * 3
-    return softmax(logits).astype(np.float32)
+    return row_softmax(logits).astype(np.float32)
 
 
 def long_attention(step, T=512, L=12, H=12):
     rng = np.random.default_rng(200 + step)
     a = np.empty((L, H, T, T), np.float32)
     for l in range(L):
-        a[l] = softmax(rng.standard_normal((H, T, T)).astype(np.float32) * 2.5)
+        a[l] = row_softmax(rng.standard_normal((H, T, T)).astype(np.float32) * 2.5)
     return a
 
 
@@ -109,7 +84,7 @@ def dense_attention(T=DENSE_T, H=12):
     """Every head attends to every key a little: far more lines than the head
     view's budget, while one token's lines all fit in it."""
     rng = np.random.default_rng(11)
-    return softmax(rng.standard_normal((1, H, T, T)).astype(np.float32) * 0.5)
+    return row_softmax(rng.standard_normal((1, H, T, T)).astype(np.float32) * 0.5)
 
 
 def write_logdir(root):
@@ -170,148 +145,10 @@ def empty_board(tensorboard_factory, tmp_path_factory):
     return tensorboard_factory(str(tmp_path_factory.mktemp("empty-logs")))
 
 
-class Watch:
-    """Dialogs, page errors, console errors and CSP violations of a page."""
-
-    def __init__(self, page):
-        self.dialogs = []
-        self.errors = []
-        page.on("dialog", self._dialog)
-        page.on("pageerror", lambda e: self.errors.append("pageerror: %s" % e))
-        page.on("console", self._console)
-
-    def _dialog(self, d):
-        self.dialogs.append(d.message)
-        d.dismiss()
-
-    def _console(self, m):
-        if m.type == "error" or "Content Security Policy" in m.text:
-            self.errors.append("console %s: %s" % (m.type, m.text))
-
-
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1200, "height": 820}, accept_downloads=True)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
-
-
-# -- helpers ------------------------------------------------------------------
-
-def url(board, **state):
-    from urllib.parse import quote
-    parts = "".join("&p.attention.%s=%s" % (k, quote(str(v), safe="")) for k, v in state.items())
-    return "%s/#attention%s" % (board.url, parts)
-
-
-def plugin_frame(page):
-    handle = page.wait_for_selector("iframe", state="attached", timeout=TIMEOUT)
-    frame = handle.content_frame()
-    assert frame is not None
-    return frame
-
-
-def drawn_selector(**attrs):
-    sel = '#tba[data-state="drawn"]'
-    for k, v in attrs.items():
-        sel += '[data-%s="%s"]' % (k, str(v).replace('"', '\\"'))
-    return sel
-
-
-def wait_drawn(frame, **attrs):
-    frame.wait_for_selector(drawn_selector(**attrs), state="attached", timeout=TIMEOUT)
-    return root_attrs(frame)
-
-
-def root_attrs(frame):
-    return frame.evaluate("() => Object.fromEntries([...document.getElementById('tba').attributes].map(a => [a.name, a.value]))")
-
-
-def open_dashboard(page, board, **state):
-    page.goto(url(board, **state))
-    frame = plugin_frame(page)
-    expect = {k: v for k, v in state.items() if k in ("view", "run", "tag", "step", "kind", "layer", "head")}
-    wait_drawn(frame, **expect)
-    return frame
-
-
-def geometry(frame, canvas):
-    return json.loads(frame.get_attribute('canvas[data-name="%s"]' % canvas, "data-geometry"))
-
-
-def detail(frame):
-    d = root_attrs(frame).get("data-detail", "")
-    return dict(p.split("=", 1) for p in d.split(";") if "=" in p)
-
-
-def canvas_pixels(frame, canvas, points):
-    """RGBA of the canvas at CSS-pixel points (read from the canvas itself)."""
-    return frame.evaluate("""([name, pts]) => {
-        const c = document.querySelector(`canvas[data-name="${name}"]`);
-        const sx = c.width / parseFloat(c.style.width), sy = c.height / parseFloat(c.style.height);
-        const ctx = c.getContext('2d');
-        return pts.map(([x, y]) => Array.from(ctx.getImageData(Math.floor(x * sx), Math.floor(y * sy), 1, 1).data));
-    }""", [canvas, points])
-
-
-def element_image(frame, selector):
-    from PIL import Image
-    return Image.open(io.BytesIO(frame.locator(selector).screenshot())).convert("RGB")
-
-
-def ink(img, x, y, r=2):
-    """Largest distance from white in a (2r+1)^2 neighbourhood of a screenshot."""
-    best = 0
-    for dx in range(-r, r + 1):
-        for dy in range(-r, r + 1):
-            px = img.getpixel((int(round(x)) + dx, int(round(y)) + dy))
-            best = max(best, sum(255 - c for c in px))
-    return best
-
-
-def save_screenshot(page, name):
-    from PIL import Image
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    img = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
-    path = os.path.join(SCREENSHOTS, name + ".png")
-    # palette PNGs; noisy ones (512 random tokens) with fewer colours, or at half size
-    for scale, colors in ((1, 256), (1, 48), (2, 64)):
-        small = img.resize((img.width // scale, img.height // scale), Image.LANCZOS) if scale > 1 else img
-        small.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-        if os.path.getsize(path) < 150_000:
-            break
-
-
-def press(page, frame, key):
-    """A key press inside the plugin's iframe (focus it first, as a user's click would)."""
-    frame.click('[data-name="step-label"]')
-    page.keyboard.press(key)
-
-
-def top_hash_keys(page):
-    from urllib.parse import unquote
-    h = page.evaluate("() => location.hash")
-    out = {}
-    for part in h.lstrip("#").split("&"):
-        if part.startswith("p.attention.") and "=" in part:
-            k, v = part.split("=", 1)
-            out[unquote(k)[len("p.attention."):]] = unquote(v)
-    return out
-
-
-def edge_point(geo, q, k):
-    """A point on the head-view line from query q to key k that sits between
-    two rows (away from the horizontal lines of the other tokens)."""
-    ya, yb = q + 0.5, k + 0.5
-    # the row boundary crossed nearest the line's middle, far from where
-    # lines of the same query start
-    m = min(range(min(q, k) + 1, max(q, k) + 1), key=lambda m: abs((m - ya) / (yb - ya) - 0.5))
-    t = (m - ya) / (yb - ya)
-    assert 0.15 <= t <= 0.85, "no clean point on the line %d -> %d" % (q, k)
-    x = geo["lineX0"] + t * (geo["lineX1"] - geo["lineX0"])
-    return x, geo["top"] + m * geo["rowH"]
+    with watched_page(browser, viewport={"width": 1200, "height": 820}, accept_downloads=True) as p:
+        yield p
 
 
 # -- tests --------------------------------------------------------------------
@@ -360,12 +197,6 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     page.mouse.move(5, 5)
     wait_drawn(frame, hover="")
     assert int(detail(frame)["edges"]) == 32
-
-
-def next_frames(frame):
-    """Resolve after two animation frames of the page: a redraw that a mouse
-    move requested (one frame) has then been drawn."""
-    frame.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def test_hovering_a_token_moves_nothing_under_the_pointer(page, board):

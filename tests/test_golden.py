@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from tb_attention.plugin import max_pool
+from tb_attention.answers import max_pool
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "golden")
 

@@ -23,9 +23,10 @@ import tb_attention
 from tb_attention import AttentionRecord
 
 from tests.conftest import TensorBoard, free_port, wait_until
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, neuron_kind, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn,
+from tests.support.browser import (
+    TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
+from tests.support.records import neuron_kind
 
 VIEWPORT = {"width": 1200, "height": 820}
 STEP_MAX = 2 ** 62
@@ -92,13 +93,14 @@ def write_corrupt(root):
 
 def write_bad_newest(root):
     """Steps 0 and 1; step 1's header blob is not a header (the notice names it)."""
-    from tb_attention import codec
-    from tests.test_plugin import attention_event, self_record, write_event_file
+    from tb_attention import summary
+    from tests.support.events import attention_event, write_event_file
+    from tests.support.records import self_record
     rng = np.random.default_rng(0)
     ok, bad = (self_record(rng, 1, 2, list("abcd")) for _ in range(2))
     write_event_file(os.path.join(root, "badnewest"), [
-        attention_event("probe", 0, codec.encode_step(ok, 0, "handmade")),
-        attention_event("probe", 1, [b"\xff\xff", *codec.encode_step(bad, 1, "handmade")[1:]])])
+        attention_event("probe", 0, summary.step_blobs(ok, 0, "handmade")),
+        attention_event("probe", 1, [b"\xff\xff", *summary.step_blobs(bad, 1, "handmade")[1:]])])
 
 
 def write_names(root):
@@ -147,11 +149,8 @@ def board(tensorboard_factory, tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport=VIEWPORT)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
+    with watched_page(browser, viewport=VIEWPORT) as p:
+        yield p
 
 
 def open_at(page, board, **state):

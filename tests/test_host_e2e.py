@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.test_dashboard_e2e import Watch, canvas_pixels, edge_point, geometry
+from tests.support.browser import Watch, canvas_pixels, edge_point, geometry
 
 T = 8
 TOKENS = ["<s>", "the", "cat", "sat", "on", "the", "mat", "."]

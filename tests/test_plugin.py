@@ -1,8 +1,8 @@
 """The plugin backend (tb_attention/plugin.py) against real TensorBoard parts.
 
-One logdir per module, written by AttentionWriter (plus hand-built event files
-for damage that the writer never produces, torch SummaryWriter logs and
-foreign files). Three backends answer the same HTTP routes:
+One logdir per module (tests/support/logdirs.py: build_logdir), written by
+AttentionWriter (plus hand-built event files for damage that the writer never
+produces, torch SummaryWriter logs and foreign files). Three backends answer the same HTTP routes:
 
 - "wsgi":   TensorBoard's own WSGI app (application.TensorBoardWSGIApp) with
             TensorBoard's default sample sizes, over a real EventMultiplexer and
@@ -14,382 +14,35 @@ Both subprocesses run the INSTALLED package (`pip install .`), started once
 per module and shared by the tests. Expected bytes are computed here from the
 float arrays that were written, never read back through the code under test.
 """
-import argparse
 import glob
 import json
 import os
-import struct
 import sysconfig
 import urllib.parse
 
 import numpy as np
 import pytest
-from werkzeug import datastructures, test as werkzeug_test, wrappers
 
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester
-from tensorboard.backend.event_processing import data_provider as tb_data_provider
-from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.context import RequestContext
-from tensorboard.data import provider as tb_provider
-from tensorboard.plugins.scalar import scalars_plugin
-from tensorboard.summary.writer.record_writer import RecordWriter
-
-from conftest import attention_listing, wait_until
-from tb_attention import AttentionWriter, codec, metadata
+from tb_attention import codec, metadata
 from tb_attention import plugin as plugin_module
-from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
-
-PREFIX = "/data/plugin/attention/"
-HOSTILE = ["[CLS]", "<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>",
-           "ü😀", "", 'a"b\\c\n\t', "\ud800"]  # the last one is a lone surrogate
-WRITER_ID = "handmade"
-
-
-# ---------------------------------------------------------------------------
-# The logdir
-
-
-def attention_maps(rng, L, H, Tq, Tk, causal=False):
-    x = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) * 3
-    if causal:
-        x = np.where(np.tril(np.ones((Tq, Tk), bool), Tk - Tq), x, -np.inf)
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
-
-
-def stored(att, dtype):
-    """What the route must return for float weights att (docs/routes.md)."""
-    if dtype == "uint8":
-        return np.rint(np.clip(att, 0, 1) * 255).astype(np.uint8)
-    return att.astype("<f2")
-
-
-def self_record(rng, L, H, tokens, layer_ids=None, segment_b=0, causal=False, model_type=""):
-    T = len(tokens)
-    kind = KindRecord(name="self", attention=attention_maps(rng, L, H, T, T, causal),
-                      query_tokens=tuple(tokens), key_tokens=tuple(tokens),
-                      layer_ids=tuple(layer_ids if layer_ids is not None else range(L)),
-                      query_segment_b=segment_b, key_segment_b=segment_b, causal=causal)
-    return AttentionRecord([kind], model_type=model_type)
-
-
-def neurons_for(rng, L, H, Tq, Tk, D, masked, bias):
-    queries = rng.standard_normal((L, H, Tq, D)).astype(np.float32)
-    keys = rng.standard_normal((L, H, Tk, D)).astype(np.float32)
-    scales = np.full(L, 1 / np.sqrt(D), np.float32)
-    b = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if bias else None
-    n = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=b)
-    return n, softmax_scores(queries, keys, scales, masked, b)
-
-
-def event_records(path):
-    """(record_start, payload_start, payload_length) of each TFRecord in path."""
-    data = open(path, "rb").read()
-    pos, out = 0, []
-    while pos + 12 <= len(data):
-        (n,) = struct.unpack("<Q", data[pos:pos + 8])
-        out.append((pos, pos + 12, n))
-        pos += 12 + n + 4
-    return out
-
-
-def attention_event(tag, step, blobs, wall_time=1.7e9):
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]),
-        string_val=blobs)
-    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(), tensor=tensor)
-    return event_pb2.Event(wall_time=wall_time + step, step=step, summary=summary_pb2.Summary(value=[value]))
-
-
-def write_event_file(directory, events, suffix="handmade"):
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "events.out.tfevents.1700000000.%s" % suffix)
-    writer = RecordWriter(open(path, "wb"))
-    writer.write(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2").SerializeToString())
-    for e in events:
-        writer.write(e if isinstance(e, bytes) else e.SerializeToString())
-    writer.close()
-    return path
-
-
-class Logdir:
-    """What was written: written[(run, tag)][step] = (AttentionRecord, dtype)."""
-
-    def __init__(self, root):
-        self.root = str(root)
-        self.written = {}
-        # Newest step each backend must list once the logdir is loaded.
-        self.newest = {}
-        self.live_writer = None
-        self.live_steps = []
-        self.rng = np.random.default_rng(1234)
-
-    def log(self, writer, run, tag, step, record, dtype="uint8"):
-        writer.add_attention(tag, record, global_step=step)
-        self.written.setdefault((run, tag), {})[step] = (record, dtype)
-
-    def path(self, *parts):
-        return os.path.join(self.root, *parts)
-
-
-def build_logdir(root):
-    import torch.utils.tensorboard as torch_tb
-
-    log = Logdir(root)
-    rng = log.rng
-
-    # train: 30 steps of a 2-of-3-layer model (layer ids 0 and 2) with hostile
-    # tokens and a sentence pair; neurons with a score bias; a 130-token record.
-    with AttentionWriter(log.path("train")) as w:
-        for s in range(30):
-            log.log(w, "train", "probe", 10 * s,
-                    self_record(rng, 2, 3, HOSTILE, layer_ids=(0, 2), segment_b=3))
-        T, L, H, D = 6, 2, 3, 4
-        masked = np.broadcast_to(~np.tril(np.ones((T, T), bool)), (L, T, T)).copy()
-        n, att = neurons_for(rng, L, H, T, T, D, masked, bias=True)
-        kind = KindRecord(name="self", attention=att, query_tokens=tuple("abcdef"),
-                          key_tokens=tuple("abcdef"), layer_ids=(0, 2), causal=True, neurons=n)
-        log.log(w, "train", "neurons", 0, AttentionRecord([kind], model_type="gpt2"))
-        log.log(w, "train", "long", 0, self_record(rng, 2, 2, ["t%d" % i for i in range(130)]))
-    log.newest[("train", "probe")] = 290
-    log.newest[("train", "neurons")] = 0
-    log.newest[("train", "long")] = 0
-
-    # fp16: float16 storage.
-    with AttentionWriter(log.path("fp16"), dtype="float16") as w:
-        for s in range(3):
-            log.log(w, "fp16", "probe", s, self_record(rng, 2, 2, list("abcdefg")), "float16")
-        log.log(w, "fp16", "long", 0, self_record(rng, 1, 2, ["t%d" % i for i in range(130)]), "float16")
-    log.newest[("fp16", "probe")] = 2
-    log.newest[("fp16", "long")] = 0
-
-    # encdec: encoder, decoder and cross attention; neurons (no bias) on cross only.
-    enc, dec = ["<s>", "le", "chat", "</s>", "<pad>"], ["<s>", "the", "cat", "</s>"]
-    with AttentionWriter(log.path("encdec")) as w:
-        for s in (0, 5):
-            masked = np.zeros((2, 4, 5), bool)
-            masked[:, :, 4] = True  # the encoder's padding
-            n, cross = neurons_for(rng, 2, 2, 4, 5, 3, masked, bias=False)
-            kinds = [
-                KindRecord(name="encoder", attention=attention_maps(rng, 2, 2, 5, 5), query_tokens=tuple(enc),
-                           key_tokens=tuple(enc), layer_ids=(0, 1)),
-                KindRecord(name="decoder", attention=attention_maps(rng, 2, 2, 4, 4, causal=True),
-                           query_tokens=tuple(dec), key_tokens=tuple(dec), layer_ids=(0, 1), causal=True),
-                KindRecord(name="cross", attention=cross, query_tokens=tuple(dec), key_tokens=tuple(enc),
-                           layer_ids=(0, 1), neurons=n),
-            ]
-            log.log(w, "encdec", "translate", s, AttentionRecord(kinds, model_type="bart"))
-    log.newest[("encdec", "translate")] = 5
-
-    # torch: attention in a torch SummaryWriter's own event file, next to its
-    # scalars and images; scalars_only: a run without attention.
-    sw = torch_tb.SummaryWriter(log.path("torch"))
-    aw = AttentionWriter(sw)
-    for s in range(5):
-        sw.add_scalar("loss", 1.0 / (s + 1), s)
-        sw.add_image("sample", rng.random((3, 8, 8)), s)
-        if s % 2 == 0:
-            log.log(aw, "torch", "probe", s, self_record(rng, 1, 2, list("xyz")))
-    aw.close()
-    sw.close()
-    log.newest[("torch", "probe")] = 4
-    sw = torch_tb.SummaryWriter(log.path("scalars_only"))
-    for s in range(3):
-        sw.add_scalar("loss", float(s), s)
-        sw.add_image("sample", rng.random((3, 4, 4)), s)
-    sw.close()
-
-    # Runs the plugin must ignore: empty, and garbage named like an event file
-    # (in its own run and next to our attention). Not here: well-framed
-    # records that are not Event protos; TensorBoard's Python loader raises
-    # DecodeError from Reload() on those, whatever plugins are installed.
-    os.makedirs(log.path("empty"))
-    os.makedirs(log.path("garbage"))
-    with open(log.path("garbage", "events.out.tfevents.1700000000.garbage"), "wb") as f:
-        f.write(np.random.default_rng(7).bytes(4000))
-
-    # nested run with a non-ASCII name.
-    with AttentionWriter(log.path("group", "ü run")) as w:
-        log.log(w, "group/ü run", "probe", 3, self_record(rng, 1, 1, list("ab")))
-    log.newest[("group/ü run", "probe")] = 3
-
-    # tampered: valid event records (so both loaders keep them) whose payloads
-    # do not match their step header: the damage only our own CRC catches.
-    events, tokens = [], list("abcd")
-    for step in range(5):
-        record = self_record(rng, 2, 2, tokens)
-        blobs = codec.encode_step(record, step, WRITER_ID)
-        if step == 0:  # a foreign writer's invalid UTF-8 token
-            header = codec.parse_header(blobs[0])
-            header.kinds[0].query_tokens[0] = b"\xffab"
-            blobs[0] = header.SerializeToString()
-        elif step == 1:  # layer 1: one byte flipped, same length
-            b = bytearray(blobs[2])
-            b[len(b) // 2] ^= 0x5A
-            blobs[2] = bytes(b)
-        elif step == 2:  # layer 0: truncated
-            blobs[1] = blobs[1][: len(blobs[1]) // 2]
-        elif step == 3:  # the header itself
-            blobs[0] = b"\x00\x01 not a header"
-        log.written.setdefault(("tampered", "probe"), {})[step] = (record, "uint8")
-        events.append(attention_event("probe", step, blobs))
-    ok, bad = self_record(rng, 1, 2, tokens), self_record(rng, 1, 2, tokens)
-    log.written[("tampered", "bad_newest")] = {0: (ok, "uint8"), 1: (bad, "uint8")}
-    events.append(attention_event("bad_newest", 0, codec.encode_step(ok, 0, WRITER_ID)))
-    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *codec.encode_step(bad, 1, WRITER_ID)[1:]]))
-    future = codec.encode_step(ok, 0, WRITER_ID)
-    header = codec.parse_header(future[0])
-    header.version = metadata.FORMAT_VERSION + 1
-    future[0] = header.SerializeToString()
-    events.append(attention_event("future", 0, future))
-    write_event_file(log.path("tampered"), events)
-    log.newest.update({("tampered", "probe"): 4, ("tampered", "bad_newest"): 1, ("tampered", "future"): 0})
-
-    # crcbroken: one byte flipped inside the layer-1 payload of step 2 in the
-    # event file (the record's CRC fails, the record still parses).
-    # truncated: the file cut in the middle of the last record.
-    for run in ("crcbroken", "truncated"):
-        with AttentionWriter(log.path(run)) as w:
-            for s in range(5):
-                log.log(w, run, "probe", s, self_record(rng, 2, 2, tokens))
-    (path,) = glob.glob(log.path("crcbroken", "events.out.tfevents.*"))
-    data = bytearray(open(path, "rb").read())
-    payload = stored(log.written[("crcbroken", "probe")][2][0].attention()[1], "uint8").tobytes()
-    for _, start, n in event_records(path):
-        event = event_pb2.Event.FromString(bytes(data[start:start + n]))
-        if event.step == 2 and event.HasField("summary"):
-            at = bytes(data[start:start + n]).index(payload)
-            data[start + at + len(payload) // 2] ^= 0xFF
-    open(path, "wb").write(bytes(data))
-    (path,) = glob.glob(log.path("truncated", "events.out.tfevents.*"))
-    _, start, n = event_records(path)[-1]
-    with open(path, "r+b") as f:
-        f.truncate(start + n // 2)
-    # The Python loader drops the damaged record and, measured, reads no
-    # further in that file; the Rust data server only checksums records that
-    # fail to parse (`--no-checksum` is its default), so it keeps all five.
-    log.newest[("crcbroken", "probe")] = {"rust": 4, "python": 1, "wsgi": 1}
-    log.newest[("truncated", "probe")] = 3
-
-    # live: an open writer; tests add steps while the servers run.
-    log.live_writer = AttentionWriter(log.path("live"))
-    return log
-
-
-def _live_log(log, step):
-    record = self_record(log.rng, 2, 2, list("live"))
-    log.log(log.live_writer, "live", "probe", step, record)
-    log.live_writer.flush()
-    log.live_steps.append(step)
-    log.newest[("live", "probe")] = step
-    return record
-
-
-ATTENTION_RUNS = {"train", "fp16", "encdec", "torch", "group/ü run", "tampered", "crcbroken", "truncated", "live"}
+from tb_attention import store as store_module
+from tests.support import wait_until
+from tests.support.backends import (CTX, PREFIX, ServerBackend, WsgiBackend, attention_listing, kept_data,
+                                    url)
+from tests.support.logdirs import ATTENTION_RUNS, HOSTILE, build_logdir, live_log
+from tests.support.records import stored
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     log = build_logdir(tmp_path_factory.mktemp("logdir"))
-    _live_log(log, 0)
+    live_log(log, 0)
     yield log
     log.live_writer.close()
 
 
 # ---------------------------------------------------------------------------
 # Backends
-
-
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = datastructures.Headers(list(headers.items()) if isinstance(headers, dict) else headers)
-        self.body = body
-
-    def json(self):
-        assert self.headers.get("Content-Type") == "application/json", self.headers
-        return json.loads(self.body)
-
-    def error(self):
-        body = self.json()
-        assert set(body) == {"error"} and set(body["error"]) == {"message"}, body
-        return body["error"]["message"]
-
-    def __repr__(self):
-        return "<%d %s %r>" % (self.status, self.headers.get("Content-Type"), self.body[:300])
-
-
-def url(route, **params):
-    return PREFIX + route + ("?" + urllib.parse.urlencode(params) if params else "")
-
-
-def flags_for(logdir):
-    return argparse.Namespace(logdir=logdir, samples_per_plugin={}, window_title="", path_prefix="")
-
-
-class CountingProvider:
-    """The real data provider, counting read_blob calls (instrumentation)."""
-
-    def __init__(self, real):
-        self.real = real
-        self.blob_keys = []
-        self.sequence_reads = 0
-
-    def read_blob_sequences(self, ctx=None, **kwargs):
-        self.sequence_reads += 1
-        return self.real.read_blob_sequences(ctx, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def read_blob(self, ctx=None, *, blob_key):
-        self.blob_keys.append(blob_key)
-        return self.real.read_blob(ctx, blob_key=blob_key)
-
-
-class WsgiBackend:
-    """TensorBoard's WSGI app over a real multiplexer, with TensorBoard's
-    default sample sizes (10 attention steps per tag)."""
-
-    name = "wsgi"
-
-    def __init__(self, logdir, counting=False):
-        self.logdir = logdir
-        self.multiplexer = plugin_event_multiplexer.EventMultiplexer(
-            size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-            tensor_size_guidance=dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE))
-        self.reload()
-        self.provider = tb_data_provider.MultiplexerDataProvider(self.multiplexer, logdir)
-        if counting:
-            self.provider = CountingProvider(self.provider)
-        app = application.TensorBoardWSGIApp(
-            flags_for(logdir), [plugin_module.AttentionPlugin, scalars_plugin.ScalarsPlugin],
-            data_provider=self.provider, deprecated_multiplexer=self.multiplexer)
-        self.client = werkzeug_test.Client(app, wrappers.Response)
-
-    def reload(self):
-        self.multiplexer.AddRunsFromDirectory(self.logdir)
-        self.multiplexer.Reload()
-
-    def get(self, path):
-        r = self.client.get(path)
-        return Resp(r.status_code, r.headers, r.get_data())
-
-
-class ServerBackend:
-    def __init__(self, server, name):
-        self.server = server
-        self.name = name
-
-    def reload(self):
-        pass  # --reload_interval 1
-
-    def get(self, path):
-        status, headers, body = self.server.get(urllib.parse.quote(path, safe="/?&=%+"))
-        return Resp(status, headers, body)
 
 
 def fully_loaded(backend, log):
@@ -774,6 +427,25 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     assert "upgrade tb-attention" in tags[("tampered", "future")]["error"]
 
 
+def test_a_tag_whose_plugin_metadata_is_newer_is_listed_saying_to_upgrade(backend, logdir):
+    """Its tag is listed with the reason (not a 500); its steps show as far
+    as their own headers are readable (a step header's version decides)."""
+    r = backend.get(url("tags"))
+    assert r.status == 200
+    listed = {(run["run"], t["tag"]): t for run in r.json()["runs"] for t in run["tags"]}
+    entry = listed[("tampered", "newer_metadata")]
+    assert entry["max_step"] == 0
+    assert "format version %d" % (metadata.FORMAT_VERSION + 1) in entry["error"]
+    assert "upgrade tb-attention" in entry["error"]
+    assert all("error" not in t for key, t in listed.items() if key != ("tampered", "newer_metadata"))
+    steps = backend.get(url("steps", run="tampered", tag="newer_metadata"))
+    assert steps.status == 200, steps
+    body = steps.json()
+    assert body["steps"] == [0] and body["kinds"][0]["num_heads"] == 2 and body["error"] == entry["error"]
+    r = backend.get(url("attention", run="tampered", tag="newer_metadata", step=0, kind="self", layer=0))
+    assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "newer_metadata", 0, "self", 0).tobytes()
+
+
 def test_a_record_failing_the_event_file_crc_is_absent_or_reported_corrupt(backend, logdir):
     """A byte flipped inside a layer payload of step 2 in the event file.
 
@@ -835,7 +507,7 @@ def test_other_plugins_logs_and_foreign_files_are_left_alone(backend):
 
 def test_a_step_written_after_start_appears_after_reload(backend, logdir):
     step = 10 + len(logdir.live_steps)
-    record = _live_log(logdir, step)
+    record = live_log(logdir, step)
 
     def listed():
         backend.reload()
@@ -966,13 +638,9 @@ def test_installed_frontend_is_served_and_guarded(backends, name):
 def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     backend = WsgiBackend(logdir.root, counting=True)
     counting = backend.provider
-    ctx = RequestContext()
     step = tags_of(backend)[("train", "probe")]["steps"][-3]
-    data = counting.real.read_blob_sequences(
-        ctx, experiment_id="", plugin_name="attention", downsample=1000,
-        run_tag_filter=tb_provider.RunTagFilter(runs=["train"], tags=["probe"]))["train"]["probe"]
-    (datum,) = [d for d in data if d.step == step]
-    header = codec.parse_header(counting.real.read_blob(ctx, blob_key=datum.values[0].blob_key))
+    (datum,) = [d for d in kept_data(counting.real, "train", "probe") if d.step == step]
+    header = codec.parse_header(counting.real.read_blob(CTX, blob_key=datum.values[0].blob_key))
     key = {i: datum.values[ref.index].blob_key for i, ref in enumerate(header.kinds[0].attention)}
     head_key = datum.values[0].blob_key
     assert len(datum.values) == 3  # the header and two layers: a step-sized read would show
@@ -1006,9 +674,7 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     assert fresh.provider.sequence_reads == len(newest)
     wanted = []
     for (run, tag), step in newest.items():
-        data = fresh.provider.real.read_blob_sequences(
-            ctx, experiment_id="", plugin_name="attention", downsample=1000,
-            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[tag]))[run][tag]
+        data = kept_data(fresh.provider.real, run, tag)
         wanted.append(data[-1].values[0].blob_key)
         if (run, tag) == ("tampered", "bad_newest"):  # corrupt: the step before describes the tag
             wanted.append(data[-2].values[0].blob_key)
@@ -1018,18 +684,15 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
         assert fresh.get(url("steps", run=run, tag=tag)).status == 200
     assert len(fresh.provider.blob_keys) == before and fresh.provider.sequence_reads == lists
     # Neurons: the header and that layer's neuron blob.
-    data = counting.real.read_blob_sequences(
-        ctx, experiment_id="", plugin_name="attention", downsample=1000,
-        run_tag_filter=tb_provider.RunTagFilter(runs=["encdec"], tags=["translate"]))["encdec"]["translate"]
-    datum = data[0]
-    header = codec.parse_header(counting.real.read_blob(ctx, blob_key=datum.values[0].blob_key))
+    datum = kept_data(counting.real, "encdec", "translate")[0]
+    header = codec.parse_header(counting.real.read_blob(CTX, blob_key=datum.values[0].blob_key))
     cross = codec.find_kind(header, "cross")
     got = reads(url("neurons", run="encdec", tag="translate", step=0, kind="cross", layer=1, head=1))
     assert got == [datum.values[0].blob_key, datum.values[cross.neurons[1].blob.index].blob_key]
 
 
 def test_byte_lru_is_bounded_by_bytes():
-    lru = plugin_module._ByteLRU(100)
+    lru = store_module.ByteLRU(100)
     lru.put("a", b"a" * 40, 40)
     lru.put("b", b"b" * 40, 40)
     assert lru.get("a") is not None  # a is now the most recent

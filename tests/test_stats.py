@@ -8,27 +8,19 @@ the code under test.
 import base64
 import json
 import math
-import os
 import threading
-import urllib.parse
 
 import numpy as np
 import pytest
-from werkzeug import test as werkzeug_test, wrappers
-
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester
-from tensorboard.backend.event_processing import data_provider as tb_data_provider
-from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.summary.writer.record_writer import RecordWriter
+from tensorboard import errors
 
 import tb_attention
-from conftest import wait_until
-from tb_attention import codec, metadata, stats
-from tb_attention import plugin as plugin_module
-from tb_attention.proto import attention_pb2
+from tb_attention import stats, summary
 from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord
+from tests.support import wait_until
+from tests.support.backends import CTX, WsgiBackend, url
+from tests.support.events import attention_event, step_without_stats, write_event_file
+from tests.support.records import softmax as random_attention
 
 LN2, LN3 = math.log(2), math.log(3)
 
@@ -148,12 +140,6 @@ def test_collect_aligns_layers_and_heads():
 # Writing and reading
 
 
-def random_attention(rng, L, H, Tq, Tk):
-    x = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) * 3
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
-
-
 def test_written_stats_are_those_of_the_float_attention(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     tokens = ["[CLS]", "the", "cat", "[SEP]", "a", "dog", "[SEP]"]
@@ -220,33 +206,6 @@ def encoder_decoder_record(rng):
     return AttentionRecord(kinds, model_type="bart")
 
 
-def event_with(tag, step, blobs):
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]),
-        string_val=blobs)
-    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(), tensor=tensor)
-    return event_pb2.Event(wall_time=1.7e9 + step, step=step, summary=summary_pb2.Summary(value=[value]))
-
-
-def write_events(directory, events):
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "events.out.tfevents.1700000000.stats-test")
-    writer = RecordWriter(open(path, "wb"))
-    writer.write(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2").SerializeToString())
-    for e in events:
-        writer.write(e.SerializeToString())
-    writer.close()
-
-
-def old_step_blobs(record):
-    """A step as written before statistics existed: field 6 absent."""
-    blobs = codec.encode_step(record, 0, "old-writer")
-    header = attention_pb2.StepHeader.FromString(blobs[0])
-    header.ClearField("stats")
-    return [header.SerializeToString()] + blobs[1:]
-
-
 @pytest.fixture(scope="module")
 def stats_logdir(tmp_path_factory):
     """run "mixed": tag "probe/a" with an old step (no stats) at 0 and new steps
@@ -260,12 +219,13 @@ def stats_logdir(tmp_path_factory):
         return AttentionRecord([KindRecord("self", maps[s], tokens, tokens, (0, 1), key_special=(0, 3))],
                                model_type="bert")
 
-    events = [event_with("probe/a", 0, old_step_blobs(rec(0)))]
-    events += [event_with("probe/a", s, codec.encode_step(rec(s), i + 1, "new-writer"))
+    events = [attention_event("probe/a", 0, step_without_stats(rec(0), 0, "old-writer"))]
+    events += [attention_event("probe/a", s, summary.step_blobs(rec(s), i + 1, "new-writer"))
                for i, s in enumerate((10, 20))]
-    write_events(str(root / "mixed"), events)
+    write_event_file(str(root / "mixed"), events, suffix="stats-test")
     ed = encoder_decoder_record(rng)
-    write_events(str(root / "seq2seq"), [event_with("probe/ed", 5, codec.encode_step(ed, 0, "w"))])
+    write_event_file(str(root / "seq2seq"), [attention_event("probe/ed", 5, summary.step_blobs(ed, 0, "w"))],
+                     suffix="stats-test")
     return {"root": str(root), "maps": maps, "ed": ed}
 
 
@@ -299,49 +259,15 @@ def test_several_kinds(stats_logdir):
 # The plugin route
 
 
-PREFIX = "/data/plugin/attention/"
-
-
-def url(route, **params):
-    return PREFIX + route + ("?" + urllib.parse.urlencode(params) if params else "")
-
-
-class CountingProvider:
-    """The real data provider, counting read_blob calls."""
-
-    def __init__(self, real):
-        self.real = real
-        self.blob_reads = 0
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def read_blob(self, ctx, blob_key):
-        self.blob_reads += 1
-        return self.real.read_blob(ctx, blob_key=blob_key)
-
-
 @pytest.fixture(scope="module")
 def wsgi(stats_logdir):
-    import argparse
-
-    root = stats_logdir["root"]
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-        tensor_size_guidance=dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE))
-    multiplexer.AddRunsFromDirectory(root)
-    multiplexer.Reload()
-    provider = CountingProvider(tb_data_provider.MultiplexerDataProvider(multiplexer, root))
-    flags = argparse.Namespace(logdir=root, samples_per_plugin={}, window_title="", path_prefix="")
-    app = application.TensorBoardWSGIApp(flags, [plugin_module.AttentionPlugin], data_provider=provider,
-                                         deprecated_multiplexer=multiplexer)
-    client = werkzeug_test.Client(app, wrappers.Response)
+    backend = WsgiBackend(stats_logdir["root"], counting=True)
 
     def get(path):
-        r = client.get(path)
-        return r.status_code, r.get_data()
+        r = backend.get(path)
+        return r.status, r.body
 
-    get.provider = provider
+    get.provider = backend.provider
     return get
 
 
@@ -360,33 +286,32 @@ def test_stats_route(wsgi, stats_logdir):
         assert np.array_equal(np.array(rows[1], np.float32), want.ravel()), name  # row-major layer, head
 
     # Headers only: one blob per step, and a second request reads none.
-    reads = wsgi.provider.blob_reads
+    reads = len(wsgi.provider.blob_keys)
     status, _ = wsgi(url("stats", run="mixed", tag="probe/a", kind="self"))
-    assert status == 200 and wsgi.provider.blob_reads == reads
+    assert status == 200 and len(wsgi.provider.blob_keys) == reads
+
+
+def test_stats_impl_answers_without_a_request(wsgi, stats_logdir):
+    """The route's logic runs without HTTP: stats_impl returns the route's body."""
+    from tensorboard.plugins import base_plugin
+    from tb_attention.plugin import AttentionPlugin
+
+    plugin = AttentionPlugin(base_plugin.TBContext(data_provider=wsgi.provider.real))
+    body = plugin.stats_impl(CTX, "", "mixed", "probe/a")
+    status, answered = wsgi(url("stats", run="mixed", tag="probe/a"))
+    assert status == 200 and json.loads(answered) == json.loads(json.dumps(body))
+    assert body["steps"] == [0, 10, 20] and body["kind"] == "self"
+    with pytest.raises(errors.InvalidArgumentError, match="several attention kinds"):
+        plugin.stats_impl(CTX, "", "seq2seq", "probe/ed")
 
 
 def test_stats_route_reads_headers_only(stats_logdir):
     """A fresh plugin answers from blob 0 of each step alone."""
     # (A new app: the module's one has everything cached.)
-    import argparse
-
-    root = stats_logdir["root"]
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(root)
-    multiplexer.Reload()
-    real = tb_data_provider.MultiplexerDataProvider(multiplexer, root)
-    keys = []
-
-    class Recording(CountingProvider):
-        def read_blob(self, ctx, blob_key):
-            keys.append(blob_key)
-            return super().read_blob(ctx, blob_key)
-
-    flags = argparse.Namespace(logdir=root, samples_per_plugin={}, window_title="", path_prefix="")
-    app = application.TensorBoardWSGIApp(flags, [plugin_module.AttentionPlugin], data_provider=Recording(real),
-                                         deprecated_multiplexer=multiplexer)
-    r = werkzeug_test.Client(app, wrappers.Response).get(url("stats", run="mixed", tag="probe/a"))
-    assert r.status_code == 200
+    backend = WsgiBackend(stats_logdir["root"], counting=True)
+    r = backend.get(url("stats", run="mixed", tag="probe/a"))
+    assert r.status == 200
+    keys = backend.provider.blob_keys
     assert len(keys) == 3
     # The multiplexer's blob keys are base64 JSON [experiment, plugin, run, tag, step, index].
     decoded = [json.loads(base64.urlsafe_b64decode(k + "=" * (-len(k) % 4))) for k in keys]

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 import tb_attention
-from tb_attention import codec, metadata
-from tb_attention.proto import attention_pb2
+from tb_attention import metadata, summary
 from tb_attention.record import AttentionRecord, KindRecord
 
 from tests.conftest import wait_until
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, plugin_frame, root_attrs, save_screenshot,
-    top_hash_keys, url, wait_drawn,
+from tests.support.events import attention_event, step_of_version, step_without_stats, write_event_file
+from tests.support.browser import (
+    TIMEOUT, canvas_pixels, detail, geometry, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url,
+    wait_drawn, watched_page,
 )
 
 L, H, T = 3, 4, 8
@@ -54,28 +54,6 @@ def grow_attention(step):
     return a
 
 
-def event_with(tag, step, blobs):
-    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING, string_val=blobs,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]))
-    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(), tensor=tensor)
-    return event_pb2.Event(wall_time=1.7e9 + step, step=step, summary=summary_pb2.Summary(value=[value]))
-
-
-def write_events(directory, events):
-    """Events as an older tb-attention (or a damaged file) left them: the
-    real writer cannot produce steps without statistics."""
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
-    os.makedirs(directory, exist_ok=True)
-    writer = RecordWriter(open(os.path.join(directory, "events.out.tfevents.1700000000.stats-view"), "wb"))
-    writer.write(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2").SerializeToString())
-    for e in events:
-        writer.write(e.SerializeToString())
-    writer.close()
-
-
 def small_record(step):
     a = softmax(np.random.default_rng(step).standard_normal((2, 2, 4, 4))).astype(np.float32)
     return AttentionRecord([KindRecord("self", a, ("[CLS]", "x", "y", "[SEP]"), ("[CLS]", "x", "y", "[SEP]"), (0, 1))])
@@ -83,18 +61,12 @@ def small_record(step):
 
 def old_step(step, sequence):
     """A step as written before statistics existed (StepHeader.stats absent)."""
-    blobs = codec.encode_step(small_record(step), sequence, "old-writer")
-    header = attention_pb2.StepHeader.FromString(blobs[0])
-    header.ClearField("stats")
-    return [header.SerializeToString()] + blobs[1:]
+    return step_without_stats(small_record(step), sequence, "old-writer")
 
 
 def unreadable_step(step, sequence):
     """A step from a newer format: its header does not parse here."""
-    blobs = codec.encode_step(small_record(step), sequence, "future-writer")
-    header = attention_pb2.StepHeader.FromString(blobs[0])
-    header.version = metadata.FORMAT_VERSION + 1
-    return [header.SerializeToString()] + blobs[1:]
+    return step_of_version(small_record(step), sequence, "future-writer", metadata.FORMAT_VERSION + 1)
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +82,13 @@ def logdir(tmp_path_factory):
             a = big.copy()
             a[step % BIG_L, :, :, 0] += 0.5  # a moving bump: every line has some shape
             w.add_attention("wide", a / a.sum(-1, keepdims=True), tokens=["a", "b", "c", "d"], global_step=step)
-    write_events(os.path.join(root, XSS_RUN), [event_with(XSS_TAG, s, old_step(s, i)) for i, s in enumerate((0, 10))])
-    write_events(os.path.join(root, "mixed"), [
-        event_with("probe", 0, old_step(0, 0)),
-        event_with("probe", 10, unreadable_step(10, 1)),
-        event_with("probe", 20, codec.encode_step(small_record(20), 2, "new-writer")),
-        event_with("probe", 30, codec.encode_step(small_record(30), 3, "new-writer")),
+    write_event_file(os.path.join(root, XSS_RUN),
+                     [attention_event(XSS_TAG, s, old_step(s, i)) for i, s in enumerate((0, 10))], suffix="stats-view")
+    write_event_file(os.path.join(root, "mixed"), suffix="stats-view", events=[
+        attention_event("probe", 0, old_step(0, 0)),
+        attention_event("probe", 10, unreadable_step(10, 1)),
+        attention_event("probe", 20, summary.step_blobs(small_record(20), 2, "new-writer")),
+        attention_event("probe", 30, summary.step_blobs(small_record(30), 3, "new-writer")),
     ])
     return root
 
@@ -150,11 +123,8 @@ def logged(logdir):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1200, "height": 820}, accept_downloads=True)
-    p = ctx.new_page()
-    p.watch = Watch(p)
-    yield p
-    ctx.close()
+    with watched_page(browser, viewport={"width": 1200, "height": 820}, accept_downloads=True) as p:
+        yield p
 
 
 # -- helpers ------------------------------------------------------------------

@@ -10,11 +10,9 @@ I/O errors are real errors from the kernel (ENOSPC from /dev/full, ENOENT from
 a removed directory), crashes are real SIGKILLs.
 """
 import contextlib
-import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -22,23 +20,22 @@ import textwrap
 import threading
 import warnings
 
-import grpc
 import numpy as np
 import pytest
 import torch
-from tensorboard import context as tb_context
 from tensorboard.backend.event_processing import data_provider as mux_data_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.data import grpc_provider, server_ingester
-from tensorboard.util import grpc_util
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import REPO, wait_until
 from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter, AttentionWriterError,
-                          KindRecord, Neurons, codec, load, metadata)
+                          KindRecord, Neurons, codec, load, metadata, summary)
 from tb_attention.proto import attention_pb2
 from tb_attention.record import softmax_scores
+from tests.support import REPO, sigkilled, wait_until
+from tests.support.backends import CTX, blob_steps, provider_blobs, python_loader, rust_data_server, scalar_steps
+from tests.support.events import record_ends
+from tests.support.records import FLOAT16_TOL, UINT8_TOL, softmax, tokens
 
 # Strings a tokenizer (or a user) can hand us; each must come back exactly.
 HOSTILE_TOKENS = (
@@ -61,123 +58,14 @@ HOSTILE_TOKENS = (
     "\"quoted\" 'single' \\back",
     "[SEP]",
 )
-UINT8_TOL = 1.0 / 510 + 1e-6
-FLOAT16_TOL = 2.0 ** -12 + 1e-7  # half of float16's spacing just below 1.0 (2**-11)
-CTX = tb_context.RequestContext()
 
 
 # --------------------------------------------------------------------------
 # helpers
 
 
-def softmax_attention(rng, L, H, Tq, Tk, causal=False, sharpness=3.0):
-    """Random attention rows that sum to 1 (peaked, like a trained model's)."""
-    scores = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) * sharpness
-    if causal:
-        scores[..., np.triu(np.ones((Tq, Tk), bool), 1 + Tk - Tq)] = -np.inf
-    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def tokens(n, prefix="t"):
-    return ["%s%d" % (prefix, i) for i in range(n)]
-
-
 def event_files(directory):
     return sorted(f for f in os.listdir(directory) if "tfevents" in f)
-
-
-def python_loader(logdir):
-    """TensorBoard's Python loader keeping every step (what --load_fast=false runs)."""
-    mux = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={metadata.PLUGIN_NAME: 0, "scalars": 0})
-    mux.AddRunsFromDirectory(str(logdir))
-    mux.Reload()
-    return mux, mux_data_provider.MultiplexerDataProvider(mux, str(logdir))
-
-
-class RustDataServer:
-    """The data server binary of tensorboard-data-server (what --load_fast=true
-    runs), spawned the way TensorBoard's SubprocessServerDataIngester does,
-    read through TensorBoard's own GrpcDataProvider."""
-
-    def __init__(self, logdir):
-        binary = server_ingester.get_server_binary()
-        self._tmp = tempfile.mkdtemp(prefix="tb-data-server-")
-        port_file = os.path.join(self._tmp, "port")
-        self.proc = subprocess.Popen(
-            [binary.path, "--logdir=%s" % logdir, "--reload=1",
-             "--samples-per-plugin=%s=all,scalars=all" % metadata.PLUGIN_NAME,
-             "--port=0", "--port-file=%s" % port_file, "--die-after-stdin",
-             "--error-file=%s" % os.path.join(self._tmp, "error")],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def port():
-            assert self.proc.poll() is None, "data server exited with %s" % self.proc.returncode
-            with open(port_file) as f:
-                text = f.read()
-            return text.endswith("\n") and int(text)
-
-        addr = "localhost:%d" % wait_until(port, timeout=30, what="the data server's port file")
-        creds, options = grpc_util.ChannelCredsType.LOCAL.channel_config()
-        options.append(("grpc.max_receive_message_length", 256 * 1024 * 1024))
-        self._channel = grpc.secure_channel(addr, creds, options=options)
-        self.provider = grpc_provider.GrpcDataProvider(addr, grpc_provider.make_stub(self._channel))
-
-    def stop(self):
-        self._channel.close()
-        self.proc.stdin.close()  # --die-after-stdin
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def rust_data_server(logdir):
-    server = RustDataServer(str(logdir))
-    try:
-        yield server.provider
-    finally:
-        server.stop()
-
-
-def provider_blobs(provider):
-    """run -> tag -> step -> (wall_time, [blob bytes]) of every attention step,
-    through list_blob_sequences / read_blob_sequences / read_blob."""
-    listing = provider.list_blob_sequences(CTX, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
-    data = provider.read_blob_sequences(CTX, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
-                                        downsample=10 ** 6)
-    assert set(data) == set(listing)
-    result = {}
-    for run, tags in data.items():
-        assert set(tags) == set(listing[run])
-        for tag, seq in tags.items():
-            ts = listing[run][tag]
-            assert ts.plugin_content == attention_pb2.AttentionPluginData(
-                version=metadata.FORMAT_VERSION).SerializeToString()
-            assert ts.max_step == max(d.step for d in seq)
-            assert ts.max_length == max(len(d.values) for d in seq)
-            result.setdefault(run, {})[tag] = {
-                d.step: (d.wall_time, [provider.read_blob(CTX, blob_key=ref.blob_key) for ref in d.values])
-                for d in seq}
-    return result
-
-
-def blob_steps(provider, run, tag):
-    listing = provider.list_blob_sequences(CTX, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
-    if tag not in listing.get(run, {}):
-        return []
-    data = provider.read_blob_sequences(CTX, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
-                                        downsample=10 ** 6)
-    return sorted(d.step for d in data[run][tag])
-
-
-def scalar_steps(provider, run, tag):
-    data = provider.read_scalars(CTX, experiment_id="", plugin_name="scalars", downsample=10 ** 6)
-    return sorted(d.step for d in data.get(run, {}).get(tag, []))
 
 
 def run_python(code, *args, timeout=120):
@@ -187,21 +75,6 @@ def run_python(code, *args, timeout=120):
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
 
-def record_boundaries(path):
-    """Byte offsets where each complete TFRecord ends; and whether the file
-    ends in an incomplete one. Independent of tb_attention.reader."""
-    with open(path, "rb") as f:
-        data = f.read()
-    ends, pos = [], 0
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack("<Q", data[pos:pos + 8])
-        if pos + 12 + length + 4 > len(data):
-            break
-        pos += 12 + length + 4
-        ends.append(pos)
-    return ends, pos != len(data)
-
-
 # --------------------------------------------------------------------------
 # 1. round trip through load()
 
@@ -209,9 +82,9 @@ def record_boundaries(path):
 def test_round_trip_numpy_uint8_hostile_tokens(tmp_path):
     rng = np.random.default_rng(1)
     T = len(HOSTILE_TOKENS)
-    steps = {0: softmax_attention(rng, 3, 4, T, T, causal=True),
-             7: softmax_attention(rng, 3, 4, T, T, causal=True),
-             2 ** 40: softmax_attention(rng, 3, 4, T, T, causal=True)}
+    steps = {0: softmax(rng, 3, 4, T, T, causal=True),
+             7: softmax(rng, 3, 4, T, T, causal=True),
+             2 ** 40: softmax(rng, 3, 4, T, T, causal=True)}
     with AttentionWriter(tmp_path / "run") as w:
         for step, a in steps.items():
             w.add_attention("probe/hostile", a, tokens=list(HOSTILE_TOKENS), global_step=step,
@@ -251,7 +124,7 @@ def test_round_trip_torch_tuple_float16_pairs(tmp_path):
     with query and key tokens of different lengths, requires_grad, bfloat16."""
     rng = np.random.default_rng(2)
     L, H, Tq, Tk = 4, 3, 6, 9
-    a = softmax_attention(rng, L, H, Tq, Tk)
+    a = softmax(rng, L, H, Tq, Tk)
     as_tuple = tuple(torch.tensor(a[i:i + 1], requires_grad=True) for i in range(L))
     b16 = tuple(t.detach().to(torch.bfloat16) for t in as_tuple)
     q_tokens, k_tokens = tokens(Tq, "q"), list(HOSTILE_TOKENS[:Tk])
@@ -280,11 +153,11 @@ def test_round_trip_encoder_decoder_kinds(tmp_path):
     enc_tokens = ("<s>", "Hello", "\u0120world", "</s>", "<s>", "Bye", "</s>")
     dec_tokens = ("</s>", "<s>", "Hal", "lo", "!")
     Te, Td = len(enc_tokens), len(dec_tokens)
-    encoder = KindRecord("encoder", softmax_attention(rng, 2, 4, Te, Te), enc_tokens, enc_tokens,
+    encoder = KindRecord("encoder", softmax(rng, 2, 4, Te, Te), enc_tokens, enc_tokens,
                          layer_ids=(0, 1), query_segment_b=4, key_segment_b=4)
-    decoder = KindRecord("decoder", softmax_attention(rng, 3, 4, Td, Td, causal=True), dec_tokens,
+    decoder = KindRecord("decoder", softmax(rng, 3, 4, Td, Td, causal=True), dec_tokens,
                          dec_tokens, layer_ids=(0, 1, 2), causal=True)
-    cross = KindRecord("cross", softmax_attention(rng, 3, 4, Td, Te), dec_tokens, enc_tokens,
+    cross = KindRecord("cross", softmax(rng, 3, 4, Td, Te), dec_tokens, enc_tokens,
                        layer_ids=(0, 1, 2), key_segment_b=4)
     record = AttentionRecord([encoder, decoder, cross], model_type="bart")
     with AttentionWriter(tmp_path / "bart") as w:
@@ -362,20 +235,20 @@ def two_run_logdir(tmp_path_factory):
             for step in (0, 10, 20):
                 for tag in ("probe/hostile", "probe/seq2seq"):
                     if tag == "probe/hostile":
-                        a = softmax_attention(rng, 2, 3, T, T)
+                        a = softmax(rng, 2, 3, T, T)
                         record = AttentionRecord([KindRecord("self", a, HOSTILE_TOKENS, HOSTILE_TOKENS,
                                                              (0, 1), 3, 3)], model_type="bert")
                     else:
                         record = AttentionRecord([
                             _neurons_kind(rng, "encoder", 2, 2, 6, 6, 4, causal=False, with_bias=True),
                             _neurons_kind(rng, "decoder", 2, 2, 4, 4, 4, causal=True, with_bias=False),
-                            KindRecord("cross", softmax_attention(rng, 2, 2, 4, 6), tokens(4, "decoder"),
+                            KindRecord("cross", softmax(rng, 2, 2, 4, 6), tokens(4, "decoder"),
                                        tokens(6, "encoder"), (0, 1))], model_type="t5")
                     wall = 1.7e9 + step
                     w.add_attention(tag, record, global_step=step, walltime=wall)
                     seq = sequences.get(tag, 0)
                     sequences[tag] = seq + 1
-                    blobs = codec.encode_step(record, seq, w._writer_id, dtype)
+                    blobs = summary.step_blobs(record, seq, w._writer_id, dtype)
                     expected.setdefault(run, {}).setdefault(tag, {})[step] = (wall, record, blobs)
     return logdir, expected
 
@@ -494,7 +367,7 @@ def test_scalars_and_attention_in_one_run_under_both_loaders(tmp_path):
     n_steps, every = 60, 5
     attention_steps = list(range(0, n_steps, every))
     rng = np.random.default_rng(6)
-    a = softmax_attention(rng, 2, 4, 32, 32)
+    a = softmax(rng, 2, 4, 32, 32)
     toks = tokens(32)
     sw = SummaryWriter(str(run_dir))
     aw = AttentionWriter(sw)
@@ -565,7 +438,7 @@ def test_scalars_and_attention_in_one_run_under_both_loaders(tmp_path):
 
 def _bad_inputs():
     rng = np.random.default_rng(7)
-    good = softmax_attention(rng, 2, 3, 4, 4)
+    good = softmax(rng, 2, 3, 4, 4)
     t4 = tokens(4)
     nan = good.copy()
     nan[1, 2, 3, 0] = np.nan
@@ -584,9 +457,9 @@ def _bad_inputs():
         "rank 2 layer in tuple": (((good[0, 0], good[1, 0]),), dict(tokens=t4),
                                   r"attentions\[0\] has shape \(4, 4\); expected \[1, heads"),
         "layers differ in shape": (((good[:1], good[:1, :2]),), dict(tokens=t4), "differ in shape"),
-        "too few query tokens": ((softmax_attention(rng, 2, 3, 5, 4),), dict(tokens=(tokens(4), t4)),
+        "too few query tokens": ((softmax(rng, 2, 3, 5, 4),), dict(tokens=(tokens(4), t4)),
                                  "query tokens has 4 tokens but the attention has 5"),
-        "too many key tokens": ((softmax_attention(rng, 2, 3, 4, 4),), dict(tokens=(t4, tokens(6))),
+        "too many key tokens": ((softmax(rng, 2, 3, 4, 4),), dict(tokens=(t4, tokens(6))),
                                 "key tokens has 6 tokens but the attention has 4"),
         "self tokens short": ((good,), dict(tokens=t4[:3]), "has 3 tokens but the attention has 4"),
         "tokens missing": ((good,), dict(), "tokens are required"),
@@ -652,10 +525,10 @@ def test_bad_input_clear_error_and_nothing_written(tmp_path, case):
 
 def test_rows_not_summing_to_one_warn_once_and_are_logged(tmp_path):
     rng = np.random.default_rng(8)
-    a = softmax_attention(rng, 3, 2, 5, 5)
+    a = softmax(rng, 3, 2, 5, 5)
     a[0, 0] *= 0.5  # 5 rows of one head sum to 0.5 ...
     a[2, 1, 3] = 0.9  # ... and one row of another to 4.5
-    padded = softmax_attention(rng, 3, 2, 5, 5)
+    padded = softmax(rng, 3, 2, 5, 5)
     padded[:, :, 4] = 0  # a padding query attends to nothing: legitimate, no warning
     with AttentionWriter(tmp_path) as w:
         with warnings.catch_warnings(record=True) as caught:
@@ -841,9 +714,8 @@ def _expect_flushed_steps(log, n):
 def test_sigkill_after_flush_keeps_flushed_steps(tmp_path):
     n = 7
     env = dict(os.environ, PYTHONPATH=REPO)
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_CHILD), str(tmp_path), str(n)],
-                             stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    try:
+    with sigkilled(subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_CHILD), str(tmp_path), str(n)],
+                                    stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)) as child:
         word, path = child.stdout.readline().split()
         assert word == "flushed"
         flushed_size = os.path.getsize(path)
@@ -851,12 +723,9 @@ def test_sigkill_after_flush_keeps_flushed_steps(tmp_path):
         # at least one big record complete after the flushed ones
         wait_until(lambda: os.path.getsize(path) > flushed_size + 4 * 4 * 256 * 256 + 8000, timeout=60,
                    what="the child to write past the flush")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    ends, torn = record_boundaries(path)
+    ends, torn = record_ends(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = load(tmp_path)

@@ -1,0 +1,1 @@
+"""The storage contract (attention.proto) and its generated attention_pb2 module (regenerate.sh rebuilds it)."""

@@ -45,8 +45,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
-sys.path.insert(0, TESTS)
-from conftest import TensorBoard, wait_until  # noqa: E402
+sys.path.insert(0, os.path.dirname(TESTS))
+from tests.support import wait_until  # noqa: E402
+from tests.support.backends import TensorBoard  # noqa: E402
 
 LAYERS, HEADS = 12, 12
 RUN, TAG = "bench", "probe"

@@ -46,7 +46,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "bertviz_harness"))
-sys.path.insert(0, REPO)  # tests.conftest
+sys.path.insert(0, REPO)  # tests.conftest, tests.support
 
 LAYERS, HEADS = 12, 12
 VIEWPORT = {"width": 1280, "height": 900}
@@ -288,13 +288,14 @@ BERTVIZ_LAYER_SWITCH = r"""() => {
 
 class OurSide:
     """The same attention written with AttentionWriter, served by a real
-    `tensorboard` subprocess (tests/conftest.py's TensorBoard)."""
+    `tensorboard` subprocess (tests/support/backends.py's TensorBoard)."""
 
     RUN = "bench"
 
     def __init__(self, workdir, data):
         import tb_attention
-        from tests.conftest import TensorBoard, wait_until
+        from tests.support import wait_until
+        from tests.support.backends import TensorBoard
         self.logdir = os.path.join(workdir, "logdir")
         with tb_attention.AttentionWriter(os.path.join(self.logdir, self.RUN)) as w:
             for tag, steps in data.items():

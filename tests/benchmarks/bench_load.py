@@ -57,10 +57,11 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 REPO = os.path.dirname(TESTS)
-sys.path.insert(0, TESTS)
+sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 import bench_backend  # noqa: E402
-from conftest import TensorBoard, wait_until  # noqa: E402
+from tests.support import wait_until  # noqa: E402
+from tests.support.backends import TensorBoard  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "load.md")
 PROBES = 5
@@ -167,7 +168,7 @@ def cold_in_process(logdir, samples, profile=False):
     through TensorBoard's gRPC provider and WSGI app."""
     from werkzeug import test as werkzeug_test, wrappers
     from tensorboard.backend import application
-    from test_writer import RustDataServer
+    from tests.support.backends import RustDataServer
     from tb_attention.plugin import AttentionPlugin
 
     server = RustDataServer(logdir)
