@@ -317,17 +317,26 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def compare_route(self, request):
         tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
         key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
-        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b)
+        tag_b = request.args.get("tag_b")
+        if tag_b:  # B of another probe (same kind name)
+            key_b = key_b._replace(tag=tag_b)
+        verdict = bool(_int_arg(request, "verdict", required=False, default=0, lo=0, hi=1))
+        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b, verdict=verdict)
         return _json(request, body, immutable=True)
 
-    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b):
-        """The JSD of every layer and head of two steps (cached), or why there is none."""
+    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b, verdict=False):
+        """The JSD of every layer and head of two steps (cached), or why there
+        is none; with verdict, only whether they line up: the two headers are
+        read, no layer."""
         sides = []
         for key in (key_a, key_b):
             step = self._store.step(ctx, experiment, key)
             sides.append((step, step.kind(kind_name, name_run=True)))
         (a, kind_a), (b, kind_b) = sides
         answers.check_comparable(kind_name, key_a, kind_a, key_b, kind_b)
+        if verdict:
+            return answers.compare(tag, kind_name, key_a, key_b, kind_a,
+                                   answers.token_differences(kind_a, kind_b), None, verdict=True)
 
         def layer_jsd(index):
             # Each side as float as soon as it is read: converting both after

@@ -17,8 +17,8 @@ import tb_attention
 
 from tests.conftest import wait_until
 from tests.support.browser import (
-    TIMEOUT, Watch, canvas_pixels, detail, edge_point, geometry, next_frames, plugin_frame, root_attrs,
-    save_screenshot, top_hash_keys, url, watched_page,
+    Watch, canvas_pixels, edge_point, geometry, next_frames, plugin_frame, root_attrs,
+    save_screenshot, top_hash_keys, url, wait_compare, watched_page,
 )
 
 TOKENS = ["<s>", "\u0120the", "\u0120cat", "\u0120sat", "\u0120on", "\u0120the", "\u0120mat", "."]
@@ -97,17 +97,6 @@ def page(browser):
     with watched_page(browser, viewport={"width": 1400, "height": 900}) as p:
         yield p
         assert not p.watch.errors and not p.watch.dialogs, (p.watch.errors, p.watch.dialogs)
-
-
-def wait_compare(frame, **want):
-    """Wait until the compare view has drawn with these data-detail values."""
-    frame.wait_for_function("""(want) => {
-        const r = document.getElementById('tba');
-        if (!r || r.dataset.state !== 'drawn' || r.dataset.view !== 'compare') return false;
-        const d = Object.fromEntries((r.dataset.detail || '').split(';').map(p => p.split('=')));
-        return Object.entries(want).every(([k, v]) => d[k] === v);
-    }""", arg={k: str(v) for k, v in want.items()}, timeout=TIMEOUT)
-    return detail(frame)
 
 
 def open_compare(page, board, **state):

@@ -16,11 +16,11 @@ import pytest
 import tb_attention
 from tb_attention import AttentionRecord, KindRecord
 
-from tests.test_compare_e2e import wait_compare
-from tests.test_dashboard_e2e import (
-    TIMEOUT, Watch, canvas_pixels, detail, geometry, neuron_kind, open_dashboard, plugin_frame, root_attrs, url,
+from tests.support.browser import (
+    TIMEOUT, Watch, canvas_pixels, detail, geometry, open_dashboard, plugin_frame, root_attrs, url, wait_compare,
     wait_drawn,
 )
+from tests.support.records import neuron_kind
 
 GPT_TOKENS = ["The", "\u0120cat", "\u0120sat", "\u0120on", "\u0120the", "\u0120mat", "\u0120and", "\u0120the",
               "\u0120dog", "\u0120sat", "\u0120too", "."]
