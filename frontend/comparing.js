@@ -65,19 +65,21 @@ export function resolveB(s, tags) {
 }
 
 /**
- * Why there is nothing to compare, when B is A itself: the probe's only
- * logged step (one run, one step), or B chosen as A; null when B is another
- * step, run or probe.
+ * Why there is nothing to compare: B can only be A itself (the probe's only
+ * logged step, in one run). null otherwise; B chosen as A while other steps,
+ * runs or probes exist is drawn, all zero: a deliberate check of the chain.
  * @param {import("../state.js").State} s
  * @param {{run: string, tag: string, step: number, steps: number[], runs: string[]}} b from resolveB
  */
 export function nothingToCompare(s, b) {
-  if (b.run !== s.run || b.tag !== s.tag || b.step !== s.step) return null;
-  if (b.steps.length <= 1 && b.runs.length <= 1) {
-    return `nothing to compare: probe \u201c${s.tag}\u201d has one logged step (${intText(s.step)}), in run \u201c${s.run}\u201d only; ` +
-      "log more steps or another run, or choose another probe as B";
-  }
-  return `nothing to compare: B is A itself (run \u201c${s.run}\u201d, step ${intText(s.step)}); choose another step, run or probe for B`;
+  if (!isA(s, b) || b.steps.length > 1 || b.runs.length > 1) return null;
+  return `nothing to compare: probe \u201c${s.tag}\u201d has one logged step (${intText(s.step)}), in run \u201c${s.run}\u201d only; ` +
+    "log more steps or another run, or choose another probe as B";
+}
+
+/** Whether B is A's own step. */
+export function isA(s, b) {
+  return b.run === s.run && b.tag === s.tag && b.step === s.step;
 }
 
 /**

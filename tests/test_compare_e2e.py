@@ -175,7 +175,7 @@ def test_a_record_compared_with_itself_is_blank_everywhere(page, board):
     assert (d["max"], d.get("top", "")) == ("0.0000", "")
     ranks = grid_pixels(frame, grid_centres(geometry(frame, "compare-grid")))
     assert len(ranks) == 8 and all(p == WHITE for p in ranks.values()), ranks
-    assert "no head changed" in frame.text_content('[data-name="compare-note"]')
+    assert "no head changed (B is A itself)" in frame.text_content('[data-name="compare-note"]')
     frame.click('button[data-cmode="model"]')
     wait_compare(frame, mode="model", diff="drawn", maxabs="0.000")
     diff = model_cells(frame, "diff")
@@ -199,7 +199,7 @@ def test_the_difference_is_where_the_attention_moved(page, board):
     assert sum(a[(2, 5)]) < 200 and a[(2, 6)] == WHITE
     assert sum(b[(2, 6)]) < 200 and b[(2, 5)] == WHITE
     titles = [frame.text_content('[data-name="compare-title-%s"]' % s) for s in ("a", "b")]
-    assert titles == ["A: train \u00b7 step 0", "B: train \u00b7 step 10"]
+    assert titles == ["A: train \u00b7 step 0 \u00b7 layer 0 head 1", "B: train \u00b7 step 10 \u00b7 layer 0 head 1"]
     # the readout gives A, B and B - A of a hovered cell
     geo = geometry(frame, "compare-diff")
     x, y = cell_centres(geo)[(2, 6)]

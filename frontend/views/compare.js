@@ -30,7 +30,7 @@ import { matrixHit } from "../layout.js";
 import { CMODES, intText } from "../state.js";
 import { load, need } from "../host.js";
 import { shortLabel } from "../tokens.js";
-import { compareVerdict, diffLut, difference, nothingToCompare, pickBRun, rankHeads, resolveB } from "../comparing.js";
+import { compareVerdict, diffLut, difference, isA, nothingToCompare, pickBRun, rankHeads, resolveB } from "../comparing.js";
 import { composePanels, drawLinePanels, drawMatrixPanels, drawModelGrids, drawRankGrid } from "../draw/compare.js";
 import { headControl, layerControl } from "./controls.js";
 
@@ -279,7 +279,8 @@ export default class CompareView {
     this.info.max = max;
     this.info.top = ranked.length && max > 0 ? `${ranked[0].layer},${ranked[0].head}` : "";
     const top = ranked.filter((r) => r.value > 0).slice(0, TOP_LISTED).map((r) => `L${r.layer} H${r.head} ${r.value.toFixed(4)}`);
-    this.note.textContent = (top.length ? `most changed: ${top.join(" \u00b7 ")}` : "no head changed") +
+    const none = isA(this.ctx.state, this.b) ? "no head changed (B is A itself)" : "no head changed";
+    this.note.textContent = (top.length ? `most changed: ${top.join(" \u00b7 ")}` : none) +
       ` \u00b7 mean Jensen-Shannon divergence over query rows, nats (0 to ln 2 = ${data.max.toFixed(3)}) \u00b7 click a cell to open that head`;
   }
 
