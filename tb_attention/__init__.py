@@ -5,6 +5,8 @@
         writer.add_attention("probe/cat", record, global_step=step)
     log = tb_attention.load("runs")
 """
+__version__ = "0.1.0"
+
 from tb_attention.reader import AttentionLog, load
 from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord, Neurons
 from tb_attention.writer import AttentionWriter, AttentionWriterError

@@ -107,6 +107,10 @@ def _check_arguments(model, tokenizer, neurons):
 
 
 def _capture(model, inputs, tokenizer, neurons, layers):
+    from tb_attention.integrations import transformer_lens  # its own hook points, not transformers'
+
+    if transformer_lens.is_transformer_lens_model(model):
+        return transformer_lens.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers)
     _check_arguments(model, tokenizer, neurons)
     adapter, known = _adapters.for_model(model)
     if neurons and not adapter.neurons:

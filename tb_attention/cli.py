@@ -41,9 +41,12 @@ class CliError(Exception):
 
 
 def _parser():
+    from tb_attention import __version__
+
     p = argparse.ArgumentParser(
         prog="tb-attention",
         description="Log transformer attention for TensorBoard's Attention tab.")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     log = sub.add_parser(
@@ -209,8 +212,20 @@ def _load_model(path, config):
     return model
 
 
+def _check_installed():
+    """`log` loads models: say which extra brings what it needs, not a traceback."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CliError("tb-attention log loads transformers checkpoints and needs %s, which is "
+                       "not installed: pip install 'tb-attention[transformers]'" % " and ".join(missing))
+
+
 def log_checkpoints(args):
     import warnings
+
+    _check_installed()
 
     from tb_attention.probe import check_length, describe, encode_text, probe_tags
     from tb_attention.record import AttentionInputError

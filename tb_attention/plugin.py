@@ -44,14 +44,14 @@ _STATIC_TYPES = {
 
 def _frontend_root():
     here = os.path.dirname(os.path.abspath(__file__))
-    installed = os.path.join(here, "frontend")  # setup.py maps frontend/ here
+    installed = os.path.join(here, "frontend")  # pyproject.toml maps frontend/ here
     if os.path.isdir(installed):
         return installed
     checkout = os.path.dirname(here)
     # A source checkout has frontend/ next to the package. Anywhere else (an
     # installed package without its frontend) that directory could be some
     # other package's site-packages/frontend: serve nothing rather than that.
-    if os.path.isfile(os.path.join(checkout, "setup.py")):
+    if os.path.isfile(os.path.join(checkout, "pyproject.toml")):
         return os.path.join(checkout, "frontend")
     return installed
 

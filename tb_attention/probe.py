@@ -163,15 +163,15 @@ def unwrap_model(model):
 class Probe:
     """Logs a model's attention on fixed probe texts every `every_n_steps`.
 
-    model: a transformers model (DDP / DataParallel / torch.compile wrappers
-        are looked through).
+    model: a transformers model or a TransformerLens model (DDP /
+        DataParallel / torch.compile wrappers are looked through).
     tokenizer: turns the texts into tokens and names them; may be None when
         the texts are token ids.
     texts: a str, a list of them, or a dict tag name -> text; instead of a
         str, token ids or a dict of model inputs. One tag per text:
         tag_prefix + name (see probe_tags).
-    writer: an AttentionWriter, a torch SummaryWriter (attention goes into
-        its run and event file), or a logdir path (the probe opens its own
+    writer: an AttentionWriter, a torch or tensorboardX SummaryWriter
+        (attention goes into its run and event file), or a logdir path (the probe opens its own
         AttentionWriter on first use, on rank 0 only, and close() closes it).
     every_n_steps: maybe_log(step) logs when step % every_n_steps == 0.
     neurons: also log queries and keys (the neuron view).
@@ -189,10 +189,15 @@ class Probe:
         self.every_n_steps = every_n_steps
         self.neurons = bool(neurons)
         self.layers = layers
-        config = getattr(unwrap_model(model), "config", None)
+        inner = unwrap_model(model)
+        from tb_attention.integrations import transformer_lens
+
+        lens = transformer_lens.is_transformer_lens_model(inner)
+        config = None if lens else getattr(inner, "config", None)
         self._inputs = []
         for tag, text in probe_tags(texts, tag_prefix):
-            inputs = encode_text(text, tokenizer)
+            # TransformerLens: its own to_tokens (BOS as it prepends it) and cfg.n_ctx
+            inputs = transformer_lens.encode_text(inner, text, tokenizer) if lens else encode_text(text, tokenizer)
             if config is not None:
                 check_length(inputs, config, "probe text %s" % describe(text))
             self._inputs.append((tag, inputs))

@@ -370,3 +370,27 @@ def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, k
         causal=bool(causal),
         key_special=check_special(special_tokens, Tk, "special_tokens"))
     return AttentionRecord([rec])
+
+
+def from_encoder_decoder(encoder, decoder, cross, encoder_tokens, decoder_tokens, layer_ids=None):
+    """One AttentionRecord of an encoder-decoder model's raw tensors, as
+    BertViz takes them: any of encoder (over encoder_tokens), decoder (causal,
+    over decoder_tokens) and cross (decoder queries, encoder keys)."""
+    needs = {"encoder": (encoder, ("encoder_tokens",)), "decoder": (decoder, ("decoder_tokens",)),
+             "cross": (cross, ("decoder_tokens", "encoder_tokens"))}
+    given = {"encoder_tokens": encoder_tokens, "decoder_tokens": decoder_tokens}
+    kinds = []
+    for name, (attention, token_names) in needs.items():
+        if attention is None:
+            continue
+        missing = [t for t in token_names if given[t] is None]
+        if missing:
+            raise AttentionInputError("%s attention needs %s" % (name, " and ".join(missing)))
+        # cross: a pair (query tokens, key tokens), as from_raw tells pairs from lists
+        tokens = given[token_names[0]] if name != "cross" else (list(decoder_tokens), list(encoder_tokens))
+        try:
+            record = from_raw(attention, tokens, layer_ids=layer_ids, causal=(name == "decoder"), kind=name)
+        except AttentionInputError as e:
+            raise AttentionInputError("%s attention: %s" % (name, e)) from None
+        kinds.append(record.kind())
+    return AttentionRecord(kinds)

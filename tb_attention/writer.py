@@ -2,102 +2,32 @@
 
 The training thread only validates, copies to CPU and enqueues. A background
 thread encodes the step (tb_attention.summary: statistics, codec), builds the
-Event and hands its bytes to a TensorBoard EventFileWriter whose record
-framing uses tb_attention.tfrecord's C CRC32C instead of TensorBoard's
-pure-Python one (0.29 s per BERT-base record).
-
-Given a torch SummaryWriter, events go into that writer's own event file: the
-Python loader never goes back to an older event file in a directory, so a
-second file in the same run would make it drop scalars.
+Event and hands it to a sink (tb_attention.sinks): an event file of its own,
+or the event file of the torch or tensorboardX SummaryWriter given, so
+attention and scalars are one run in one file (TensorBoard's Python loader
+never goes back to an older event file in a directory: a second file in the
+same run would make it drop scalars).
 """
 import atexit
 import math
 import numbers
+import operator
 import os
 import queue
 import sys
 import threading
 import time
-import types
+import warnings
 import weakref
 
 from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tb_attention import codec, metadata, summary, tfrecord
-from tb_attention.record import AttentionInputError, AttentionRecord, from_raw
+from tb_attention import codec, metadata, sinks, summary
+from tb_attention.record import AttentionInputError, AttentionRecord, from_encoder_decoder, from_raw
 
 
 class AttentionWriterError(IOError):
     """Writing to the logdir failed; raised on the next call after the failure."""
-
-
-def _fast_record_write(self, data):
-    tfrecord.write_record(self._writer.write, data)
-
-
-def _accelerate(event_file_writer):
-    """Give a TensorBoard EventFileWriter's record writer a C CRC32C. The
-    framing is byte-for-byte TensorBoard's; this also speeds up the scalars
-    of a SummaryWriter we share a file with."""
-    record_writer = getattr(getattr(event_file_writer, "_async_writer", None), "_writer", None)
-    if record_writer is not None and not getattr(record_writer, "_tb_attention_fast", False):
-        record_writer.write = types.MethodType(_fast_record_write, record_writer)
-        record_writer._tb_attention_fast = True
-
-
-class _OwnFile:
-    """Our own event file in a directory."""
-
-    def __init__(self, logdir):
-        self.logdir = logdir
-        # One serialized event waiting in TensorBoard's queue is enough to keep
-        # its thread busy; more would sit outside _MAX_QUEUED_BYTES.
-        self._writer = EventFileWriter(logdir, max_queue_size=1, flush_secs=30)
-        _accelerate(self._writer)
-        self.path = self._writer._file_name
-
-    def write(self, event_bytes):
-        self._writer._async_writer.write(event_bytes)
-
-    def flush(self):
-        self._writer.flush()
-
-    def close(self):
-        async_writer = self._writer._async_writer
-        self._writer.close()
-        # TensorBoard's worker thread may die writing the last records while
-        # close() stops it, and its close() does not look: raise it here.
-        error = async_writer._worker.exception
-        if error is not None:
-            raise error
-
-
-class _SharedFile:
-    """The event file of a torch.utils.tensorboard.SummaryWriter."""
-
-    def __init__(self, summary_writer):
-        self._sw = summary_writer
-        self.logdir = summary_writer.get_logdir()
-
-    @property
-    def _event_writer(self):
-        event_writer = self._sw._get_file_writer().event_writer
-        _accelerate(event_writer)
-        return event_writer
-
-    @property
-    def path(self):
-        return getattr(self._event_writer, "_file_name", self.logdir)
-
-    def write(self, event_bytes):
-        self._event_writer._async_writer.write(event_bytes)
-
-    def flush(self):
-        self._event_writer.flush()
-
-    def close(self):
-        self.flush()  # the SummaryWriter is the user's: theirs to close
 
 
 _STOP = object()
@@ -135,8 +65,8 @@ class AttentionWriter:
     """Logs attention to a TensorBoard logdir.
 
     AttentionWriter("runs/exp1") writes its own event file into that directory;
-    AttentionWriter(summary_writer) writes into a torch SummaryWriter's run, so
-    attention and scalars are one run.
+    AttentionWriter(summary_writer) writes into a torch or tensorboardX
+    SummaryWriter's event file, so attention and scalars are one run.
     """
 
     def __init__(self, logdir_or_summary_writer, dtype="uint8", max_queue=8):
@@ -145,23 +75,27 @@ class AttentionWriter:
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
         target = logdir_or_summary_writer
-        if hasattr(target, "_get_file_writer") and hasattr(target, "get_logdir"):
-            self._sink = _SharedFile(target)
+        kind = sinks.summary_writer_kind(target)
+        if kind is not None:
+            self._sink = sinks.SharedFile(target, kind)
         elif isinstance(target, (str, os.PathLike)):
             logdir = os.fspath(target)
             if not logdir:
                 raise ValueError("logdir is empty")
             try:
-                self._sink = _OwnFile(logdir)
+                self._sink = sinks.OwnFile(logdir)
             except OSError as e:
                 raise AttentionWriterError("cannot create an event file in %s: %s" % (logdir, e)) from e
         else:
-            raise TypeError("AttentionWriter takes a logdir path or a torch SummaryWriter, got %s"
-                            % type(target).__name__)
+            raise TypeError(
+                "AttentionWriter takes a logdir path, a torch.utils.tensorboard SummaryWriter or a "
+                "tensorboardX SummaryWriter, got %s; any other writer can log "
+                "tb_attention.summary.pb(tag, record) through its own add_summary" % type(target).__name__)
         self.logdir = self._sink.logdir
         self._dtype = dtype
         self._writer_id = codec.new_writer_id()
         self._sequences = {}
+        self._logged = set()  # (tag, step): a second one replaces the first for load() and the dashboard
         self._metadata = metadata.create_summary_metadata()
         self._queue = queue.Queue(maxsize=max_queue)
         self._queued_bytes = 0
@@ -175,9 +109,10 @@ class AttentionWriter:
 
     # -- training thread ---------------------------------------------------
 
-    def add_attention(self, tag, attention, tokens=None, global_step=None, walltime=None,
+    def add_attention(self, tag, attention=None, tokens=None, global_step=None, walltime=None,
                       layer_ids=None, segment_b=None, causal=False, kind="self",
-                      special_tokens=None):
+                      special_tokens=None, *, encoder=None, decoder=None, cross=None,
+                      encoder_tokens=None, decoder_tokens=None):
         """Log one example's attention at a step.
 
         attention: an AttentionRecord (from tb_attention.capture), a tuple of L
@@ -186,27 +121,40 @@ class AttentionWriter:
         attention) or a pair (query_tokens, key_tokens), and special_tokens
         the key positions of special tokens ([CLS], [SEP], ...) for the
         "special_tokens" statistic (unknown, NaN, without them).
+        An encoder-decoder model's raw tensors go in one call instead, as
+        BertViz takes them: encoder=, decoder=, cross= (any of them) with
+        encoder_tokens and decoder_tokens (decoder self-attention is causal).
+        global_step: an int or a 0-d integer tensor/array; None means step 0
+        (as torch's SummaryWriter). Logging a tag at a step twice warns: the
+        step keeps only the last.
         """
         self._raise_pending()
         summary.check_tag(tag)
-        if global_step is None:
-            raise AttentionInputError("global_step is required (an int >= 0)")
-        if isinstance(global_step, bool) or not isinstance(global_step, numbers.Integral):
-            raise AttentionInputError("global_step must be an int, got %r" % (global_step,))
-        if int(global_step) < 0:
-            raise AttentionInputError("global_step must be >= 0, got %d" % global_step)
-        if int(global_step) >= 2 ** 63:  # an Event's step is an int64
-            raise AttentionInputError("global_step must be at most 2**63-1 = %d, got %d"
-                                      % (2 ** 63 - 1, global_step))
+        step = _step(global_step)
         if walltime is None:
             walltime = time.time()
         elif (isinstance(walltime, bool) or not isinstance(walltime, numbers.Real)
               or not math.isfinite(walltime)):
             raise AttentionInputError("walltime must be a finite number (seconds since the epoch), got %r"
                                       % (walltime,))
-        if isinstance(attention, AttentionRecord):
-            if (tokens is not None or layer_ids is not None or segment_b is not None
-                    or special_tokens is not None or causal is not False or kind != "self"):
+        raw_fields = (tokens is not None or segment_b is not None or special_tokens is not None
+                      or causal is not False or kind != "self")
+        if encoder is not None or decoder is not None or cross is not None:
+            if attention is not None or raw_fields:
+                raise AttentionInputError(
+                    "with encoder=, decoder= or cross= give the tokens as encoder_tokens and "
+                    "decoder_tokens (and only layer_ids besides); not attention, tokens, kind, "
+                    "causal, segment_b or special_tokens")
+            record = from_encoder_decoder(encoder, decoder, cross, encoder_tokens, decoder_tokens,
+                                          layer_ids=layer_ids)
+        elif encoder_tokens is not None or decoder_tokens is not None:
+            raise AttentionInputError("encoder_tokens and decoder_tokens go with encoder=, decoder= "
+                                      "or cross= attention")
+        elif attention is None:
+            raise AttentionInputError("no attention given: pass attention (a record or tensors), "
+                                      "or encoder=, decoder=, cross=")
+        elif isinstance(attention, AttentionRecord):
+            if raw_fields or layer_ids is not None:
                 raise AttentionInputError(
                     "tokens, layer_ids, segment_b, special_tokens, causal and kind come from the "
                     "record; pass them only with raw attention tensors")
@@ -218,9 +166,15 @@ class AttentionWriter:
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)
+            if (tag, step) in self._logged:
+                warnings.warn(
+                    "%r was already logged at step %d by this writer: the step keeps only the last "
+                    "(load() and the dashboard show it); an encoder-decoder's kinds go in one call "
+                    "(encoder=, decoder=, cross=)" % (tag, step), stacklevel=2)
+            self._logged.add((tag, step))
             sequence = self._sequences.get(tag, 0)
             self._sequences[tag] = sequence + 1
-            self._put((tag, int(global_step), float(walltime), record, sequence), _record_nbytes(record))
+            self._put((tag, step, float(walltime), record, sequence), _record_nbytes(record))
 
     def _put(self, item, nbytes):
         # A bounded queue: when the disk is slower than training, training waits
@@ -302,7 +256,7 @@ class AttentionWriter:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    self._sink.write(self._encode(*item[:-1]))
+                    self._sink.add_event(self._encode(*item[:-1]))
             except Exception as e:  # surfaced to the user on their next call
                 self._error = self._wrap(e)
             finally:
@@ -315,5 +269,28 @@ class AttentionWriter:
         blobs = summary.step_blobs(record, sequence, self._writer_id, self._dtype)
         event = event_pb2.Event(wall_time=walltime, step=step)
         summary.add_value(event.summary, tag, blobs, self._metadata)
-        del blobs
-        return event.SerializeToString()
+        return event
+
+
+def _step(global_step):
+    """An Event's step from an int, a numpy integer or a 0-d integer
+    tensor/array; None is step 0, as torch's SummaryWriter writes it."""
+    if global_step is None:
+        return 0
+    if (isinstance(global_step, (bool, str, bytes)) or getattr(global_step, "ndim", 0) != 0
+            or not hasattr(type(global_step), "__index__")):
+        raise AttentionInputError("global_step must be an int, got %r (a 0-d integer tensor works too)"
+                                  % (global_step,))
+    dtype = getattr(global_step, "dtype", None)
+    if dtype is not None and str(dtype).replace("torch.", "") == "bool":
+        raise AttentionInputError("global_step must be an int, got a bool tensor %r" % (global_step,))
+    try:
+        step = operator.index(global_step)
+    except TypeError:
+        raise AttentionInputError("global_step must be an int, got %r (a 0-d integer tensor works too)"
+                                  % (global_step,)) from None
+    if step < 0:
+        raise AttentionInputError("global_step must be >= 0, got %d" % step)
+    if step >= 2 ** 63:  # an Event's step is an int64
+        raise AttentionInputError("global_step must be at most 2**63-1 = %d, got %d" % (2 ** 63 - 1, step))
+    return step

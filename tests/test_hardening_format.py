@@ -169,7 +169,7 @@ def test_an_event_of_summary_pb_is_an_event_the_writer_would_write(tmp_path):
     rng = np.random.default_rng(8)
     record = record_of(rng)
     with AttentionWriter(str(tmp_path)) as w:
-        event = event_pb2.Event.FromString(w._encode("probe", 5, 1.5e9, record, 2))
+        event = w._encode("probe", 5, 1.5e9, record, 2)
     pb = summary.pb("probe", record, sequence=2, writer_id=w._writer_id)
     assert event.step == 5 and event.wall_time == 1.5e9
     assert event.summary == pb

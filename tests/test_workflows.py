@@ -256,11 +256,12 @@ def trained(tmp_path_factory):
         output_dir=str(out), max_steps=TRAIN_STEPS, per_device_train_batch_size=4, learning_rate=1e-3,
         logging_steps=4, save_strategy="steps", save_steps=16, report_to=["tensorboard"],
         use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0)
-    callback = AttentionCallback(TEXTS, every_n_steps=CALLBACK_EVERY)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TENSORBOARD_LOGGING_DIR", str(tb))
         trainer = transformers.Trainer(model=model, args=args, train_dataset=_Dataset(tok),
-                                       processing_class=tok, callbacks=[callback])
+                                       processing_class=tok)
+        callback = AttentionCallback(TEXTS, trainer=trainer, every_n_steps=CALLBACK_EVERY)
+        trainer.add_callback(callback)
         trainer.train()
     return {"root": root, "out": out, "tb": tb, "trainer": trainer, "callback": callback, "tok": tok}
 
@@ -281,31 +282,58 @@ def test_trainer_callback_logs_into_the_trainers_run(trained):
     tags = [t for t, _ in probe_tags(TEXTS)]
     assert log.tags(".") == sorted(tags)
     for tag in tags:
-        # every 10 steps, and the last step
-        assert log.steps(".", tag) == [10, 20, 30, TRAIN_STEPS]
+        # before training, every 10 steps, and the last step
+        assert log.steps(".", tag) == [0, 10, 20, 30, TRAIN_STEPS]
         record = log.get(".", tag, TRAIN_STEPS)
         assert record.model_type == "bert" and record.tokens()[0][0] == "[CLS]"
         assert record.kind().key_special == (0, len(record.tokens()[0]) - 1)
         stats = log.stats(".", tag)
         assert np.isfinite(stats["special_tokens"]).all()
-    # It ran before the TensorBoardCallback at the end, while its writer was open.
+        # step 0 is the untrained model: the weights moved since
+        assert not np.array_equal(log.get(".", tag, 0).attention(), record.attention())
+    # Public API only: the callback list is the Trainer's own order.
     names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
-    assert names.index("AttentionCallback") < names.index("TensorBoardCallback")
-    assert callback.probe.logged_steps == [10, 20, 30, TRAIN_STEPS]
+    assert names.index("TensorBoardCallback") < names.index("AttentionCallback")
+    assert callback.logged_steps == [0, 10, 20, 30, TRAIN_STEPS]
 
 
 def test_trainer_callback_without_tensorboard(tmp_path):
+    """report_to none: its own run; every_n_steps defaults to logging_steps."""
     model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4,
-        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
-    callback = AttentionCallback({"cat": TEXTS[0]}, every_n_steps=4)
+        output_dir=str(tmp_path / "out"), max_steps=7, per_device_train_batch_size=4, logging_steps=3,
+        report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    callback = AttentionCallback({"cat": TEXTS[0]})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
-        transformers.Trainer(model=model, args=args, train_dataset=_Dataset(tok, 24),
+        transformers.Trainer(model=model, args=args, train_dataset=_Dataset(tok, 32),
                              processing_class=tok, callbacks=[callback]).train()
     assert callback.logdir == str(tmp_path / "tb")
-    assert tb_attention.load(str(tmp_path / "tb")).steps(".", "probe/cat") == [4, 6]
+    assert len(event_files(tmp_path / "tb")) == 1
+    assert tb_attention.load(str(tmp_path / "tb")).steps(".", "probe/cat") == [0, 3, 6, 7]
+    # Without TENSORBOARD_LOGGING_DIR: where the TensorBoardCallback would write.
+    callback = AttentionCallback({"cat": TEXTS[0]}, every_n_steps=5, log_at_start=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+        transformers.Trainer(model=model, args=args, train_dataset=_Dataset(tok, 32),
+                             processing_class=tok, callbacks=[callback]).train()
+    runs = os.listdir(str(tmp_path / "out" / "runs"))
+    assert len(runs) == 1 and callback.logdir == str(tmp_path / "out" / "runs" / runs[0])
+    assert tb_attention.load(str(tmp_path / "out" / "runs")).steps(runs[0], "probe/cat") == [5, 7]
+
+
+def test_trainer_callback_needs_the_trainer_for_its_tensorboard_run(tmp_path):
+    model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2,
+                                          report_to=["tensorboard"], use_cpu=True)
+    with pytest.raises(ValueError, match=r"trainer.add_callback\(AttentionCallback\(texts, trainer=trainer\)\)"):
+        transformers.Trainer(model=model, args=args, train_dataset=_Dataset(tok, 8),
+                             callbacks=[AttentionCallback(TEXTS)])
+    with pytest.raises(ValueError, match="every_n_steps"):
+        AttentionCallback(TEXTS, every_n_steps=0)
+    with pytest.raises(TypeError, match="trainer must be a transformers Trainer"):
+        AttentionCallback(TEXTS, trainer="out")
+    assert not os.path.exists(str(tmp_path / "out" / "runs"))
 
 
 # ---------------------------------------------------------------------------
@@ -430,7 +458,7 @@ def test_cli_gpt2_with_tokenizer_option(saved, tmp_path):
 
 
 def test_installed_console_script(saved, tmp_path):
-    """`tb-attention` as pip installs it (setup.py console_scripts), not this checkout."""
+    """`tb-attention` as pip installs it (pyproject.toml [project.scripts]), not this checkout."""
     exe = os.path.join(os.path.dirname(sys.executable), "tb-attention")
     assert os.path.isfile(exe), "pip install the package first: no %s" % exe
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -472,7 +472,6 @@ def _bad_inputs():
         "negative step": ((good,), dict(tokens=t4, global_step=-1), "global_step must be >= 0, got -1"),
         "bool step": ((good,), dict(tokens=t4, global_step=True), "global_step must be an int, got True"),
         "float step": ((good,), dict(tokens=t4, global_step=1.0), "global_step must be an int"),
-        "no step": ((good,), dict(tokens=t4, global_step=None), "global_step is required"),
         "empty tag": ((good,), dict(tokens=t4, tag=""), "tag must be a non-empty string"),
         "blank tag": ((good,), dict(tokens=t4, tag="  "), "tag must be a non-empty string"),
         "tag not str": ((good,), dict(tokens=t4, tag=None), "tag must be a non-empty string"),
@@ -551,7 +550,9 @@ def test_writer_arguments_validated(tmp_path):
         AttentionWriter(tmp_path, dtype="int8")
     with pytest.raises(ValueError, match="max_queue must be a positive int"):
         AttentionWriter(tmp_path, max_queue=0)
-    with pytest.raises(TypeError, match="a logdir path or a torch SummaryWriter, got int"):
+    with pytest.raises(TypeError, match="a logdir path, a torch.utils.tensorboard SummaryWriter or a "
+                                        "tensorboardX SummaryWriter, got int; any other writer can log "
+                                        r"tb_attention.summary.pb\(tag, record\)"):
         AttentionWriter(3)
     assert event_files(tmp_path) == []  # nothing created by a refused writer
     w = AttentionWriter(tmp_path)

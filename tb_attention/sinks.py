@@ -1,0 +1,149 @@
+"""Where AttentionWriter's events go: an event file of its own, or the event
+file of the SummaryWriter (torch's or tensorboardX's) the user logs scalars
+with, so attention and scalars are one run in one file.
+
+Every sink takes whole Event protos (tb_attention.summary builds them) on
+the writer's background thread, through public writer API: an
+EventFileWriter's or a SummaryWriter's `file_writer.add_event`.
+
+One event file per run: TensorBoard's Python loader reads a run's event
+files in order and never goes back to an older one, so two writers
+appending to two files in one directory lose data (docs/faults.md). A sink
+of its own therefore warns when the directory already holds an event file.
+"""
+import glob
+import os
+import types
+import warnings
+
+from tensorboard import version as tensorboard_version
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from tb_attention import tfrecord
+
+# TensorBoard frames records computing CRC32C in pure Python (about 7 MB/s,
+# holding the GIL) and offers no public way to replace it. In the versions
+# listed here its RecordWriter.write writes exactly tfrecord.write_record's
+# bytes (tests/test_writer.py::test_fast_framing_is_tensorboards compares
+# them), so there an EventFileWriter's record writer gets the C CRC32C; in
+# any other version TensorBoard's own code runs: slower, and correct.
+FAST_CRC_TENSORBOARD_VERSIONS = ("2.21.",)
+
+
+class SecondEventFileWarning(UserWarning):
+    """A new event file in a run directory that already has one."""
+
+
+def _fast_record_write(self, data):
+    tfrecord.write_record(self._writer.write, data)
+
+
+def accelerate(event_file_writer):
+    """Give a TensorBoard EventFileWriter the C CRC32C, where that is known to
+    frame byte-for-byte as TensorBoard does (see FAST_CRC_TENSORBOARD_VERSIONS).
+    Returns whether it did. Speeds up the scalars of a shared file too."""
+    if not tensorboard_version.VERSION.startswith(FAST_CRC_TENSORBOARD_VERSIONS):
+        return False
+    record_writer = getattr(getattr(event_file_writer, "_async_writer", None), "_writer", None)
+    if type(record_writer) is not RecordWriter or not hasattr(record_writer, "_writer"):
+        return False
+    if not getattr(record_writer, "_tb_attention_fast", False):
+        record_writer.write = types.MethodType(_fast_record_write, record_writer)
+        record_writer._tb_attention_fast = True
+    return True
+
+
+def _warn_if_run_has_events(logdir):
+    try:
+        existing = sorted(glob.glob(os.path.join(glob.escape(logdir), "*tfevents*")))
+    except OSError:
+        return
+    if existing:
+        warnings.warn(
+            "%s already holds an event file (%s); AttentionWriter adds a second one. TensorBoard's "
+            "Python loader reads a run's files in order and never goes back to an older one, so while "
+            "another writer still writes there its data gets lost: give AttentionWriter that writer "
+            "(a torch or tensorboardX SummaryWriter) instead, or another directory"
+            % (logdir, os.path.basename(existing[-1])), SecondEventFileWarning, stacklevel=4)
+
+
+class OwnFile:
+    """An event file of our own in a directory."""
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        _warn_if_run_has_events(logdir)
+        # One serialized event waiting in TensorBoard's queue is enough to keep
+        # its thread busy; more would sit outside the writer's byte budget.
+        self._writer = EventFileWriter(logdir, max_queue_size=1, flush_secs=30)
+        accelerate(self._writer)
+        self.path = self._writer._file_name
+
+    def add_event(self, event):
+        self._writer.add_event(event)
+
+    def flush(self):
+        self._writer.flush()
+
+    def close(self):
+        async_writer = self._writer._async_writer
+        self._writer.close()
+        # TensorBoard's worker thread may die writing the last records while
+        # close() stops it, and its close() does not look: raise it here.
+        error = async_writer._worker.exception
+        if error is not None:
+            raise error
+
+
+def summary_writer_kind(obj):
+    """"torch" or "tensorboardX" for their SummaryWriters (and subclasses), else None."""
+    for cls in type(obj).__mro__:
+        if cls.__name__ != "SummaryWriter" or not hasattr(obj, "file_writer"):
+            continue
+        if cls.__module__.startswith("torch.utils.tensorboard"):
+            return "torch"
+        if cls.__module__.split(".")[0] == "tensorboardX":
+            return "tensorboardX"
+    return None
+
+
+class SharedFile:
+    """The event file of a torch or tensorboardX SummaryWriter (its public
+    `file_writer`). The SummaryWriter stays the user's: closing this flushes."""
+
+    def __init__(self, summary_writer, kind):
+        self._sw = summary_writer
+        self.logdir = summary_writer.get_logdir() if kind == "torch" else summary_writer.logdir
+        self._convert = None
+        if kind == "tensorboardX":  # its add_event takes its own generated Event class
+            from tensorboardX.proto import event_pb2 as tbx_event_pb2
+
+            self._convert = lambda event: tbx_event_pb2.Event.FromString(event.SerializeToString())
+
+    def _file_writer(self):
+        file_writer = self._sw.file_writer
+        if file_writer is None:
+            # Writing on would make the SummaryWriter open a second event file.
+            raise IOError("its SummaryWriter was closed: attention logged after that is not written (the "
+                          "SummaryWriter would open a second event file, splitting the run)")
+        accelerate(getattr(file_writer, "event_writer", None))
+        return file_writer
+
+    @property
+    def path(self):
+        file_writer = self._sw.file_writer
+        event_writer = getattr(file_writer, "event_writer", None)
+        return getattr(event_writer, "_file_name", None) or self.logdir
+
+    def add_event(self, event):
+        if self._convert is not None:
+            event = self._convert(event)
+        self._file_writer().add_event(event, event.step, event.wall_time)
+
+    def flush(self):
+        if self._sw.file_writer is not None:  # a closed SummaryWriter flushed when it closed
+            self._sw.file_writer.flush()
+
+    def close(self):
+        self.flush()
