@@ -18,7 +18,7 @@ from setuptools import build_meta as _setuptools
 
 # Everything a wheel or an sdist is made of (the rest of the checkout, such as
 # tests, logdirs or a venv, is never read by a build).
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "build_backend",
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in", "build_backend",
            "tb_attention", "frontend")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "node_modules")
 

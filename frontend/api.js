@@ -301,7 +301,14 @@ export class Api {
       const [Tq, Tk, D] = parseShape(res.headers.get("X-Neuron-Shape"), 3);
       const scale = Number(res.headers.get("X-Neuron-Scale"));
       const hasBias = res.headers.get("X-Neuron-Has-Bias") === "1";
-      const n = decodeNeurons(buffer, { Tq, Tk, D, scale: Number.isFinite(scale) ? scale : 1, hasBias });
+      // format 3's score steps; absent from older servers' answers
+      const softcap = Number(res.headers.get("X-Neuron-Softcap") || 0);
+      const sinkText = res.headers.get("X-Neuron-Sink") || "";
+      const n = decodeNeurons(buffer, {
+        Tq, Tk, D, scale: Number.isFinite(scale) ? scale : 1, hasBias,
+        softcap: Number.isFinite(softcap) && softcap > 0 ? softcap : 0,
+        sink: sinkText === "" || !Number.isFinite(Number(sinkText)) ? null : Number(sinkText),
+      });
       return { value: n, size: 4 * (Tq * D + Tk * D) + Tq * Tk * (hasBias ? 5 : 1) };
     });
   }

@@ -117,7 +117,12 @@ export function weightAt(w, index) {
  *   Tq: number, Tk: number, D: number, scale: number, hasBias: boolean,
  *   queries: Float32Array, keys: Float32Array,
  *   bias: Float32Array | null, masked: Uint8Array,
+ *   softcap?: number, sink?: number | null,
  * }} Neurons
+ * softcap: logit soft-capping (0 or absent: none): the scaled score s
+ *   becomes softcap * tanh(s / softcap) before the bias.
+ * sink: this head's sink logit (null or absent: none): it takes part in the
+ *   softmax and its weight is dropped after it.
  */
 
 /**
@@ -128,7 +133,7 @@ export function weightAt(w, index) {
  * @returns {Neurons}
  */
 export function decodeNeurons(buffer, meta) {
-  const { Tq, Tk, D, scale, hasBias } = meta;
+  const { Tq, Tk, D, scale, hasBias, softcap = 0, sink = null } = meta;
   const need = 2 * Tq * D + 2 * Tk * D + (hasBias ? 2 * Tq * Tk : 0) + Tq * Tk;
   if (buffer.byteLength !== need) {
     throw new Error(`neurons payload has ${buffer.byteLength} bytes, Tq=${Tq} Tk=${Tk} D=${D} bias=${hasBias ? 1 : 0} needs ${need}`);
@@ -142,25 +147,31 @@ export function decodeNeurons(buffer, meta) {
   off += Tq * Tk;
   // decodeFloat16 reads an odd offset (after an odd-sized mask) through a DataView
   const bias = hasBias ? decodeFloat16(buffer, off, Tq * Tk) : null;
-  return { Tq, Tk, D, scale, hasBias, queries, keys, bias, masked };
+  return { Tq, Tk, D, scale, hasBias, queries, keys, bias, masked, softcap, sink };
 }
 
 /**
- * The neuron view's numbers for one query token: q x k per dimension,
- * q . k, scaled, plus bias, masked, softmax.
+ * The neuron view's numbers for one query token, each step of the model's
+ * own order (proto/attention.proto NeuronLayer): q x k per dimension, q . k,
+ * scaled, soft-capped (when the model caps), plus bias, masked, and the
+ * softmax over the keys and the sink logit (when the model has one); sinkP
+ * is the weight the sink takes (0 without one).
  * @param {Neurons} n
  * @param {number} qi
  */
 export function neuronScores(n, qi) {
   const { Tk, D, scale } = n;
+  const cap = n.softcap > 0 ? n.softcap : 0;
+  const sink = typeof n.sink === "number" && Number.isFinite(n.sink) ? n.sink : null;
   const q = n.queries.subarray(qi * D, (qi + 1) * D);
   const prod = new Float32Array(Tk * D);
   const dot = new Float64Array(Tk);
   const scaled = new Float64Array(Tk);
+  const capped = new Float64Array(Tk);
   const score = new Float64Array(Tk);
   const masked = new Uint8Array(Tk);
   const softmax = new Float64Array(Tk);
-  let max = -Infinity;
+  let max = sink === null ? -Infinity : sink;
   for (let j = 0; j < Tk; j++) {
     let s = 0;
     for (let d = 0; d < D; d++) {
@@ -170,15 +181,17 @@ export function neuronScores(n, qi) {
     }
     dot[j] = s;
     scaled[j] = s * scale;
-    score[j] = scaled[j] + (n.bias ? n.bias[qi * Tk + j] : 0);
+    capped[j] = cap ? cap * Math.tanh(scaled[j] / cap) : scaled[j];
+    score[j] = capped[j] + (n.bias ? n.bias[qi * Tk + j] : 0);
     masked[j] = n.masked[qi * Tk + j];
     if (!masked[j] && score[j] > max) max = score[j];
   }
-  let sum = 0;
+  let sum = sink === null || max === -Infinity ? 0 : Math.exp(sink - max);
+  const sinkExp = sum;
   for (let j = 0; j < Tk; j++) {
     softmax[j] = masked[j] || max === -Infinity ? 0 : Math.exp(score[j] - max);
     sum += softmax[j];
   }
   if (sum > 0) for (let j = 0; j < Tk; j++) softmax[j] /= sum;
-  return { q, prod, dot, scaled, score, masked, softmax };
+  return { q, prod, dot, scaled, capped, score, masked, softmax, cap, sink, sinkP: sum > 0 ? sinkExp / sum : 0 };
 }

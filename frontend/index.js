@@ -27,7 +27,7 @@ import { loadView, viewUrl } from "./views/registry.js";
 export const SHARED_MODULES = [
   "app.js", "dom.js", "colors.js", "layout.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
   "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js", "fallbacks.js",
-  "draw/heatmap.js", "draw/grid.js", "draw/legend.js",
+  "draw/heatmap.js", "draw/grid.js", "draw/legend.js", "draw/image.js",
 ];
 
 function preload(doc, view) {

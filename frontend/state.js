@@ -27,12 +27,13 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   stat: string | null,
  *   brun: string | null, btag: string | null, bstep: number | null, cmode: string,
  *   nmode: string, mfocus: {layer: number, head: number} | null,
+ *   image: boolean,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
- * query: the query token of the neuron view (null: the kind's default,
- *   queryIndex: the last token of causal attention, where every key is
- *   visible, else the first).
+ * query: the query token of the neuron view and of image mode (null: the
+ *   kind's default, queryIndex: the last token of causal attention, where
+ *   every key is visible, else the first).
  * hover: the pinned token of the head view.
  * mlayers / mheads: the model view's layer and head filters (null = all).
  * zoom: row / cell size in pixels (0 = automatic).
@@ -43,6 +44,8 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   cmode: its mode.
  * nmode: the neuron view's form (NMODES).
  * mfocus: the model view's thumbnail shown enlarged in place (null: none).
+ * image: the head and matrix views draw over the image, for steps captured
+ *   from one (URL: image=0 turns it off).
  */
 
 /** @returns {State} */
@@ -70,6 +73,7 @@ export function defaultState() {
     cmode: "rank",
     nmode: "vectors",
     mfocus: null,
+    image: true,
   };
 }
 
@@ -175,6 +179,7 @@ export function decodeState(dict) {
   if (NMODES.includes(get("nmode"))) s.nmode = get("nmode");
   const focus = /^(\d{1,6})\.(\d{1,6})$/.exec(get("mfocus") || "");
   s.mfocus = focus ? { layer: Number(focus[1]), head: Number(focus[2]) } : null;
+  s.image = get("image") !== "0";
   return s;
 }
 
@@ -209,6 +214,7 @@ export function encodeState(s) {
   if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
   if (s.nmode && s.nmode !== d.nmode) out.nmode = s.nmode;
   if (s.mfocus) out.mfocus = `${s.mfocus.layer}.${s.mfocus.head}`;
+  if (s.image === false) out.image = "0";
   return out;
 }
 

@@ -8,17 +8,18 @@
 __version__ = "0.1.0"
 
 from tb_attention.reader import AttentionLog, load
-from tb_attention.record import AttentionInputError, AttentionRecord, KindRecord, Neurons
+from tb_attention.record import AttentionInputError, AttentionRecord, ImageLayout, KindRecord, Neurons
 from tb_attention.writer import AttentionWriter, AttentionWriterError
 from tb_attention.probe import Probe  # imports torch only when a probe logs
 
 
-def capture(model, inputs, tokenizer=None, neurons=False, layers=None):
+def capture(model, inputs=None, tokenizer=None, neurons=False, layers=None, **model_inputs):
     """Run model on inputs once and return its attention as an AttentionRecord
     (a list of them for a batch). See tb_attention.capturing for details."""
     from tb_attention import capturing  # imports torch, so only when asked
-    return capturing.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers)
+    return capturing.capture(model, inputs, tokenizer=tokenizer, neurons=neurons, layers=layers,
+                             **model_inputs)
 
 
 __all__ = ["capture", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
-           "AttentionRecord", "AttentionInputError", "KindRecord", "Neurons", "Probe"]
+           "AttentionRecord", "AttentionInputError", "ImageLayout", "KindRecord", "Neurons", "Probe"]

@@ -5,6 +5,7 @@ plugin's routes hand what it read to these functions and send the result.
 They raise TensorBoard's NotFoundError / InvalidArgumentError for a request
 that names something the data does not hold.
 """
+import base64
 import collections
 import math
 
@@ -62,9 +63,24 @@ def header(step, wall_time, step_header):
                        query_tokens=codec.token_strings(k.query_tokens),
                        key_tokens=codec.token_strings(k.key_tokens),
                        query_segment_b=k.query_segment_b, key_segment_b=k.key_segment_b,
-                       dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim)
+                       dtype=codec.DTYPE_NAMES.get(k.dtype, "unknown"), head_dim=k.head_dim,
+                       no_neurons=k.no_neurons, has_sinks=k.has_sinks)
                   for k in step_header.kinds],
+        "image": image_json(step_header),
     }
+
+
+def image_json(step_header):
+    """The header's "image": where an image's patches are among the positions
+    and a small RGB copy of it (base64 of uint8 rows), or None."""
+    if not step_header.HasField("image"):
+        return None
+    im = step_header.image
+    return {"rows": im.rows, "cols": im.cols, "first_patch": im.first_patch,
+            "patch_height": im.patch_height, "patch_width": im.patch_width,
+            "height": im.height, "width": im.width,
+            "thumbnail_height": im.thumbnail_height, "thumbnail_width": im.thumbnail_width,
+            "thumbnail_rgb": base64.b64encode(im.thumbnail).decode("ascii")}
 
 
 def layer_index(kind, layer, step):

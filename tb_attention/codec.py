@@ -13,7 +13,7 @@ import numpy as np
 from tb_attention import metadata
 from tb_attention.metadata import FormatError
 from tb_attention.proto import attention_pb2
-from tb_attention.record import AttentionRecord, KindRecord, Neurons
+from tb_attention.record import AttentionRecord, ImageLayout, KindRecord, Neurons
 
 DTYPES = {"uint8": attention_pb2.UINT8, "float16": attention_pb2.FLOAT16}
 _NUMPY = {attention_pb2.UINT8: np.dtype(np.uint8), attention_pb2.FLOAT16: np.dtype("<f2")}
@@ -123,7 +123,7 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
         kh = header.kinds.add(
             name=k.name, num_heads=H, layer_ids=list(k.layer_ids), dtype=DTYPES[dtype],
             query_segment_b=k.query_segment_b, key_segment_b=k.key_segment_b,
-            causal=k.causal)
+            causal=k.causal, no_neurons=k.no_neurons, has_sinks=k.has_sinks)
         kh.query_tokens.extend(_token_bytes(k.query_tokens))
         kh.key_tokens.extend(_token_bytes(k.key_tokens))
         if k.name in statistics:
@@ -147,6 +147,9 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
                     parts.append(n.bias[layer].astype("<f2").tobytes())
                 kh.neurons.append(attention_pb2.NeuronLayer(
                     blob=add_blob(b"".join(parts)), scale=float(n.scales[layer]), has_bias=has_bias))
+                if put_score_steps(kh.neurons[-1], n, layer):
+                    header.version = max(header.version, 3)
+    put_image(header, record.image)
     blobs[0] = header.SerializeToString()
     return blobs
 
@@ -285,15 +288,79 @@ def decode_step(blobs, model_type=None) -> AttentionRecord:
                 scales=np.array([p[4] for p in parts], np.float32),
                 masked=np.stack([p[2] for p in parts]).astype(bool),
                 bias=np.stack([p[3] if p[3] is not None else np.zeros(attention.shape[1:], "<f2")
-                               for p in parts]).astype(np.float32) if has_bias else None)
+                               for p in parts]).astype(np.float32) if has_bias else None,
+                **score_steps(k))
         kinds.append(KindRecord(
             name=k.name, attention=attention,
             query_tokens=tuple(token_strings(k.query_tokens)),
             key_tokens=tuple(token_strings(k.key_tokens)),
             layer_ids=tuple(k.layer_ids), query_segment_b=k.query_segment_b,
             key_segment_b=k.key_segment_b, causal=k.causal, neurons=neurons,
+            no_neurons=k.no_neurons, has_sinks=k.has_sinks,
             key_special=special_keys(header, k.name)))
-    return AttentionRecord(kinds, model_type=header.model_type)
+    return AttentionRecord(kinds, model_type=header.model_type, image=image_of(header))
+
+
+# --------------------------------------------------------------------------
+# Score steps beyond scale and bias (format version 3), and an image's layout
+
+
+def put_score_steps(layer_proto, n, layer):
+    """Store layer `layer`'s soft-cap and sinks of Neurons n in a NeuronLayer;
+    True when it has either (the step then needs format version 3)."""
+    used = False
+    if n.softcaps is not None and n.softcaps[layer] > 0:
+        layer_proto.softcap = float(n.softcaps[layer])
+        used = True
+    if n.sinks is not None and np.isfinite(n.sinks[layer]).any():
+        layer_proto.sinks.extend(float(v) for v in n.sinks[layer])
+        used = True
+    return used
+
+
+def score_steps(kind):
+    """{"softcaps": float32 [L] or None, "sinks": float32 [L, H] or None} of a Kind header."""
+    layers = kind.neurons
+    softcaps = np.array([nl.softcap for nl in layers], np.float32)
+    out = {"softcaps": softcaps if softcaps.any() else None, "sinks": None}
+    if any(len(nl.sinks) for nl in layers):
+        sinks = np.full((len(layers), kind.num_heads), -np.inf, np.float32)
+        for i, nl in enumerate(layers):
+            if len(nl.sinks):
+                if len(nl.sinks) != kind.num_heads:
+                    raise FormatError("the %s neurons of layer %d have %d sinks for %d heads"
+                                      % (kind.name, kind.layer_ids[i], len(nl.sinks), kind.num_heads))
+                sinks[i] = nl.sinks
+        out["sinks"] = sinks
+    return out
+
+
+def put_image(header, image):
+    if image is None:
+        return
+    im = header.image
+    im.rows, im.cols, im.first_patch = image.rows, image.cols, image.first_patch
+    im.patch_height, im.patch_width = image.patch_size
+    im.height, im.width = image.size
+    if image.thumbnail is not None:
+        im.thumbnail_height, im.thumbnail_width = image.thumbnail.shape[:2]
+        im.thumbnail = np.ascontiguousarray(image.thumbnail, np.uint8).tobytes()
+
+
+def image_of(header):
+    """The ImageLayout a step header stores, or None."""
+    if not header.HasField("image"):
+        return None
+    im = header.image
+    thumb = None
+    if im.thumbnail:
+        shape = (im.thumbnail_height, im.thumbnail_width, 3)
+        if int(np.prod(shape)) != len(im.thumbnail):
+            raise FormatError("the image thumbnail has %d bytes, not %s RGB" % (len(im.thumbnail), shape))
+        thumb = np.frombuffer(im.thumbnail, np.uint8).reshape(shape).copy()
+    return ImageLayout(rows=im.rows, cols=im.cols, first_patch=im.first_patch,
+                       patch_size=(im.patch_height, im.patch_width), size=(im.height, im.width),
+                       thumbnail=thumb)
 
 
 # --------------------------------------------------------------------------

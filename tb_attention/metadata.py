@@ -14,8 +14,11 @@ PLUGIN_NAME = "attention"
 # keep readers able to load every older version (tests/fixtures holds samples).
 # 1: one blob per stored layer. 2: a layer larger than codec.LAYER_BLOB_BYTES
 # is stored as blobs of whole heads (Kind.heads_per_blob); the writer still
-# writes version 1 for steps that split no layer.
-FORMAT_VERSION = 2
+# writes version 1 for steps that split no layer. 3: neurons with logit
+# soft-capping or attention sinks (NeuronLayer.softcap, .sinks), which an
+# older reader would ignore and so recompute other numbers; only steps that
+# use them are written as version 3.
+FORMAT_VERSION = 3
 
 
 class FormatError(ValueError):

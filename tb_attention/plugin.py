@@ -276,29 +276,37 @@ class AttentionPlugin(base_plugin.TBPlugin):
         key, kind = _step_key(request), _str_arg(request, "kind")
         layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
         head = _int_arg(request, "head", lo=0, hi=_MAX_INDEX)
-        parts, shape, scale, has_bias = self.neurons_impl(*_context(request), key, kind, layer, head)
+        parts, shape, scale, has_bias, score_steps = self.neurons_impl(
+            *_context(request), key, kind, layer, head)
         return _binary(request, b"".join(parts), {
             "X-Neuron-Shape": "%d,%d,%d" % shape,
             "X-Neuron-Scale": repr(scale),
             "X-Neuron-Has-Bias": "1" if has_bias else "0",
+            # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
+            "X-Neuron-Softcap": repr(score_steps["softcap"]),
+            "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
         })
 
     def neurons_impl(self, ctx, experiment, key, kind_name, layer, head):
-        """([queries, keys, masked, (bias)] bytes of one head, (Tq, Tk, D), scale, has bias)."""
+        """([queries, keys, masked, (bias)] bytes of one head, (Tq, Tk, D), scale, has bias,
+        {"softcap": 0 or the layer's cap, "sink": this head's sink logit or None})."""
         step = self._store.step(ctx, experiment, key)
         kind = step.kind(kind_name)
         index = answers.layer_index(kind, layer, key.step)
         answers.check_head(kind, head)
         if not len(kind.neurons):
             raise errors.NotFoundError(
-                "no neurons were logged at step %d of tag %r: capture with "
-                "tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)" % (key.step, key.tag))
+                "no neurons were logged at step %d of tag %r: %s" % (key.step, key.tag, kind.no_neurons or (
+                    "capture with tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)")))
         q, k, masked, bias, scale = step.neurons(kind, index)
         # The order they are stored in (proto/attention.proto NeuronLayer)
         parts = [q[head].tobytes(), k[head].tobytes(), masked.tobytes()]
         if bias is not None:
             parts.append(bias[head].tobytes())
-        return parts, (q.shape[1], k.shape[1], q.shape[2]), float(scale), bias is not None
+        nl = kind.neurons[index]
+        steps = {"softcap": float(nl.softcap),
+                 "sink": float(nl.sinks[head]) if len(nl.sinks) == kind.num_heads else None}
+        return parts, (q.shape[1], k.shape[1], q.shape[2]), float(scale), bias is not None, steps
 
     # -- over steps ----------------------------------------------------------
 

@@ -19,10 +19,17 @@ class AttentionInputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Neurons:
-    """Query/key vectors of the stored layers of one attention kind.
+    """Query/key vectors of the stored layers of one attention kind, and
+    every step the model takes between q.k and the softmax, in its order:
 
-    scores = queries @ keys.T * scale + bias, masked positions -> -inf, and the
-    softmax over keys is the attention (see `AttentionRecord.recompute_attention`).
+        s = queries @ keys.T * scale
+        s = softcap * tanh(s / softcap)        (softcaps[l] > 0: Gemma 2 style)
+        s = s + bias                           (T5 relative bias, ALiBi, ...)
+        s[masked] = -inf                       (causal, padding, sliding window)
+        attention = softmax([s, sink])[:-1]    (sinks: one learned logit per head)
+
+    (see `AttentionRecord.recompute_attention`). Queries and keys are what
+    the attention function receives: after RoPE and after q/k norms.
     """
 
     queries: np.ndarray  # float32 [L, H, Tq, D], after RoPE
@@ -30,6 +37,8 @@ class Neurons:
     scales: np.ndarray  # float32 [L]
     masked: np.ndarray  # bool [L, Tq, Tk]; True = position masked out
     bias: Optional[np.ndarray] = None  # float32 [L, H, Tq, Tk] additive score bias
+    softcaps: Optional[np.ndarray] = None  # float32 [L]; 0 = no soft-capping in that layer
+    sinks: Optional[np.ndarray] = None  # float32 [L, H] sink logits; -inf = no sink
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +55,12 @@ class KindRecord:
     # Key positions of the tokens the tokenizer marks special ([CLS], <s>, ...);
     # None when not known (raw tensors logged without special_tokens=).
     key_special: Optional[Tuple[int, ...]] = None
+    # Why there are no neurons when they were asked for ("" when they are
+    # there or were not asked for).
+    no_neurons: str = ""
+    # The model's softmax also spreads weight over learned sink logits, so
+    # rows sum to less than 1 (gpt-oss).
+    has_sinks: bool = False
 
     @property
     def num_layers(self):
@@ -56,10 +71,26 @@ class KindRecord:
         return self.attention.shape[1]
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageLayout:
+    """Where the tokens of an image input sit in the image: token
+    `first_patch + r * cols + c` is patch (r, c), `patch_size` pixels of the
+    `size` (height, width) input; `thumbnail` a small uint8 RGB copy of it
+    [h, w, 3] (the model's normalised input rescaled to 0..255), or None."""
+
+    rows: int
+    cols: int
+    first_patch: int
+    patch_size: Tuple[int, int]
+    size: Tuple[int, int]
+    thumbnail: Optional[np.ndarray] = None
+
+
 class AttentionRecord:
     """Attention of one example: one KindRecord per attention kind."""
 
-    def __init__(self, kinds: Sequence[KindRecord], model_type: str = ""):
+    def __init__(self, kinds: Sequence[KindRecord], model_type: str = "",
+                 image: Optional[ImageLayout] = None):
         if not kinds:
             raise AttentionInputError("an AttentionRecord needs at least one attention kind")
         names = [k.name for k in kinds]
@@ -67,6 +98,7 @@ class AttentionRecord:
             raise AttentionInputError("attention kinds repeat: %s" % names)
         self._kinds = {k.name: k for k in kinds}
         self.model_type = model_type
+        self.image = image
 
     @property
     def kinds(self) -> Tuple[str, ...]:
@@ -105,16 +137,16 @@ class AttentionRecord:
     def neurons(self, kind: Optional[str] = None) -> Neurons:
         k = self.kind(kind)
         if k.neurons is None:
-            raise KeyError(
-                "no neurons logged for attention kind %r: capture with neurons=True" % k.name
-            )
+            raise KeyError("no neurons logged for attention kind %r: %s" % (
+                k.name, k.no_neurons or "capture with neurons=True to log them"))
         return k.neurons
 
     def recompute_attention(self, kind: Optional[str] = None) -> np.ndarray:
         """Softmax of the scores rebuilt from the logged queries, keys, scale,
-        bias and mask: exactly what the neuron view shows. float32 [L, H, Tq, Tk]."""
+        soft-cap, bias, mask and sinks: exactly what the neuron view shows.
+        float32 [L, H, Tq, Tk]."""
         n = self.neurons(kind)
-        return softmax_scores(n.queries, n.keys, n.scales, n.masked, n.bias)
+        return softmax_scores(n.queries, n.keys, n.scales, n.masked, n.bias, n.softcaps, n.sinks)
 
     def __repr__(self):
         parts = []
@@ -128,18 +160,28 @@ class AttentionRecord:
             "model_type=%r; " % self.model_type if self.model_type else "", "; ".join(parts))
 
 
-def softmax_scores(queries, keys, scales, masked, bias=None):
+def softmax_scores(queries, keys, scales, masked, bias=None, softcaps=None, sinks=None):
     """The attention a softmax over logged scores gives. Inputs as in Neurons."""
     q = np.asarray(queries, dtype=np.float32)
     k = np.asarray(keys, dtype=np.float32)
     scores = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scales, np.float32)[:, None, None, None]
+    if softcaps is not None:
+        cap = np.asarray(softcaps, np.float32)[:, None, None, None]
+        safe = np.where(cap > 0, cap, np.float32(1))
+        scores = np.where(cap > 0, safe * np.tanh(scores / safe), scores)
     if bias is not None:
         scores = scores + bias
     scores = np.where(masked[:, None, :, :], -np.inf, scores)
     top = np.max(scores, axis=-1, keepdims=True)
+    sink = None
+    if sinks is not None:
+        sink = np.asarray(sinks, np.float32)[:, :, None, None]
+        top = np.maximum(top, sink)
     top = np.where(np.isfinite(top), top, 0.0)
     e = np.exp(scores - top)
     total = e.sum(axis=-1, keepdims=True)
+    if sink is not None:
+        total = total + np.exp(sink - top)
     return (e / np.where(total > 0, total, 1.0)).astype(np.float32)
 
 
@@ -225,9 +267,10 @@ def check_tokens(tokens, length, what):
     return tokens
 
 
-def check_attention_values(a, what):
+def check_attention_values(a, what, sinks=False):
     """Raise on NaN/Inf or weights outside [0, 1]; warn once when rows do not
-    sum to 1 (some users log post-processed maps on purpose)."""
+    sum to 1 (some users log post-processed maps on purpose). With sinks, rows
+    summing to less than 1 are what the model computed."""
     if a.size == 0:
         raise AttentionInputError("%s is empty (shape %s)" % (what, tuple(a.shape)))
     lo, hi = float(a.min()), float(a.max())  # NaN propagates into both
@@ -242,6 +285,8 @@ def check_attention_values(a, what):
     sums = a.sum(axis=-1)
     # Fully masked rows (all zero) are legitimate: padding queries.
     off = (np.abs(sums - 1) > 1e-2) & (sums > 1e-6)
+    if sinks:
+        off &= sums > 1
     if off.any():
         # stacklevel: the caller of add_attention / summary.pb (through
         # summary.check_record and validate_kind)
@@ -315,7 +360,7 @@ def validate_kind(k: KindRecord):
     what = "%s attention" % k.name
     check_tokens(k.query_tokens, Tq, "%s query tokens" % k.name)
     check_tokens(k.key_tokens, Tk, "%s key tokens" % k.name)
-    check_attention_values(a, what)
+    check_attention_values(a, what, sinks=k.has_sinks)
     check_layer_ids(k.layer_ids, L)
     check_segment(k.query_segment_b, Tq, "%s query_segment_b" % k.name)
     check_segment(k.key_segment_b, Tk, "%s key_segment_b" % k.name)
@@ -331,12 +376,40 @@ def validate_kind(k: KindRecord):
         }
         if n.bias is not None:
             expect["bias"] = (n.bias, (L, H, Tq, Tk))
+        if n.softcaps is not None:
+            expect["softcaps"] = (n.softcaps, (L,))
+        if n.sinks is not None:
+            expect["sinks"] = (n.sinks, (L, H))
         for name, (arr, shape) in expect.items():
             if tuple(arr.shape) != shape:
                 raise AttentionInputError(
                     "%s neurons: %s has shape %s, expected %s" % (k.name, name, tuple(arr.shape), shape))
-            if name != "masked" and not np.isfinite(arr).all():
+            finite = np.isfinite(arr) | (np.isneginf(arr) if name == "sinks" else False)
+            if name != "masked" and not finite.all():
                 raise AttentionInputError("%s neurons: %s holds NaN or Inf" % (k.name, name))
+        if n.softcaps is not None and (n.softcaps < 0).any():
+            raise AttentionInputError("%s neurons: softcaps must be >= 0 (0 = none)" % k.name)
+
+
+def validate_image(record):
+    """An AttentionRecord's ImageLayout names positions of its input side."""
+    im = record.image
+    if im is None:
+        return
+    ints = (im.rows, im.cols, im.first_patch) + tuple(im.patch_size) + tuple(im.size)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ints) or min(ints[:2]) < 1 \
+            or min(ints) < 0:
+        raise AttentionInputError("image layout must hold positive ints, got %r" % (im,))
+    for name in record.kinds:
+        if name in ("self", "encoder") and len(record.kind(name).query_tokens) < im.first_patch + im.rows * im.cols:
+            raise AttentionInputError(
+                "the image's %d x %d patches from position %d do not fit the %d %s positions"
+                % (im.rows, im.cols, im.first_patch, len(record.kind(name).query_tokens), name))
+    t = im.thumbnail
+    if t is not None and (not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3
+                          or t.shape[2] != 3 or t.size == 0):
+        raise AttentionInputError("the image thumbnail must be uint8 [height, width, 3], got %s %s"
+                                  % (getattr(t, "dtype", type(t).__name__), getattr(t, "shape", "")))
 
 
 def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, kind="self",

@@ -14,7 +14,7 @@ global_step). AttentionWriter builds its Events from the same parts
 from tensorboard.compat.proto import summary_pb2, types_pb2
 
 from tb_attention import codec, metadata, stats
-from tb_attention.record import AttentionInputError, AttentionRecord, validate_kind
+from tb_attention.record import AttentionInputError, AttentionRecord, validate_image, validate_kind
 
 # One step is one Event, a protobuf message: serializing one of 2 GiB or more
 # fails. Refuse such a record up front; the margin covers the header and the
@@ -53,6 +53,7 @@ def check_record(record, dtype):
         raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
     for name in record.kinds:
         validate_kind(record.kind(name))
+    validate_image(record)
     stored = _stored_nbytes(record, codec.weight_bytes(dtype))
     if stored > MAX_EVENT_BYTES:
         shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))

@@ -12,7 +12,7 @@ import torch
 import transformers
 
 import tb_attention
-from tb_attention import adapters
+from tb_attention import adapters, interface
 from tb_attention import capturing as capture_mod
 from tb_attention.capturing import NeuronsNotSupportedWarning, capture, capture_batch, probe
 from tb_attention.record import AttentionInputError, AttentionRecord, softmax_scores
@@ -20,7 +20,7 @@ from tests.models import (ARCHS, ENCODER_DECODER_ARCHS, NEURON_ARCHS, minilm, ti
                           tiny_model)
 
 CAUSAL_SELF = {"ctrl", "gpt2", "llama", "qwen2"}
-OUTPUT_FIELDS = dict(adapters.OUTPUT_FIELDS)
+OUTPUT_FIELDS = dict(interface.OUTPUT_FIELDS)
 # ids for models without a tokenizer: nothing equal to any special id of the tiny configs
 # (0..3), so segments stay 0 unless a test asks for them.
 PLAIN_IDS = [11, 17, 23, 42, 8, 30, 60, 61, 45, 12]
@@ -259,7 +259,7 @@ def test_head_models_and_conditional_generation():
 
 
 def _impls(model):
-    return [(c, c._attn_implementation) for c in capture_mod._configs_of(model)]
+    return [(c, c._attn_implementation) for c in interface.configs_of(model)]
 
 
 @pytest.mark.parametrize("arch,impl", [("bert", "sdpa"), ("bert", "eager"), ("t5", "sdpa"),
@@ -303,7 +303,7 @@ def test_state_restored_after_exception_inside_forward():
     assert [(c, c._attn_implementation) for c, _ in before] == before
     assert model.config._attn_implementation == "sdpa"
     assert torch.equal(torch.get_rng_state(), rng)
-    assert getattr(capture_mod._ACTIVE, "session", None) is None
+    assert getattr(interface._ACTIVE, "session", None) is None
     # and the model still works both ways
     assert capture(model, example_inputs("bert", tok), tokenizer=tok).attention().shape[0] == 2
     model(**example_inputs("bert", tok))
@@ -429,19 +429,18 @@ def test_neurons_on_unsupported_architecture_warn_and_keep_attention(arch):
     with pytest.warns(NeuronsNotSupportedWarning) as caught:
         rec = capture(model, inputs, neurons=True)
     message = str(caught[0].message)
-    assert arch in message
-    for supported in NEURON_ARCHS:
-        assert supported in message
+    assert "model type %r (%s)" % (arch, type(model).__name__) in message
+    assert "do not run through transformers' AttentionInterface" in message
     assert caught[0].filename == __file__  # points at the caller
     assert not rec.has_neurons
     np.testing.assert_allclose(rec.attention(), eager_reference(model, inputs)["self"], atol=1e-6)
-    with pytest.raises(KeyError, match="neurons"):
-        rec.neurons()
-
-
-def test_neuron_model_types_listed():
-    assert set(adapters.neuron_model_types()) == set(NEURON_ARCHS) | {"ctrl"}
-    assert set(ARCHS) <= set(adapters.ADAPTERS)
+    # the record says why, and so does asking it for neurons (not "capture with neurons=True")
+    assert "neurons=True, but model type %r" % arch in rec.kind().no_neurons
+    with pytest.raises(KeyError, match="do not run through transformers' AttentionInterface") as e:
+        rec.recompute_attention()
+    assert "capture with neurons=True" not in str(e.value)
+    with pytest.raises(KeyError, match="capture with neurons=True"):
+        capture(model, inputs).neurons()  # not asked for: that is the advice
 
 
 def test_segments_by_token_type_and_by_separator():
@@ -506,19 +505,28 @@ def test_bad_inputs_raise_clear_errors():
         capture(model, torch.rand(1, 3))
 
 
-def test_model_type_without_adapter_falls_back_to_output_attentions():
+def test_neurons_by_what_the_model_does_not_by_name():
+    # Mistral has no adapter: its layers call the AttentionInterface, so it has neurons,
+    # and its sliding window (shorter than the text here) is in the mask.
     tr = transformers
     config = tr.MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                               num_key_value_heads=2, head_dim=8, intermediate_size=37,
-                              vocab_size=99, max_position_embeddings=64)
+                              vocab_size=99, max_position_embeddings=64, sliding_window=4,
+                              initializer_range=0.2)
     torch.manual_seed(0)
     model = tr.MistralModel(config).eval()
     assert "mistral" not in adapters.ADAPTERS
     inputs = example_inputs("mistral", None)
-    with pytest.warns(NeuronsNotSupportedWarning):
-        rec = capture(model, inputs, neurons=True)
+    rec = capture(model, inputs, neurons=True)
+    ref = eager_reference(model, inputs)["self"]
     assert rec.kinds == ("self",) and rec.kind().causal
-    np.testing.assert_allclose(rec.attention(), eager_reference(model, inputs)["self"], atol=1e-6)
+    np.testing.assert_allclose(rec.attention(), ref, atol=1e-6)
+    assert np.abs(recompute_fp16(rec.neurons()) - ref).max() < 1e-3
+    T = len(PLAIN_IDS)
+    i, j = np.indices((T, T))
+    outside = (j > i) | (i - j >= 4)  # causal, and at most 4 keys back (this window size)
+    np.testing.assert_array_equal(rec.neurons().masked[0], outside)
+    assert np.all(rec.attention()[..., outside] == 0) and np.all(rec.attention()[..., ~outside] > 0)
     assert model.config._attn_implementation == "sdpa"
 
 

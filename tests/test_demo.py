@@ -31,12 +31,14 @@ DEMO = os.path.join(REPO, "demo", "demo.py")
 README_MODE = os.environ.get("TBA_README_SCREENSHOTS") == "1"
 if README_MODE:  # the demo's defaults, as `bash demo/run.sh` runs it
     STEPS, LOG_EVERY, EARLY = 3000, 50, 600
+    VIT_STEPS = list(range(0, 201, 20))
     DEMO_ARGS = []
     LOGGED_TIMEOUT = 600
 else:
     STEPS, LOG_EVERY, EARLY = 12, 4, 4
+    VIT_STEPS = [0, 2, 4]
     DEMO_ARGS = ["--steps", str(STEPS), "--log-every", str(LOG_EVERY), "--early-step", str(EARLY),
-                 "--seq-len", "16", "--max-segment", "6"]
+                 "--seq-len", "16", "--max-segment", "6", "--vit-steps", "4", "--vit-log-every", "2"]
     LOGGED_TIMEOUT = 120
 README_SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
 TIMEOUT_MS = 60_000
@@ -44,6 +46,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore http_proxy
 PROBE_TAGS = ["probe/induction-0", "probe/induction-1", "probe/induction-2"]
+VIT_TAGS = ["image/blue-bottom-left", "image/red-top-right"]
 MINILM_TAGS = ["agreement/author", "agreement/keys", "coreference/tired", "coreference/trophy",
                "coreference/wide", "pair/cat-mat", "pair/paraphrase", "pair/question-answer"]
 
@@ -132,6 +135,7 @@ def test_demo_end_to_end(demo):
         "gpt2-checkpoint-early": {tag: [EARLY] for tag in PROBE_TAGS},
         "gpt2-checkpoint-final": {tag: [STEPS] for tag in PROBE_TAGS},
         "minilm": {tag: [0] for tag in MINILM_TAGS},
+        "vit-train": {tag: VIT_STEPS for tag in VIT_TAGS},
     }
 
     def all_loaded():  # TensorBoard picks up new event data every few seconds
@@ -156,6 +160,14 @@ def test_demo_end_to_end(demo):
     (kind,) = bert["kinds"]
     assert kind["has_neurons"] and not kind["causal"]
     assert len(kind["layer_ids"]) == 6 and kind["num_heads"] == 12
+
+    vit = tags[("vit-train", "image/red-top-right")]
+    assert vit["model_type"] == "vit"
+    (kind,) = vit["kinds"]
+    assert kind["has_neurons"] and not kind["causal"] and kind["layer_ids"] == [0, 1]
+    header = _get_json(url + "/data/plugin/attention/header?run=vit-train&tag=image/red-top-right&step=0")
+    assert header["kinds"][0]["query_tokens"][:2] == ["[CLS]", "patch (0, 0)"]
+    assert (header["image"]["rows"], header["image"]["cols"], header["image"]["first_patch"]) == (4, 4, 1)
 
     # The loss curve lives in the same run as the probes' attention.
     scalar_tags = _get_json(url + "/data/plugin/scalars/tags")
@@ -182,6 +194,10 @@ def test_demo_end_to_end(demo):
     assert os.path.isfile(logdir / "checkpoints" / ("gpt2-step-%d" % STEPS) / "config.json")
     out = demo.output()
     assert "Probe overhead" in out
+    assert "ViT (%d steps" % VIT_STEPS[-1] in out
+    if README_MODE:  # the [CLS] token learns to look at the square
+        for first, last in report["vit"]["square"].values():
+            assert last > 3 * first
     heads = report["specialised_heads"]
     if README_MODE:
         # At its default size the demo grows both circuits, and says so.
@@ -258,6 +274,24 @@ def test_screenshot_of_every_view(demo, browser, tmp_path):
     assert set(written) == set(views)
     if README_MODE:
         assert sum(written.values()) < 1_500_000, written
+
+
+def test_screenshot_of_the_vit_in_image_mode(demo, browser, tmp_path):
+    # the final step of the ViT: each head's [CLS] attention over the probe image
+    out_dir = README_SCREENSHOTS if README_MODE else str(tmp_path)
+    state = {"run": "vit-train", "tag": "image/red-top-right", "step": VIT_STEPS[-1], "layer": 1}
+    ctx = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = ctx.new_page()
+        page.goto(_dashboard_url(demo.url, "head", state))
+        frame = page.wait_for_selector("iframe", state="attached", timeout=TIMEOUT_MS).content_frame()
+        frame.wait_for_selector(_drawn("head", state) + '[data-detail="image=1;query=0"]',
+                                state="attached", timeout=TIMEOUT_MS)
+        panels = json.loads(frame.get_attribute('canvas[data-name="head-image"]', "data-geometry"))["panels"]
+        assert len(panels) == 4
+        _save_png(page.screenshot(), os.path.join(out_dir, "demo-image.png"))
+    finally:
+        ctx.close()
 
 
 def test_stopping_the_demo_stops_its_tensorboard(demo):

@@ -25,3 +25,22 @@ def test_max_pool_matches_the_golden_vectors():
         assert (pq, pk) == (e["pq"], e["pk"]), c["name"]
         assert pooled.shape == (c["H"], e["rows"], e["cols"]), c["name"]
         assert pooled.reshape(-1).tolist() == e["data"], c["name"]
+
+
+def test_neuron_scores_match_the_golden_vectors():
+    from tb_attention.record import softmax_scores
+
+    cases = golden("neuron_scores.json")["cases"]
+    assert len(cases) >= 7
+    for c in cases:
+        Tk, D = c["Tk"], c["D"]
+        q = np.array(c["q"], np.float32).reshape(1, 1, 1, D)
+        k = np.array(c["keys"], np.float32).reshape(1, 1, Tk, D)
+        masked = np.array(c["masked"], bool).reshape(1, 1, Tk)
+        bias = None if c["bias"] is None else np.array(c["bias"], np.float32).reshape(1, 1, 1, Tk)
+        softcaps = np.array([c["softcap"]], np.float32) if c["softcap"] else None
+        sinks = None if c["sink"] is None else np.array([[c["sink"]]], np.float32)
+        got = softmax_scores(q, k, np.array([c["scale"]], np.float32), masked, bias, softcaps, sinks)
+        np.testing.assert_allclose(got.reshape(-1), c["expected"]["softmax"], atol=1e-6, err_msg=c["name"])
+        if c["sink"] is not None:
+            np.testing.assert_allclose(1 - got.sum(), c["expected"]["sink_p"], atol=1e-6, err_msg=c["name"])

@@ -380,7 +380,7 @@ def test_format_2_splits_a_large_layer_into_blobs_of_whole_heads(served):
         np.testing.assert_array_equal(stored(got.attention()), stored(want))
     # steps that split nothing stay version 1, readable by tb-attention of format 1
     assert log.header("good", "probe", 0).version == 1 and log.header("good", "probe", 0).kinds[0].heads_per_blob == 0
-    assert metadata.FORMAT_VERSION == 2
+    assert metadata.FORMAT_VERSION >= 2  # 3 added score steps (tests/test_architectures.py)
 
 
 def test_format_2_through_the_routes(backend, served):

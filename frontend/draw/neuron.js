@@ -1,63 +1,36 @@
 // The neuron view's drawing (views/neuron.js decides what): its layout fitted
 // to the width, every query's q vector beside its token, one query's numbers
-// against every key (k vectors, q x k, q . k, scaled, bias, score, softmax),
-// the collapsed "lines" form, the colour legend, and the dimming of tokens a
-// sentence-pair filter leaves out.
+// against every key (k vectors, q x k, then the score columns of
+// draw/scores.js: q . k, scaled, soft-cap, bias, score, the sink row, the
+// softmax), the collapsed "lines" form, the colour legend, and the dimming of
+// tokens a sentence-pair filter leaves out.
 
-import { css, divergingIndex, divLut, headColor, seqLut } from "../colors.js";
-import { FONT, MONO, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
-import { neuronScores } from "../decode.js";
+import { css, divLut, headColor, seqLut } from "../colors.js";
+import { FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { shortLabel } from "../tokens.js";
 import { colorBar } from "./legend.js";
 import { drawLines, setLineStyle } from "./lines.js";
+import * as scores from "./scores.js";
 
 const NUM_W = 64; // a number column (q . k, scaled, bias, score)
 const SOFT_W = 112; // the softmax bar (60 px at 1) and its value
 const LEGEND_H = 18;
 const MIN_BLOCK = 44; // a vector column is at least as wide as its title
 
-/** neuronScores of query qi plus the ranges the colour scales need. */
+/**
+ * scores.neuronNumbers of query qi, its index, and the q and k scale over
+ * every query (all their vectors are drawn on one scale).
+ */
 export function neuronNumbers(n, qi) {
-  const r = neuronScores(n, qi);
-  const { D, Tk } = n;
-  const maxAbs = (arr) => {
-    let m = 0;
-    for (let j = 0; j < arr.length; j++) if (!r.masked[j] && Math.abs(arr[j]) > m && Number.isFinite(arr[j])) m = Math.abs(arr[j]);
-    return m;
-  };
-  let maxQK = 0;
+  const r = scores.neuronNumbers(n, qi);
+  let maxQK = r.maxQK;
   for (let i = 0; i < n.queries.length; i++) maxQK = Math.max(maxQK, Math.abs(n.queries[i]));
-  for (let i = 0; i < Tk * D; i++) maxQK = Math.max(maxQK, Math.abs(n.keys[i]));
-  let maxProd = 0;
-  for (let j = 0; j < Tk; j++) {
-    if (r.masked[j]) continue;
-    for (let d = 0; d < D; d++) maxProd = Math.max(maxProd, Math.abs(r.prod[j * D + d]));
-  }
-  const bias = new Float64Array(Tk);
-  if (n.bias) for (let j = 0; j < Tk; j++) bias[j] = n.bias[qi * Tk + j];
-  let top = 0;
-  for (let j = 1; j < Tk; j++) if (r.softmax[j] > r.softmax[top]) top = j;
-  return { ...r, qi, bias, maxQK, maxProd, maxAbs, top };
+  return { ...r, qi, maxQK };
 }
 
-/** The theme's fills: diverging (signed values), readable text on them, softmax, masked. */
-export function painter(theme) {
-  const div = divLut(theme);
-  const soft = seqLut(theme);
-  const rgb = (lut, i) => `rgb(${lut[i * 4]},${lut[i * 4 + 1]},${lut[i * 4 + 2]})`;
-  return {
-    divLut: div,
-    seqLut: soft,
-    div: (v, max) => rgb(div, divergingIndex(v, max)),
-    // light text on dark fills, dark on light
-    divText: (v, max) => {
-      const i = divergingIndex(v, max);
-      const lum = (0.2126 * div[i * 4] + 0.7152 * div[i * 4 + 1] + 0.0722 * div[i * 4 + 2]) / 255;
-      return lum < 0.5 ? "#ffffff" : "#111111";
-    },
-    seq: (p) => rgb(soft, Math.round(p * 255)),
-    masked: css(theme.masked),
-  };
+/** scores.painter plus its luts, for the legend's colour bars. */
+function painter(theme) {
+  return { ...scores.painter(theme), divLut: divLut(theme), seqLut: seqLut(theme) };
 }
 
 /**
@@ -75,6 +48,7 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
   const cap = Math.max(60, Math.min(150, Math.floor(avail * 0.12)));
   const qW = Math.min(cap, Math.ceil(maxLabelWidth(c0, labels.q)) + 10);
   const kW = Math.min(cap, Math.ceil(maxLabelWidth(c0, labels.k)) + 10);
+  const columns = lines ? [] : scores.scoreColumns(n);
   const headerH = LEGEND_H + 22; // the legend, then the column titles
   const top = headerH + rowH + 8; // the frozen q vector row sits between titles and rows
   const x = { q: 8 };
@@ -87,7 +61,7 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
     x.k = x.lines1 + 6;
     x.soft = x.k + kW + 10;
   } else {
-    const numbers = (n.hasBias ? 4 : 2) * NUM_W;
+    const numbers = columns.length * NUM_W;
     const fixed = x.q + qW + 6 + 18 + kW + 6 + 14 + 14 + numbers + SOFT_W + 8;
     cw = Math.max(0.25, Math.min(8, Math.floor((4 * (avail - fixed)) / (3 * D)) / 4));
     blockW = Math.max(D * cw, MIN_BLOCK);
@@ -95,15 +69,13 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
     x.k = x.qv + blockW + 18;
     x.kv = x.k + kW + 6;
     x.prod = x.kv + blockW + 14;
-    x.dot = x.prod + blockW + 14;
-    x.scaled = x.dot + NUM_W;
-    x.bias = x.scaled + NUM_W;
-    x.score = n.hasBias ? x.bias + NUM_W : x.bias;
-    x.soft = n.hasBias ? x.score + NUM_W : x.scaled + NUM_W;
+    columns.forEach(([key], i) => { x[key] = x.prod + blockW + 14 + i * NUM_W; });
+    x.soft = x.prod + blockW + 14 + numbers;
   }
   const width = Math.ceil(x.soft + SOFT_W + 8);
-  const height = top + Math.max(Tq, Tk) * rowH + 10;
-  return { x, rowH, top, headerH, cw, blockW, width, height, qW, kW, Tq, Tk, D, fontPx, numW: NUM_W, softW: SOFT_W, lines: Boolean(lines) };
+  const sinkRow = !lines && scores.hasSink(n) ? 1 : 0;
+  const height = top + Math.max(Tq, Tk + sinkRow) * rowH + 10;
+  return { x, rowH, top, headerH, cw, blockW, width, height, qW, kW, Tq, Tk, D, fontPx, numW: NUM_W, softW: SOFT_W, lines: Boolean(lines), columns };
 }
 
 /**
@@ -125,8 +97,8 @@ export function renderNeurons(canvas, g, x0, y0, vw, vh, v) {
   ctx.translate(-x0, -y0);
   drawQueries(ctx, g, v, first, last, paint);
   if (g.lines) drawQueryLines(ctx, g, v);
-  const max = { dot: v.nums.maxAbs(v.nums.dot), scaled: v.nums.maxAbs(v.nums.scaled), score: v.nums.maxAbs(v.nums.score), bias: v.n.hasBias ? v.nums.maxAbs(v.nums.bias) : 0 };
-  for (let j = first; j < Math.min(g.Tk, last); j++) drawKeyRow(ctx, g, v, j, max, paint);
+  for (let j = first; j < Math.min(g.Tk, last); j++) drawKeyRow(ctx, g, v, j, paint);
+  if (!g.lines && v.nums.sink !== null && g.Tk < last) scores.drawSinkRow(ctx, g, v.nums, g.columns, paint, v.theme);
   dimFiltered(ctx, g, v, first, last);
   ctx.restore();
   return drawHeader(ctx, g, v, x0, vw, paint);
@@ -169,48 +141,27 @@ function drawQueryLines(ctx, g, v) {
   drawLines(ctx, bytes, n.Tq, n.Tk, [0], () => css(headColor(v.head)), at, { budget: Infinity, kRange: v.ranges.kRange });
 }
 
-/** Key j's row: its label, k vector, q x k, q . k, scaled, bias, score and softmax. */
-function drawKeyRow(ctx, g, v, j, max, paint) {
+/** Key j's row: its label, k vector, q x k, then the score columns and the softmax. */
+function drawKeyRow(ctx, g, v, j, paint) {
   const { labels, theme, n, nums } = v;
-  const { x, rowH, cw, fontPx, numW, D } = g;
+  const { x, rowH, cw, fontPx, D } = g;
   const y = g.top + j * rowH;
   const masked = nums.masked[j] === 1;
-  const small = `${Math.min(11, fontPx)}px ${MONO}`;
   ctx.fillStyle = masked ? theme.muted : theme.text;
   ctx.font = `${fontPx}px ${FONT}`;
-  if (g.lines) fitText(ctx, labels.k[j], x.k, y + rowH / 2, g.kW - 4, "left");
-  else fitText(ctx, labels.k[j], x.k + g.kW, y + rowH / 2, g.kW - 4, "right");
-  if (!g.lines) {
+  if (g.lines) {
+    fitText(ctx, labels.k[j], x.k, y + rowH / 2, g.kW - 4, "left");
+  } else {
+    fitText(ctx, labels.k[j], x.k + g.kW, y + rowH / 2, g.kW - 4, "right");
     for (let d = 0; d < D; d++) {
       ctx.fillStyle = paint.div(n.keys[j * D + d], nums.maxQK);
       ctx.fillRect(x.kv + d * cw, y, cw, rowH - 1);
       ctx.fillStyle = masked ? paint.masked : paint.div(nums.prod[j * D + d], nums.maxProd);
       ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
     }
-    const cellNum = (val, m, at) => {
-      ctx.fillStyle = masked ? paint.masked : paint.div(val, m);
-      ctx.fillRect(at, y, numW - 4, rowH - 1);
-      if (fontPx < 7) return;
-      ctx.fillStyle = masked ? theme.muted : paint.divText(val, m);
-      ctx.font = small;
-      ctx.textAlign = "right";
-      ctx.fillText(masked ? "\u2013" : fmt(val), at + numW - 7, y + rowH / 2);
-    };
-    cellNum(nums.dot[j], max.dot, x.dot);
-    cellNum(nums.scaled[j], max.scaled, x.scaled);
-    if (n.hasBias) {
-      cellNum(nums.bias[j], max.bias, x.bias);
-      cellNum(nums.score[j], max.score, x.score);
-    }
   }
-  const p = nums.softmax[j];
-  ctx.fillStyle = masked ? paint.masked : paint.seq(p);
-  ctx.fillRect(x.soft, y, masked ? 110 : Math.max(1, p * 60), rowH - 1);
-  if (fontPx < 7) return;
-  ctx.fillStyle = masked ? theme.muted : theme.text;
-  ctx.font = small;
-  ctx.textAlign = "left";
-  ctx.fillText(masked ? "masked" : p.toFixed(3), x.soft + 64, y + rowH / 2);
+  // the score cells (none in lines mode) and the softmax bar
+  scores.drawScoreCells(ctx, g, nums, j, g.columns, paint, theme);
 }
 
 /** Tokens the sentence-pair filter leaves out: veiled in the background colour. */
@@ -247,12 +198,13 @@ function drawHeader(ctx, g, v, x0, vw, paint) {
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
   const ty = LEGEND_H + 11;
-  const titles = g.lines ? [["query", x.q], ["key", x.k], ["softmax", x.soft]]
-    : [["query \u00b7 q", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod], ["q \u00b7 k", x.dot],
-      [`\u00d7 ${fmt(n.scale)}`, x.scaled], ...(n.hasBias ? [["+ bias", x.bias], ["= score", x.score]] : []), ["softmax", x.soft]];
+  const soft = !g.lines && scores.hasSink(n) ? "softmax (+ sink)" : "softmax";
+  const titles = g.lines ? [["query", x.q], ["key", x.k], [soft, x.soft]]
+    : [["query \u00b7 q", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod],
+      ...g.columns.map(([key, title]) => [title, x[key]]), [soft, x.soft]];
   for (const [text, at] of titles) ctx.fillText(text, at, ty);
   ctx.fillStyle = css(headColor(v.head));
-  ctx.fillRect(x.soft + 50, ty - 5, 10, 10);
+  ctx.fillRect(x.soft + ctx.measureText(soft).width + 6, ty - 5, 10, 10);
   if (!g.lines) {
     ctx.font = `${g.fontPx}px ${FONT}`;
     ctx.fillStyle = theme.text;
@@ -271,12 +223,4 @@ function drawHeader(ctx, g, v, x0, vw, paint) {
   ctx.restore();
   ctx.textAlign = "left";
   return legend;
-}
-
-export function fmt(v) {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  if (a >= 10000) return v.toExponential(1);
-  const s = v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
-  return s === "-0.00" ? "0.00" : s;
 }

@@ -237,3 +237,11 @@ test("int64 steps (2**62) round-trip through the URL exactly", () => {
   assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
 });
+
+test("image mode is on by default, off with image=0, and only off is written", () => {
+  assert.equal(decodeState({}).image, true);
+  assert.equal(decodeState({ image: "0" }).image, false);
+  assert.equal(decodeState({ image: "yes" }).image, true);
+  assert.deepEqual(encodeState({ ...defaultState(), image: false }), { image: "0" });
+  assert.equal("image" in encodeState(defaultState()), false);
+});

@@ -6,6 +6,7 @@ import { css, headColor } from "../colors.js";
 import { clear, el, labelled, setOptions } from "../dom.js";
 import { hasSegments, pairRanges } from "../layout.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
+import { imageOf } from "../draw/image.js";
 
 /** Layer select bound to state.layer. */
 export function layerControl(host) {
@@ -31,6 +32,22 @@ export function headControl(host) {
       for (let h = 0; h < kind.num_heads; h++) opts.push({ value: String(h), label: String(h) });
       setOptions(sel, opts, String(state.head));
       swatch.style.background = css(headColor(state.head));
+    },
+  };
+}
+
+/** Image-mode checkbox bound to state.image, shown for steps captured from an image. */
+export function imageControl(host) {
+  const box = el("input", { attrs: { type: "checkbox", "data-name": "image-mode" }, title: "Draw the attention over the image", on: { change: () => host.setState({ image: box.checked }) } });
+  const field = labelled("Image", box);
+  return {
+    field,
+    /** Whether the view draws in image mode now. */
+    update(ctx) {
+      const has = imageOf(ctx) !== null;
+      field.hidden = !has;
+      box.checked = ctx.state.image;
+      return has && ctx.state.image;
     },
   };
 }

@@ -4,18 +4,21 @@
 // click it to pin that (pinned tokens are in the URL and survive step
 // changes, as does a token under a still mouse while arrow keys change step).
 // The canvas covers the rows visible in the scroller; of the lines crossing
-// them, the strongest are drawn within a length budget (draw/lines.js).
+// them, the strongest are drawn within a length budget (draw/lines.js). For a
+// step captured from an image, image mode (draw/image.js) draws each shown
+// head's attention of the query over the image instead.
 
 import { hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
 import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
 import { need, showNeeds } from "../host.js";
-import { headSquares, keyboardArea, layerControl, zoomControl } from "./controls.js";
+import { headSquares, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, setLineStyle } from "../draw/lines.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
 import { axisTitle, withHeadKey } from "../draw/legend.js";
+import { ImagePanels } from "../draw/image.js";
 
 const MAX_LABEL_W = 180;
 // room above the token columns for their axis titles
@@ -37,11 +40,13 @@ export default class HeadView {
     this.pairSel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the lines start in (query) and end in (key)", on: { change: () => host.setState({ pair: this.pairSel.value }) } });
     this.pairField = labelled("Pair", this.pairSel);
     this.zoom = zoomControl(host, "Row height");
+    this.imageMode = imageControl(host);
+    this.image = new ImagePanels(host, "head");
     // its text follows the hovered token: a line of its own that never collapses
     this.note = el("span", { className: "tba-hint tba-note tba-line", attrs: { "data-name": "head-note" } });
     this.hoverLabel = el("span", { className: "tba-readout", attrs: { "data-name": "head-hover" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.layer.field, labelled("Heads", this.squares.element), this.pairField, this.zoom.field,
+      this.layer.field, labelled("Heads", this.squares.element), this.pairField, this.zoom.field, this.imageMode.field,
       el("span", { className: "tba-hint", text: "hover a token for its lines \u00b7 click to pin" }),
       this.hoverLabel, this.note);
     this.view = { y0: 0, h: 0 };
@@ -49,7 +54,7 @@ export default class HeadView {
       if (this.ctx && this.weights && Math.round(this.sc.scroll.scrollTop) !== Math.round(this.view.y0)) this.draw();
     });
     this.canvas = this.sc.canvas;
-    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "head-view" } }, this.sc.scroll, this.image.root);
     /** @type {{side: "q" | "k", index: number} | null} */
     this.transient = null;
     this.ctx = null;
@@ -98,6 +103,9 @@ export default class HeadView {
     const segs = hasSegments(kind);
     this.pairField.hidden = !segs;
     if (segs) setOptions(this.pairSel, PAIRS.map((p) => ({ value: p, label: PAIR_LABELS[p] })), state.pair);
+    this.imaging = this.imageMode.update(ctx);
+    this.sc.scroll.hidden = this.imaging;
+    this.image.root.hidden = !this.imaging;
     await showNeeds(this, ctx, (w) => {
       this.weights = w;
     });
@@ -114,6 +122,7 @@ export default class HeadView {
   }
 
   detail() {
+    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
     return `edges=${this.edgeCount};candidates=${this.cut ? this.cut.lines : 0}`;
   }
 
@@ -154,6 +163,7 @@ export default class HeadView {
 
   /** The whole view (not only the visible rows), for PNG export, with a key of the heads' colours. */
   exportCanvas() {
+    if (this.imaging) return this.image.canvas;
     const c = document.createElement("canvas");
     this.render(c, this.layout(c), { y0: 0, h: this.geometry.height }, 4 * LINE_BUDGET);
     return withHeadKey(c, this.heads(), this.ctx.theme);
@@ -161,6 +171,10 @@ export default class HeadView {
 
   /** Draw what is visible in the scroller. */
   draw() {
+    if (this.imaging) {
+      this.image.draw(this.ctx, this.weights, this.heads().map((h) => [h, h]));
+      return;
+    }
     const g = this.layout(this.canvas);
     const L = g.L;
     this.geometry = L;

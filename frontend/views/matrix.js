@@ -5,17 +5,20 @@
 // and scales it up without smoothing, so 4096 x 4096 costs what the screen
 // shows, not 16 M pixels. Token labels stay frozen at the left and top edges
 // while the map scrolls. The hover crosshair is made of DOM boxes, so hovering
-// never repaints the map. Causal (future) positions are greyed.
+// never repaints the map. Causal (future) positions are greyed. For a step
+// captured from an image, image mode (draw/image.js) draws the query's row
+// over the image instead.
 
 import { lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el } from "../dom.js";
 import { weightAt } from "../decode.js";
 import { matrixHit } from "../layout.js";
 import { need, showNeeds } from "../host.js";
-import { headControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
+import { headControl, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
+import { ImagePanels } from "../draw/image.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
@@ -31,8 +34,11 @@ export default class MatrixView {
     this.layer = layerControl(host);
     this.head = headControl(host);
     this.zoom = zoomControl(host, "Cell size");
+    this.imageMode = imageControl(host);
+    this.image = new ImagePanels(host, "matrix");
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "matrix-readout" }, text: "hover a cell" });
-    this.controls = el("div", { className: "tba-controls" }, this.layer.field, this.head.field, this.zoom.field, this.readout);
+    this.controls = el("div", { className: "tba-controls" }, this.layer.field, this.head.field, this.zoom.field,
+      this.imageMode.field, this.readout);
     const box = (cls) => el("div", { className: "tba-cross " + cls });
     this.rowBand = box("tba-cross-row");
     this.colBand = box("tba-cross-col");
@@ -42,7 +48,7 @@ export default class MatrixView {
     }, this.rowBand, this.colBand, this.cellBox);
     this.canvas = this.sc.canvas;
     this.scroll = this.sc.scroll;
-    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll);
+    this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll, this.image.root);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setCell(null));
     keyboardArea(this.canvas, "Matrix view: up and down arrows move along the queries, shift with left or right arrow along the keys", {
@@ -61,6 +67,9 @@ export default class MatrixView {
     this.layer.update(kind, state);
     this.head.update(kind, state);
     this.zoom.update(state);
+    this.imaging = this.imageMode.update(ctx);
+    this.scroll.hidden = this.imaging;
+    this.image.root.hidden = !this.imaging;
     await showNeeds(this, ctx, (w) => {
       this.weights = w;
     });
@@ -72,6 +81,7 @@ export default class MatrixView {
   }
 
   detail() {
+    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
     const g = this.geo;
     return g ? `cell=${g.cell}` : "";
   }
@@ -84,6 +94,10 @@ export default class MatrixView {
   }
 
   draw() {
+    if (this.imaging) {
+      this.image.draw(this.ctx, this.weights, [[0, this.ctx.state.head]]);
+      return;
+    }
     const g = this.layout();
     const { x0, y0, vw, vh } = this.sc.visible(g.width, g.height);
     this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
@@ -179,6 +193,7 @@ export default class MatrixView {
 
   /** The whole map (up to 8192 px a side) for PNG export. */
   exportCanvas() {
+    if (this.imaging) return this.image.canvas;
     const g0 = this.layout();
     const fit = Math.max(1, Math.floor((EXPORT_MAX_SIDE - g0.ox) / Math.max(g0.Tq, g0.Tk)));
     const g = g0.cell > fit ? this.layout(fit) : g0;

@@ -3,13 +3,14 @@
 // (hovered, else pinned by a click or the arrow keys; by default the last
 // token of causal attention, the first otherwise) every key's k vector, the
 // elementwise product q x k, then q . k, the scaled score (x scale), the
-// additive bias when the model has one, and the softmax. Or, collapsed
+// soft-cap, the additive bias and the sink when the model has them, and the softmax
+// (draw/scores.js). Or, collapsed
 // ("lines", BertViz's collapsed form): the shown query's lines to the keys
 // and the softmax. Signed values use a diverging scale (blue < 0 < red, the
 // legend on top); masked (causal or padding) positions are greyed; a
 // sentence-pair filter veils the tokens it leaves out. The numbers come from
 // the logged queries and keys (capture(..., neurons=True));
-// softmax(q . k * scale + bias) is what the model computed.
+// the softmax they give is what the model computed.
 
 import { canvasPoint, el, labelled, setOptions } from "../dom.js";
 import { need, loadAll } from "../host.js";
@@ -17,7 +18,8 @@ import { headControl, keyboardArea, layerControl, pairControl, zoomControl } fro
 import { shortLabel } from "../tokens.js";
 import { intText, queryIndex } from "../state.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
-import { fmt, neuronLayout, neuronNumbers, renderNeurons } from "../draw/neuron.js";
+import { neuronLayout, neuronNumbers, renderNeurons } from "../draw/neuron.js";
+import { fmt, hasSink } from "../draw/scores.js";
 
 const NEURONS_SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
@@ -140,7 +142,10 @@ export default class NeuronView {
 
   detail() {
     if (this.status === "no-neurons") return "no-neurons";
-    return this.numbers ? `top=${this.numbers.top};shown=${this.numbers.qi};mode=${this.ctx.state.nmode}` : "";
+    const r = this.numbers;
+    if (!r) return "";
+    return `top=${r.top};shown=${r.qi};mode=${this.ctx.state.nmode}` + (r.cap ? `;cap=${r.cap}` : "") +
+      (r.sink !== null ? `;sink=${r.sink};sinkp=${r.sinkP.toFixed(4)}` : "");
   }
 
   /** The previewed query, as the head view's hovered token (data-hover). */
@@ -205,6 +210,7 @@ export default class NeuronView {
     const row = Math.floor((p.y + g.viewY - g.top) / g.rowH);
     const [a, b] = this.ranges.qRange;
     if (px < (g.lines ? g.x.lines0 : g.x.k - 6)) return row >= a && row < b && row < g.Tq ? { query: row } : null;
+    if (row === g.Tk && !g.lines && hasSink(this.neurons)) return { sink: true };
     if (row < 0 || row >= g.Tk) return null;
     let dim = null;
     if (!g.lines && px >= g.x.kv && px < g.x.kv + g.D * g.cw) dim = Math.floor((px - g.x.kv) / g.cw);
@@ -220,6 +226,10 @@ export default class NeuronView {
   onMove(e) {
     const h = this.hit(e);
     this.canvas.style.cursor = h && h.query !== undefined ? "pointer" : "default";
+    if (h && h.sink && this.numbers) {
+      this.readout.textContent = `sink logit ${fmt(this.numbers.sink)} \u00b7 softmax=${this.numbers.sinkP.toFixed(4)} (weight no key gets)`;
+      return;
+    }
     if (h && h.query !== undefined) this.setPreview(h.query);
     if (!h || h.key === undefined || !this.numbers) {
       const q = h && h.query !== undefined ? this.ctx.labels.q[h.query] : "";
