@@ -11,7 +11,7 @@
 import { hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
 import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
-import { PAIR_LABELS, PAIRS } from "../state.js";
+import { PAIR_LABELS, PAIRS, queryIndex } from "../state.js";
 import { need, showNeeds } from "../host.js";
 import { headSquares, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
@@ -122,7 +122,7 @@ export default class HeadView {
   }
 
   detail() {
-    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
+    if (this.imaging) return `image=1;query=${queryIndex(this.ctx.state, this.ctx.kind)}`;
     return `edges=${this.edgeCount};candidates=${this.cut ? this.cut.lines : 0}`;
   }
 

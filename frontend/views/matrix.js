@@ -12,6 +12,7 @@
 import { lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el } from "../dom.js";
 import { weightAt } from "../decode.js";
+import { queryIndex } from "../state.js";
 import { matrixHit } from "../layout.js";
 import { need, showNeeds } from "../host.js";
 import { headControl, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
@@ -81,7 +82,7 @@ export default class MatrixView {
   }
 
   detail() {
-    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
+    if (this.imaging) return `image=1;query=${queryIndex(this.ctx.state, this.ctx.kind)}`;
     const g = this.geo;
     return g ? `cell=${g.cell}` : "";
   }
