@@ -14,7 +14,7 @@ import { Api, isUnreachable } from "./api.js";
 import { Catalogue } from "./catalogue.js";
 import { THEMES } from "./colors.js";
 import { Connection } from "./connection.js";
-import { exportPng, exportTitle } from "./export.js";
+import { exportPng, exportTitle, saveHtml } from "./export.js";
 import { STEP_ROUTES, load, resolveContext } from "./host.js";
 import { DATA_RELOADED, HostChannel } from "./ipc.js";
 import { Scrubber } from "./scrubber.js";
@@ -67,7 +67,9 @@ export class App {
     this.scrubber = new Scrubber(win, {
       steps: () => this.currentSteps(), step: () => this.state.step, go: (step) => this.setState({ step }),
     });
-    this.shell = new Shell({ setState: (p) => this.setState(p), exportPng: () => this.exportPng() }, this.scrubber.element);
+    this.shell = new Shell({
+      setState: (p) => this.setState(p), exportPng: () => this.exportPng(), saveHtml: () => this.saveHtml(),
+    }, this.scrubber.element);
     this.connection = new Connection(win, this.api, this.shell, {
       back: (tags) => this.relisted(tags),
       failed: (e) => this.showError(e),
@@ -313,5 +315,10 @@ export class App {
     if (!v || !v.exportCanvas || this.root.getAttribute("data-state") !== "drawn") return;
     const title = exportTitle(this.state, v.describe ? v.describe() : "");
     exportPng(this.doc, v.exportCanvas(), title, this.state, this.theme, this.shell.exportLink);
+  }
+
+  saveHtml() {
+    if (this.root.getAttribute("data-state") !== "drawn") return;
+    saveHtml(this.win, this.api, this.state, this.shell);
   }
 }

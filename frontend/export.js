@@ -1,7 +1,11 @@
 // Export PNG: the view's whole drawing (exportCanvas(), not only what is on
 // screen) under a title band naming what it shows (wrapped, never cut),
 // downloaded through the bar's link (which stays, to download it again).
+// Save as HTML: the server writes the probe's steps as one standalone page
+// (tb_attention.page), asked for again after a yes when it is over the size
+// the server keeps to.
 
+import { ApiError } from "./api.js";
 import { intText } from "./state.js";
 import { wrapText } from "./draw/legend.js";
 import { VIEWS } from "./views/registry.js";
@@ -41,13 +45,41 @@ export function exportPng(doc, src, title, s, theme, link) {
   lines.forEach((line, i) => c.fillText(line, Math.round(8 * scale), Math.round(3 * scale) + (i + 0.5) * lineH));
   c.drawImage(src, 0, band);
   const name = `attention-${s.run}-${s.tag}-step${intText(s.step)}-${s.view}.png`.replace(/[^A-Za-z0-9._-]+/g, "_");
-  out.toBlob((blob) => {
-    if (!blob) return;
-    if (link.href && link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-    link.href = URL.createObjectURL(blob);
-    link.download = name;
-    link.textContent = name;
-    link.title = "Download again";
-    link.click();
-  }, "image/png");
+  out.toBlob((blob) => blob && download(link, blob, name), "image/png");
+}
+
+/** Hand `blob` to the browser as a download named `name` through `link`. */
+function download(link, blob, name) {
+  if (link.href && link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.textContent = name;
+  link.title = "Download again";
+  link.click();
+}
+
+/**
+ * Save the probe on screen (every kept step, opening on the state `s`) as
+ * one HTML file through the `html` route; over its size limit (HTTP 413)
+ * ask before asking for it without one.
+ * @param {import("./api.js").Api} api
+ */
+export async function saveHtml(win, api, s, shell) {
+  const params = { run: s.run, tag: s.tag, step: s.step, kind: s.kind, view: s.view, layer: s.layer, head: s.head };
+  const name = `attention-${s.run}-${s.tag}.html`.replace(/[^A-Za-z0-9._-]+/g, "_");
+  shell.saveBtn.disabled = true;
+  try {
+    let res;
+    try {
+      res = await api.request(api.url("html", params), { cache: "no-store" });
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 413 && win.confirm(`${e.message}\n\nWrite it anyway?`))) throw e;
+      res = await api.request(api.url("html", { ...params, max_mb: 0 }), { cache: "no-store" });
+    }
+    download(shell.exportLink, await res.blob(), name);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 413)) win.alert(`Save as HTML failed: ${e && e.message ? e.message : e}`);
+  } finally {
+    shell.saveBtn.disabled = false;
+  }
 }

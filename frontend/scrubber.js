@@ -12,8 +12,11 @@ export class Scrubber {
    * @param {Window} win
    * @param {{steps: () => number[], step: () => number | null, go: (step: number) => void}} probe
    *   the kept steps on screen, the step shown, and how to show another
+   * @param {EventTarget} [keys] where the arrow keys are heard: the window
+   *   (the dashboard is the whole page), or an output's own element in a
+   *   page that holds other things (a notebook)
    */
-  constructor(win, probe) {
+  constructor(win, probe, keys = win) {
     this.win = win;
     this.probe = probe;
     this.playing = false;
@@ -27,7 +30,7 @@ export class Scrubber {
     });
     this.label = el("span", { className: "tba-step-label", attrs: { "data-name": "step-label" } });
     this.element = el("div", { className: "tba-steps" }, this.prevBtn, this.playBtn, this.nextBtn, this.slider, this.label);
-    win.addEventListener("keydown", (e) => this.onKey(e));
+    keys.addEventListener("keydown", (e) => this.onKey(e));
   }
 
   /** Show where `step` is among the kept `steps`. */
@@ -123,6 +126,7 @@ export class Scrubber {
 
   onKey(e) {
     if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    // the element pressed in, also inside a shadow root (a page's output)
     const t = (e.composedPath && e.composedPath()[0]) || e.target;
     const tag = t && t.tagName;
     if (tag === "SELECT" || tag === "TEXTAREA" || (tag === "INPUT" && t.type !== "checkbox")) return;

@@ -17,18 +17,27 @@ export const SNIPPET = [
 
 export class Shell {
   /**
-   * @param {{setState: (patch: any) => void, exportPng: () => void}} actions
+   * @param {{setState: (patch: any) => void, exportPng: () => void, saveHtml?: () => void}} actions
    * @param {HTMLElement} steps the step scrubber's element
+   * @param {{views?: string[], compact?: boolean, source?: string}} [options]
+   *   views: the tabs (default every view); compact: hide a run or probe
+   *   list of one entry; source: who gave an error answer ("TensorBoard")
    */
-  constructor(actions, steps) {
+  constructor(actions, steps, options = {}) {
+    this.compact = Boolean(options.compact);
+    this.source = options.source || "TensorBoard";
     const onSel = (key) => (e) => actions.setState({ [key]: e.target.value });
     this.runSel = el("select", { attrs: { "data-name": "run" }, title: "Run", on: { change: onSel("run") } });
     this.tagSel = el("select", { attrs: { "data-name": "tag" }, title: "Probe (tag)", on: { change: onSel("tag") } });
     this.kindSel = el("select", { attrs: { "data-name": "kind" }, title: "Attention kind", on: { change: onSel("kind") } });
     this.kindField = labelled("Kind", this.kindSel);
+    this.runField = labelled("Run", this.runSel);
+    this.tagField = labelled("Probe", this.tagSel);
     this.tabs = el("div", { className: "tba-tabs", attrs: { role: "group" } });
     this.tabButtons = {};
-    for (const v of VIEWS) {
+    const shown = VIEWS.filter((v) => !options.views || options.views.includes(v.name));
+    this.tabs.hidden = shown.length < 2;
+    for (const v of shown) {
       const b = el("button", { text: v.title, attrs: { "data-view": v.name, "aria-pressed": "false" }, on: { click: () => actions.setState({ view: v.name }) } });
       this.tabButtons[v.name] = b;
       this.tabs.appendChild(b);
@@ -36,10 +45,13 @@ export class Shell {
     this.prettyBox = el("input", { attrs: { type: "checkbox", "data-name": "pretty" }, on: { change: (e) => actions.setState({ raw: !e.target.checked }) } });
     this.exportBtn = el("button", { text: "Export PNG", attrs: { "data-name": "export" }, title: "Save the current view as a PNG image", on: { click: () => actions.exportPng() } });
     this.exportLink = el("a", { className: "tba-hint", attrs: { "data-name": "export-link" } });
+    // only a host that can write a page offers it (the dashboard; a page is one already)
+    this.saveBtn = el("button", { text: "Save as HTML", attrs: { "data-name": "save-html" }, title: "Save this probe's steps as one HTML file that opens with no server", on: { click: () => actions.saveHtml() } });
+    this.saveBtn.hidden = !actions.saveHtml;
     this.bar = el("div", { className: "tba-bar" },
-      labelled("Run", this.runSel), labelled("Probe", this.tagSel), this.kindField, this.tabs,
+      this.runField, this.tagField, this.kindField, this.tabs,
       el("label", { className: "tba-field", title: "Show tokens without tokenizer markers (\u0120 \u2581 ## </w>)" }, this.prettyBox, el("span", { text: "Prettify tokens" })),
-      el("span", { className: "tba-spacer" }), this.exportLink, this.exportBtn);
+      el("span", { className: "tba-spacer" }), this.exportLink, this.exportBtn, this.saveBtn);
     this.steps = steps;
     this.notice = el("div", { className: "tba-notice", attrs: { "data-name": "notice" } });
     this.notice.hidden = true;
@@ -64,6 +76,8 @@ export class Shell {
     const runs = listing.runs.filter((r) => r.tags && r.tags.length);
     setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: r.run })), state.run);
     setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: t.tag })), state.tag);
+    this.runField.hidden = this.compact && runs.length < 2;
+    this.tagField.hidden = this.compact && resolved.runInfo.tags.length < 2;
     const kinds = header ? header.kinds : resolved.tagInfo.kinds || [];
     setOptions(this.kindSel, kinds.map((k) => ({ value: k.name, label: k.name })), state.kind || "");
     this.kindField.hidden = kinds.length < 2;
@@ -137,7 +151,7 @@ export class Shell {
   /** A real answer that is an error (or a failure here): what was said. */
   showError(e) {
     const status = e instanceof ApiError && e.status ? ` (HTTP ${e.status})` : "";
-    const what = e instanceof ApiError ? "TensorBoard answered" + status + ":" : "Something went wrong:";
+    const what = e instanceof ApiError ? `${this.source} answered${status}:` : "Something went wrong:";
     clear(this.message);
     this.viewHost.hidden = true;
     this.message.appendChild(el("div", { className: "tba-error", attrs: { "data-name": "error", role: "alert" } },

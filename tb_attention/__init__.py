@@ -4,6 +4,8 @@
     with tb_attention.AttentionWriter("runs/exp1") as writer:
         writer.add_attention("probe/cat", record, global_step=step)
     log = tb_attention.load("runs")
+    tb_attention.show(record)                     # in a notebook
+    tb_attention.save_html(record, "attention.html")
 """
 __version__ = "0.1.0"
 
@@ -21,5 +23,19 @@ def capture(model, inputs=None, tokenizer=None, neurons=False, layers=None, **mo
                              **model_inputs)
 
 
-__all__ = ["capture", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
+def show(x, view="head", **options):
+    """Draw attention in a notebook with the dashboard's views (x: a record, a
+    list of records, a dict of runs, or load(logdir)). See tb_attention.notebook.show."""
+    from tb_attention import notebook  # imports IPython only when asked
+    return notebook.show(x, view, **options)
+
+
+def save_html(x, path, view="head", **options):
+    """Write x as one self-contained HTML file (no server, no network). See
+    tb_attention.page.save_html."""
+    from tb_attention import page
+    return page.save_html(x, path, view, **options)
+
+
+__all__ = ["capture", "show", "save_html", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
            "AttentionRecord", "AttentionInputError", "ImageLayout", "KindRecord", "Neurons", "Probe"]

@@ -20,6 +20,12 @@ tb_attention.Probe gives the same texts during training.
 Everything is checked before the first model is loaded: a missing folder, a
 folder that is not a checkpoint, a text longer than a model takes each stop
 the command with exit status 2 and a message naming the path.
+
+    tb-attention html LOGDIR [--run R ...] [--tag T ...] [--steps S ...] [--view V] -o FILE.html
+
+`html` writes what is logged under LOGDIR (the runs, probes and steps
+named, else all) as one self-contained HTML file with the dashboard's views
+(tb_attention.save_html): no server, no network.
 """
 import argparse
 import os
@@ -70,7 +76,36 @@ def _parser():
                      help="tokenizer folder (default: the checkpoint's, else its parent's)")
     log.add_argument("--tag-prefix", default=DEFAULT_TAG_PREFIX, metavar="P",
                      help="prefix of the tags (default %(default)r)")
+    page = sub.add_parser(
+        "html", help="write logged attention as one self-contained HTML file",
+        description="Write the attention logged under LOGDIR as one HTML file with the dashboard's "
+                    "views, opened from disk with no server and no network.")
+    page.add_argument("logdir", metavar="LOGDIR", help="TensorBoard logdir")
+    page.add_argument("--run", action="append", metavar="R", help="a run (repeat for several; default all)")
+    page.add_argument("--tag", action="append", metavar="T", help="a probe tag (repeat for several; default all)")
+    page.add_argument("--steps", nargs="+", type=int, metavar="S", help="the steps (default every logged one)")
+    page.add_argument("--view", default="head", metavar="V", help="the view shown first (default %(default)s)")
+    page.add_argument("--max-mb", type=float, default=50, metavar="MB",
+                      help="refuse a file larger than this (default %(default)s; 0: no limit)")
+    page.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     return p
+
+
+def write_html(args):
+    from tb_attention import page, reader
+    from tb_attention.pagestate import PageError
+
+    try:
+        log = reader.load(args.logdir)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    try:
+        path = page.save_html(log, args.output, args.view, runs=args.run, tags=args.tag, steps=args.steps,
+                              max_bytes=int(args.max_mb * 2 ** 20) if args.max_mb > 0 else None)
+    except PageError as e:
+        raise CliError(str(e)) from None
+    print("wrote %s (%.1f MB)" % (path, os.path.getsize(path) / 2 ** 20))
+    return 0
 
 
 def main(argv=None):
@@ -78,6 +113,8 @@ def main(argv=None):
     try:
         if args.command == "log":
             return log_checkpoints(args)
+        if args.command == "html":
+            return write_html(args)
     except CliError as e:
         sys.stderr.write("tb-attention: error: %s\n" % e)
         return EXIT_USAGE

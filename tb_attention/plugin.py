@@ -16,8 +16,9 @@ from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
-from tb_attention import answers, codec, metadata, store
+from tb_attention import answers, codec, metadata, page, pagedata, store
 from tb_attention.metadata import FormatError
+from tb_attention.pagestate import PageError
 from tb_attention.store import DataLossError, StepKey
 
 # A past step's data never changes, so the browser may keep it for a day.
@@ -155,6 +156,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/neurons": self.neurons_route,
             "/stats": self.stats_route,
             "/compare": self.compare_route,
+            "/html": self.html_route,
         }
 
     def is_active(self):
@@ -309,6 +311,38 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return parts, (q.shape[1], k.shape[1], q.shape[2]), float(scale), bias is not None, steps
 
     # -- over steps ----------------------------------------------------------
+
+    @_route
+    def html_route(self, request):
+        run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
+        state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
+        for k in ("step", "layer", "head"):
+            value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
+            if value is not None:
+                state[k] = value
+        max_mb = _int_arg(request, "max_mb", required=False, default=50, lo=0, hi=2 ** 20)
+        try:
+            text = self.html_impl(*_context(request), run, tag, state, max_mb * 2 ** 20 or None)
+        except page.PageTooLarge as e:
+            return _error(request, str(e), 413)
+        except PageError as e:
+            return _error(request, str(e), 400)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", "attention-%s-%s.html" % (run, tag))
+        return http_util.Respond(request, text, "text/html; charset=utf-8",
+                                 headers=[("Content-Disposition", 'attachment; filename="%s"' % name)])
+
+    def html_impl(self, ctx, experiment, run, tag, state, max_bytes):
+        """The standalone page (tb_attention.page) of every kept step of (run, tag), opening on state."""
+        _, data = self._store.steps(ctx, experiment, run, tag)
+        steps = []
+        for datum in data:
+            key = StepKey(run, tag, datum.step)
+            blobs = self._store.map(lambda i, k=key, d=datum: self._store.blob(ctx, k, d, i), range(len(datum.values)))
+            steps.append(pagedata.PageStep(run, tag, datum.step, datum.wall_time, list(blobs)))
+        view = state.pop("view", "head")
+        if len(steps) == 1 and view in ("stats", "compare"):  # over steps: a page of one step has neither
+            view = "head"
+        return page.Page(steps, view, max_bytes=max_bytes, title="%s \u00b7 %s" % (run, tag), **state).document()
 
     @_route
     def stats_route(self, request):

@@ -91,6 +91,10 @@ class AttentionLog:
             raise KeyError("no step %r for tag %r of run %r; steps: %s" % (step, tag, run, sorted(steps)))
         return codec.decode_step(steps[step].blobs)
 
+    def blobs(self, run, tag, step):
+        """The step's blob sequence as it is stored (codec.encode_step's layout)."""
+        return list(self._tag(run, tag)[step].blobs)
+
     def wall_time(self, run, tag, step):
         return self._tag(run, tag)[step].wall_time
 

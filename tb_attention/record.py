@@ -148,6 +148,12 @@ class AttentionRecord:
         n = self.neurons(kind)
         return softmax_scores(n.queries, n.keys, n.scales, n.masked, n.bias, n.softcaps, n.sinks)
 
+    def _repr_html_(self):
+        """In a notebook: a compact head view (tb_attention.show for the other views)."""
+        from tb_attention import page  # the page and its bundle, only in a notebook
+
+        return page.repr_html(self)
+
     def __repr__(self):
         parts = []
         for k in self._kinds.values():

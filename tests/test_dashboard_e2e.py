@@ -618,3 +618,39 @@ def test_export_png(page, board):
     assert img.format == "PNG"
     w = geometry(frame, "matrix-canvas")["width"]
     assert img.width >= w and img.height > 30
+
+
+def test_save_as_html_writes_the_probe_as_a_page_that_draws_offline(page, board, browser, tmp_path):
+    from tests.support.backends import url as route
+    from tests.support.pages import Output, open_page, read_page
+    frame = open_dashboard(page, board, run="edge", tag="probe", step=0, layer=0)
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="save-html"]')
+    download = info.value
+    assert download.suggested_filename == "attention-edge-probe.html"
+    path = tmp_path / download.suggested_filename
+    download.save_as(str(path))
+    text = path.read_text(encoding="utf-8")
+    (manifest, _), = read_page(text)
+    assert [s["step"] for s in manifest["steps"]] == sorted(EDGE_KEY)  # every kept step: the scrubber's
+    assert (manifest["state"]["step"], manifest["state"]["layer"], manifest["state"]["view"]) == ("0", "0", "head")
+    ctx = browser.new_context(viewport={"width": 1200, "height": 820})
+    try:
+        saved = open_page(ctx, "file://%s" % path)
+        out = Output(saved)
+        out.wait(view="head", step="0", layer="0")
+        geo = out.geometry("head-canvas")
+        (r, g, b, _), off = out.pixels("head-canvas", [edge_point(geo, 2, EDGE_KEY[0]), edge_point(geo, 2, EDGE_KEY[10])])
+        assert b > r + 60 and sum(off[:3]) > 700, ((r, g, b), off)
+        assert not saved.errors and saved.requests == ["file://%s" % path], (saved.errors, saved.requests)
+    finally:
+        ctx.close()
+    # over the limit: 413 naming the size (the dashboard asks, then sends max_mb=0); hostile names stay out of the markup
+    status, _, body = board.get(route("html", run="long", tag="long", max_mb=1))
+    assert status == 413 and "over max_bytes" in json.loads(body)["error"]["message"], (status, body[:300])
+    status, headers, body = board.get(route("html", run=XSS_RUN, tag=XSS_TAG))
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert XSS_RUN.encode() not in body and XSS_TAG.encode() not in body
+    status, _, body = board.get(route("html", run="edge", tag="probe", view="nope"))
+    assert status == 400 and "view='nope'" in json.loads(body)["error"]["message"]
+    assert not page.watch.errors and not page.watch.dialogs

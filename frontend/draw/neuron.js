@@ -10,7 +10,7 @@ import { FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { shortLabel } from "../tokens.js";
 import { colorBar } from "./legend.js";
 import { drawLines, setLineStyle } from "./lines.js";
-import * as scores from "./scores.js";
+import { drawScoreCells, drawSinkRow, hasSink, neuronNumbers as scoreNumbers, painter as scorePainter, scoreColumns } from "./scores.js";
 
 const NUM_W = 64; // a number column (q . k, scaled, bias, score)
 const SOFT_W = 112; // the softmax bar (60 px at 1) and its value
@@ -18,19 +18,19 @@ const LEGEND_H = 18;
 const MIN_BLOCK = 44; // a vector column is at least as wide as its title
 
 /**
- * scores.neuronNumbers of query qi, its index, and the q and k scale over
+ * scores.js neuronNumbers of query qi, its index, and the q and k scale over
  * every query (all their vectors are drawn on one scale).
  */
 export function neuronNumbers(n, qi) {
-  const r = scores.neuronNumbers(n, qi);
+  const r = scoreNumbers(n, qi);
   let maxQK = r.maxQK;
   for (let i = 0; i < n.queries.length; i++) maxQK = Math.max(maxQK, Math.abs(n.queries[i]));
   return { ...r, qi, maxQK };
 }
 
-/** scores.painter plus its luts, for the legend's colour bars. */
+/** scores.js painter plus its luts, for the legend's colour bars. */
 function painter(theme) {
-  return { ...scores.painter(theme), divLut: divLut(theme), seqLut: seqLut(theme) };
+  return { ...scorePainter(theme), divLut: divLut(theme), seqLut: seqLut(theme) };
 }
 
 /**
@@ -48,7 +48,7 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
   const cap = Math.max(60, Math.min(150, Math.floor(avail * 0.12)));
   const qW = Math.min(cap, Math.ceil(maxLabelWidth(c0, labels.q)) + 10);
   const kW = Math.min(cap, Math.ceil(maxLabelWidth(c0, labels.k)) + 10);
-  const columns = lines ? [] : scores.scoreColumns(n);
+  const columns = lines ? [] : scoreColumns(n);
   const headerH = LEGEND_H + 22; // the legend, then the column titles
   const top = headerH + rowH + 8; // the frozen q vector row sits between titles and rows
   const x = { q: 8 };
@@ -73,7 +73,7 @@ export function neuronLayout(c0, n, labels, { zoom, avail, lines }) {
     x.soft = x.prod + blockW + 14 + numbers;
   }
   const width = Math.ceil(x.soft + SOFT_W + 8);
-  const sinkRow = !lines && scores.hasSink(n) ? 1 : 0;
+  const sinkRow = !lines && hasSink(n) ? 1 : 0;
   const height = top + Math.max(Tq, Tk + sinkRow) * rowH + 10;
   return { x, rowH, top, headerH, cw, blockW, width, height, qW, kW, Tq, Tk, D, fontPx, numW: NUM_W, softW: SOFT_W, lines: Boolean(lines), columns };
 }
@@ -98,7 +98,7 @@ export function renderNeurons(canvas, g, x0, y0, vw, vh, v) {
   drawQueries(ctx, g, v, first, last, paint);
   if (g.lines) drawQueryLines(ctx, g, v);
   for (let j = first; j < Math.min(g.Tk, last); j++) drawKeyRow(ctx, g, v, j, paint);
-  if (!g.lines && v.nums.sink !== null && g.Tk < last) scores.drawSinkRow(ctx, g, v.nums, g.columns, paint, v.theme);
+  if (!g.lines && v.nums.sink !== null && g.Tk < last) drawSinkRow(ctx, g, v.nums, g.columns, paint, v.theme);
   dimFiltered(ctx, g, v, first, last);
   ctx.restore();
   return drawHeader(ctx, g, v, x0, vw, paint);
@@ -161,7 +161,7 @@ function drawKeyRow(ctx, g, v, j, paint) {
     }
   }
   // the score cells (none in lines mode) and the softmax bar
-  scores.drawScoreCells(ctx, g, nums, j, g.columns, paint, theme);
+  drawScoreCells(ctx, g, nums, j, g.columns, paint, theme);
 }
 
 /** Tokens the sentence-pair filter leaves out: veiled in the background colour. */
@@ -198,7 +198,7 @@ function drawHeader(ctx, g, v, x0, vw, paint) {
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
   const ty = LEGEND_H + 11;
-  const soft = !g.lines && scores.hasSink(n) ? "softmax (+ sink)" : "softmax";
+  const soft = !g.lines && hasSink(n) ? "softmax (+ sink)" : "softmax";
   const titles = g.lines ? [["query", x.q], ["key", x.k], [soft, x.soft]]
     : [["query \u00b7 q", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod],
       ...g.columns.map(([key, title]) => [title, x[key]]), [soft, x.soft]];

@@ -48,6 +48,7 @@ class FakeElement {
   addEventListener(type, fn) { (this.listeners[type] ||= []).push(fn); }
   dispatch(type, event) { for (const fn of this.listeners[type] || []) fn(event); }
   setCustomValidity() {}
+  matches() { return false; }
   getBoundingClientRect() {
     const w = parseFloat(this.style.width) || this.width;
     const h = parseFloat(this.style.height) || this.height;

@@ -36,9 +36,9 @@ test("the entry point preloads the app's modules and those views share, flat", (
   const shared = [...new Set([...app, ...[...users].filter(([, n]) => n >= 2).map(([m]) => m)])]
     .filter((m) => !early.has(m) && !views.includes(m)).sort();
   assert.deepEqual([...SHARED_MODULES].sort(), shared, "SHARED_MODULES in index.js: the app's modules and those 2+ views share");
-  // every shipped module is used: by the app, a view, or (memory.js) other hosts' data
-  const reached = graph(["index.js", "app.js", ...views]);
-  const unused = shipped().filter((m) => !reached.has(m) && m !== "memory.js");
+  // every shipped module is used: by the app, a view, or the page host (embed.js: notebooks, HTML files)
+  const reached = graph(["index.js", "app.js", "embed.js", ...views]);
+  const unused = shipped().filter((m) => !reached.has(m));
   assert.deepEqual(unused, []);
 });
 

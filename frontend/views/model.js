@@ -93,9 +93,10 @@ export default class ModelView {
 
   async show(ctx) {
     const { state } = ctx;
-    if (document.activeElement !== this.layersInput) this.layersInput.value = formatRange(state.mlayers);
-    if (document.activeElement !== this.headsInput) this.headsInput.value = formatRange(state.mheads);
-    if (document.activeElement !== this.layersInput && document.activeElement !== this.headsInput) this.invalid.textContent = "";
+    // not while typed in (:focus also inside a shadow root, where document.activeElement is its host)
+    if (!this.layersInput.matches(":focus")) this.layersInput.value = formatRange(state.mlayers);
+    if (!this.headsInput.matches(":focus")) this.headsInput.value = formatRange(state.mheads);
+    if (!this.layersInput.matches(":focus") && !this.headsInput.matches(":focus")) this.invalid.textContent = "";
     this.ranges = this.pair.update(ctx.kind, state);
     const [o, focused] = await loadAll(this.host.data, ModelView.needs(ctx));
     if (!ctx.isCurrent()) return;

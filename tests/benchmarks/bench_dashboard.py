@@ -185,7 +185,8 @@ class Browser:
             try:
                 page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
                 left = timeout_s - (time.monotonic() - start)
-                page.wait_for_function("window.__benchDrawn !== undefined", polling=100,
+                # a function, not an expression: a page whose CSP forbids eval (our standalone pages) refuses the latter
+                page.wait_for_function("() => window.__benchDrawn !== undefined", polling=100,
                                        timeout=max(left, 1) * 1000)
             except Exception as e:
                 if crashed:
