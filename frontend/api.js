@@ -156,6 +156,27 @@ export class Api {
     // them by URL; a TensorBoard restarted on rewritten logs answers the same
     // URLs differently. After a reconnect, ask the server every time.
     this.revalidate = false;
+    // run \0 tag -> Map(step -> version): each kept step's version as the
+    // last `steps` answer listed it. Step URLs carry it (`v`), so the data of
+    // a step logged again (a rewritten run) is another URL, never the old
+    // answer from a cache; a URL without it is not stored by the browser.
+    /** @type {Map<string, Map<number, number>>} */
+    this.versions = new Map();
+  }
+
+  /** Remember the versions a `steps` answer lists (answers without them: none). */
+  noteVersions(run, tag, answer) {
+    const steps = (answer && answer.steps) || [];
+    const versions = (answer && answer.versions) || [];
+    if (versions.length !== steps.length) return;
+    this.versions.set(run + "\0" + tag, new Map(steps.map((s, i) => [s, versions[i]])));
+  }
+
+  /** The version of a step as last listed, or null (then URLs go without it). */
+  version(run, tag, step) {
+    const m = this.versions.get(run + "\0" + tag);
+    const v = m ? m.get(step) : undefined;
+    return v === undefined ? null : v;
   }
 
   url(route, params) {
@@ -242,8 +263,10 @@ export class Api {
   }
 
   /** The kept steps of one probe of one run and what its newest readable step holds. */
-  steps(run, tag) {
-    return this.fresh("steps", { run, tag });
+  async steps(run, tag) {
+    const answer = await this.fresh("steps", { run, tag });
+    this.noteVersions(run, tag, answer);
+    return answer;
   }
 
   /** Per-head statistics of every kept step of a probe, and their names and descriptions. */
@@ -253,7 +276,7 @@ export class Api {
 
   /** A step's header. */
   header(run, tag, step) {
-    return this.json("header", { run, tag, step });
+    return this.json("header", { run, tag, step, v: this.version(run, tag, step) });
   }
 
   /**
@@ -266,18 +289,23 @@ export class Api {
    * @param {boolean} [verdict]
    */
   compare(tag, kind, a, b, verdict = false) {
-    const params = { tag, kind, run_a: a.run, step_a: a.step, run_b: b.run, step_b: b.step };
-    if (b.tag && b.tag !== tag) params.tag_b = b.tag;
+    const tagB = b.tag || tag;
+    const params = {
+      tag, kind, run_a: a.run, step_a: a.step, run_b: b.run, step_b: b.step,
+      v_a: this.version(a.run, tag, a.step), v_b: this.version(b.run, tagB, b.step),
+    };
+    if (tagB !== tag) params.tag_b = tagB;
     if (verdict) params.verdict = 1;
     return this.json("compare", params);
   }
 
   /**
-   * One layer's attention, all heads (or one head).
+   * One layer's attention, all heads (or one head, or an aggregate over heads:
+   * head "mean" | "max" of the layer, or of layer "all": [1, Tq, Tk]).
    * @returns {Promise<import("./decode.js").Weights>}
    */
   attention(run, tag, step, kind, layer, head = null) {
-    return this.binary("attention", { run, tag, step, kind, layer, head }, (res, buffer) => {
+    return this.binary("attention", { run, tag, step, kind, layer, head, v: this.version(run, tag, step) }, (res, buffer) => {
       const w = decodeWeights(buffer, parseShape(res.headers.get("X-Attention-Shape"), 3), res.headers.get("X-Attention-Dtype") || "uint8");
       return { value: w, size: w.bytes.byteLength + (w.values ? w.values.byteLength : 0) };
     });
@@ -288,7 +316,7 @@ export class Api {
    * @returns {Promise<import("./decode.js").Weights & {pool: number[]}>}
    */
   overview(run, tag, step, kind, size = OVERVIEW_SIZE) {
-    return this.binary("overview", { run, tag, step, kind, size }, (res, buffer) => {
+    return this.binary("overview", { run, tag, step, kind, size, v: this.version(run, tag, step) }, (res, buffer) => {
       const w = decodeWeights(buffer, parseShape(res.headers.get("X-Attention-Shape"), 4), res.headers.get("X-Attention-Dtype") || "uint8");
       const poolHeader = res.headers.get("X-Overview-Pool");
       return { value: { ...w, pool: poolHeader ? parseShape(poolHeader, 2) : [1, 1] }, size: w.bytes.byteLength };
@@ -297,7 +325,7 @@ export class Api {
 
   /** @returns {Promise<import("./decode.js").Neurons>} */
   neurons(run, tag, step, kind, layer, head) {
-    return this.binary("neurons", { run, tag, step, kind, layer, head }, (res, buffer) => {
+    return this.binary("neurons", { run, tag, step, kind, layer, head, v: this.version(run, tag, step) }, (res, buffer) => {
       const [Tq, Tk, D] = parseShape(res.headers.get("X-Neuron-Shape"), 3);
       const scale = Number(res.headers.get("X-Neuron-Scale"));
       const hasBias = res.headers.get("X-Neuron-Has-Bias") === "1";

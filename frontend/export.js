@@ -8,7 +8,24 @@
 import { ApiError } from "./api.js";
 import { intText } from "./state.js";
 import { wrapText } from "./draw/legend.js";
+import { isolate, visible } from "./tokens.js";
 import { VIEWS } from "./views/registry.js";
+
+/** Longest run / probe / kind name in a title, in characters; longer ones keep both ends. */
+export const TITLE_NAME_MAX = 40;
+
+/**
+ * A name as a title shows it: invisible and bidi controls as escapes (a
+ * U+202E in a run name reversed the whole title), right-to-left names
+ * isolated, long names cut in the middle (they pushed step / view / layer
+ * off the image).
+ */
+export function titleName(name) {
+  const chars = [...visible(String(name))];
+  const half = Math.floor((TITLE_NAME_MAX - 1) / 2);
+  const cut = chars.length > TITLE_NAME_MAX ? chars.slice(0, half).join("") + "\u2026" + chars.slice(-half).join("") : chars.join("");
+  return isolate(cut);
+}
 
 /**
  * The title of an exported image: run, probe, step, kind, view, and what in
@@ -16,7 +33,7 @@ import { VIEWS } from "./views/registry.js";
  */
 export function exportTitle(s, caption = "") {
   const view = (VIEWS.find((v) => v.name === s.view) || { title: s.view }).title;
-  return `${s.run} \u00b7 ${s.tag} \u00b7 step ${intText(s.step)} \u00b7 ${s.kind} \u00b7 ${view} view${caption}`;
+  return `${titleName(s.run)} \u00b7 ${titleName(s.tag)} \u00b7 step ${intText(s.step)} \u00b7 ${titleName(s.kind)} \u00b7 ${view} view${caption}`;
 }
 
 /**

@@ -15,13 +15,14 @@
 // point starts them before the app's modules have arrived.
 
 import { resolveState, clampToKind } from "./state.js";
+import { AGG_LABELS, aggParams } from "./aggregate.js";
 
 /**
  * One answer a view needs: a route of docs/routes.md and its parameters.
  * @typedef {{
  *   route: "header" | "attention" | "overview" | "neurons" | "stats" | "compare",
- *   run?: string, tag: string, step?: number, kind?: string, layer?: number,
- *   head?: number | null, size?: number,
+ *   run?: string, tag: string, step?: number, kind?: string, layer?: number | "all",
+ *   head?: number | "mean" | "max" | null, size?: number,
  *   a?: {run: string, step: number}, b?: {run: string, step: number, tag?: string}, verdict?: boolean,
  * }} Need
  */
@@ -125,6 +126,22 @@ export const STEP_ROUTES = new Set(["header", "attention", "overview", "neurons"
  */
 export function need(route, s, more = {}) {
   return { route, run: s.run, tag: s.tag, step: s.step, kind: s.kind, ...more };
+}
+
+/**
+ * The `attention` route's layer and head of the one head a state shows (the
+ * matrix, text and compare views): its head, or its aggregate over heads.
+ * @param {import("./state.js").State} s
+ * @returns {{layer: number | "all", head: number | "mean" | "max"}}
+ */
+export function headParams(s) {
+  return s.agg ? aggParams(s.agg, s.layer) : { layer: s.layer, head: s.head };
+}
+
+/** What headParams shows, for an export's title: " · layer 3 · head 5", " · mean of all layers". */
+export function headTitle(s) {
+  if (s.agg && s.agg.endsWith("-all")) return ` \u00b7 ${AGG_LABELS[s.agg]}`;
+  return ` \u00b7 layer ${s.layer} \u00b7 ` + (s.agg ? AGG_LABELS[s.agg] : `head ${s.head}`);
 }
 
 /**

@@ -25,7 +25,7 @@ import { loadView, viewUrl } from "./views/registry.js";
 // the main thread), in about the order a first draw needs them; the other
 // views load after the first draw. frontend/tests/modules.test.mjs checks it.
 export const SHARED_MODULES = [
-  "app.js", "dom.js", "colors.js", "layout.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
+  "app.js", "dom.js", "colors.js", "layout.js", "edges.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
   "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js", "fallbacks.js",
   "draw/heatmap.js", "draw/grid.js", "draw/legend.js", "draw/image.js",
 ];

@@ -8,6 +8,7 @@
 
 import { ApiError, OVERVIEW_SIZE } from "./api.js";
 import { maxPool } from "./layout.js";
+import { aggregateMaps } from "./aggregate.js";
 
 /**
  * @typedef {{
@@ -78,9 +79,15 @@ export class MemoryData {
     return s ? s.header : missing(`no step ${step} of probe "${tag}" in run "${run}"`);
   }
 
+  /** One layer's heads, one head, or an aggregate (head "mean" / "max" of the layer, or of layer "all"). */
   async attention(run, tag, step, kind, layer, head = null) {
     const { s, k, H, Tq, Tk, error } = this.kindOf(run, tag, step, kind);
     if (error) return missing(error);
+    if (head === "mean" || head === "max") {
+      const src = s.attention[kind];
+      const maps = layer === "all" ? src : (await this.attention(run, tag, step, kind, layer)).bytes;
+      return aggregateMaps({ shape: [maps.length / (Tq * Tk), Tq, Tk], dtype: "uint8", bytes: maps, values: null }, head);
+    }
     const l = k.layer_ids.indexOf(layer);
     if (l < 0 || (head !== null && !(head >= 0 && head < H))) return missing(`no layer ${layer} head ${head} of kind "${kind}"`);
     const n = Tq * Tk;

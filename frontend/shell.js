@@ -6,6 +6,7 @@
 
 import { ApiError } from "./api.js";
 import { clear, el, labelled, setOptions } from "./dom.js";
+import { isolate, visible } from "./tokens.js";
 import { formatRange, intText } from "./state.js";
 import { VIEWS } from "./views/registry.js";
 
@@ -74,8 +75,9 @@ export class Shell {
    */
   update(listing, resolved, header, state, notices) {
     const runs = listing.runs.filter((r) => r.tags && r.tags.length);
-    setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: r.run })), state.run);
-    setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: t.tag })), state.tag);
+    // names as text shows them: a U+202E in a run name reversed its label
+    setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: isolate(visible(r.run)) })), state.run);
+    setOptions(this.tagSel, resolved.runInfo.tags.map((t) => ({ value: t.tag, label: isolate(visible(t.tag)) })), state.tag);
     this.runField.hidden = this.compact && runs.length < 2;
     this.tagField.hidden = this.compact && resolved.runInfo.tags.length < 2;
     const kinds = header ? header.kinds : resolved.tagInfo.kinds || [];
@@ -96,6 +98,10 @@ export class Shell {
         el("code", { text: "--samples_per_plugin=attention=0" }), " to keep all");
     } else if (tagInfo.error) {
       this.notice.append(`some steps of this probe could not be read: ${tagInfo.error}`);
+    }
+    if (tagInfo.warning) {
+      if (this.notice.firstChild) this.notice.append(" \u00b7 ");
+      this.notice.append(el("span", { text: tagInfo.warning, attrs: { "data-name": "writers-notice" } }));
     }
     for (const [key, text] of notices) {
       if (this.notice.firstChild) this.notice.append(" \u00b7 ");
@@ -121,7 +127,7 @@ export class Shell {
     const attrs = {
       view: s.view, run: s.run || "", tag: s.tag || "", step: intText(s.step), kind: s.kind || "",
       layer: String(s.layer), heads: s.heads ? formatRange(s.heads) || "none" : "all", head: String(s.head),
-      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, draws: String(draws),
+      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, agg: s.agg || "", draws: String(draws),
       detail: view.detail ? view.detail() : "",
     };
     for (const k of Object.keys(attrs)) this.root.setAttribute("data-" + k, attrs[k]);

@@ -4,6 +4,7 @@
 // Where the keys live in the URL is url.js. Pure: tested in node.
 
 import { VIEW_NAMES } from "./views/registry.js";
+import { AGGREGATES } from "./aggregate.js";
 
 export const VIEWS = VIEW_NAMES;
 // A statistic's name (its list comes from the `stats` route; the stats view
@@ -15,6 +16,8 @@ export const PAIRS = ["all", "aa", "bb", "ab", "ba"];
 // The neuron view's forms: every number of the shown query, or its lines (collapsed).
 export const NMODES = ["vectors", "lines"];
 export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\u2192B", ba: "B\u2192A" };
+// The text view's rows: how many kept steps, up to the one shown.
+export const TEXT_STEPS = [1, 4, 8, 16];
 
 /**
  * @typedef {{side: "q" | "k", index: number}} Hover
@@ -27,10 +30,14 @@ export const PAIR_LABELS = { all: "All", aa: "A\u2192A", bb: "B\u2192B", ab: "A\
  *   stat: string | null,
  *   brun: string | null, btag: string | null, bstep: number | null, cmode: string,
  *   nmode: string, mfocus: {layer: number, head: number} | null,
+ *   tdir: "q" | "k", tsteps: number, agg: string | null,
  *   image: boolean,
  * }} State
  * heads: heads shown in the head view (null = all).
  * head: the one head of the matrix and neuron views.
+ * agg: an aggregate over heads shown instead of the head(s) (aggregate.js
+ *   AGGREGATES: "mean" / "max" of the layer, "mean-all" / "max-all" of every
+ *   layer), or null; the neuron view (per-head vectors) ignores it.
  * query: the query token of the neuron view and of image mode (null: the
  *   kind's default, queryIndex: the last token of causal attention, where
  *   every key is visible, else the first).
@@ -73,6 +80,9 @@ export function defaultState() {
     cmode: "rank",
     nmode: "vectors",
     mfocus: null,
+    tdir: "q",
+    tsteps: 4,
+    agg: null,
     image: true,
   };
 }
@@ -179,6 +189,10 @@ export function decodeState(dict) {
   if (NMODES.includes(get("nmode"))) s.nmode = get("nmode");
   const focus = /^(\d{1,6})\.(\d{1,6})$/.exec(get("mfocus") || "");
   s.mfocus = focus ? { layer: Number(focus[1]), head: Number(focus[2]) } : null;
+  if (get("tdir") === "k") s.tdir = "k";
+  const tsteps = intOr(get("tsteps"), s.tsteps, 1);
+  if (TEXT_STEPS.includes(tsteps)) s.tsteps = tsteps;
+  if (AGGREGATES.includes(get("agg"))) s.agg = get("agg");
   s.image = get("image") !== "0";
   return s;
 }
@@ -214,6 +228,9 @@ export function encodeState(s) {
   if (s.cmode && s.cmode !== d.cmode) out.cmode = s.cmode;
   if (s.nmode && s.nmode !== d.nmode) out.nmode = s.nmode;
   if (s.mfocus) out.mfocus = `${s.mfocus.layer}.${s.mfocus.head}`;
+  if (s.tdir && s.tdir !== d.tdir) out.tdir = s.tdir;
+  if (s.tsteps && s.tsteps !== d.tsteps) out.tsteps = String(s.tsteps);
+  if (s.agg) out.agg = s.agg;
   if (s.image === false) out.image = "0";
   return out;
 }

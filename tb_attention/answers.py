@@ -14,6 +14,7 @@ from tensorboard import errors
 
 from tb_attention import codec
 from tb_attention import compare as _compare
+from tb_attention import provenance as _provenance
 from tb_attention import stats as _stats
 
 
@@ -29,6 +30,14 @@ def tags(infos):
                      for run in sorted(by_run)]}
 
 
+def step_version(wall_time):
+    """The version of a kept step (the `v` of docs/routes.md): its wall time
+    in whole microseconds. A step logged again (the run deleted and logged
+    anew, or logged again into its folder) has another one, so a URL that
+    carries it names one step's data for good."""
+    return int(round(float(wall_time) * 1e6))
+
+
 def kind_summary(kind):
     return {
         "name": kind.name, "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
@@ -37,12 +46,14 @@ def kind_summary(kind):
     }
 
 
-def steps(run, tag, data, newest, error):
+def steps(run, tag, data, newest, error, writers=()):
     """`steps`: data the tag's kept steps; newest (header, how many newer
     steps were unreadable) of the newest readable step, header None when
-    none is; error the first problem met, or None."""
+    none is; error the first problem met, or None; writers (writer_id, wall
+    time) of some steps (provenance.concurrent_writers)."""
     header, newer = newest
-    body = {"run": run, "tag": tag, "steps": [d.step for d in data], "kept": len(data)}
+    body = {"run": run, "tag": tag, "steps": [d.step for d in data], "kept": len(data),
+            "versions": [step_version(d.wall_time) for d in data]}
     if header is None:
         body.update(model_type="", kinds=[], written=len(data))
     else:
@@ -51,6 +62,9 @@ def steps(run, tag, data, newest, error):
                     kinds=[kind_summary(k) for k in header.kinds])
     if error:
         body["error"] = error
+    concurrent = _provenance.concurrent_writers(writers)
+    if concurrent:
+        body["warning"] = _provenance.warning(run, tag, concurrent)
     return body
 
 
@@ -149,7 +163,7 @@ def stats(run, tag, kind, steps, per_step, problems):
             raise errors.NotFoundError("no readable step of tag %r in run %r" % (tag, run)) from None
         raise errors.NotFoundError("no attention kind %r in tag %r; kinds: %s"
                                    % (kind, tag, e.names)) from None
-    steps, layer_ids, heads, arrays = _stats.collect(
+    steps, layer_ids, heads, arrays, bounds = _stats.collect(
         steps, [(item or {}).get(kind) for item in per_step])
     return {
         "run": run, "tag": tag, "kind": kind,
@@ -157,6 +171,10 @@ def stats(run, tag, kind, steps, per_step, problems):
         "stats": {n: _stats.json_rows(arrays[n]) for n in _stats.NAMES},
         "descriptions": dict(_stats.DESCRIPTIONS),
         "errors": problems,
+        # null, or the totals there are when steps / layers / heads were left out
+        "bounded": None if bounds is None else {
+            "steps": bounds.steps, "layers": bounds.layers, "heads": bounds.heads,
+            "max_values": bounds.limit},
     }
 
 
@@ -183,15 +201,16 @@ def head_jsd(a, b):
     return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
 
 
-def compare(tag, name, key_a, key_b, kind, tokens, jsd, verdict=False):
+def compare(tag, name, key_a, key_b, kind, tokens, jsd, wall_times, verdict=False):
     """`compare`: jsd the head_jsd() of each layer of the two steps, or None
-    when their tokens differ or only the verdict was asked for."""
-    b = {"run": key_b.run, "step": key_b.step}
+    when their tokens differ or only the verdict was asked for; wall_times
+    those of the two steps (their versions)."""
+    b = {"run": key_b.run, "step": key_b.step, "wall_time": wall_times[1]}
     if key_b.tag != tag:
         b["tag"] = key_b.tag
     body = {
         "tag": tag, "kind": name,
-        "a": {"run": key_a.run, "step": key_a.step}, "b": b,
+        "a": {"run": key_a.run, "step": key_a.step, "wall_time": wall_times[0]}, "b": b,
         "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
         "units": "nats", "max": _compare.LN2,
         "jsd": None if jsd is None else _compare.json_matrix(np.stack(jsd)), "tokens": tokens,

@@ -10,7 +10,7 @@ import uuid
 import google_crc32c
 import numpy as np
 
-from tb_attention import metadata
+from tb_attention import metadata, sizes
 from tb_attention.metadata import FormatError
 from tb_attention.proto import attention_pb2
 from tb_attention.record import AttentionRecord, ImageLayout, KindRecord, Neurons
@@ -170,6 +170,7 @@ def parse_header(blob: bytes) -> attention_pb2.StepHeader:
     if header.version < 1 or not header.kinds:
         raise FormatError("the step header is corrupt (version %d, %d kinds)"
                           % (header.version, len(header.kinds)))
+    sizes.check_header(header)
     return header
 
 
@@ -247,11 +248,11 @@ def neuron_layer(kind, layer_index, blob):
     nl = kind.neurons[layer_index]
     check_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
-    sizes = [H * Tq * D * 2, H * Tk * D * 2, Tq * Tk, H * Tq * Tk * 2 if nl.has_bias else 0]
-    if sum(sizes) != len(blob):
+    parts = sizes.neuron_sizes(H, Tq, Tk, D, nl.has_bias)
+    if sum(parts) != len(blob):
         raise FormatError("%s neurons of layer %d have %d bytes, not the %d their header implies"
-                          % (kind.name, kind.layer_ids[layer_index], len(blob), sum(sizes)))
-    o = np.cumsum([0] + sizes)
+                          % (kind.name, kind.layer_ids[layer_index], len(blob), sum(parts)))
+    o = np.cumsum([0] + parts)
     q = np.frombuffer(blob, "<f2", count=H * Tq * D, offset=o[0]).reshape(H, Tq, D)
     k = np.frombuffer(blob, "<f2", count=H * Tk * D, offset=o[1]).reshape(H, Tk, D)
     masked = np.frombuffer(blob, np.uint8, count=Tq * Tk, offset=o[2]).reshape(Tq, Tk)

@@ -50,3 +50,16 @@ def parse_plugin_metadata(content):
             "(reads up to %d): upgrade tb-attention" % (data.version, FORMAT_VERSION)
         )
     return data
+
+
+# TensorBoard's default loader, the Rust data server, cannot read a blob of
+# a run or tag whose name has one of these: its blob keys are JSON it parses
+# into borrowed strings, and a string that needs an escape is not one
+# ("failed to parse blob key: ... expected a borrowed string"). The Python
+# loader reads them; the writer refuses them, so that both loaders show the data.
+_NAME_BREAKERS = frozenset('"\\') | frozenset(chr(c) for c in range(0x20))
+
+
+def name_breakers(name):
+    """The characters of name the Rust data server cannot read a blob under, as repr()s."""
+    return sorted({repr(c) for c in name if c in _NAME_BREAKERS})

@@ -243,7 +243,7 @@ def _compare_one(tag, name, side_a, side_b, floats):
                 floats[(s.run, s.step, i)] = codec.to_float(np.concatenate(parts))
             return floats[(s.run, s.step, i)]
         jsd = [answers.head_jsd(layer(a, kind_a, i), layer(b, kind_b, i)) for i in range(len(kind_a.layer_ids))]
-    return answers.compare(tag, name, key_a, key_b, kind_a, tokens, jsd)
+    return answers.compare(tag, name, key_a, key_b, kind_a, tokens, jsd, (a.wall_time, b.wall_time))
 
 
 class Payload(NamedTuple):

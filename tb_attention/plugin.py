@@ -17,18 +17,28 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from tb_attention import answers, codec, metadata, page, pagedata, store
+from tb_attention.aggregate import HOWS, Aggregate
 from tb_attention.metadata import FormatError
 from tb_attention.pagestate import PageError
 from tb_attention.store import DataLossError, StepKey
 
-# A past step's data never changes, so the browser may keep it for a day.
+# A step's data never changes while it is the same step (same wall time: a
+# run deleted and logged again, or logged again into its folder, gives the
+# step a new one), so an answer whose URL names the step's version (`v`, as
+# the steps route lists it) may be kept by the browser for a day. Without
+# it, or with another version, the answer is not stored: the same URL could
+# later mean other data.
 _IMMUTABLE_SECONDS = 86400
 _IMMUTABLE_CACHE_CONTROL = "private, max-age=%d, immutable" % _IMMUTABLE_SECONDS
+_UNVERSIONED_CACHE_CONTROL = "no-store"
 # A query parameter that is an integer: ASCII digits only (int() alone would
 # also take "1_0", " 7", "+3" and non-ASCII digits) and short enough that
 # converting it costs nothing.
 _INT_RE = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _MAX_STEP = 2 ** 63 - 1
+# The steps route reads this many of the newest headers to see whether two
+# writers log to the tag at once (tb_attention.provenance).
+_WRITER_SAMPLE = 4
 _MAX_INDEX = 2 ** 31 - 1
 # Blobs of one overview held at once at most (large layers are pooled and dropped).
 _OVERVIEW_BATCH_BYTES = 128 * 2 ** 20
@@ -116,26 +126,103 @@ def _error(request, message, code):
     return http_util.Respond(request, {"error": {"message": message}}, "application/json", code=code)
 
 
-def _json(request, body, immutable=False):
-    if not immutable:
+def _versions_match(request, wall_times, suffixes=("",)):
+    """Whether the request names the version of every step it reads (`v`,
+    `v_a`/`v_b` for compare): only then is the answer immutable."""
+    return all(_int_arg(request, "v" + s, required=False, lo=0, hi=_MAX_STEP)
+               == answers.step_version(w) for s, w in zip(suffixes, wall_times))
+
+
+def _json(request, body, immutable=None):
+    """immutable None: an answer that changes as steps arrive (no-cache);
+    True/False: a step's answer (_versioned)."""
+    if immutable is None:
         return http_util.Respond(request, body, "application/json")
-    return _immutable(http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS))
+    return _versioned(http_util.Respond(request, body, "application/json", expires=_IMMUTABLE_SECONDS),
+                      immutable)
 
 
-def _binary(request, body, headers):
-    return _immutable(http_util.Respond(request, body, "application/octet-stream",
-                                        expires=_IMMUTABLE_SECONDS, headers=list(headers.items())))
+def _binary(request, body, headers, immutable):
+    return _versioned(http_util.Respond(request, body, "application/octet-stream",
+                                        expires=_IMMUTABLE_SECONDS, headers=list(headers.items())),
+                      immutable)
 
 
-def _immutable(response):
-    """Respond(expires=...) says "private, max-age=N"; a step's data never
-    changes, so also tell the browser not to revalidate it (docs/routes.md)."""
-    response.headers["Cache-Control"] = _IMMUTABLE_CACHE_CONTROL
+def _versioned(response, immutable):
+    """Respond(expires=...) says "private, max-age=N"; a versioned step's data
+    never changes, so also tell the browser not to revalidate it; an
+    unversioned one is not stored at all (docs/routes.md)."""
+    response.headers["Cache-Control"] = (_IMMUTABLE_CACHE_CONTROL if immutable
+                                         else _UNVERSIONED_CACHE_CONTROL)
     return response
 
 
 def _shape(array):
     return ",".join(map(str, array.shape))
+
+
+def _attention_target(request):
+    """(layer, head) of an `attention` request: head a head index, None (the
+    whole layer) or an aggregate over heads (HOWS); layer None for layer=all,
+    which only an aggregate takes."""
+    how = request.args.get("head")
+    all_layers = request.args.get("layer") == "all"
+    if how in HOWS:
+        return (None if all_layers else _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)), how
+    if all_layers:
+        raise errors.InvalidArgumentError("layer=all needs head=mean or head=max (an aggregate of every layer)")
+    layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
+    if how and not re.fullmatch(r"[0-9]+", how, re.ASCII):
+        raise errors.InvalidArgumentError("query parameter 'head' must be a head index, mean or max, got %r"
+                                          % how[:100])
+    return layer, _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
+
+
+def _compare_target(request):
+    """(tag, kind, key A, key B, verdict) of a `compare` request: B of
+    another probe (same kind name) with tag_b; verdict=1 asks only whether
+    the two steps line up."""
+    tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
+    key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
+    tag_b = request.args.get("tag_b")
+    if tag_b:
+        key_b = key_b._replace(tag=tag_b)
+    verdict = bool(_int_arg(request, "verdict", required=False, default=0, lo=0, hi=1))
+    return tag, kind, key_a, key_b, verdict
+
+
+def _neuron_headers(shape, scale, has_bias, score_steps):
+    """The `neurons` answer's headers (docs/routes.md)."""
+    return {
+        "X-Neuron-Shape": "%d,%d,%d" % shape,
+        "X-Neuron-Scale": repr(scale),
+        "X-Neuron-Has-Bias": "1" if has_bias else "0",
+        # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
+        "X-Neuron-Softcap": repr(score_steps["softcap"]),
+        "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
+    }
+
+
+def _aggregate(step, kind, index, how):
+    """The mean or max over heads of layer `index`, or of every layer when
+    index is None (its blobs read a batch at a time and added up as they come)."""
+    agg = Aggregate(how)
+    if index is None:
+        for _, part in step.parts(kind, _OVERVIEW_BATCH_BYTES):
+            agg.add(part)
+    else:
+        agg.add(step.layer(kind, index))
+    return agg.result()
+
+
+def _page_state(request):
+    """The view, kind, step, layer and head a saved page opens on."""
+    state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
+    for k in ("step", "layer", "head"):
+        value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
+        if value is not None:
+            state[k] = value
+    return state
 
 
 class AttentionPlugin(base_plugin.TBPlugin):
@@ -204,25 +291,18 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     def steps_impl(self, ctx, experiment, run, tag):
         info, data = self._store.steps(ctx, experiment, run, tag)
-        # Describe the tag by its newest step whose header is readable: one
-        # corrupt step must not hide the tag's other steps.
-        header, newer, error = None, 0, None
-        for datum in reversed(data):
-            try:
-                header = self._store.header(ctx, StepKey(run, tag, datum.step), datum)
-                break
-            except DataLossError as e:
-                newer += 1
-                error = error or str(e)
+        header, newer, error = self._store.newest_header(ctx, run, tag, data)
         # A tag from a newer tb-attention (or a foreign writer) still lists
         # its steps; those whose own header is readable show.
-        return answers.steps(run, tag, data, (header, newer), error or info.metadata_error)
+        return answers.steps(run, tag, data, (header, newer), error or info.metadata_error,
+                             self._store.writers(ctx, run, tag, data[-_WRITER_SAMPLE:]))
 
     # -- one step ------------------------------------------------------------
 
     @_route
     def header_route(self, request):
-        return _json(request, self.header_impl(*_context(request), _step_key(request)), immutable=True)
+        body = self.header_impl(*_context(request), _step_key(request))
+        return _json(request, body, _versions_match(request, [body["wall_time"]]))
 
     def header_impl(self, ctx, experiment, key):
         step = self._store.step(ctx, experiment, key)
@@ -231,14 +311,16 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def attention_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
-        layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
-        head = _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
-        stored, dtype = self.attention_impl(*_context(request), key, kind, layer, head)
+        layer, head = _attention_target(request)
+        impl = self.aggregate_impl if head in HOWS else self.attention_impl
+        stored, dtype, wall_time = impl(*_context(request), key, kind, layer, head)
         return _binary(request, stored.tobytes(), {"X-Attention-Shape": _shape(stored),
-                                                   "X-Attention-Dtype": dtype})
+                                                   "X-Attention-Dtype": dtype},
+                       _versions_match(request, [wall_time]))
 
     def attention_impl(self, ctx, experiment, key, kind_name, layer, head=None):
-        """(stored [heads, Tq, Tk] of one layer, or [1, Tq, Tk] of one head; dtype name)."""
+        """(stored [heads, Tq, Tk] of one layer, or [1, Tq, Tk] of one head;
+        dtype name; the step's wall time)."""
         step = self._store.step(ctx, experiment, key)
         kind = step.kind(kind_name)
         index = answers.layer_index(kind, layer, key.step)
@@ -249,19 +331,31 @@ class AttentionPlugin(base_plugin.TBPlugin):
             part = codec.part_of_head(kind, index, head)
             first = step.layer_parts(kind, index)[part][1]
             stored = step.part(kind, index, part)[head - first:head - first + 1]
-        return stored, codec.DTYPE_NAMES[kind.dtype]
+        return stored, codec.DTYPE_NAMES[kind.dtype], step.wall_time
+
+    def aggregate_impl(self, ctx, experiment, key, kind_name, layer, how):
+        """([1, Tq, Tk] mean or max over the heads of one layer, or of every
+        layer when layer is None, in the stored dtype; dtype name; the step's
+        wall time), cached."""
+        step = self._store.step(ctx, experiment, key)
+        kind = step.kind(kind_name)
+        index = None if layer is None else answers.layer_index(kind, layer, key.step)
+        cache_key = (key, step.wall_time, kind.name, "aggregate", "all" if layer is None else layer, how)
+        return (self._store.memo(cache_key, lambda: _aggregate(step, kind, index, how), lambda a: a.nbytes), codec.DTYPE_NAMES[kind.dtype],
+                step.wall_time)
 
     @_route
     def overview_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
         size = _int_arg(request, "size", required=False, default=64, lo=1, hi=512)
-        body, shape, pools = self.overview_impl(*_context(request), key, kind, size)
+        body, shape, pools, wall_time = self.overview_impl(*_context(request), key, kind, size)
         return _binary(request, body, {"X-Attention-Shape": ",".join(map(str, shape)),
                                        "X-Attention-Dtype": "uint8",
-                                       "X-Overview-Pool": "%d,%d" % pools})
+                                       "X-Overview-Pool": "%d,%d" % pools},
+                       _versions_match(request, [wall_time]))
 
     def overview_impl(self, ctx, experiment, key, kind_name, size=64):
-        """(uint8 bytes of [L, H, Sq, Sk], that shape, (pq, pk)), cached."""
+        """(uint8 bytes of [L, H, Sq, Sk], that shape, (pq, pk), the step's wall time), cached."""
         step = self._store.step(ctx, experiment, key)
         kind = step.kind(kind_name)
 
@@ -270,28 +364,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
                                             step.parts(kind, _OVERVIEW_BATCH_BYTES), size)
             return array.tobytes(), array.shape, pools
 
-        return self._store.memo((key, step.wall_time, kind.name, "overview", size), build,
-                                lambda value: len(value[0]))
+        body, shape, pools = self._store.memo((key, step.wall_time, kind.name, "overview", size),
+                                              build, lambda value: len(value[0]))
+        return body, shape, pools, step.wall_time
 
     @_route
     def neurons_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
         layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
         head = _int_arg(request, "head", lo=0, hi=_MAX_INDEX)
-        parts, shape, scale, has_bias, score_steps = self.neurons_impl(
+        parts, shape, scale, has_bias, score_steps, wall_time = self.neurons_impl(
             *_context(request), key, kind, layer, head)
-        return _binary(request, b"".join(parts), {
-            "X-Neuron-Shape": "%d,%d,%d" % shape,
-            "X-Neuron-Scale": repr(scale),
-            "X-Neuron-Has-Bias": "1" if has_bias else "0",
-            # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
-            "X-Neuron-Softcap": repr(score_steps["softcap"]),
-            "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
-        })
+        return _binary(request, b"".join(parts), _neuron_headers(shape, scale, has_bias, score_steps),
+                       _versions_match(request, [wall_time]))
 
     def neurons_impl(self, ctx, experiment, key, kind_name, layer, head):
         """([queries, keys, masked, (bias)] bytes of one head, (Tq, Tk, D), scale, has bias,
-        {"softcap": 0 or the layer's cap, "sink": this head's sink logit or None})."""
+        {"softcap": 0 or the layer's cap, "sink": this head's sink logit or None},
+        the step's wall time)."""
         step = self._store.step(ctx, experiment, key)
         kind = step.kind(kind_name)
         index = answers.layer_index(kind, layer, key.step)
@@ -308,18 +398,15 @@ class AttentionPlugin(base_plugin.TBPlugin):
         nl = kind.neurons[index]
         steps = {"softcap": float(nl.softcap),
                  "sink": float(nl.sinks[head]) if len(nl.sinks) == kind.num_heads else None}
-        return parts, (q.shape[1], k.shape[1], q.shape[2]), float(scale), bias is not None, steps
+        return (parts, (q.shape[1], k.shape[1], q.shape[2]), float(scale), bias is not None, steps,
+                step.wall_time)
 
     # -- over steps ----------------------------------------------------------
 
     @_route
     def html_route(self, request):
         run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
-        state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
-        for k in ("step", "layer", "head"):
-            value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
-            if value is not None:
-                state[k] = value
+        state = _page_state(request)
         max_mb = _int_arg(request, "max_mb", required=False, default=50, lo=0, hi=2 ** 20)
         try:
             text = self.html_impl(*_context(request), run, tag, state, max_mb * 2 ** 20 or None)
@@ -357,14 +444,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @_route
     def compare_route(self, request):
-        tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
-        key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
-        tag_b = request.args.get("tag_b")
-        if tag_b:  # B of another probe (same kind name)
-            key_b = key_b._replace(tag=tag_b)
-        verdict = bool(_int_arg(request, "verdict", required=False, default=0, lo=0, hi=1))
+        tag, kind, key_a, key_b, verdict = _compare_target(request)
         body = self.compare_impl(*_context(request), tag, kind, key_a, key_b, verdict=verdict)
-        return _json(request, body, immutable=True)
+        return _json(request, body, _versions_match(
+            request, [body["a"]["wall_time"], body["b"]["wall_time"]], ("_a", "_b")))
 
     def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b, verdict=False):
         """The JSD of every layer and head of two steps (cached), or why there
@@ -378,7 +461,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         answers.check_comparable(kind_name, key_a, kind_a, key_b, kind_b)
         if verdict:
             return answers.compare(tag, kind_name, key_a, key_b, kind_a,
-                                   answers.token_differences(kind_a, kind_b), None, verdict=True)
+                                   answers.token_differences(kind_a, kind_b), None,
+                                   (a.wall_time, b.wall_time), verdict=True)
 
         def layer_jsd(index):
             # Each side as float as soon as it is read: converting both after
@@ -395,7 +479,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 # layers on every core (numpy lets go of the GIL in the row
                 # math); each task reads its layer's blobs itself
                 jsd = self._store.map(layer_jsd, range(len(kind_a.layer_ids)))
-            return answers.compare(tag, kind_name, key_a, key_b, kind_a, tokens, jsd)
+            return answers.compare(tag, kind_name, key_a, key_b, kind_a, tokens, jsd,
+                                   (a.wall_time, b.wall_time))
 
         cache_key = ("compare", kind_name, key_a, a.wall_time, key_b, b.wall_time)
         return self._store.memo(cache_key, build,

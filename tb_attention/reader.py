@@ -5,29 +5,51 @@ CRC; a torn last record (a process killed while writing) is skipped with a
 warning, and so is any record that fails its checksum.
 """
 import os
+import stat
 import warnings
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import codec, metadata, tfrecord
+from tb_attention import codec, metadata, provenance, tfrecord
 from tb_attention import stats as _stats
 
 # What load() says about a damaged record of an event file; it goes on past
-# a bad payload, and stops reading the file at a torn record or a bad header.
+# a bad payload and past a bad header (at the next whole record), and stops
+# at a torn record (the end of the file).
 _DAMAGE = {
     tfrecord.TORN: "%s: skipped a torn record at byte %d (the writer stopped mid-record)",
-    tfrecord.BAD_HEADER: "%s: record header at byte %d is corrupt; the rest of this file is unreadable",
+    tfrecord.BAD_HEADER: "%s: record header at byte %d is corrupt; skipped %d bytes to the next "
+                         "whole record",
     tfrecord.BAD_PAYLOAD: "%s: skipped a corrupt record at byte %d (checksum mismatch)",
 }
 
 
+def _file_bytes(path):
+    """The bytes of the event file at path, or None (warned) for what is not
+    a readable regular file: a dangling symlink or an unreadable file made
+    load() raise for the whole logdir, and a FIFO made it hang forever."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            warnings.warn("%s: skipped, not a regular file" % path)
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        warnings.warn("%s: skipped, cannot be read (%s)" % (path, e.strerror or e))
+        return None
+
+
 def _records(path):
     """The payloads of the TFRecord file at path, skipping what is damaged."""
-    with open(path, "rb") as f:
-        data = f.read()
-    for record in tfrecord.scan(data):
+    data = _file_bytes(path)
+    if data is None:
+        return
+    for record in tfrecord.scan(data, tfrecord.EVENT_FIRST_BYTE):
         if record.status == tfrecord.OK:
             yield record.payload
+        elif record.status == tfrecord.BAD_HEADER:
+            warnings.warn(_DAMAGE[record.status] % (path, record.start, record.length))
         else:
             warnings.warn(_DAMAGE[record.status] % (path, record.start))
 
@@ -58,6 +80,20 @@ class AttentionLog:
             run = "." if run == os.curdir else run.replace(os.sep, "/")
             for name in sorted(filter(_is_event_file, filenames)):
                 self._read_file(run, os.path.join(dirpath, name))
+        self._warn_concurrent_writers()
+
+    def _warn_concurrent_writers(self):
+        for run, tags in self._data.items():
+            for tag, steps in tags.items():
+                seen = []
+                for step in steps.values():
+                    try:
+                        seen.append((codec.parse_header(step.blobs[0]).writer_id, step.wall_time))
+                    except (codec.FormatError, IndexError):
+                        continue  # get() names what is wrong with that step
+                writers = provenance.concurrent_writers(seen)
+                if writers:
+                    warnings.warn(provenance.warning(run, tag, writers))
 
     def _read_file(self, run, path):
         for payload in _records(path):
@@ -118,8 +154,9 @@ class AttentionLog:
         steps = self.steps(run, tag)
         headers = [self.header(run, tag, s) for s in steps]
         name = _stats.choose_kind((k.name for h in headers for k in h.kinds), kind)
-        step_ids, layer_ids, _, arrays = _stats.collect(
-            steps, [codec.stored_stats(h, name) for h in headers])
+        # every step: these headers were read whole, so their sizes exist
+        step_ids, layer_ids, _, arrays, _ = _stats.collect(
+            steps, [codec.stored_stats(h, name) for h in headers], limit=None)
         result = {"steps": step_ids, "layer_ids": layer_ids}
         result.update(arrays)
         return result

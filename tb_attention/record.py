@@ -203,11 +203,19 @@ def _to_numpy(x, what, copy=True):
         # thread pool, which blocks the training thread for tens of ms when
         # the cores are busy (measured: 10-90 ms for one 12x12x128x128 record).
         t = x.detach()
+        if getattr(t, "is_meta", False):
+            raise AttentionInputError("%s is a tensor on the 'meta' device: it has a shape %s but no "
+                                      "data; log a tensor with values" % (what, tuple(t.shape)))
+        if t.is_complex():
+            raise AttentionInputError("%s is a complex tensor (%s): attention weights are real"
+                                      % (what, t.dtype))
         try:
             view = t.numpy(force=True)  # a view on CPU; one device copy otherwise
         except TypeError:  # bfloat16 and other dtypes numpy lacks
             view = t.float().numpy(force=True)
         return np.array(view, dtype=np.float32, copy=True) if copy else np.asarray(view, np.float32)
+    if np.iscomplexobj(x):  # numpy would drop the imaginary part with a warning
+        raise AttentionInputError("%s is a complex array: attention weights are real" % what)
     try:
         return np.array(x, dtype=np.float32, copy=True) if copy else np.asarray(x, np.float32)
     except (TypeError, ValueError) as e:
@@ -425,6 +433,14 @@ def from_raw(attentions, tokens, layer_ids=None, segment_b=None, causal=False, k
     _, _, Tq, Tk = a.shape
     if tokens is None:
         raise AttentionInputError("tokens are required with raw attention tensors")
+    if not isinstance(tokens, (str, tuple, list)):
+        # any iterable (a generator gave the query side every token and the
+        # key side none); read once, here
+        try:
+            tokens = list(tokens)
+        except TypeError:
+            raise AttentionInputError("tokens must be a list of token strings, got %s"
+                                      % type(tokens).__name__) from None
     if (isinstance(tokens, tuple) and len(tokens) == 2
             and not isinstance(tokens[0], str) and not isinstance(tokens[1], str)):
         q_tokens, k_tokens = tokens

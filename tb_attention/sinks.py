@@ -13,6 +13,7 @@ of its own therefore warns when the directory already holds an event file.
 """
 import glob
 import os
+import time
 import types
 import warnings
 
@@ -68,20 +69,39 @@ def _warn_if_run_has_events(logdir):
             % (logdir, os.path.basename(existing[-1])), SecondEventFileWarning, stacklevel=4)
 
 
+# Our own event file is closed and a new one begun once it holds this much
+# (docs/faults.md): a damaged record header makes TensorBoard's loaders drop
+# the rest of its file (and the Python loader a bad payload too), never the
+# files after it, so damage takes at most this much from them.
+ROTATE_BYTES = 64 * 2 ** 20
+
+
 class OwnFile:
-    """An event file of our own in a directory."""
+    """Event files of our own in a directory, one after another (ROTATE_BYTES)."""
 
     def __init__(self, logdir):
         self.logdir = logdir
         _warn_if_run_has_events(logdir)
+        self._open()
+
+    def _open(self):
         # One serialized event waiting in TensorBoard's queue is enough to keep
         # its thread busy; more would sit outside the writer's byte budget.
-        self._writer = EventFileWriter(logdir, max_queue_size=1, flush_secs=30)
+        self._writer = EventFileWriter(self.logdir, max_queue_size=1, flush_secs=30)
         accelerate(self._writer)
         self.path = self._writer._file_name
+        self._bytes = 0
+        self._second = int(time.time())
 
     def add_event(self, event):
+        # A new file only in a later second: its name (which starts with the
+        # second) must sort after this one's, or the Python loader, which never
+        # goes back to an earlier name, would skip it.
+        if self._bytes >= ROTATE_BYTES and int(time.time()) > self._second:
+            self.close()
+            self._open()
         self._writer.add_event(event)
+        self._bytes += event.ByteSize() + 16  # the record's framing
 
     def flush(self):
         self._writer.flush()

@@ -26,7 +26,7 @@ distance and previous_token compare positions in one sequence: they are not
 defined (NaN) for cross attention, nor when the query and key lengths differ.
 """
 import math
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -154,33 +154,81 @@ class AmbiguousKind(UnknownKind):
     """choose_kind(kind=None) over steps holding several kinds."""
 
 
-def collect(steps: Sequence[int], per_step: Sequence[Optional[tuple]]):
-    """Stack codec.stored_stats() results into arrays.
+# The most values of one statistic collect() returns (the stats route's
+# answer: six statistics, at most ~60 MB of JSON; 32 x 32 heads answer 512
+# steps whole). Beyond it, steps are
+# sampled evenly (the first and the newest kept) and, when one step alone
+# has more layers x heads than this, only the first layers / heads are kept.
+MAX_VALUES = 2 ** 19
+
+
+class Bounds(NamedTuple):
+    """What collect() left out to stay within MAX_VALUES: the totals there are."""
+
+    steps: int
+    layers: int
+    heads: int
+    limit: int
+
+
+def _union(per_step):
+    """(every layer id, the most heads) of the steps that stored values; of
+    every step when none did. A header's counts without values behind them
+    (a step without statistics, or a crafted one) shape nothing else."""
+    items = [item for item in per_step if item is not None]
+    valued = [item for item in items if any(v is not None for v in item[2].values())]
+    layer_set, heads = set(), 0
+    for ids, h, _ in valued or items:
+        layer_set.update(ids)
+        heads = max(heads, h)
+    return sorted(layer_set), heads
+
+
+def sample_evenly(count, keep):
+    """Indices of `keep` of `count` items spread evenly, first and last included."""
+    if count <= keep:
+        return list(range(count))
+    if keep <= 1:
+        return [count - 1]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+
+
+def collect(steps: Sequence[int], per_step: Sequence[Optional[tuple]],
+            limit: Optional[int] = MAX_VALUES):
+    """Stack codec.stored_stats() results into arrays of at most `limit`
+    values each (None: every value).
 
     steps: the steps, in order; per_step: stored_stats() of each (None for a step
     without the kind or whose header is unreadable).
     Returns (steps int64 [S], layer_ids int64 [L], num_heads, {name: float32
-    [S, L, H]}), layers being every layer id any step stored (sorted) and
-    H the most heads any step had; what a step lacks is NaN.
+    [S, L, H]}, Bounds or None), layers being every layer id any step stored
+    (sorted) and H the most heads any step had; what a step lacks is NaN.
+    Bounds (the totals) when steps, layers or heads were left out. The
+    arrays are sized after bounding: nothing larger is ever allocated.
     """
-    layer_set, heads = set(), 0
-    for item in per_step:
-        if item is not None:
-            layer_set.update(item[0])
-            heads = max(heads, item[1])
-    layer_ids = sorted(layer_set)
+    all_layers, all_heads = _union(per_step)
+    limit = len(steps) * max(1, len(all_layers)) * max(1, all_heads) if limit is None else limit
+    heads = min(all_heads, limit)
+    layer_ids = all_layers[:max(1, limit // max(1, heads))]
+    kept = sample_evenly(len(steps), max(1, limit // max(1, len(layer_ids) * heads)))
+    bounds = None
+    if (len(kept), len(layer_ids), heads) != (len(steps), len(all_layers), all_heads):
+        bounds = Bounds(len(steps), len(all_layers), all_heads, limit)
     row = {lid: i for i, lid in enumerate(layer_ids)}
-    S, L = len(steps), len(layer_ids)
-    arrays = {name: np.full((S, L, heads), np.nan, np.float32) for name in NAMES}
-    for s, item in enumerate(per_step):
+    arrays = {name: np.full((len(kept), len(layer_ids), heads), np.nan, np.float32) for name in NAMES}
+    for s, index in enumerate(kept):
+        item = per_step[index]
         if item is None:
             continue
         ids, h, values = item
-        rows = [row[i] for i in ids]
+        pairs = [(r, row[i]) for r, i in enumerate(ids) if i in row]
+        src, dst = [p[0] for p in pairs], [p[1] for p in pairs]
+        h = min(h, heads)
         for name, v in values.items():
             if v is not None:
-                arrays[name][s, rows, :h] = v
-    return np.asarray(steps, np.int64), np.asarray(layer_ids, np.int64), heads, arrays
+                arrays[name][s, dst, :h] = v[src, :h]
+    return (np.asarray([steps[i] for i in kept], np.int64), np.asarray(layer_ids, np.int64),
+            heads, arrays, bounds)
 
 
 def json_rows(array: np.ndarray):

@@ -54,7 +54,7 @@ def read_errors(key, blob=None):
     try:
         yield
     except FormatError as e:
-        raise DataLossError("step %d of tag %r: %s" % (key.step, key.tag, e)) from e
+        raise DataLossError("step %d of tag %r of run %r: %s" % (key.step, key.tag, key.run, e)) from e
     except Exception as e:
         if blob is None:
             raise
@@ -62,6 +62,13 @@ def read_errors(key, blob=None):
             raise errors.NotFoundError(
                 "step %d of tag %r of run %r is no longer kept by TensorBoard (newer steps "
                 "replaced it): reload" % (key.step, key.tag, key.run)) from None
+        bad = metadata.name_breakers(key.run + key.tag)
+        if bad:  # data logged before the writer refused such names
+            raise DataLossError(
+                "step %d of tag %r of run %r: TensorBoard's default data server cannot read "
+                "attention under a run or tag name containing %s (tb-attention now refuses such "
+                "names); start TensorBoard with --load_fast=false to see it"
+                % (key.step, key.tag, key.run, ", ".join(bad))) from e
         # Another writer's event under our plugin name, e.g. a tensor that is
         # not a rank-1 string tensor: the Python loader's read_blob raises
         # IndexError on it. That step only is broken.
@@ -238,6 +245,29 @@ class StepStore:
                 header = codec.parse_header(blob)
             self.cache.put(cache_key, header, len(blob))
         return header
+
+    def newest_header(self, ctx, run, tag, data):
+        """(header, how many newer steps were unreadable, the first error or
+        None) of the newest step whose header reads: one corrupt step must
+        not hide the tag's other steps. header None when none reads."""
+        newer, error = 0, None
+        for datum in reversed(data):
+            try:
+                return self.header(ctx, StepKey(run, tag, datum.step), datum), newer, error
+            except DataLossError as e:
+                newer += 1
+                error = error or str(e)
+        return None, newer, error
+
+    def writers(self, ctx, run, tag, data):
+        """(writer_id, wall time) of each readable step of data (cached
+        headers after the first time): enough to see two writers at once."""
+        def one(datum):
+            try:
+                return self.header(ctx, StepKey(run, tag, datum.step), datum).writer_id, datum.wall_time
+            except DataLossError:
+                return None
+        return [pair for pair in self.map(one, data) if pair is not None]
 
     def step_stats(self, ctx, run, tag, data):
         """For every datum, {kind: codec.stored_stats(...)} from its header

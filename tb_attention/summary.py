@@ -42,9 +42,19 @@ def pb(tag, record, *, sequence=0, writer_id=None, dtype="uint8", description=""
     return summary
 
 
+def check_name(what, name):
+    bad = metadata.name_breakers(name)
+    if bad:
+        raise AttentionInputError(
+            "%s %r contains %s: TensorBoard's default data server (--load_fast=true) cannot read "
+            "attention logged under a run or tag name with a double quote, a backslash or a "
+            "control character; rename it" % (what, name, ", ".join(bad)))
+
+
 def check_tag(tag):
     if not isinstance(tag, str) or not tag.strip():
         raise AttentionInputError("tag must be a non-empty string, got %r" % (tag,))
+    check_name("tag", tag)
 
 
 def check_record(record, dtype):

@@ -61,6 +61,12 @@ def _close_all_at_exit():
             sys.stderr.write("tb-attention: flushing at exit failed: %s\n" % e)
 
 
+def _check_run_name(logdir):
+    """The run's own directory name (the end of every run name TensorBoard
+    gives it) must be one both loaders read: refused before any file is made."""
+    summary.check_name("run directory", os.path.basename(os.path.abspath(logdir)))
+
+
 class AttentionWriter:
     """Logs attention to a TensorBoard logdir.
 
@@ -78,10 +84,12 @@ class AttentionWriter:
         kind = sinks.summary_writer_kind(target)
         if kind is not None:
             self._sink = sinks.SharedFile(target, kind)
+            _check_run_name(self._sink.logdir)
         elif isinstance(target, (str, os.PathLike)):
             logdir = os.fspath(target)
             if not logdir:
                 raise ValueError("logdir is empty")
+            _check_run_name(logdir)
             try:
                 self._sink = sinks.OwnFile(logdir)
             except OSError as e:
@@ -105,6 +113,9 @@ class AttentionWriter:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tb-attention-writer", daemon=True)
         self._thread.start()
+        # A forked child (DataLoader workers, os.fork) inherits this object
+        # but not its background thread: its 9th record waited forever.
+        self._pid = os.getpid()
         _live_writers.add(self)
 
     # -- training thread ---------------------------------------------------
@@ -128,6 +139,7 @@ class AttentionWriter:
         (as torch's SummaryWriter). Logging a tag at a step twice warns: the
         step keeps only the last.
         """
+        self._check_process()
         self._raise_pending()
         summary.check_tag(tag)
         step = _step(global_step)
@@ -171,10 +183,21 @@ class AttentionWriter:
                     "%r was already logged at step %d by this writer: the step keeps only the last "
                     "(load() and the dashboard show it); an encoder-decoder's kinds go in one call "
                     "(encoder=, decoder=, cross=)" % (tag, step), stacklevel=2)
-            self._logged.add((tag, step))
+            # the sequence number advances only once the record is queued: a
+            # Ctrl-C while waiting must not leave a gap the dashboard blames
+            # on TensorBoard's sampling
             sequence = self._sequences.get(tag, 0)
-            self._sequences[tag] = sequence + 1
             self._put((tag, step, float(walltime), record, sequence), _record_nbytes(record))
+            self._sequences[tag] = sequence + 1
+            self._logged.add((tag, step))
+
+    def _check_process(self):
+        if os.getpid() != self._pid:
+            raise AttentionWriterError(
+                "this AttentionWriter for %s was created in process %d; process %d is a fork of "
+                "it (a DataLoader worker, os.fork) without its writing thread: create an "
+                "AttentionWriter in the child, or log from the parent" % (self.logdir, self._pid,
+                                                                           os.getpid()))
 
     def _put(self, item, nbytes):
         # A bounded queue: when the disk is slower than training, training waits
@@ -185,16 +208,16 @@ class AttentionWriter:
                 self._space.wait(0.5)
                 self._raise_pending()
             self._queued_bytes += nbytes
-        while True:
-            try:
-                self._queue.put(item + (nbytes,), timeout=0.5)
-                return
-            except queue.Full:
+        try:
+            while True:
                 try:
+                    self._queue.put(item + (nbytes,), timeout=0.5)
+                    return
+                except queue.Full:
                     self._raise_pending()
-                except AttentionWriterError:
-                    self._release(nbytes)
-                    raise
+        except BaseException:  # KeyboardInterrupt too: the bytes were never queued
+            self._release(nbytes)
+            raise
 
     def _release(self, nbytes):
         with self._space:
@@ -203,6 +226,7 @@ class AttentionWriter:
 
     def flush(self):
         """Block until everything added so far is in the event file."""
+        self._check_process()
         self._raise_pending()
         self._queue.join()
         self._raise_pending()
@@ -218,6 +242,8 @@ class AttentionWriter:
                 return
             self._closed = True
         _live_writers.discard(self)
+        if os.getpid() != self._pid:
+            return  # a fork's copy: the file and its thread are the parent's
         self._queue.put(_STOP)
         self._thread.join()
         try:

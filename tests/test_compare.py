@@ -189,10 +189,34 @@ def quantized(a):
     return np.rint(a * 255) / 255
 
 
+def reference_jsd(a, b):
+    """Mean JSD per head of rows with some weight, each renormalised:
+    1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2, in float64."""
+    p = a.astype(np.float64)
+    q = b.astype(np.float64)
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    m = (p + q) / 2
+
+    def kl(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, x * np.log(x / m), 0.0).sum(-1)
+    return (0.5 * kl(p) + 0.5 * kl(q)).mean(-1)
+
+
 def test_a_step_compared_with_itself_is_all_zero(board):
     status, headers, r = get_compare(board, run_a="train", step_a=10, run_b="train", step_b=10)
     assert status == 200, r
+    # without the steps' versions (docs/routes.md) the answer is not stored
+    assert headers["Cache-Control"] == "no-store"
+    listing = board.get_json(PREFIX + "steps?run=train&tag=probe")
+    v = listing["versions"][listing["steps"].index(10)]
+    assert r["a"]["wall_time"] == r["b"]["wall_time"] and round(r["a"]["wall_time"] * 1e6) == v
+    status, headers, r = get_compare(board, run_a="train", step_a=10, run_b="train", step_b=10,
+                                     v_a=v, v_b=v)
     assert headers["Cache-Control"] == "private, max-age=86400, immutable"
+    status, headers, _ = get_compare(board, run_a="train", step_a=10, run_b="train", step_b=10,
+                                     v_a=v, v_b=v + 1)
+    assert headers["Cache-Control"] == "no-store"
     assert r["units"] == "nats" and r["layer_ids"] == [0, 1] and r["num_heads"] == 4
     assert r["jsd"] == [[0.0] * 4] * 2
     assert r["tokens"]["match"] and r["tokens"]["message"] is None
@@ -206,13 +230,14 @@ def test_one_changed_row_shows_in_its_head_only(board):
     assert jsd[0, 1] == pytest.approx(LN2 / 8, rel=1e-5)
     jsd[0, 1] = 0
     assert (jsd == 0).all(), r["jsd"]
-    assert (r["a"], r["b"]) == ({"run": "train", "step": 0}, {"run": "train", "step": 10})
+    assert [(s["run"], s["step"]) for s in (r["a"], r["b"])] == [("train", 0), ("train", 10)]
 
 
 def test_two_runs_at_different_steps_and_dtypes(board):
     status, _, r = get_compare(board, run_a="train", step_a=20, run_b="other", step_b=7)
     assert status == 200, r
-    want = compare.mean_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
+    # the textbook KL form in float64 (compare.py uses the entropy form in float32)
+    want = reference_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(np.array(r["jsd"]), want, rtol=1e-4, atol=1e-6)
     assert all(0 < v < LN2 for row in r["jsd"] for v in row)
 
@@ -263,8 +288,17 @@ def test_b_may_be_another_probe(board):
     assert jsd[0, 1] == pytest.approx(LN2 / 8, rel=1e-5)  # key 5 -> key 6 in one of 8 rows
     jsd[0, 1] = 0
     assert (jsd == 0).all(), r["jsd"]
+    wall_a, wall_b = r["a"].pop("wall_time"), r["b"].pop("wall_time")
     assert (r["tag"], r["a"], r["b"]) == ("probe", {"run": "train", "step": 0},
                                           {"run": "probes", "step": 0, "tag": "retold"})
+    # B's version is that of the other probe's step: with both, the answer is stored
+    steps = lambda run, tag: board.get_json(PREFIX + "steps?run=%s&tag=%s" % (run, tag))
+    v_a = steps("train", "probe")["versions"][steps("train", "probe")["steps"].index(0)]
+    v_b = steps("probes", "retold")["versions"][steps("probes", "retold")["steps"].index(0)]
+    assert (round(wall_a * 1e6), round(wall_b * 1e6)) == (v_a, v_b)
+    _, headers, _ = get_compare(board, run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="retold",
+                                v_a=v_a, v_b=v_b)
+    assert headers["Cache-Control"] == "private, max-age=86400, immutable"
     status, _, r = get_compare(board, run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="halved")
     assert status == 400, r
     assert "'probes' step 0 of tag 'halved': A has 4 heads per layer, B has 2" in r["error"]["message"]
@@ -273,6 +307,11 @@ def test_b_may_be_another_probe(board):
 def test_verdict_alone_says_whether_a_and_b_line_up(board):
     status, headers, r = get_compare(board, run_a="train", step_a=0, run_b="train", step_b=10, verdict=1)
     assert status == 200, r
+    assert headers["Cache-Control"] == "no-store"  # no versions named
+    listing = board.get_json(PREFIX + "steps?run=train&tag=probe")
+    v_a, v_b = (listing["versions"][listing["steps"].index(s)] for s in (0, 10))
+    assert (round(r["a"]["wall_time"] * 1e6), round(r["b"]["wall_time"] * 1e6)) == (v_a, v_b)
+    _, headers, _ = get_compare(board, run_a="train", step_a=0, run_b="train", step_b=10, verdict=1, v_a=v_a, v_b=v_b)
     assert headers["Cache-Control"] == "private, max-age=86400, immutable"
     assert r["verdict"] is True and r["jsd"] is None
     assert r["tokens"]["match"] and r["layer_ids"] == [0, 1] and r["num_heads"] == 4

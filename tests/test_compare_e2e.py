@@ -199,7 +199,7 @@ def test_the_difference_is_where_the_attention_moved(page, board):
     assert sum(a[(2, 5)]) < 200 and a[(2, 6)] == WHITE
     assert sum(b[(2, 6)]) < 200 and b[(2, 5)] == WHITE
     titles = [frame.text_content('[data-name="compare-title-%s"]' % s) for s in ("a", "b")]
-    assert titles == ["A: train \u00b7 step 0 \u00b7 layer 0 head 1", "B: train \u00b7 step 10 \u00b7 layer 0 head 1"]
+    assert titles == ["A: train \u00b7 step 0 \u00b7 layer 0 \u00b7 head 1", "B: train \u00b7 step 10 \u00b7 layer 0 \u00b7 head 1"]
     # the readout gives A, B and B - A of a hovered cell
     geo = geometry(frame, "compare-diff")
     x, y = cell_centres(geo)[(2, 6)]

@@ -23,7 +23,9 @@ ADD_CASES = {  # name: (add_attention keyword arguments over the good ones, patt
     "attention text": (dict(attention="abc"), "attentions is not a numeric array"),
     "attention objects": (dict(attention=np.array([object()] * 16).reshape(1, 1, 4, 4)),
                           "attentions is not a numeric array"),
-    "tokens int": (dict(tokens=5), "query tokens must be a list of token strings"),
+    "tokens int": (dict(tokens=5), "tokens must be a list of token strings, got int"),
+    # issue 14: the imaginary part was dropped silently
+    "attention complex": (dict(attention=_A.astype(np.complex64)), "attentions is a complex array"),
     "tokens triple": (dict(tokens=(_T, _T, _T)), r"query tokens\[0\] is list, not a str"),
     "step text": (dict(global_step="5"), "global_step must be an int, got '5'"),
     "step numpy float": (dict(global_step=np.float64(5)), "global_step must be an int"),
@@ -185,3 +187,46 @@ def test_steps_outside_int64_are_refused_naming_the_range(tmp_path, step, says):
             w.add_attention("t", a, tokens=list("ab"), global_step=step)
         w.add_attention("t", a, tokens=list("ab"), global_step=np.int64(2 ** 63 - 1))
     assert load(tmp_path).steps(".", "t") == [2 ** 63 - 1]
+
+
+# --------------------------------------------------------------------------
+# Names the Rust data server cannot read a blob under (issue 14)
+
+BREAKERS = ['"', "\\", "\t", "\n", "\x01", "\x1f"]
+
+
+@pytest.mark.parametrize("char", BREAKERS, ids=lambda c: "%02x" % ord(c))
+def test_names_the_default_loader_cannot_read_are_refused_naming_the_character(tmp_path, char):
+    """Under --load_fast=true every step of such a run or tag answered 500
+    "TensorBoard cannot read its blob 0"; the writer took them silently."""
+    from tests.support.records import self_record
+    record = self_record(np.random.default_rng(0), 1, 1, list("ab"))
+    with AttentionWriter(str(tmp_path / "ok")) as w:
+        with pytest.raises(AttentionInputError, match="contains .*default data server.*rename it") as e:
+            w.add_attention("a%sb" % char, record, global_step=0)
+        assert "contains %s:" % repr(char) in str(e.value)
+        w.add_attention("a b", record, global_step=0)  # the writer goes on
+    assert load(str(tmp_path)).steps("ok", "a b") == [0]
+    bad_dir = str(tmp_path / ("run%sx" % char))
+    with pytest.raises(AttentionInputError, match="run directory .* contains") as e:
+        AttentionWriter(bad_dir)
+    assert "contains %s:" % repr(char) in str(e.value)
+    assert not os.path.exists(bad_dir)  # refused before any file was made
+    with pytest.raises(AttentionInputError, match=re.escape(repr(char))):
+        summary.check_tag("a%sb" % char)  # what summary.pb refuses too
+
+
+def test_writer_input_oddities_are_taken_or_named(tmp_path):
+    """Issue 14: tokens as a generator gave "key tokens has 0 tokens"; a torch
+    meta tensor raised NotImplementedError; complex tensors lost their
+    imaginary part silently."""
+    import torch
+    with AttentionWriter(tmp_path) as w:
+        w.add_attention("probe", _A, tokens=(t for t in _T), global_step=0)  # any iterable
+        for bad, says in ((torch.empty(2, 3, 4, 4, device="meta"),
+                           r"attentions is a tensor on the 'meta' device: it has a shape \(2, 3, 4, 4\) but no data"),
+                          (torch.from_numpy(_A).to(torch.complex64), "attentions is a complex tensor")):
+            with pytest.raises(AttentionInputError, match=says):
+                w.add_attention("probe", bad, tokens=_T, global_step=1)
+    record = load(tmp_path).get(".", "probe", 0)
+    assert record.kind("self").query_tokens == tuple(_T) == record.kind("self").key_tokens

@@ -217,3 +217,142 @@ def test_a_new_run_in_a_read_only_logdir_fails_in_the_constructor_naming_it(tmp_
     assert r.returncode == 0, r.stderr
     assert str(logdir / "run") in r.stdout and "Permission denied" in r.stdout, r.stdout
     assert os.listdir(logdir) == []
+
+
+# --------------------------------------------------------------------------
+# Fork and Ctrl-C (issue 14)
+
+def small_record(seed, T=4):
+    from tests.support.records import self_record
+    return self_record(np.random.default_rng(seed), 2, 2, ["t%d" % i for i in range(T)])
+
+
+def test_a_forked_child_using_the_writer_is_refused_never_hangs(tmp_path):
+    """A DataLoader worker / os.fork child inherits the writer without its
+    thread: it hung forever at the 10th record."""
+    import multiprocessing
+    from tb_attention import AttentionWriter, AttentionWriterError
+    writer = AttentionWriter(str(tmp_path))
+    writer.add_attention("probe", small_record(0), global_step=0)
+    read, write = os.pipe()
+
+    def child():
+        os.close(read)
+        messages = []
+        for step in range(12):
+            try:
+                writer.add_attention("probe", small_record(step), global_step=100 + step)
+                messages.append("written")
+            except AttentionWriterError as e:
+                messages.append(str(e))
+        writer.close()  # the copy: must not touch the parent's file
+        os.write(write, json.dumps(messages).encode())
+        os.close(write)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    os.close(write)
+    proc.join(timeout=60)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+    assert not hung, "the forked child hung"
+    with os.fdopen(read, "rb") as f:
+        messages = json.loads(f.read())
+    assert len(messages) == 12 and len(set(messages)) == 1, messages
+    assert "was created in process %d" % os.getpid() in messages[0], messages[0]
+    assert "create an AttentionWriter in the child" in messages[0]
+    writer.add_attention("probe", small_record(1), global_step=1)  # the parent goes on
+    writer.close()
+    log = load(str(tmp_path))
+    assert log.steps(".", "probe") == [0, 1]
+    assert [log.header(".", "probe", s).sequence for s in (0, 1)] == [0, 1]
+
+
+def test_ctrl_c_while_add_attention_waits_loses_no_byte_budget_nor_a_sequence_number(tmp_path):
+    """Ctrl-C while add_attention waited on the full queue leaked the
+    record's bytes from the queue's budget and advanced the sequence number."""
+    import threading
+    from tb_attention import AttentionWriter
+    writer = AttentionWriter(str(tmp_path), max_queue=1)
+    record = small_record(0)
+    nbytes = record.kind("self").attention.nbytes
+    # Hold the event file writer's own lock: the background thread blocks
+    # writing record 0, record 1 waits in the queue, record 2 in add_attention.
+    file_lock = writer._sink._writer._async_writer._lock
+    file_lock.acquire()
+    try:
+        writer.add_attention("probe", record, global_step=0)
+        writer.add_attention("probe", record, global_step=1)
+
+        def ctrl_c():
+            wait_until(lambda: writer._queued_bytes == 3 * nbytes, timeout=60, interval=0.01,
+                       what="add_attention of step 2 waiting")
+            os.kill(os.getpid(), signal.SIGINT)
+
+        presser = threading.Thread(target=ctrl_c)
+        presser.start()
+        interrupted = False
+        try:
+            writer.add_attention("probe", record, global_step=2)
+        except KeyboardInterrupt:
+            interrupted = True
+        presser.join()
+        assert interrupted
+        assert writer._queued_bytes == 2 * nbytes  # step 2's bytes given back
+    finally:
+        file_lock.release()
+    writer.flush()
+    assert writer._queued_bytes == 0
+    writer.add_attention("probe", record, global_step=3)
+    writer.close()
+    log = load(str(tmp_path))
+    assert log.steps(".", "probe") == [0, 1, 3]
+    # no gap: step 2 was never written, so it took no sequence number
+    assert [log.header(".", "probe", s).sequence for s in (0, 1, 3)] == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------
+# Two writers on one tag (issue 14)
+
+def two_writers(root, at_once):
+    """Steps 0..49 of one tag by two AttentionWriters in one run directory:
+    alternating (at once) or one after the other (a resumed run)."""
+    from tb_attention import AttentionWriter
+    record = small_record(0)
+    a, b = AttentionWriter(root), AttentionWriter(root)
+    for step in range(50):
+        w = (a if step % 2 == 0 else b) if at_once else (a if step < 25 else b)
+        w.add_attention("probe", record, global_step=step)
+        w.flush()
+        if not at_once and step == 24:
+            a.close()
+    a.close()
+    b.close()
+
+
+def test_two_writers_at_once_are_named_by_load_and_the_steps_route(tmp_path):
+    """Two live writers on one tag: the Rust loader showed 26 of 50 steps and
+    nothing said why."""
+    from tb_attention import provenance
+    from tests.support.backends import WsgiBackend, url
+    two_writers(str(tmp_path / "both"), at_once=True)
+    two_writers(str(tmp_path / "resumed"), at_once=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = load(str(tmp_path))
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith("tag 'probe' of run 'both' was logged by 2 writers "
+                                                 "at once"), said
+    assert log.steps("both", "probe") == list(range(50)) == log.steps("resumed", "probe")
+    ids = {log.header("both", "probe", s).writer_id for s in (0, 1)}
+    assert all(i[:8] in said[0] for i in ids)
+    # the dashboard's steps answer (the Python loader keeps both writers' steps)
+    backend = WsgiBackend(tmp_path)
+    both = backend.get(url("steps", run="both", tag="probe")).json()
+    assert both["warning"].startswith("tag 'probe' of run 'both' was logged by 2 writers at once")
+    assert "warning" not in backend.get(url("steps", run="resumed", tag="probe")).json()
+    # the rule: overlapping wall-time spans, whatever the order of the steps
+    assert provenance.concurrent_writers([("a", 1), ("b", 2), ("a", 3)]) == ["a", "b"]
+    assert provenance.concurrent_writers([("a", 1), ("a", 2), ("b", 3), ("c", 4)]) == []
+    assert provenance.concurrent_writers([("a", 1), ("a", 9), ("b", 2), ("c", 10)]) == ["a", "b"]

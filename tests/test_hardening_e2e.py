@@ -10,6 +10,7 @@ The dashboard is served from the installed package: `pip install .` first.
 """
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import tb_attention
 from tb_attention import AttentionRecord
 
 from tests.conftest import TensorBoard, free_port, wait_until
+from tests.support.backends import PREFIX
 from tests.support.browser import (
     TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
@@ -109,6 +111,25 @@ def write_names(root):
             w.add_attention(TAG_NAME, small(1 if step else 0), tokens=list("wxyz"), global_step=step)
 
 
+BIDI_RUN = "\u202e" + "exported-" + "x" * 120 + "-END"
+
+
+def write_two_writers_bidi(root):
+    """A run whose name reverses text (U+202E) and is long, logged by two
+    writers at once into one SummaryWriter's file (issue 14; in two files
+    the Rust loader keeps one writer's steps only, and nothing can be seen)."""
+    from torch.utils.tensorboard import SummaryWriter
+    sw = SummaryWriter(os.path.join(root, BIDI_RUN))
+    a, b = tb_attention.AttentionWriter(sw), tb_attention.AttentionWriter(sw)
+    for step in range(6):
+        w = a if step % 2 == 0 else b
+        w.add_attention("probe", small(step), tokens=list("abcd"), global_step=step)
+        w.flush()
+    a.close()
+    b.close()
+    sw.close()
+
+
 def write_many(root):
     one = np.full((1, 1, 3, 3), 1 / 3, np.float32)
     for r in range(MANY_RUNS):
@@ -126,6 +147,7 @@ def board(tensorboard_factory, tmp_path_factory):
     write_bad_newest(root)
     write_names(root)
     write_many(root)
+    write_two_writers_bidi(root)
     tb = tensorboard_factory(root)
 
     def loaded():
@@ -142,7 +164,7 @@ def board(tensorboard_factory, tmp_path_factory):
             return tb.get_json("/data/plugin/attention/steps?" + q)["steps"]
         return (steps("hostile", "probe") and len(steps("corrupt", "probe")) == 4
                 and steps("badnewest", "probe") == [0, 1]
-                and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX])
+                and steps(RUN_NAME, TAG_NAME) == [0, STEP_MAX] and steps(BIDI_RUN, "probe"))
     wait_until(loaded, timeout=180, interval=0.5, what="TensorBoard to load every test run")
     return tb
 
@@ -273,6 +295,40 @@ def test_tensorboard_restart_recovers_in_place(page, servers, tmp_path):
     assert not page.watch.dialogs
 
 
+def test_a_rewritten_run_draws_its_new_tokens_after_a_reload_and_in_a_new_tab(
+        page, tensorboard_factory, tmp_path):
+    """Issue 14: step answers were immutable under URLs naming run/tag/step
+    only: after the run was deleted and logged again, a reload or a new tab
+    drew the old tokens from the browser's cache. The default (Rust) loader
+    only: the Python loader (--load_fast=false) goes on serving a deleted
+    run's old steps (measured: still after 120 s), so no cache is involved."""
+    root = tmp_path / "logs"
+    write_live(str(root), [0, 1], list("abcd"))
+    tb = tensorboard_factory(str(root))
+    steps_listed(tb, [0, 1])
+    frame = open_at(page, tb, run="live", tag="grow", step=1, view="head")
+    open_at(page, tb, run="live", tag="grow", step=1, view="model")  # the overview too
+    assert frame.evaluate("() => window.tbAttention.context.labels.q") == list("abcd")
+
+    shutil.rmtree(str(root / "live"))
+    write_live(str(root), [0, 1], list("wxyz"))
+    wait_until(lambda: tb.get_json(PREFIX + "header?run=live&tag=grow&step=1")["kinds"][0]["query_tokens"]
+               == list("wxyz"), timeout=120, interval=0.3, what="TensorBoard to serve the new tokens")
+    for view in ("model", "head"):
+        page.reload()
+        frame = plugin_frame(page)
+        wait_drawn(frame, run="live", tag="grow", step=1, view=view)
+        assert frame.evaluate("() => window.tbAttention.context.labels.q") == list("wxyz"), view
+        if view == "model":
+            page.goto(url(tb, run="live", tag="grow", step=1, view="head"))
+    tab = page.context.new_page()  # shares the browser's HTTP cache
+    try:
+        tab_frame = open_at(tab, tb, run="live", tag="grow", step=1, view="head")
+        assert tab_frame.evaluate("() => window.tbAttention.context.labels.q") == list("wxyz")
+    finally:
+        tab.close()
+
+
 # -- a corrupt step -----------------------------------------------------------
 
 @pytest.mark.parametrize("view", ["head", "model"])
@@ -387,11 +443,13 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     # head view: every label has ink (none blank, the long one cut to its gutter)
     geo = frame.evaluate("() => JSON.parse(document.querySelector('canvas[data-name=\"head-canvas\"]').dataset.geometry)")
     tops = [geo["top"] + i * geo["rowH"] + 2 - geo["viewY"] for i in range(len(HOSTILE))]
-    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["leftBoxX"], geo["leftTextX"], tops, geo["rowH"] - 4])
+    q_box, k_box = geo["qBox"], geo["kBox"]  # the token boxes the labels sit in
+    ink = frame.evaluate(ROW_INK, ["head-canvas", q_box["x"], geo["leftTextX"], tops, geo["rowH"] - 4])
     assert all(n > 3 for n in ink), ink
-    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["rightTextX"], geo["rightBoxX"], tops, geo["rowH"] - 4])
+    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["rightTextX"], k_box["x"] + k_box["w"], tops, geo["rowH"] - 4])
     assert all(n > 3 for n in ink), ink
-    assert geo["leftTextX"] - geo["leftBoxX"] <= 200, geo  # the label gutter stays at its cap
+    # the long token widens nothing: the boxes stay at their cap (240 px, head.js BOX_MAX)
+    assert q_box["w"] <= 243 and k_box["w"] <= 243, geo
     assert_fits(frame, "head-canvas")
     # hovering the long token: the readout is cut, the whole token is in the titles
     canvas = frame.locator('canvas[data-name="head-canvas"]')
@@ -469,6 +527,28 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     raw = frame.evaluate("() => window.tbAttention.context.labels.q")
     assert raw[RLO_I] == "\\u202egnp.exe" and raw[1] == HOSTILE[1] and not any("\u202e" in r or "\u200b" in r for r in raw)
     assert_safe(page, frame)
+
+
+# -- two writers, and a reversing run name in the exported title ---------------
+
+def test_two_writers_are_named_and_a_bidi_run_name_exports_readably(page, board):
+    from PIL import Image
+    frame = open_at(page, board, run=BIDI_RUN, tag="probe", view="head")
+    notice = frame.text_content('[data-name="writers-notice"]')
+    assert frame.is_visible('[data-name="writers-notice"]')
+    assert "was logged by 2 writers at once" in notice, notice
+    label = frame.evaluate("() => document.querySelector('select[data-name=\"run\"]').selectedOptions[0].textContent")
+    assert label.startswith("\\u202eexported-x") and "\u202e" not in label, label
+    with page.expect_download(timeout=TIMEOUT) as info:
+        frame.click('button[data-name="export"]')
+    path = info.value.path()
+    img = Image.open(path)
+    assert img.format == "PNG"
+    shot = os.path.join(os.path.dirname(__file__), "screenshots", "export-bidi-title.png")
+    os.makedirs(os.path.dirname(shot), exist_ok=True)
+    img.save(shot)
+    save_screenshot(page, "two-writers-notice")
+    assert not page.watch.dialogs
 
 
 # -- names and steps ----------------------------------------------------------

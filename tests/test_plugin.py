@@ -26,7 +26,7 @@ import pytest
 from tb_attention import codec, metadata
 from tb_attention import plugin as plugin_module
 from tb_attention import store as store_module
-from tests.support import wait_until
+from tests.support import installed_package, wait_until
 from tests.support.backends import (CTX, PREFIX, ServerBackend, WsgiBackend, attention_listing, kept_data,
                                     url)
 from tests.support.logdirs import ATTENTION_RUNS, HOSTILE, build_logdir, live_log
@@ -93,13 +93,22 @@ def assert_immutable(r):
     assert r.headers["Cache-Control"] == "private, max-age=86400, immutable", r.headers
 
 
+def version(backend, run, tag, step):
+    """The step's `v` as the steps route lists it (what the frontend puts in step URLs)."""
+    r = backend.get(url("steps", run=run, tag=tag))
+    assert r.status == 200, r
+    body = r.json()
+    return body["versions"][body["steps"].index(step)]
+
+
 def assert_not_cached(r):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "no-cache" in r.headers["Cache-Control"] and "max-age" not in r.headers["Cache-Control"]
 
 
 def get_attention(backend, run, tag, step, kind="self", **params):
-    r = backend.get(url("attention", run=run, tag=tag, step=step, kind=kind, **params))
+    v = version(backend, run, tag, step)
+    r = backend.get(url("attention", run=run, tag=tag, step=step, kind=kind, v=v, **params))
     assert r.status == 200, r
     assert r.headers["Content-Type"] == "application/octet-stream"
     assert_immutable(r)
@@ -155,7 +164,8 @@ def test_tags_lists_kinds_counts_and_kept_vs_written(backend, logdir):
 
 
 def test_header_gives_tokens_exactly_and_segments(backend, logdir):
-    r = backend.get(url("header", run="train", tag="probe", step=290))
+    r = backend.get(url("header", run="train", tag="probe", step=290,
+                        v=version(backend, "train", "probe", 290)))
     assert r.status == 200
     assert_immutable(r)
     header = r.json()
@@ -223,6 +233,30 @@ def test_attention_is_the_stored_bytes_for_a_layer_and_a_head(backend, logdir):
     assert get_attention(backend, "group/ü run", "probe", 3, layer=0)[1].body == want.tobytes()
 
 
+def test_attention_aggregates_over_heads_of_a_layer_and_of_every_layer(backend, logdir):
+    """head=mean|max: of the stored maps (the mean of bytes rounded half up),
+    within 1/255 of numpy's mean of the weights that were logged."""
+    step = tags_of(backend)[("train", "probe")]["steps"][-1]
+    record, _ = logdir.written[("train", "probe")][step]
+    weights = record.kind("self").attention  # float [L, H, T, T] as logged
+    stacks = {layer: expected_layer(logdir, "train", "probe", step, "self", layer) for layer in (0, 2)}
+    stacks["all"] = np.concatenate([stacks[0], stacks[2]])
+    floats = {0: weights[0], 2: weights[1], "all": weights.reshape(-1, *weights.shape[2:])}
+    for layer, maps in stacks.items():
+        mean, r = get_attention(backend, "train", "probe", step, layer=layer, head="mean")
+        assert r.headers["X-Attention-Dtype"] == "uint8" and mean.shape == (1,) + maps.shape[1:], r.headers
+        n = maps.shape[0]
+        assert (mean[0] == (2 * maps.sum(0, dtype=np.int64) + n) // (2 * n)).all(), layer
+        assert np.abs(mean[0] / 255 - floats[layer].mean(0)).max() <= 1 / 255 + 1e-6, layer
+        top, _ = get_attention(backend, "train", "probe", step, layer=layer, head="max")
+        assert (top[0] == maps.max(0)).all(), layer
+    # float16 layers aggregate as floats and answer float16
+    halves = expected_layer(logdir, "fp16", "probe", 2, "self", 1).astype(np.float32)
+    mean, r = get_attention(backend, "fp16", "probe", 2, layer=1, head="mean")
+    assert r.headers["X-Attention-Dtype"] == "float16"
+    np.testing.assert_allclose(mean[0].astype(np.float32), halves.mean(0), atol=1e-3)
+
+
 def numpy_max_pool(maps, p):
     """[.., Tq, Tk] max over p x p cells (the last ones partial), by reduceat."""
     idx_q, idx_k = np.arange(0, maps.shape[-2], p[0]), np.arange(0, maps.shape[-1], p[1])
@@ -230,7 +264,8 @@ def numpy_max_pool(maps, p):
 
 
 def get_overview(backend, run, tag, step, kind="self", **params):
-    r = backend.get(url("overview", run=run, tag=tag, step=step, kind=kind, **params))
+    v = version(backend, run, tag, step)
+    r = backend.get(url("overview", run=run, tag=tag, step=step, kind=kind, v=v, **params))
     assert r.status == 200, r
     assert r.headers["Content-Type"] == "application/octet-stream" and r.headers["X-Attention-Dtype"] == "uint8"
     assert_immutable(r)
@@ -278,7 +313,8 @@ def test_neurons_are_the_written_queries_keys_bias_and_mask(backend, logdir):
     n = record.neurons("self")
     T, D = 6, 4
     for layer, i in ((0, 0), (2, 1)):
-        r = backend.get(url("neurons", run="train", tag="neurons", step=0, kind="self", layer=layer, head=1))
+        r = backend.get(url("neurons", run="train", tag="neurons", step=0, kind="self", layer=layer,
+                            head=1, v=version(backend, "train", "neurons", 0)))
         assert r.status == 200, r
         assert r.headers["Content-Type"] == "application/octet-stream"
         assert_immutable(r)
@@ -314,6 +350,7 @@ NOT_FOUND = [  # (route, params, what the message must name)
     ("attention", dict(run="train", tag="probe", step=290, kind="bogus", layer=0), "'bogus'"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1), "layer 1"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=0, head=3), "head 3"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1, head="mean"), "layer 1"),
     ("overview", dict(run="train", tag="probe", step=7, kind="self"), "step 7"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=5, head=0), "layer 5"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=0, head=9), "head 9"),
@@ -370,6 +407,9 @@ BAD_PARAMS = [  # (route, params, what the message must name)
     ("attention", dict(STEP, kind="self", layer=0, head="-1"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="x"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="9" * 100), "'head'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="median"), "mean or max"),
+    ("attention", dict(STEP, kind="self", layer="all"), "head=mean or head=max"),
+    ("attention", dict(STEP, kind="self", layer="all", head=0), "head=mean or head=max"),
     ("overview", dict(STEP, kind="self", size=0), "'size'"),
     ("overview", dict(STEP, kind="self", size=10000), "'size'"),
     ("overview", dict(STEP, kind="self", size="big"), "'size'"),
@@ -418,7 +458,9 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     bad_newest = tags[("tampered", "bad_newest")]
     assert bad_newest["steps"] == [0, 1] and bad_newest["kinds"][0]["num_heads"] == 2
     assert "step 1" in bad_newest["error"] and "corrupt" in bad_newest["error"]
-    assert bad_newest["written"] == 2
+    # hand-computed: step 0 is sequence 7, so 8 steps up to it, plus step 1
+    # (unreadable, but written); len(data) alone would say 2
+    assert bad_newest["written"] == 9
     r = backend.get(url("attention", run="tampered", tag="bad_newest", step=0, kind="self", layer=0))
     assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "bad_newest", 0, "self", 0).tobytes()
     # A step from a newer tb-attention says to upgrade.
@@ -612,20 +654,20 @@ def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdi
 @pytest.mark.parametrize("name", ["rust", "python"])
 def test_installed_frontend_is_served_and_guarded(backends, name):
     backend = backends(name)
-    # What the subprocess runs: site-packages, not this checkout (conftest
-    # drops PYTHONPATH and starts it elsewhere).
+    # What the subprocess runs: the installed package (conftest drops
+    # PYTHONPATH and starts it elsewhere), a regular or an editable install.
     site = sysconfig.get_paths()["purelib"]
     (entry_points,) = glob.glob(os.path.join(site, "tb_attention-*.dist-info", "entry_points.txt"))
     assert "tensorboard_plugins" in open(entry_points).read()  # a served type (.txt), next to the package
-    target = os.path.relpath(entry_points, site).replace(os.sep, "/")
+    _, frontend = installed_package()
+    # the dist-info from the frontend directory, as a traversal would name it
+    target = os.path.relpath(entry_points, os.path.dirname(os.path.dirname(frontend))).replace(os.sep, "/")
     for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
                 "../plugin.py", "../__init__.py%00.js"):
         r = backend.get(PREFIX + "static/" + rel)
         assert r.status == 404, (rel, r)
         assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
-    installed = os.path.join(site, "tb_attention", "frontend", "index.js")
-    if not os.path.isfile(installed):
-        pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
+    installed = os.path.join(frontend, "index.js")
     r = backend.get(PREFIX + "static/index.js")
     assert r.status == 200 and r.headers["Content-Type"].split(";")[0] == "text/javascript"
     assert r.body == open(installed, "rb").read()
@@ -638,7 +680,8 @@ def test_installed_frontend_is_served_and_guarded(backends, name):
 def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     backend = WsgiBackend(logdir.root, counting=True)
     counting = backend.provider
-    step = tags_of(backend)[("train", "probe")]["steps"][-3]
+    # not one of the newest 4, whose headers the steps route reads (two writers' check)
+    step = tags_of(backend)[("train", "probe")]["steps"][-6]
     (datum,) = [d for d in kept_data(counting.real, "train", "probe") if d.step == step]
     header = codec.parse_header(counting.real.read_blob(CTX, blob_key=datum.values[0].blob_key))
     key = {i: datum.values[ref.index].blob_key for i, ref in enumerate(header.kinds[0].attention)}
@@ -664,7 +707,9 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     assert reads(url("overview", **base)) == []  # both layers are cached already
     assert reads(url("overview", size=2, **base)) == []
     # The listing reads no blob and no step list at all; the steps route
-    # reads its tag's step list and newest readable header, once.
+    # reads its tag's step list and the headers of its newest 4 steps (the
+    # newest readable one describes the tag; all 4 say whether two writers
+    # logged at once), once.
     fresh = WsgiBackend(logdir.root, counting=True)
     listed = fresh.get(url("tags")).json()["runs"]
     assert fresh.provider.blob_keys == [] and fresh.provider.sequence_reads == 0
@@ -672,23 +717,26 @@ def test_one_layer_reads_the_header_and_that_layer_only(logdir):
     for run, tag in newest:
         assert fresh.get(url("steps", run=run, tag=tag)).status == 200
     assert fresh.provider.sequence_reads == len(newest)
-    wanted = []
+    wanted = set()
     for (run, tag), step in newest.items():
         data = kept_data(fresh.provider.real, run, tag)
-        wanted.append(data[-1].values[0].blob_key)
-        if (run, tag) == ("tampered", "bad_newest"):  # corrupt: the step before describes the tag
-            wanted.append(data[-2].values[0].blob_key)
-    assert sorted(fresh.provider.blob_keys) == sorted(wanted)
+        wanted.update(d.values[0].blob_key for d in data[-4:])
+    assert set(fresh.provider.blob_keys) == wanted
     before, lists = len(fresh.provider.blob_keys), fresh.provider.sequence_reads
     for run, tag in newest:
         assert fresh.get(url("steps", run=run, tag=tag)).status == 200
-    assert len(fresh.provider.blob_keys) == before and fresh.provider.sequence_reads == lists
-    # Neurons: the header and that layer's neuron blob.
+    # again: only the corrupt headers, which are not cached, are read again
+    again = fresh.provider.blob_keys[before:]
+    assert len(again) <= 2 * sum(1 for run, tag in newest if run == "tampered")
+    assert fresh.provider.sequence_reads == lists
+    # Neurons: that layer's neuron blob (the header, one of the newest 4
+    # steps, was read by the steps route already).
     datum = kept_data(counting.real, "encdec", "translate")[0]
+    assert datum in kept_data(counting.real, "encdec", "translate")[-4:]
     header = codec.parse_header(counting.real.read_blob(CTX, blob_key=datum.values[0].blob_key))
     cross = codec.find_kind(header, "cross")
     got = reads(url("neurons", run="encdec", tag="translate", step=0, kind="cross", layer=1, head=1))
-    assert got == [datum.values[0].blob_key, datum.values[cross.neurons[1].blob.index].blob_key]
+    assert got == [datum.values[cross.neurons[1].blob.index].blob_key]
 
 
 def test_byte_lru_is_bounded_by_bytes():
@@ -700,3 +748,19 @@ def test_byte_lru_is_bounded_by_bytes():
     assert lru.get("b") is None and lru.get("a") == b"a" * 40 and lru.get("c") == b"c" * 40
     lru.put("huge", b"h" * 101, 101)  # bigger than the whole cache: not kept, nothing evicted
     assert lru.get("huge") is None and lru.get("a") is not None and lru.get("c") is not None
+
+
+def test_a_step_answer_is_immutable_only_under_its_version(backend):
+    """Issue 14: a step's answers were immutable under URLs naming run/tag/step
+    only, so after a run was logged again a reload drew the old data."""
+    v = version(backend, "train", "probe", 290)
+    for route, params in (("header", {}), ("attention", dict(kind="self", layer=0)),
+                          ("overview", dict(kind="self"))):
+        base = dict(run="train", tag="probe", step=290, **params)
+        for extra in ({}, {"v": v + 1}):  # unversioned, or another step's data
+            r = backend.get(url(route, **base, **extra))
+            assert r.status == 200, r
+            assert r.headers["Cache-Control"] == "no-store", (route, extra, r.headers)
+        assert_immutable(backend.get(url(route, **base, v=v)))
+    r = backend.get(url("header", run="train", tag="probe", step=290, v="x"))
+    assert r.status == 400 and "'v'" in r.error()

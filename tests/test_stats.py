@@ -126,7 +126,9 @@ def test_collect_aligns_layers_and_heads():
     v0 = {n: np.array([[1, 2], [3, 4]], np.float32) for n in stats.NAMES}
     v1 = {n: np.array([[5]], np.float32) for n in stats.NAMES}
     v1["distance"] = None
-    steps, layer_ids, heads, arrays = stats.collect([0, 10, 20], [((0, 2), 2, v0), ((1,), 1, v1), None])
+    steps, layer_ids, heads, arrays, bounds = stats.collect(
+        [0, 10, 20], [((0, 2), 2, v0), ((1,), 1, v1), None])
+    assert bounds is None
     assert steps.tolist() == [0, 10, 20] and layer_ids.tolist() == [0, 1, 2] and heads == 2
     e = arrays["entropy"]
     assert e.shape == (3, 3, 2)
@@ -134,6 +136,27 @@ def test_collect_aligns_layers_and_heads():
     assert close(e[1], [[np.nan, np.nan], [5, np.nan], [np.nan, np.nan]])
     assert np.isnan(e[2]).all() and np.isnan(arrays["distance"][1]).all()
     assert stats.json_rows(e[:1]) == [[1.0, 2.0, None, None, 3.0, 4.0]]
+
+
+def test_collect_stays_within_its_limit():
+    """Issue 14: a different layer per step for 1,500 steps made a 309 MB
+    stats answer; a header claiming 2**31 - 1 heads, 23 GB."""
+    S = 1500
+    per_step = [((s,), 2, {n: np.array([[s, -s]], np.float32) for n in stats.NAMES}) for s in range(S)]
+    steps, layer_ids, heads, arrays, bounds = stats.collect(list(range(S)), per_step, limit=6000)
+    # 1500 layers x 2 heads = 3000 values a step: 2 steps, the first and the newest
+    assert bounds == (S, S, 2, 6000) and heads == 2
+    assert steps.tolist() == [0, S - 1] and layer_ids.tolist() == list(range(S))
+    assert arrays["entropy"].size <= 6000
+    assert arrays["entropy"][1, S - 1].tolist() == [S - 1, -(S - 1)]
+    assert np.isnan(arrays["entropy"][1, :S - 1]).all()
+    # sampled evenly, ends included
+    assert stats.sample_evenly(10, 4) == [0, 3, 6, 9] and stats.sample_evenly(3, 5) == [0, 1, 2]
+    # more heads than the limit: one layer, limit heads, one step, nothing huge allocated
+    huge = [((0, 1), 2 ** 31 - 1, {n: None for n in stats.NAMES})] * 3
+    steps, layer_ids, heads, arrays, bounds = stats.collect([0, 1, 2], huge, limit=100)
+    assert (steps.tolist(), layer_ids.tolist(), heads) == ([2], [0], 100)
+    assert bounds == (3, 2, 2 ** 31 - 1, 100) and arrays["entropy"].shape == (1, 1, 100)
 
 
 # ---------------------------------------------------------------------------

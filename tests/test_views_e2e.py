@@ -568,9 +568,9 @@ def test_compare_export_has_every_panel_titled_and_the_sign_legend(page, board):
     panels = frame.evaluate("() => JSON.parse(window.tbAttention.views.compare.exportCanvas().dataset.panels)")
     titles = [p["title"] for p in panels]
     assert len(panels) == 3, titles
-    assert titles[0] == "A: gpt \u00b7 step 20 \u00b7 layer 1 head 2"
-    assert titles[1] == "B: gpt \u00b7 step 0 \u00b7 layer 1 head 2"
-    assert titles[2].startswith("B \u2212 A \u00b7 layer 1 head 2 \u00b7 red: B higher, blue: A higher")
+    assert titles[0] == "A: gpt \u00b7 step 20 \u00b7 layer 1 \u00b7 head 2"
+    assert titles[1] == "B: gpt \u00b7 step 0 \u00b7 layer 1 \u00b7 head 2"
+    assert titles[2].startswith("B \u2212 A \u00b7 layer 1 \u00b7 head 2 \u00b7 red: B higher, blue: A higher")
     with page.expect_download(timeout=TIMEOUT) as info:
         frame.click('button[data-name="export"]')
     img = Image.open(info.value.path()).convert("RGB")

@@ -54,14 +54,13 @@ export function drawMatrixPanels(panels, x, d) {
 }
 
 /**
- * Head mode: A's and B's lines of one head in its colour, and (with `d`)
+ * Head mode: A's and B's lines of one head in `color`, and (with `d`)
  * B - A's lines by sign (blue: A higher, red: B higher), one row height.
  * @param {Record<"a" | "b" | "diff", Panel>} panels
  * @param {Sides} x
  */
-export function drawLinePanels(panels, x, d, head, zoom) {
+export function drawLinePanels(panels, x, d, color, zoom) {
   const { a, b, labels, labelsB, theme } = x;
-  const color = css(headColor(head));
   const sides = [
     { p: panels.a, w: a, labels, strokes: [[a.bytes, color]] },
     { p: panels.b, w: b, labels: labelsB, strokes: [[b.bytes, color]] },

@@ -72,10 +72,10 @@ export class ImagePanels {
   }
 
   /**
-   * Draw one panel per [index into the weights, head number] of `heads`.
+   * Draw one panel per [index into the weights, head number or an aggregate's name] of `heads`.
    * @param {import("../host.js").ViewContext} ctx
    * @param {import("../decode.js").Weights} weights [heads, Tq, Tk]
-   * @param {Array<[number, number]>} heads
+   * @param {Array<[number, number | string]>} heads
    */
   draw(ctx, weights, heads) {
     this.ctx = ctx;
@@ -131,13 +131,15 @@ export class ImagePanels {
       g.strokeRect(p.x + c * im.patch_width * sx + 1, p.y + r * im.patch_height * sy + 1,
         im.patch_width * sx - 2, im.patch_height * sy - 2);
     }
-    g.fillStyle = css(headColor(p.head));
+    // a head's number, or the name of an aggregate over heads ("mean of layer")
+    const named = typeof p.head === "string";
+    g.fillStyle = named ? theme.text : css(headColor(p.head));
     g.fillRect(p.x, p.y - 16, 10, 10);
     g.fillStyle = theme.text;
     g.font = `11px ${FONT}`;
     g.textBaseline = "middle";
     g.textAlign = "left";
-    g.fillText(`head ${p.head}`, p.x + 14, p.y - 11);
+    g.fillText(named ? p.head : `head ${p.head}`, p.x + 14, p.y - 11);
   }
 
   /** The prefix tokens as buttons with their weights, and the readout. */

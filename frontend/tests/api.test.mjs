@@ -279,3 +279,39 @@ test("compare: one route for both steps, cached; a structure mismatch is its 400
   await api.compare("t/1", "self", a, { run: "r", step: 2, tag: "t/1" });
   assert.equal(seen.length, n);
 });
+
+test("step URLs carry the version the steps answer listed: a step logged again is another URL", async () => {
+  let versions = [11, 22];
+  const seen = [];
+  const api = new Api("/p/", async (url) => {
+    seen.push(url);
+    if (url.startsWith("/p/steps?")) return fakeResponse(200, JSON.stringify({ steps: [0, 5], versions }));
+    if (/^\/p\/(header|compare)\?/.test(url)) return fakeResponse(200, JSON.stringify({ url }));
+    return fakeResponse(200, new Uint8Array(4).buffer, { "X-Attention-Shape": "1,2,2", "X-Attention-Dtype": "uint8", "X-Overview-Pool": "1,1" });
+  });
+  // not listed yet: no version, and the server answers such URLs uncached
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5");
+  await api.steps("r", "t");
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5&v=22");
+  await api.attention("r", "t", 0, "self", 1);
+  assert.equal(seen.at(-1), "/p/attention?run=r&tag=t&step=0&kind=self&layer=1&v=11");
+  versions = [11, 33]; // step 5 logged again: the next listing names it anew
+  await api.steps("r", "t");
+  assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5&v=33");
+  await api.compare("t", "self", { run: "r", step: 0 }, { run: "r", step: 5 });
+  assert.equal(seen.at(-1), "/p/compare?tag=t&kind=self&run_a=r&step_a=0&run_b=r&step_b=5&v_a=11&v_b=33");
+});
+
+test("a compare whose B is another probe carries the version of B's probe's step", async () => {
+  const seen = [];
+  const api = new Api("/p/", async (url) => {
+    seen.push(url);
+    if (url.startsWith("/p/steps?run=r&tag=a")) return fakeResponse(200, JSON.stringify({ steps: [0, 5], versions: [11, 22] }));
+    if (url.startsWith("/p/steps?run=q&tag=b")) return fakeResponse(200, JSON.stringify({ steps: [5], versions: [77] }));
+    return fakeResponse(200, JSON.stringify({ url }));
+  });
+  await api.steps("r", "a");
+  await api.steps("q", "b");
+  await api.compare("a", "self", { run: "r", step: 0 }, { run: "q", step: 5, tag: "b" }, true);
+  assert.equal(seen.at(-1), "/p/compare?tag=a&kind=self&run_a=r&step_a=0&run_b=q&step_b=5&v_a=11&v_b=77&tag_b=b&verdict=1");
+});

@@ -51,6 +51,17 @@ test("defaults are left out of the URL and no heads is not all heads", () => {
   assert.equal(decodeState({}).heads, null);
 });
 
+test("a URL step is digits only: text after a number is no step", () => {
+  // parseInt would read "12abc" as 12 and "1.5" as 1: a step nobody asked for
+  for (const bad of ["12abc", "1.5", "1e3", " 7", "7 ", "+7", "0x10", "-1", ""]) {
+    assert.equal(decodeState({ step: bad }).step, null, JSON.stringify(bad));
+    assert.equal(decodeState({ bstep: bad }).bstep, null, JSON.stringify(bad));
+  }
+  assert.equal(decodeState({ step: "12" }).step, 12);
+  assert.equal(decodeState({ step: "007" }).step, 7);
+  assert.equal(decodeState({ step: "9223372036854775807" }).step, 2 ** 63);
+});
+
 test("garbage in the URL falls back to defaults", () => {
   const s = decodeState({ step: "abc", view: "evil", layer: "-1", heads: "1-x", hover: "z9", pair: "q", zoom: "9999" });
   assert.equal(s.step, null);
@@ -236,6 +247,18 @@ test("int64 steps (2**62) round-trip through the URL exactly", () => {
   assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
   assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
+});
+
+test("the text view's keys and the aggregate round-trip through the URL", () => {
+  const s = { ...defaultState(), view: "text", tdir: "k", tsteps: 8, agg: "mean-all" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.tdir, keys.tsteps, keys.agg], ["k", "8", "mean-all"]);
+  const back = decodeState(keys);
+  assert.deepEqual([back.view, back.tdir, back.tsteps, back.agg], ["text", "k", 8, "mean-all"]);
+  // malformed values fall back to the defaults
+  const bad = decodeState({ tdir: "x", tsteps: "5", agg: "median" });
+  assert.deepEqual([bad.tdir, bad.tsteps, bad.agg], ["q", 4, null]);
+  assert.deepEqual(encodeState(defaultState()), {});
 });
 
 test("image mode is on by default, off with image=0, and only off is written", () => {

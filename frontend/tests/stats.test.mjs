@@ -1,6 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { pickStat, statLabel, statScale } from "../views/stats.js";
+import { boundedText } from "../statnotes.js";
 import { latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 /** A path that records its calls. */
@@ -82,4 +83,11 @@ test("the statistic charted is one the stats route names, else its first", () =>
   for (const bad of ["loss", "Entropy", "<b>x</b>", ""]) assert.equal(pickStat(names, bad), "entropy");
   assert.equal(pickStat([], "entropy"), null);
   assert.deepEqual(names.map(statLabel), ["entropy", "max weight", "first token", "special tokens", "distance", "previous token"]);
+});
+
+test("a bounded stats answer says what it left out (issue 14)", () => {
+  const b = { steps: 1500, layers: 1500, heads: 2, max_values: 262144 };
+  assert.equal(boundedText(b, 87, 1500, 2), "showing 87 of 1500 steps, evenly spaced: at most 262144 values per statistic");
+  assert.equal(boundedText({ steps: 3, layers: 2, heads: 2147483647, max_values: 100 }, 1, 1, 100),
+    "showing 1 of 3 steps, evenly spaced, 1 of 2 layers (the first), 100 of 2147483647 heads (the first): at most 100 values per statistic");
 });

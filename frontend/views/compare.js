@@ -22,13 +22,13 @@
 // difference; A and B are still drawn each with its own tokens in the
 // matrix, head and model modes.
 
-import { divergingIndex, lutToUint32, seqLut } from "../colors.js";
+import { css, divergingIndex, headColor, lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions } from "../dom.js";
 import { OVERVIEW_SIZE } from "../api.js";
 import { weightAt } from "../decode.js";
 import { matrixHit } from "../layout.js";
 import { CMODES, intText } from "../state.js";
-import { load, need } from "../host.js";
+import { headParams, headTitle, load, need } from "../host.js";
 import { shortLabel } from "../tokens.js";
 import { compareVerdict, diffLut, difference, isA, nothingToCompare, pickBRun, rankHeads, resolveB } from "../comparing.js";
 import { composePanels, drawLinePanels, drawMatrixPanels, drawModelGrids, drawRankGrid } from "../draw/compare.js";
@@ -64,7 +64,7 @@ export default class CompareView {
     const ab = b && { a: { run: state.run, step: state.step }, b: { run: b.run, step: b.step, tag: b.tag }, verdict: state.cmode !== "rank" };
     const out = b ? [need("header", sides[1]), need("compare", state, ab)] : [];
     if (state.cmode === "model") for (const s of sides) out.push(need("overview", s, { size: OVERVIEW_SIZE }));
-    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, { layer: state.layer, head: state.head }));
+    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, headParams(state)));
     return out;
   }
 
@@ -185,7 +185,7 @@ export default class CompareView {
   describe() {
     const s = this.ctx.state;
     const b = this.b;
-    const head = s.cmode === "matrix" || s.cmode === "head" ? ` \u00b7 layer ${s.layer} \u00b7 head ${s.head}` : "";
+    const head = s.cmode === "matrix" || s.cmode === "head" ? headTitle(s) : "";
     return ` \u00b7 ${MODE_NAMES[s.cmode]} \u00b7 B: ${b.run}${b.tag !== s.tag ? ` \u00b7 ${b.tag}` : ""} \u00b7 step ${intText(b.step)}${head}`;
   }
 
@@ -207,7 +207,7 @@ export default class CompareView {
     this.note.textContent = "";
     this.info = { mode: this.info.mode, brun: this.info.brun, bstep: this.info.bstep, tokens: this.info.tokens, diff: "none" };
     const other = this.b.tag !== s.tag;
-    const head = mode === "matrix" || mode === "head" ? ` \u00b7 layer ${s.layer} head ${s.head}` : "";
+    const head = mode === "matrix" || mode === "head" ? headTitle(s) : "";
     const titles = {
       a: `A: ${s.run}${other ? ` \u00b7 ${s.tag}` : ""} \u00b7 step ${intText(s.step)}${head}`,
       b: `B: ${this.b.run}${other ? ` \u00b7 ${this.b.tag}` : ""} \u00b7 step ${intText(this.b.step)}${head}`,
@@ -239,9 +239,11 @@ export default class CompareView {
     this.diff = d;
     if (d) {
       Object.assign(this.info, { diff: "drawn", maxabs: d.maxAbs });
-      this.panels.diff.title.textContent = diffTitle(`layer ${s.layer} head ${s.head} \u00b7 `, d);
+      this.panels.diff.title.textContent = diffTitle(`${headTitle(s).slice(3)} \u00b7 `, d);
     }
-    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, s.head, s.zoom);
+    // an aggregate over heads is drawn in the text's colour, as in the head view
+    const color = s.agg ? this.ctx.theme.text : css(headColor(s.head));
+    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, color, s.zoom);
     else drawMatrixPanels(this.panels, this.sides(wa, wb), d);
   }
 
@@ -313,7 +315,7 @@ export default class CompareView {
 
   /** Open a head of a grid (or nothing) in matrix mode. */
   openHead(c) {
-    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head });
+    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head, agg: null });
   }
 
   onPanelMove(name, e) {

@@ -1,12 +1,16 @@
-// Controls the views share: layer, single head, zoom and sentence-pair
-// selects, the head colour squares of the head view, and the keys of a
-// focusable drawing area.
+// Controls the views share: layer, single head (or aggregate over heads), zoom
+// and sentence-pair selects, the head colour squares of the head view, and
+// the keys of a focusable drawing area.
 
 import { css, headColor } from "../colors.js";
 import { clear, el, labelled, setOptions } from "../dom.js";
 import { hasSegments, pairRanges } from "../layout.js";
 import { PAIR_LABELS, PAIRS } from "../state.js";
+import { AGGREGATES, AGG_LABELS } from "../aggregate.js";
 import { imageOf } from "../draw/image.js";
+
+/** The swatch of an aggregate over heads: a band of the first heads' colours. */
+export const AGG_SWATCH = `linear-gradient(90deg, ${[0, 1, 2, 3, 4].map((h) => css(headColor(h))).join(", ")})`;
 
 /** Layer select bound to state.layer. */
 export function layerControl(host) {
@@ -20,18 +24,31 @@ export function layerControl(host) {
   };
 }
 
-/** Single-head select bound to state.head (matrix and neuron views). */
-export function headControl(host) {
-  const sel = el("select", { attrs: { "data-name": "head" }, title: "Head", on: { change: () => host.setState({ head: Number(sel.value) }) } });
+/**
+ * Single-head select bound to state.head, with the aggregates over heads
+ * (state.agg: the mean or max of the layer or of all layers) after the heads;
+ * without them (aggregates: false, the neuron view) it says when an
+ * aggregate chosen elsewhere does not apply.
+ */
+export function headControl(host, { aggregates = true } = {}) {
+  const sel = el("select", {
+    attrs: { "data-name": "head" }, title: "Head, or an aggregate over heads",
+    on: { change: () => host.setState(AGGREGATES.includes(sel.value) ? { agg: sel.value } : { head: Number(sel.value), agg: null }) },
+  });
   const swatch = el("span", { className: "tba-head", attrs: { "aria-hidden": "true" }, style: { display: "inline-block" } });
+  const note = el("span", { className: "tba-hint", attrs: { "data-name": "head-agg-note" } });
   return {
-    field: labelled("Head", el("span", { className: "tba-field" }, swatch, sel)),
+    field: labelled("Head", el("span", { className: "tba-field" }, swatch, sel, note)),
     select: sel,
     update(kind, state) {
       const opts = [];
       for (let h = 0; h < kind.num_heads; h++) opts.push({ value: String(h), label: String(h) });
-      setOptions(sel, opts, String(state.head));
-      swatch.style.background = css(headColor(state.head));
+      if (aggregates) opts.push(...AGGREGATES.map((a) => ({ value: a, label: AGG_LABELS[a] })));
+      const agg = aggregates ? state.agg : null;
+      setOptions(sel, opts, agg || String(state.head));
+      swatch.style.background = agg ? AGG_SWATCH : css(headColor(state.head));
+      note.textContent = !aggregates && state.agg
+        ? `one head at a time here: its query and key vectors are per head (not the ${AGG_LABELS[state.agg]})` : "";
     },
   };
 }
@@ -95,24 +112,25 @@ export function headSquares(host) {
             style: { background: css(headColor(h)) },
             on: {
               click: () => {
+                if (host.state().agg) return host.setState({ heads: [h], agg: null }); // from an aggregate to this head
                 const sel = selected();
                 const i = sel.indexOf(h);
                 if (i >= 0) sel.splice(i, 1);
                 else sel.push(h);
-                host.setState({ heads: normalize(sel) });
+                host.setState({ heads: normalize(sel), agg: null });
               },
               dblclick: () => {
                 // the two clicks before this toggled h twice: the selection is as it was
                 const sel = selected();
                 const solo = sel.length === 1 && sel[0] === h;
-                host.setState({ heads: solo ? null : [h] });
+                host.setState({ heads: solo ? null : [h], agg: null });
               },
             },
           });
           box.appendChild(b);
         }
       }
-      const on = new Set(state.heads === null ? [...Array(H).keys()] : state.heads);
+      const on = new Set(state.agg ? [] : state.heads === null ? [...Array(H).keys()] : state.heads);
       for (const b of box.children) b.setAttribute("aria-pressed", String(on.has(Number(b.dataset.head))));
     },
   };
@@ -156,4 +174,18 @@ export function keyboardArea(canvas, label, keys) {
     e.preventDefault();
     e.stopPropagation();
   });
+}
+/** The head view's aggregate select (state.agg), beside its head squares: none, or one of AGGREGATES. */
+export function aggControl(host) {
+  const sel = el("select", {
+    attrs: { "data-name": "agg" }, title: "Show an aggregate over heads instead of the heads",
+    on: { change: () => host.setState({ agg: sel.value || null }) },
+  });
+  return {
+    field: labelled("or", sel),
+    select: sel,
+    update(state) {
+      setOptions(sel, [{ value: "", label: "the heads" }, ...AGGREGATES.map((a) => ({ value: a, label: AGG_LABELS[a] }))], state.agg || "");
+    },
+  };
 }

@@ -14,19 +14,20 @@ import { canvasPoint, el } from "../dom.js";
 import { weightAt } from "../decode.js";
 import { queryIndex } from "../state.js";
 import { matrixHit } from "../layout.js";
-import { need, showNeeds } from "../host.js";
+import { headParams, headTitle, need, showNeeds } from "../host.js";
 import { headControl, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
 import { ImagePanels } from "../draw/image.js";
+import { AGG_LABELS } from "../aggregate.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
 export default class MatrixView {
-  /** One head of one layer. */
+  /** One head of one layer, or an aggregate over heads (computed by the server). */
   static needs({ state }) {
-    return [need("attention", state, { layer: state.layer, head: state.head })];
+    return [need("attention", state, headParams(state))];
   }
 
   /** @param {import("../host.js").Host} host */
@@ -78,7 +79,7 @@ export default class MatrixView {
 
   /** What the view shows, for an export's title. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head}`;
+    return headTitle(this.ctx.state);
   }
 
   detail() {
@@ -96,7 +97,8 @@ export default class MatrixView {
 
   draw() {
     if (this.imaging) {
-      this.image.draw(this.ctx, this.weights, [[0, this.ctx.state.head]]);
+      const { agg, head } = this.ctx.state;
+      this.image.draw(this.ctx, this.weights, [[0, agg ? AGG_LABELS[agg] : head]]);
       return;
     }
     const g = this.layout();

@@ -304,8 +304,8 @@ export default class ModelView {
   /** The enlarged head in its own view (head view for lines, matrix view for heatmaps). */
   openFocused(view) {
     const f = this.ctx.state.mfocus;
-    if (view === "head") this.host.setState({ view, layer: f.layer, heads: [f.head], head: f.head, hover: null, mfocus: null });
-    else this.host.setState({ view, layer: f.layer, head: f.head, mfocus: null });
+    if (view === "head") this.host.setState({ view, layer: f.layer, heads: [f.head], head: f.head, hover: null, mfocus: null, agg: null });
+    else this.host.setState({ view, layer: f.layer, head: f.head, mfocus: null, agg: null });
   }
 
   exportCanvas() {

@@ -37,7 +37,7 @@ export default class NeuronView {
   constructor(host) {
     this.host = host;
     this.layer = layerControl(host);
-    this.head = headControl(host);
+    this.head = headControl(host, { aggregates: false });
     this.pair = pairControl(host);
     this.zoom = zoomControl(host, "Row height");
     this.modeSel = el("select", { attrs: { "data-name": "nmode" }, title: "Every number of the shown query (vectors), or its lines only (collapsed)", on: { change: () => host.setState({ nmode: this.modeSel.value }) } });

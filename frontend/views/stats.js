@@ -15,6 +15,7 @@ import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.
 import { intText } from "../state.js";
 import { need, loadAll } from "../host.js";
 import { keyboardArea } from "./controls.js";
+import { noticeParts } from "../statnotes.js";
 import { drawStepAxis, latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 // The statistics and their descriptions are the `stats` route's (in its
@@ -29,7 +30,6 @@ export const UNITS = { entropy: "nats", distance: "tokens" };
 // sparkline (text colour) stays readable on the strongest tint.
 const MAX_TINT = 150;
 const ACCENT = { light: "rgba(245, 124, 0, 0.45)", dark: "rgba(255, 167, 38, 0.45)" };
-const LIST_MAX = 12;
 
 /**
  * The y range of a statistic, shared by the whole grid.
@@ -63,11 +63,6 @@ export function pickStat(names, wanted) {
 
 function formatValue(v) {
   return v.toFixed(3);
-}
-
-function listSteps(steps) {
-  const head = steps.slice(0, LIST_MAX).join(", ");
-  return steps.length > LIST_MAX ? `${head} and ${steps.length - LIST_MAX} more` : head;
 }
 
 export default class StatsView {
@@ -169,20 +164,7 @@ export default class StatsView {
   }
 
   updateNotice(missing) {
-    const { steps, errors } = this.data;
-    const parts = [];
-    const errs = errors || [];
-    if (errs.length) {
-      const more = errs.length > 1 ? ` (and ${errs.length - 1} more)` : "";
-      parts.push(`could not read the statistics of step${errs.length > 1 ? "s" : ""} ${listSteps(errs.map((e) => e.step))}: ${errs[0].message}${more}`);
-    }
-    const bad = new Set(errs.map((e) => e.step));
-    const old = missing.map((s) => steps[s]).filter((st) => !bad.has(st));
-    if (old.length && old.length < steps.length) {
-      parts.push(`step${old.length > 1 ? "s" : ""} ${listSteps(old)} carr${old.length > 1 ? "y" : "ies"} no statistics (logged before tb-attention computed them): gaps in every line`);
-    }
-    if (this.statNotice) parts.unshift(this.statNotice);
-    this.notice.textContent = parts.join(" \u00b7 ");
+    this.notice.textContent = [this.statNotice, ...noticeParts(this.data, missing)].filter(Boolean).join(" \u00b7 ");
   }
 
   draw() {
