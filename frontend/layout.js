@@ -87,8 +87,8 @@ export function headViewHit(L, Tq, Tk, x, y) {
 
 /**
  * Grid of thumbnails (rows = layers, columns = heads) for the model view.
- * @param {{rows: number, cols: number, availWidth: number, labelW?: number,
- *   labelH?: number, gap?: number, minThumb?: number, maxThumb?: number}} p
+ * @param {{rows: number, cols: number, availWidth: number, availHeight?: number,
+ *   labelW?: number, labelH?: number, gap?: number, minThumb?: number, maxThumb?: number}} p
  */
 export function gridLayout(p) {
   const labelW = p.labelW ?? 34;
@@ -97,7 +97,9 @@ export function gridLayout(p) {
   const minThumb = p.minThumb ?? 40;
   const maxThumb = p.maxThumb ?? 120;
   const fit = Math.floor((p.availWidth - labelW - gap) / Math.max(1, p.cols) - gap);
-  const thumb = Math.max(minThumb, Math.min(maxThumb, fit));
+  // and, given a height, every row in it too (the model view fits the window)
+  const fitH = p.availHeight ? Math.floor((p.availHeight - labelH - gap) / Math.max(1, p.rows) - gap) : Infinity;
+  const thumb = Math.max(minThumb, Math.min(maxThumb, fit, fitH));
   const width = labelW + gap + p.cols * (thumb + gap);
   const height = labelH + gap + p.rows * (thumb + gap);
   return {

@@ -24,7 +24,7 @@ const missing = (what) => Promise.reject(new ApiError(404, what, "memory"));
 export class MemoryData {
   /**
    * @param {MemoryStep[]} steps
-   * @param {{stats?: Record<string, any>, compare?: (tag: string, kind: string, a: any, b: any) => any}} [derived]
+   * @param {{stats?: Record<string, any>, compare?: (tag: string, kind: string, a: any, b: any, verdict: boolean) => any}} [derived]
    *   stats: answers by JSON.stringify([run, tag, kind]); compare: answers a compare
    */
   constructor(steps, derived = {}) {
@@ -121,7 +121,7 @@ export class MemoryData {
     return answer || missing(`no statistics of probe "${tag}" were handed in`);
   }
 
-  async compare(tag, kind, a, b) {
-    return this.derived.compare ? this.derived.compare(tag, kind, a, b) : missing("no comparison was handed in");
+  async compare(tag, kind, a, b, verdict = false) {
+    return this.derived.compare ? this.derived.compare(tag, kind, a, b, verdict) : missing("no comparison was handed in");
   }
 }

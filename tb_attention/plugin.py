@@ -178,6 +178,31 @@ def _attention_target(request):
     return layer, _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
 
 
+def _compare_target(request):
+    """(tag, kind, key A, key B, verdict) of a `compare` request: B of
+    another probe (same kind name) with tag_b; verdict=1 asks only whether
+    the two steps line up."""
+    tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
+    key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
+    tag_b = request.args.get("tag_b")
+    if tag_b:
+        key_b = key_b._replace(tag=tag_b)
+    verdict = bool(_int_arg(request, "verdict", required=False, default=0, lo=0, hi=1))
+    return tag, kind, key_a, key_b, verdict
+
+
+def _neuron_headers(shape, scale, has_bias, score_steps):
+    """The `neurons` answer's headers (docs/routes.md)."""
+    return {
+        "X-Neuron-Shape": "%d,%d,%d" % shape,
+        "X-Neuron-Scale": repr(scale),
+        "X-Neuron-Has-Bias": "1" if has_bias else "0",
+        # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
+        "X-Neuron-Softcap": repr(score_steps["softcap"]),
+        "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
+    }
+
+
 def _aggregate(step, kind, index, how):
     """The mean or max over heads of layer `index`, or of every layer when
     index is None (its blobs read a batch at a time and added up as they come)."""
@@ -350,14 +375,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         head = _int_arg(request, "head", lo=0, hi=_MAX_INDEX)
         parts, shape, scale, has_bias, score_steps, wall_time = self.neurons_impl(
             *_context(request), key, kind, layer, head)
-        return _binary(request, b"".join(parts), {
-            "X-Neuron-Shape": "%d,%d,%d" % shape,
-            "X-Neuron-Scale": repr(scale),
-            "X-Neuron-Has-Bias": "1" if has_bias else "0",
-            # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
-            "X-Neuron-Softcap": repr(score_steps["softcap"]),
-            "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
-        }, _versions_match(request, [wall_time]))
+        return _binary(request, b"".join(parts), _neuron_headers(shape, scale, has_bias, score_steps),
+                       _versions_match(request, [wall_time]))
 
     def neurons_impl(self, ctx, experiment, key, kind_name, layer, head):
         """([queries, keys, masked, (bias)] bytes of one head, (Tq, Tk, D), scale, has bias,
@@ -425,20 +444,25 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @_route
     def compare_route(self, request):
-        tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
-        key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
-        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b)
+        tag, kind, key_a, key_b, verdict = _compare_target(request)
+        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b, verdict=verdict)
         return _json(request, body, _versions_match(
             request, [body["a"]["wall_time"], body["b"]["wall_time"]], ("_a", "_b")))
 
-    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b):
-        """The JSD of every layer and head of two steps (cached), or why there is none."""
+    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b, verdict=False):
+        """The JSD of every layer and head of two steps (cached), or why there
+        is none; with verdict, only whether they line up: the two headers are
+        read, no layer."""
         sides = []
         for key in (key_a, key_b):
             step = self._store.step(ctx, experiment, key)
             sides.append((step, step.kind(kind_name, name_run=True)))
         (a, kind_a), (b, kind_b) = sides
         answers.check_comparable(kind_name, key_a, kind_a, key_b, kind_b)
+        if verdict:
+            return answers.compare(tag, kind_name, key_a, key_b, kind_a,
+                                   answers.token_differences(kind_a, kind_b), None,
+                                   (a.wall_time, b.wall_time), verdict=True)
 
         def layer_jsd(index):
             # Each side as float as soon as it is read: converting both after

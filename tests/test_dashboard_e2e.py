@@ -366,10 +366,12 @@ def test_model_view_grid_and_click_opens_the_head(page, board):
     frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"model-canvas\"]').dataset.geometry).cols === 2")
     wait_drawn(frame, view="model")
     assert geometry(frame, "model-canvas")["cols"] == 2
-    # click layer 1, head 2 (second column now): opens it in the head view
+    # click layer 1, head 2 (second column now): enlarges it in place; from there, the head view
     geo = geometry(frame, "model-canvas")
     x, y = geo["labelW"] + gap + 1 * (geo["thumb"] + gap) + geo["thumb"] / 2, geo["labelH"] + gap + (geo["thumb"] + gap) + geo["thumb"] / 2
     frame.locator('canvas[data-name="model-canvas"]').click(position={"x": x, "y": y})
+    frame.wait_for_function("() => (document.getElementById('tba').dataset.detail || '').includes('focus=1.2')", timeout=TIMEOUT)
+    frame.click('button[data-name="model-focus-open"]')
     attrs = wait_drawn(frame, view="head", layer=1, heads="2")
     assert attrs["data-step"] == "0"
 
@@ -468,10 +470,13 @@ def test_512_tokens_every_view(page, board):
     geo = geometry(frame, "model-canvas")
     assert (geo["rows"], geo["cols"]) == (12, 12)
     save_screenshot(page, "model-512")
-    # a heatmap thumbnail opens in the matrix view: layer 3, head 7
+    # a heatmap thumbnail enlarges in place as a heatmap, then opens in the matrix view: layer 3, head 7
     t, gap = geo["thumb"], geo["gap"]
     frame.locator('canvas[data-name="model-canvas"]').click(position={
         "x": geo["labelW"] + gap + 7 * (t + gap) + t / 2, "y": geo["labelH"] + gap + 3 * (t + gap) + t / 2})
+    frame.wait_for_function("() => (document.getElementById('tba').dataset.detail || '').includes('focus=3.7')", timeout=TIMEOUT)
+    assert geometry(frame, "model-focus")["type"] == "matrix"
+    frame.click('button[data-name="model-focus-open"]')
     wait_drawn(frame, view="matrix", layer=3, head=7)
     for view in ("head", "matrix", "neuron"):
         frame.click('button[data-view="%s"]' % view)

@@ -472,7 +472,8 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     frame.click('button[data-view="matrix"]')
     wait_drawn(frame, view="matrix")
     g = frame.evaluate("() => JSON.parse(document.querySelector('canvas[data-name=\"matrix-canvas\"]').dataset.geometry)")
-    assert g["ox"] <= 160 and g["oy"] <= 120, g
+    # labels cut to 160 x 120 px, beside the axis titles' strips
+    assert g["ox"] <= 160 + g["axis"] and g["oy"] <= 120 + g["axis"], g
     assert_fits(frame, "matrix-canvas")
     tops = [g["oy"] + i * g["cell"] + 1 for i in range(len(HOSTILE))]
     ink = frame.evaluate(ROW_INK, ["matrix-canvas", 0, g["ox"] - 2, tops, g["cell"] - 2])

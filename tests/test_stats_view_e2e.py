@@ -305,6 +305,9 @@ def test_a_statistic_the_route_does_not_name_falls_back_to_its_first(page, board
     frame.wait_for_selector('#tba[data-state="drawn"][data-detail^="stat=entropy;"]', state="attached", timeout=TIMEOUT)
     assert frame.eval_on_selector('select[data-name="stat"]', "s => s.value") == "entropy"
     wait_until(lambda: "stat" not in top_hash_keys(page), timeout=10, interval=0.05, what="stat=loss gone from the URL")
+    # and says so (never a silent fallback)
+    assert frame.text_content('[data-name="stats-notice"]').startswith(
+        "statistic \u201closs\u201d is not one this server computes (entropy, max_weight, ")
 
 
 def test_old_steps_and_unreadable_steps_are_named(page, board):

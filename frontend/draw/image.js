@@ -11,6 +11,7 @@
 import { css, headColor, seqLut } from "../colors.js";
 import { canvasPoint, clear, el, FONT, sizeCanvas } from "../dom.js";
 import { weightAt } from "../decode.js";
+import { queryIndex } from "../state.js";
 
 const thumbs = new WeakMap(); // header image -> canvas of its thumbnail
 const MAX_ALPHA = 0.75;
@@ -62,7 +63,7 @@ export class ImagePanels {
     this.root.hidden = true;
     this.canvas.addEventListener("click", (e) => {
       const q = this.hit(e);
-      if (q !== null && q !== this.ctx.state.query) host.setState({ query: q });
+      if (q !== null && q !== queryIndex(this.ctx.state, this.ctx.kind)) host.setState({ query: q });
     });
     this.canvas.addEventListener("mousemove", (e) => {
       this.canvas.style.cursor = this.hit(e) === null ? "default" : "pointer";
@@ -80,7 +81,7 @@ export class ImagePanels {
     this.ctx = ctx;
     const im = imageOf(ctx);
     const [, Tq, Tk] = weights.shape;
-    const q = Math.min(ctx.state.query, Tq - 1);
+    const q = Math.min(queryIndex(ctx.state, ctx.kind), Tq - 1);
     const avail = Math.max(240, (this.root.clientWidth || 900) - 8);
     const side = Math.max(96, Math.min(360, Math.floor(avail / Math.max(1, heads.length)) - 12));
     const pw = im.width >= im.height ? side : Math.round(side * im.width / im.height);

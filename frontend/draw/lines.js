@@ -183,3 +183,23 @@ export function drawSlices(ctx, L, box, colors, from, to, weight) {
   });
   ctx.globalAlpha = 1;
 }
+
+/** The dashed line where sentence B starts, on both sides. */
+export function drawSegmentBoundary(ctx, L, kind, theme) {
+  ctx.strokeStyle = theme.grid;
+  ctx.setLineDash([3, 3]);
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  if (kind.query_segment_b > 0) {
+    const y = L.top + kind.query_segment_b * L.rowH;
+    ctx.moveTo(L.leftBoxX, y);
+    ctx.lineTo(L.lineX0, y);
+  }
+  if (kind.key_segment_b > 0) {
+    const y = L.top + kind.key_segment_b * L.rowH;
+    ctx.moveTo(L.lineX1, y);
+    ctx.lineTo(L.width, y);
+  }
+  ctx.stroke();
+  ctx.setLineDash([]);
+}

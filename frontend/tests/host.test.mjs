@@ -215,7 +215,7 @@ test("aggregates over heads: the matrix view of every layer's mean and max, the 
 
 test("the model view draws every layer and head from the in-memory overview", async () => {
   const { view } = await show("model", {});
-  assert.equal(view.detail(), "mode=lines");
+  assert.equal(view.detail(), `mode=lines;lines=${L * H * T}`);
   const geo = JSON.parse(view.canvas.dataset.geometry);
   assert.deepEqual([geo.rows, geo.cols], [L, H]);
   const lines = segments(view.canvas.context.ops);

@@ -22,7 +22,7 @@ test("state round-trips through URL keys", () => {
   const s = {
     ...defaultState(), run: "exp/1 a&b=c", tag: "probe/cat", step: 50, kind: "cross", view: "matrix",
     layer: 3, heads: [0, 2, 3], head: 7, query: 4, hover: { side: "k", index: 12 }, pair: "ab",
-    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token",
+    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token", nmode: "lines", mfocus: { layer: 3, head: 11 },
   };
   const keys = encodeState(s);
   assert.deepEqual(decodeState(keys), s);
@@ -32,7 +32,7 @@ test("state round-trips through URL keys", () => {
 });
 
 test("the compare view's B and mode round-trip and fall back", () => {
-  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", bstep: 30, cmode: "head" };
+  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", btag: "probe/b", bstep: 30, cmode: "head" };
   const keys = encodeState(s);
   assert.deepEqual([keys.view, keys.brun, keys.bstep, keys.cmode], ["compare", "ft run/2 &x", "30", "head"]);
   assert.deepEqual(decodeState(readPluginKeys(writePluginKeys("#attention", keys))), s);
@@ -139,7 +139,7 @@ test("resolveState picks what exists", () => {
 test("clampToKind works with a header's token lists", () => {
   const s = clampToKind({ ...defaultState(), query: 5, hover: { side: "k", index: 2 } },
     { name: "self", layer_ids: [3], num_heads: 2, query_tokens: ["a", "b"], key_tokens: ["a", "b", "c"] });
-  assert.equal(s.query, 0);
+  assert.equal(s.query, null); // beyond the tokens: the kind's default (queryIndex)
   assert.deepEqual(s.hover, { side: "k", index: 2 });
   assert.equal(s.layer, 3);
 });

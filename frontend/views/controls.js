@@ -1,8 +1,11 @@
-// Controls the views share: layer, single head (or aggregate over heads) and
-// zoom selects, and the head colour squares of the head view.
+// Controls the views share: layer, single head (or aggregate over heads), zoom
+// and sentence-pair selects, the head colour squares of the head view, and
+// the keys of a focusable drawing area.
 
 import { css, headColor } from "../colors.js";
 import { clear, el, labelled, setOptions } from "../dom.js";
+import { hasSegments, pairRanges } from "../layout.js";
+import { PAIR_LABELS, PAIRS } from "../state.js";
 import { AGGREGATES, AGG_LABELS } from "../aggregate.js";
 import { imageOf } from "../draw/image.js";
 
@@ -133,6 +136,45 @@ export function headSquares(host) {
   };
 }
 
+/** Sentence-pair filter select bound to state.pair, shown only for kinds with a sentence B. */
+export function pairControl(host) {
+  const sel = el("select", { attrs: { "data-name": "pair" }, title: "Sentence pair filter: which segment the queries (left) and keys (right) are in", on: { change: () => host.setState({ pair: sel.value }) } });
+  const field = labelled("Pair", sel);
+  return {
+    field,
+    select: sel,
+    /** @returns {{qRange: [number, number], kRange: [number, number]}} the tokens the filter keeps */
+    update(kind, state) {
+      const segs = hasSegments(kind);
+      field.hidden = !segs;
+      if (segs) setOptions(sel, PAIRS.map((p) => ({ value: p, label: PAIR_LABELS[p] })), state.pair);
+      const Tq = kind.query_tokens.length;
+      const Tk = kind.key_tokens.length;
+      return segs ? pairRanges(state.pair, kind.query_segment_b, kind.key_segment_b, Tq, Tk) : { qRange: [0, Tq], kRange: [0, Tk] };
+    },
+  };
+}
+
+/**
+ * Make a drawing area part of the keyboard's tab order, with a visible focus
+ * ring (style.css) and keys of its own: keys[e.key] (e.g. "ArrowUp", or
+ * "Shift+ArrowLeft") handles a key and returns false to let it through. The
+ * plain left and right arrows stay the step scrubber's.
+ * @param {HTMLElement} canvas
+ * @param {string} label what the area is and its keys, for screen readers and the tooltip
+ * @param {Record<string, (e: KeyboardEvent) => any>} keys
+ */
+export function keyboardArea(canvas, label, keys) {
+  canvas.tabIndex = 0;
+  canvas.setAttribute("aria-label", label);
+  canvas.addEventListener("keydown", (e) => {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    const fn = keys[(e.shiftKey ? "Shift+" : "") + e.key];
+    if (!fn || fn(e) === false) return;
+    e.preventDefault();
+    e.stopPropagation();
+  });
+}
 /** The head view's aggregate select (state.agg), beside its head squares: none, or one of AGGREGATES. */
 export function aggControl(host) {
   const sel = el("select", {

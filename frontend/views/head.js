@@ -15,16 +15,19 @@
 import { hasSegments, headViewHit, headViewLayout, pairRanges, rowHeight } from "../layout.js";
 import { css, headColor } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions, sizeCanvas } from "../dom.js";
-import { PAIR_LABELS, PAIRS } from "../state.js";
+import { PAIR_LABELS, PAIRS, queryIndex } from "../state.js";
 import { need, showNeeds } from "../host.js";
-import { aggControl, headSquares, imageControl, layerControl, zoomControl } from "./controls.js";
+import { aggControl, headSquares, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { AGG_LABELS, aggParams, aggregateMaps } from "../aggregate.js";
 import { shortLabel } from "../tokens.js";
-import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, drawSlices, setLineStyle } from "../draw/lines.js";
+import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, drawSegmentBoundary, drawSlices, setLineStyle } from "../draw/lines.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
+import { axisTitle, withHeadKey } from "../draw/legend.js";
 import { ImagePanels } from "../draw/image.js";
 
 const MAX_LABEL_W = 180;
+// room above the token columns for their axis titles
+const AXIS_TOP = 20;
 // Token boxes hold a label and, on hover, a slice per head (BertViz: 110 px);
 // they and the lines widen into the width the view has, up to these.
 const BOX_MIN = 110;
@@ -93,6 +96,34 @@ export default class HeadView {
     this.canvas.addEventListener("mousemove", (e) => this.setTransient(this.hit(e)));
     this.canvas.addEventListener("mouseleave", () => this.setTransient(null));
     this.canvas.addEventListener("click", (e) => this.onClick(e));
+    keyboardArea(this.canvas, "Head view: up and down arrows pin the previous or next token, shift with left or right arrow switches between queries and keys, Escape unpins", {
+      ArrowUp: () => this.pinBy(-1), ArrowDown: () => this.pinBy(1),
+      "Shift+ArrowLeft": () => this.pinSide("q"), "Shift+ArrowRight": () => this.pinSide("k"),
+      Escape: () => (this.ctx && this.ctx.state.hover ? this.host.setState({ hover: null }) : false),
+    });
+  }
+
+  /** The arrow keys: pin the token `delta` rows away on the pinned token's side (queries first), scrolled into view. */
+  pinBy(delta) {
+    if (!this.weights) return;
+    const pinned = this.ctx.state.hover;
+    const side = pinned ? pinned.side : "q";
+    const len = this.weights.shape[side === "q" ? 1 : 2];
+    const index = pinned ? Math.max(0, Math.min(len - 1, pinned.index + delta)) : delta > 0 ? 0 : len - 1;
+    const L = this.geometry;
+    if (L) {
+      const y = L.top + index * L.rowH;
+      const s = this.sc.scroll;
+      if (y < s.scrollTop || y + L.rowH > s.scrollTop + s.clientHeight) s.scrollTop = Math.max(0, y - s.clientHeight / 2);
+    }
+    this.host.setState({ hover: { side, index } });
+  }
+
+  pinSide(side) {
+    if (!this.weights) return;
+    const pinned = this.ctx.state.hover;
+    const len = this.weights.shape[side === "q" ? 1 : 2];
+    this.host.setState({ hover: { side, index: Math.min(len - 1, pinned ? pinned.index : 0) } });
   }
 
   async show(ctx) {
@@ -133,7 +164,7 @@ export default class HeadView {
   }
 
   detail() {
-    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
+    if (this.imaging) return `image=1;query=${queryIndex(this.ctx.state, this.ctx.kind)}`;
     const d = this.drawn;
     if (!d) return "edges=0;candidates=0";
     return `edges=${d.count};candidates=${d.cut.lines};inview=${d.inView.lines};inviewdrawn=${d.inView.drawn};rows=${d.rows[0]}-${d.rows[1]}`;
@@ -175,13 +206,14 @@ export default class HeadView {
     this.host.setState({ hover: sameToken(pinned, h) ? null : h });
   }
 
-  /** The whole view (not only the visible rows), for PNG export. */
+  /** The whole view (not only the visible rows), for PNG export, with a key of the heads' colours. */
   exportCanvas() {
     if (this.imaging) return this.image.canvas;
     const c = document.createElement("canvas");
     const g = this.layout(c, EXPORT_MAX_H);
     this.render(c, g, { y0: 0, h: g.L.height }, 4 * LINE_BUDGET);
-    return c;
+    // an aggregate is one map in the text's colour: no key of head colours
+    return this.ctx.state.agg ? c : withHeadKey(c, this.heads(), this.ctx.theme);
   }
 
   /** Draw what is visible in the scroller (`scrolling`: only the lines between tokens in view). */
@@ -223,7 +255,7 @@ export default class HeadView {
     const box = Math.max(BOX_MIN, Math.min(BOX_MAX, Math.floor((avail - GAP_MAX - 24) / 2)));
     const widths = { showText: text.showText, leftW: Math.max(text.leftW, box), rightW: Math.max(text.rightW, box) };
     const gap = Math.max(GAP_MIN, Math.min(GAP_MAX, avail - widths.leftW - widths.rightW - 24));
-    const L = headViewLayout({ Tq, Tk, rowH, leftW: widths.leftW, rightW: widths.rightW, boxW: 0, nBox: 0, gap });
+    const L = headViewLayout({ Tq, Tk, rowH, leftW: widths.leftW, rightW: widths.rightW, boxW: 0, nBox: 0, gap, top: AXIS_TOP });
     return { L, Tq, Tk, heads, rowH, fontPx, widths };
   }
 
@@ -255,6 +287,8 @@ export default class HeadView {
       ? pairRanges(state.pair, kind.query_segment_b, kind.key_segment_b, Tq, Tk)
       : { qRange: [0, Tq], kRange: [0, Tk] };
     this.markTokens(ctx, L, widths, hover, state.hover, theme);
+    axisTitle(ctx, "query", L.leftTextX, AXIS_TOP / 2, theme, false, "right");
+    axisTitle(ctx, "key", L.rightTextX, AXIS_TOP / 2, theme);
     const boxed = hover ? (hover.side === "q" ? "k" : "q") : null;
     if (hover) this.drawBoxes(ctx, L, widths, heads, hover, hover.side === "q" ? kRange : qRange, rows);
     if (hasSegments(kind)) drawSegmentBoundary(ctx, L, kind, theme);
@@ -345,24 +379,4 @@ function lineNote(g, drawn) {
   else if (outView.drawn < outView.lines) notes.push(`the ${outView.drawn} strongest of ${outView.lines} lines to tokens out of view (${weight(outView)})`);
   if (!g.widths.showText) notes.push("zoom in for token labels");
   return notes;
-}
-
-/** The dashed line where sentence B starts, on both sides. */
-function drawSegmentBoundary(ctx, L, kind, theme) {
-  ctx.strokeStyle = theme.grid;
-  ctx.setLineDash([3, 3]);
-  ctx.lineWidth = 1;
-  ctx.beginPath();
-  if (kind.query_segment_b > 0) {
-    const y = L.top + kind.query_segment_b * L.rowH;
-    ctx.moveTo(L.leftBoxX, y);
-    ctx.lineTo(L.lineX0, y);
-  }
-  if (kind.key_segment_b > 0) {
-    const y = L.top + kind.key_segment_b * L.rowH;
-    ctx.moveTo(L.lineX1, y);
-    ctx.lineTo(L.width, y);
-  }
-  ctx.stroke();
-  ctx.setLineDash([]);
 }

@@ -65,6 +65,17 @@ def wait_drawn(frame, **attrs):
     return root_attrs(frame)
 
 
+def wait_compare(frame, **want):
+    """Wait until the compare view has drawn with these data-detail values."""
+    frame.wait_for_function("""(want) => {
+        const r = document.getElementById('tba');
+        if (!r || r.dataset.state !== 'drawn' || r.dataset.view !== 'compare') return false;
+        const d = Object.fromEntries((r.dataset.detail || '').split(';').map(p => p.split('=')));
+        return Object.entries(want).every(([k, v]) => d[k] === v);
+    }""", arg={k: str(v) for k, v in want.items()}, timeout=TIMEOUT)
+    return detail(frame)
+
+
 def root_attrs(frame):
     return frame.evaluate("() => Object.fromEntries([...document.getElementById('tba').attributes].map(a => [a.name, a.value]))")
 
