@@ -169,8 +169,7 @@ export class App {
   }
 
   currentSteps() {
-    const p = this.catalogue.listed && this.catalogue.find(this.state.run, this.state.tag);
-    return (p && p.steps) || [];
+    return this.catalogue.knownSteps(this.state.run, this.state.tag);
   }
 
   // -- the pipeline -----------------------------------------------------------
