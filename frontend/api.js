@@ -281,19 +281,27 @@ export class Api {
 
   /**
    * Two steps compared: mean JSD per head and the token verdict; a 400 whose
-   * message is the verdict when their layers or heads differ.
-   * @param {{run: string, step: number}} a
-   * @param {{run: string, step: number}} b
+   * message is the verdict when their layers or heads differ. B may be of
+   * another probe (b.tag); verdict: only whether they line up (the two
+   * headers are read, no divergence computed).
+   * @param {{run: string, step: number}} a of probe `tag`
+   * @param {{run: string, step: number, tag?: string}} b
+   * @param {boolean} [verdict]
    */
-  compare(tag, kind, a, b) {
-    return this.json("compare", {
+  compare(tag, kind, a, b, verdict = false) {
+    const tagB = b.tag || tag;
+    const params = {
       tag, kind, run_a: a.run, step_a: a.step, run_b: b.run, step_b: b.step,
-      v_a: this.version(a.run, tag, a.step), v_b: this.version(b.run, tag, b.step),
-    });
+      v_a: this.version(a.run, tag, a.step), v_b: this.version(b.run, tagB, b.step),
+    };
+    if (tagB !== tag) params.tag_b = tagB;
+    if (verdict) params.verdict = 1;
+    return this.json("compare", params);
   }
 
   /**
-   * One layer's attention, all heads (or one head).
+   * One layer's attention, all heads (or one head, or an aggregate over heads:
+   * head "mean" | "max" of the layer, or of layer "all": [1, Tq, Tk]).
    * @returns {Promise<import("./decode.js").Weights>}
    */
   attention(run, tag, step, kind, layer, head = null) {

@@ -19,7 +19,8 @@ import { STEP_ROUTES, load, resolveContext } from "./host.js";
 import { DATA_RELOADED, HostChannel } from "./ipc.js";
 import { Scrubber } from "./scrubber.js";
 import { Shell } from "./shell.js";
-import { decodeState, encodeState, intText } from "./state.js";
+import { fallbackNotices, unreadable } from "./fallbacks.js";
+import { decodeState, encodeState, queryIndex } from "./state.js";
 import { watchTheme } from "./theme.js";
 import { labelCache } from "./tokens.js";
 import { UrlStore } from "./url.js";
@@ -39,7 +40,11 @@ export class App {
     this.doc = win.document;
     this.api = early.api || new Api(new URL("../", import.meta.url).href);
     this.store = early.store || new UrlStore(win);
-    this.state = decodeState(this.store.read());
+    /** @type {Map<string, string>} what was asked for and is not shown, by state key */
+    this.notices = new Map();
+    /** @type {Set<string>} state keys asked for explicitly since the last draw (the URL, a control, a reload) */
+    this.asked = new Set();
+    this.fromUrl(this.store.read());
     this.catalogue = new Catalogue(this.api);
     this.earlyTags = early.tags || null;
     if (early.steps) this.catalogue.expect(early.steps.run, early.steps.tag, early.steps.answer);
@@ -52,9 +57,6 @@ export class App {
     this.theme = THEMES.light;
     /** @type {import("./host.js").ViewContext | null} what is on screen */
     this.context = null;
-    // after (re)listing the steps: say so when the step asked for is gone
-    this.checkStep = true;
-    this.stepNotice = "";
     // TensorBoard reloaded: fetch the listing again on the next refresh
     this.relist = false;
     /** @type {import("./host.js").Host} */
@@ -90,10 +92,11 @@ export class App {
     this.store.onExternalChange((keys) => {
       // back / forward or an edited link: show what the URL says now
       this.scrubber.stop();
-      this.state = decodeState(keys);
+      this.fromUrl(keys);
       this.schedule();
     });
     this.win.addEventListener("resize", () => this.onResize());
+    this.scrubber.listenToParent();
     /** @type {Record<string, Promise<any>>} view classes, loading or loaded */
     this.classes = {};
     this.refresh();
@@ -107,10 +110,25 @@ export class App {
    * @param {Partial<import("./state.js").State>} patch
    */
   setState(patch) {
-    if ("run" in patch || "tag" in patch || "step" in patch) this.stepNotice = "";
+    if ("run" in patch || "tag" in patch) this.notices.clear();
+    for (const k of Object.keys(patch)) {
+      this.notices.delete(k);
+      this.asked.add(k);
+    }
     this.state = { ...this.state, ...patch };
     this.writeUrlSoon();
     this.schedule();
+  }
+
+  /** The state a link asks for: every key in it is asked for, and what cannot be read is said. */
+  fromUrl(keys) {
+    this.state = decodeState(keys);
+    this.notices.clear();
+    this.asked = new Set(Object.keys(keys));
+    for (const n of unreadable(keys)) {
+      this.notices.set(n.key, n.text);
+      this.asked.delete(n.key);
+    }
   }
 
   writeUrlSoon() {
@@ -137,7 +155,7 @@ export class App {
     // the shown probe's steps alongside the new listing: one round trip
     const { run, tag } = this.state;
     if (run && tag) this.catalogue.expect(run, tag, this.api.steps(run, tag));
-    this.checkStep = true;
+    this.asked.add("step"); // gone from the new listing: say so
     this.schedule();
   }
 
@@ -146,13 +164,12 @@ export class App {
     this.catalogue.early = null;
     this.relist = false;
     this.catalogue.set(tags);
-    this.checkStep = true;
+    this.asked.add("step");
     this.schedule();
   }
 
   currentSteps() {
-    const p = this.catalogue.listed && this.catalogue.find(this.state.run, this.state.tag);
-    return (p && p.steps) || [];
+    return this.catalogue.knownSteps(this.state.run, this.state.tag);
   }
 
   // -- the pipeline -----------------------------------------------------------
@@ -178,11 +195,11 @@ export class App {
         this.shell.showEmpty();
         return;
       }
-      this.noteStep(ctx.state);
+      this.noteFallbacks(ctx);
       this.state = ctx.state;
       this.writeUrlSoon();
       this.shell.clearMessage();
-      this.shell.update(this.catalogue.listing(), ctx, ctx.header, ctx.state, this.stepNotice);
+      this.shell.update(this.catalogue.listing(), ctx, ctx.header, ctx.state, [...this.notices]);
       this.scrubber.update(ctx.tagInfo.steps || [], ctx.state.step);
       const name = ctx.state.view;
       const View = await this.viewClass(name);
@@ -208,15 +225,10 @@ export class App {
     }
   }
 
-  /** After (re)listing: a step asked for that is gone moves to the nearest, visibly. */
-  noteStep(resolved) {
-    if (!this.checkStep) return;
-    this.checkStep = false;
-    const asked = this.state;
-    const same = resolved.run === asked.run && resolved.tag === asked.tag;
-    this.stepNotice = same && asked.step !== null && resolved.step !== null && resolved.step !== asked.step
-      ? `step ${intText(asked.step)} is not among the logged steps (any more): showing step ${intText(resolved.step)}, the nearest`
-      : "";
+  /** What was asked for (this.asked) and is not what ctx shows: notices, never a silent fallback. */
+  noteFallbacks(ctx) {
+    for (const n of fallbackNotices(this.state, ctx.state, this.asked, ctx.kind)) this.notices.set(n.key, n.text);
+    this.asked.clear();
   }
 
   showError(e) {
@@ -239,7 +251,8 @@ export class App {
 
   /** Record on the root what is drawn now (tests wait on these attributes). */
   markDrawn(view) {
-    this.shell.markDrawn(this.state, view, ++this.draws);
+    const kind = this.context && this.context.kind;
+    this.shell.markDrawn({ ...this.state, query: queryIndex(this.state, kind) }, view, ++this.draws);
   }
 
   /** Fetch what the view needs at the neighbouring steps, in the background. */

@@ -75,6 +75,12 @@ export class Catalogue {
     return (r && r.tags.find((t) => t.tag === tag)) || null;
   }
 
+  /** The steps known of a probe so far ([] before the listing or its steps answer). */
+  knownSteps(run, tag) {
+    const p = this.listed && this.find(run, tag);
+    return (p && p.steps) || [];
+  }
+
   /**
    * The probe with its steps: its `steps` answer is fetched once per listing.
    * @returns {Promise<Probe | null>} null when the listing has no such probe

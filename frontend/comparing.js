@@ -6,7 +6,7 @@
 
 import { makeLut } from "./colors.js";
 import { weightAt } from "./decode.js";
-import { nearestStep } from "./state.js";
+import { intText, nearestStep } from "./state.js";
 
 /**
  * The runs that logged `tag`, in the `tags` route's order (an entry whose
@@ -23,38 +23,63 @@ export function runsWithTag(tags, tag) {
   return out;
 }
 
+/** The compare view's B probe: the one chosen (btag), else A's. */
+export function bTag(s) {
+  return s.btag || s.tag;
+}
+
 /**
  * The compare view's B run for a state: the chosen run (brun) when it logged
- * the probe, else A's run, else the first that did; null when none did.
+ * B's probe, else A's run, else the first that did; null when none did.
  * @param {import("../state.js").State} s
  * @returns {string | null}
  */
 export function pickBRun(s, tags) {
-  const runs = runsWithTag(tags, s.tag);
+  const runs = runsWithTag(tags, bTag(s));
   const b = runs.find((r) => r.run === s.brun) || runs.find((r) => r.run === s.run) || runs[0];
   return b ? b.run : null;
 }
 
 /**
- * The compare view's B for a state: the chosen run (brun) when it logged
- * the probe, else A's run; the kept step nearest bstep, or by default the
- * newest step, and when that is A's own step, the run's first other step.
+ * The compare view's B for a state: its probe (btag, else A's); the chosen
+ * run (brun) when it logged that probe, else A's run; the kept step nearest
+ * bstep, or by default the newest step, and when that is A's own step, the
+ * run's first other step.
  * @param {import("../state.js").State} s
- * @returns {{run: string, step: number, steps: number[], runs: string[]} | null}
- *   null when no run logged s.tag; steps [] and step null while B's steps
- *   are not fetched yet (Catalogue.probe)
+ * @returns {{run: string, tag: string, step: number, steps: number[], runs: string[]} | null}
+ *   null when no run logged B's probe; steps [] and step null while B's
+ *   steps are not fetched yet (Catalogue.probe)
  */
 export function resolveB(s, tags) {
-  const runs = runsWithTag(tags, s.tag);
+  const tag = bTag(s);
+  const runs = runsWithTag(tags, tag);
   if (!runs.length) return null;
   const b = runs.find((r) => r.run === pickBRun(s, tags));
   const steps = b.tagInfo.steps || [];
   let step = nearestStep(steps, s.bstep);
-  if (s.bstep === null && b.run === s.run && step === s.step) {
+  if (s.bstep === null && b.run === s.run && tag === s.tag && step === s.step) {
     const other = steps.find((x) => x !== s.step);
     if (other !== undefined) step = other;
   }
-  return { run: b.run, step, steps, runs: runs.map((r) => r.run) };
+  return { run: b.run, tag, step, steps, runs: runs.map((r) => r.run) };
+}
+
+/**
+ * Why there is nothing to compare: B can only be A itself (the probe's only
+ * logged step, in one run). null otherwise; B chosen as A while other steps,
+ * runs or probes exist is drawn, all zero: a deliberate check of the chain.
+ * @param {import("../state.js").State} s
+ * @param {{run: string, tag: string, step: number, steps: number[], runs: string[]}} b from resolveB
+ */
+export function nothingToCompare(s, b) {
+  if (!isA(s, b) || b.steps.length > 1 || b.runs.length > 1) return null;
+  return `nothing to compare: probe \u201c${s.tag}\u201d has one logged step (${intText(s.step)}), in run \u201c${s.run}\u201d only; ` +
+    "log more steps or another run, or choose another probe as B";
+}
+
+/** Whether B is A's own step. */
+export function isA(s, b) {
+  return b.run === s.run && b.tag === s.tag && b.step === s.step;
 }
 
 /**

@@ -114,10 +114,11 @@ export function maxLabelWidth(ctx, labels) {
  * Draw text clipped to a width (ellipsis), left or right aligned.
  * @param {CanvasRenderingContext2D} ctx
  */
-export function fitText(ctx, text, x, y, maxWidth, align = "left") {
+export function fitText(ctx, text, x, y, maxWidth, align = "left", stroke = false) {
   ctx.textAlign = align;
+  const put = (t) => (stroke ? ctx.strokeText(t, x, y) : ctx.fillText(t, x, y));
   if (ctx.measureText(text).width <= maxWidth) {
-    ctx.fillText(text, x, y);
+    put(text);
     return;
   }
   const chars = [...text];
@@ -128,7 +129,7 @@ export function fitText(ctx, text, x, y, maxWidth, align = "left") {
     if (ctx.measureText(chars.slice(0, mid).join("") + "\u2026").width <= maxWidth) lo = mid;
     else hi = mid - 1;
   }
-  ctx.fillText(chars.slice(0, lo).join("") + "\u2026", x, y);
+  put(chars.slice(0, lo).join("") + "\u2026");
 }
 
 export const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";

@@ -120,8 +120,7 @@ export class PageHost {
   }
 
   currentSteps() {
-    const p = this.catalogue.find(this.state.run, this.state.tag);
-    return (p && p.steps) || [];
+    return this.catalogue.knownSteps(this.state.run, this.state.tag);
   }
 
   async refresh() {

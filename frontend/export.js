@@ -1,11 +1,13 @@
 // Export PNG: the view's whole drawing (exportCanvas(), not only what is on
-// screen) under a title band naming what it shows, downloaded through the
-// bar's link (which stays, to download it again). Save as HTML: the server
-// writes the probe's steps as one standalone page (tb_attention.page), asked
-// for again after a yes when it is over the size the server keeps to.
+// screen) under a title band naming what it shows (wrapped, never cut),
+// downloaded through the bar's link (which stays, to download it again).
+// Save as HTML: the server writes the probe's steps as one standalone page
+// (tb_attention.page), asked for again after a yes when it is over the size
+// the server keeps to.
 
 import { ApiError } from "./api.js";
 import { intText } from "./state.js";
+import { wrapText } from "./draw/legend.js";
 import { isolate, visible } from "./tokens.js";
 import { VIEWS } from "./views/registry.js";
 
@@ -42,23 +44,22 @@ export function exportTitle(s, caption = "") {
  */
 export function exportPng(doc, src, title, s, theme, link) {
   const scale = src.width / Math.max(1, parseFloat(src.style.width) || src.width);
-  const band = Math.round(24 * scale);
   const out = doc.createElement("canvas");
-  out.width = src.width;
-  out.height = src.height + band;
   const c = out.getContext("2d");
+  const font = `${Math.round(13 * scale)}px system-ui, sans-serif`;
+  c.font = font;
+  // the whole title, on as many lines as the drawing's width needs
+  const lines = wrapText(c, title, Math.max(src.width, 200 * scale) - Math.round(16 * scale));
+  const lineH = Math.round(18 * scale);
+  const band = lines.length * lineH + Math.round(6 * scale);
+  out.width = Math.max(src.width, Math.round(200 * scale));
+  out.height = src.height + band;
   c.fillStyle = theme.background;
   c.fillRect(0, 0, out.width, out.height);
   c.fillStyle = theme.text;
-  // smaller type rather than a title running off the image
-  let size = 13 * scale;
-  c.font = `${Math.round(size)}px system-ui, sans-serif`;
-  const room = out.width - 16 * scale;
-  const width = c.measureText(title).width;
-  if (width > room) size = Math.max(6 * scale, (size * room) / width);
-  c.font = `${Math.round(size)}px system-ui, sans-serif`;
+  c.font = font;
   c.textBaseline = "middle";
-  c.fillText(title, Math.round(8 * scale), band / 2);
+  lines.forEach((line, i) => c.fillText(line, Math.round(8 * scale), Math.round(3 * scale) + (i + 0.5) * lineH));
   c.drawImage(src, 0, band);
   const name = `attention-${s.run}-${s.tag}-step${intText(s.step)}-${s.view}.png`.replace(/[^A-Za-z0-9._-]+/g, "_");
   out.toBlob((blob) => blob && download(link, blob, name), "image/png");

@@ -15,14 +15,15 @@
 // point starts them before the app's modules have arrived.
 
 import { resolveState, clampToKind } from "./state.js";
+import { AGG_LABELS, aggParams } from "./aggregate.js";
 
 /**
  * One answer a view needs: a route of docs/routes.md and its parameters.
  * @typedef {{
  *   route: "header" | "attention" | "overview" | "neurons" | "stats" | "compare",
- *   run?: string, tag: string, step?: number, kind?: string, layer?: number,
- *   head?: number | null, size?: number,
- *   a?: {run: string, step: number}, b?: {run: string, step: number},
+ *   run?: string, tag: string, step?: number, kind?: string, layer?: number | "all",
+ *   head?: number | "mean" | "max" | null, size?: number,
+ *   a?: {run: string, step: number}, b?: {run: string, step: number, tag?: string}, verdict?: boolean,
  * }} Need
  */
 
@@ -30,7 +31,9 @@ import { resolveState, clampToKind } from "./state.js";
  * The data behind the views: one method per route, each resolving with the
  * decoded answer (decode.js types) or rejecting with an error that has the
  * route's HTTP `status` (404: no such run / step / layer / neurons; 400: a
- * compare whose layers or heads differ, the message saying how). `Api`
+ * compare whose layers or heads differ, the message saying how). compare's
+ * B may be of another probe (b.tag); with `verdict` it answers only whether
+ * A and B line up (jsd null). `Api`
  * (api.js) answers over HTTP; `MemoryData` (memory.js) from arrays.
  * @typedef {{
  *   tags(): Promise<{runs: Array<{run: string, tags: Array<{tag: string}>}>}>,
@@ -40,7 +43,7 @@ import { resolveState, clampToKind } from "./state.js";
  *   overview(run: string, tag: string, step: number, kind: string, size?: number): Promise<import("./decode.js").Weights & {pool: number[]}>,
  *   neurons(run: string, tag: string, step: number, kind: string, layer: number, head: number): Promise<import("./decode.js").Neurons>,
  *   stats(run: string, tag: string, kind: string): Promise<any>,
- *   compare(tag: string, kind: string, a: {run: string, step: number}, b: {run: string, step: number}): Promise<any>,
+ *   compare(tag: string, kind: string, a: {run: string, step: number}, b: {run: string, step: number, tag?: string}, verdict?: boolean): Promise<any>,
  * }} Data
  */
 
@@ -101,8 +104,15 @@ const ARGS = {
   overview: ["run", "tag", "step", "kind", "size"],
   neurons: ["run", "tag", "step", "kind", "layer", "head"],
   stats: ["run", "tag", "kind"],
-  compare: ["tag", "kind", "a", "b"],
+  compare: ["tag", "kind", "a", "b", "verdict"],
 };
+
+/**
+ * Up to this many probes in all, the default run is the one with the most
+ * steps (their steps are fetched, in parallel, to know); beyond, the newest
+ * max_step decides.
+ */
+export const SCANNED_PROBES = 48;
 
 /** Routes whose answers belong to one step and never change: worth prefetching. */
 export const STEP_ROUTES = new Set(["header", "attention", "overview", "neurons"]);
@@ -116,6 +126,22 @@ export const STEP_ROUTES = new Set(["header", "attention", "overview", "neurons"
  */
 export function need(route, s, more = {}) {
   return { route, run: s.run, tag: s.tag, step: s.step, kind: s.kind, ...more };
+}
+
+/**
+ * The `attention` route's layer and head of the one head a state shows (the
+ * matrix, text and compare views): its head, or its aggregate over heads.
+ * @param {import("./state.js").State} s
+ * @returns {{layer: number | "all", head: number | "mean" | "max"}}
+ */
+export function headParams(s) {
+  return s.agg ? aggParams(s.agg, s.layer) : { layer: s.layer, head: s.head };
+}
+
+/** What headParams shows, for an export's title: " · layer 3 · head 5", " · mean of all layers". */
+export function headTitle(s) {
+  if (s.agg && s.agg.endsWith("-all")) return ` \u00b7 ${AGG_LABELS[s.agg]}`;
+  return ` \u00b7 layer ${s.layer} \u00b7 ` + (s.agg ? AGG_LABELS[s.agg] : `head ${s.head}`);
 }
 
 /**
@@ -161,6 +187,14 @@ export async function showNeeds(view, ctx, keep) {
  */
 export async function resolveContext(host, state, { theme, isCurrent = () => true }) {
   const cat = host.catalogue;
+  const runs = cat.listing().runs.filter((r) => r.tags && r.tags.length);
+  const probes = runs.flatMap((r) => r.tags.map((t) => [r.run, t.tag]));
+  if (!runs.some((r) => r.run === state.run) && probes.length <= SCANNED_PROBES) {
+    // no run asked for (or one not logged): the default is the run with the
+    // most steps, so the probes' steps are needed (failures: not counted)
+    await Promise.allSettled(probes.map(([run, tag]) => cat.probe(run, tag)));
+    if (!isCurrent()) return null;
+  }
   let resolved = resolveState(state, cat.listing());
   if (!resolved) return null;
   if (!resolved.tagInfo.steps) {

@@ -25,9 +25,9 @@ import { loadView, viewUrl } from "./views/registry.js";
 // the main thread), in about the order a first draw needs them; the other
 // views load after the first draw. frontend/tests/modules.test.mjs checks it.
 export const SHARED_MODULES = [
-  "app.js", "dom.js", "colors.js", "layout.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
-  "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js",
-  "draw/heatmap.js", "draw/grid.js", "draw/image.js",
+  "app.js", "dom.js", "colors.js", "layout.js", "edges.js", "tokens.js", "views/controls.js", "draw/lines.js", "draw/scroll.js",
+  "shell.js", "scrubber.js", "catalogue.js", "connection.js", "theme.js", "export.js", "ipc.js", "fallbacks.js",
+  "draw/heatmap.js", "draw/grid.js", "draw/legend.js", "draw/image.js",
 ];
 
 function preload(doc, view) {
@@ -70,6 +70,8 @@ export function render() {
   // the URL's probe's steps, alongside the listing: no waterfall before the
   // first draw (the app uses it if the listing still has that run and probe)
   const steps = s.run && s.tag ? { run: s.run, tag: s.tag, answer: api.steps(s.run, s.tag) } : undefined;
+  // handled by the catalogue once the app has arrived (a link to a run that is not logged: a 404)
+  if (steps) steps.answer.catch(() => {});
   speculate(api, s);
   // after the data requests: the modules queue behind them, not before
   preload(document, s.view);

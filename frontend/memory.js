@@ -8,6 +8,7 @@
 
 import { ApiError, OVERVIEW_SIZE } from "./api.js";
 import { maxPool } from "./layout.js";
+import { aggregateMaps } from "./aggregate.js";
 
 /**
  * @typedef {{
@@ -23,7 +24,7 @@ const missing = (what) => Promise.reject(new ApiError(404, what, "memory"));
 export class MemoryData {
   /**
    * @param {MemoryStep[]} steps
-   * @param {{stats?: Record<string, any>, compare?: (tag: string, kind: string, a: any, b: any) => any}} [derived]
+   * @param {{stats?: Record<string, any>, compare?: (tag: string, kind: string, a: any, b: any, verdict: boolean) => any}} [derived]
    *   stats: answers by JSON.stringify([run, tag, kind]); compare: answers a compare
    */
   constructor(steps, derived = {}) {
@@ -78,9 +79,15 @@ export class MemoryData {
     return s ? s.header : missing(`no step ${step} of probe "${tag}" in run "${run}"`);
   }
 
+  /** One layer's heads, one head, or an aggregate (head "mean" / "max" of the layer, or of layer "all"). */
   async attention(run, tag, step, kind, layer, head = null) {
     const { s, k, H, Tq, Tk, error } = this.kindOf(run, tag, step, kind);
     if (error) return missing(error);
+    if (head === "mean" || head === "max") {
+      const src = s.attention[kind];
+      const maps = layer === "all" ? src : (await this.attention(run, tag, step, kind, layer)).bytes;
+      return aggregateMaps({ shape: [maps.length / (Tq * Tk), Tq, Tk], dtype: "uint8", bytes: maps, values: null }, head);
+    }
     const l = k.layer_ids.indexOf(layer);
     if (l < 0 || (head !== null && !(head >= 0 && head < H))) return missing(`no layer ${layer} head ${head} of kind "${kind}"`);
     const n = Tq * Tk;
@@ -114,7 +121,7 @@ export class MemoryData {
     return answer || missing(`no statistics of probe "${tag}" were handed in`);
   }
 
-  async compare(tag, kind, a, b) {
-    return this.derived.compare ? this.derived.compare(tag, kind, a, b) : missing("no comparison was handed in");
+  async compare(tag, kind, a, b, verdict = false) {
+    return this.derived.compare ? this.derived.compare(tag, kind, a, b, verdict) : missing("no comparison was handed in");
   }
 }

@@ -96,8 +96,36 @@ export class Scrubber {
     }, PLAY_INTERVAL_MS);
   }
 
+  /**
+   * The arrow keys pressed while TensorBoard's own page has the focus (the
+   * frame not clicked yet) step too: its window is of the same origin, so the
+   * keys are heard there while this frame is on screen and nothing there
+   * takes them (a text field, a select, an editable element).
+   */
+  listenToParent() {
+    let top;
+    try {
+      top = this.win.parent !== this.win && this.win.parent.document ? this.win.parent : null;
+    } catch (e) {
+      return; // another origin: only keys pressed in this frame
+    }
+    if (!top) return;
+    const onKey = (e) => {
+      const frame = this.win.frameElement;
+      if (!frame || !frame.isConnected) {
+        top.removeEventListener("keydown", onKey);
+        return;
+      }
+      if (!frame.getClientRects().length) return; // another TensorBoard tab is shown
+      const t = (e.composedPath && e.composedPath()[0]) || e.target;
+      if (t && t.isContentEditable) return;
+      this.onKey(e);
+    };
+    top.addEventListener("keydown", onKey);
+  }
+
   onKey(e) {
-    if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
     // the element pressed in, also inside a shadow root (a page's output)
     const t = (e.composedPath && e.composedPath()[0]) || e.target;
     const tag = t && t.tagName;

@@ -71,9 +71,9 @@ export class Shell {
 
   /**
    * The bar and the notices for a state resolved against the listing.
-   * @param {string} stepNotice why the step shown is not the one asked for ("" if it is)
+   * @param {Array<[string, string]>} notices what was asked for and is not shown: [state key, text]
    */
-  update(listing, resolved, header, state, stepNotice) {
+  update(listing, resolved, header, state, notices) {
     const runs = listing.runs.filter((r) => r.tags && r.tags.length);
     // names as text shows them: a U+202E in a run name reversed its label
     setOptions(this.runSel, runs.map((r) => ({ value: r.run, label: isolate(visible(r.run)) })), state.run);
@@ -85,11 +85,11 @@ export class Shell {
     this.kindField.hidden = kinds.length < 2;
     for (const v of Object.keys(this.tabButtons)) this.tabButtons[v].setAttribute("aria-pressed", String(v === state.view));
     this.prettyBox.checked = !state.raw;
-    this.updateNotice(resolved.tagInfo, stepNotice);
+    this.updateNotice(resolved.tagInfo, notices);
   }
 
-  /** Steps sampled away, unreadable steps, a step that is gone. */
-  updateNotice(tagInfo, stepNotice) {
+  /** Steps sampled away, unreadable steps, and what was asked for but is not shown (a step that is gone, ...). */
+  updateNotice(tagInfo, notices) {
     const kept = tagInfo.kept ?? (tagInfo.steps || []).length;
     const written = tagInfo.written ?? kept;
     clear(this.notice);
@@ -103,9 +103,9 @@ export class Shell {
       if (this.notice.firstChild) this.notice.append(" \u00b7 ");
       this.notice.append(el("span", { text: tagInfo.warning, attrs: { "data-name": "writers-notice" } }));
     }
-    if (stepNotice) {
+    for (const [key, text] of notices) {
       if (this.notice.firstChild) this.notice.append(" \u00b7 ");
-      this.notice.append(el("span", { text: stepNotice, attrs: { "data-name": "step-notice" } }));
+      this.notice.append(el("span", { text, attrs: { "data-name": key === "step" ? "step-notice" : "fallback-notice", "data-key": key } }));
     }
     this.notice.hidden = !this.notice.firstChild;
   }
@@ -127,7 +127,7 @@ export class Shell {
     const attrs = {
       view: s.view, run: s.run || "", tag: s.tag || "", step: intText(s.step), kind: s.kind || "",
       layer: String(s.layer), heads: s.heads ? formatRange(s.heads) || "none" : "all", head: String(s.head),
-      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, draws: String(draws),
+      query: String(s.query), hover: hover ? hover.side + hover.index : "", pair: s.pair, agg: s.agg || "", draws: String(draws),
       detail: view.detail ? view.detail() : "",
     };
     for (const k of Object.keys(attrs)) this.root.setAttribute("data-" + k, attrs[k]);

@@ -17,9 +17,15 @@
 //   - SentencePiece byte fallback `<0x0A>` is shown as the character it encodes
 //     when that is printable or whitespace.
 // Word-boundary markers and the leading space they stand for are dropped, so
-// labels line up; whitespace-only tokens and control characters get visible
-// symbols (␣ ↵ ⇥ ␀...) so no label is blank; invisible format characters
-// (bidi controls, zero-width spaces, BOM) and lone surrogates become escapes
+// labels line up, but word boundaries stay visible: a piece that continues
+// the word before it (WordPiece `##bel`; a byte-level or SentencePiece piece
+// with no leading space glued to a letter or digit; the piece after one
+// without `</w>`) is labelled `##bel`, whatever the tokenizer, so
+// "unbelievably" reads `un ##bel ##ie ##va ##bly`, never `un bel ie va bly`
+// (tokenPieces gives the text view the pieces and their spacing instead);
+// whitespace-only tokens and control characters get visible symbols
+// (␣ ↵ ⇥ ␀...) so no label is blank; invisible format characters (bidi
+// controls, zero-width spaces, BOM) and lone surrogates become escapes
 // (\u202e), and labels with right-to-left letters are isolated (FSI ... PDI).
 
 /** @type {Map<string, number> | null} */
@@ -130,12 +136,29 @@ export function isolate(label) {
 }
 
 /**
- * Readable label of one token.
+ * Readable label of one token (on its own: tokenLabels adds the `##` of a
+ * continuation, which needs the token before).
  * @param {string} token the tokenizer's string
  * @param {{byteLevel?: boolean}} [opts]
  * @returns {string}
  */
 export function prettify(token, opts = {}) {
+  return piece(token, opts).text;
+}
+
+// A letter, mark or digit: a piece starting with one, glued to a piece ending
+// with one, is a continuation of that word.
+const WORD_START = /^[\p{L}\p{M}\p{N}]/u;
+const WORD_END = /[\p{L}\p{M}\p{N}]$/u;
+
+/**
+ * One token as text: its visible text without word-boundary markers, and
+ * what the markers said. space: a space stood before it (`Ġ`, `▁`, a leading
+ * space); wordPiece: it was `##...`; open: it had no `</w>` while its list uses
+ * `</w>` (the next piece continues it).
+ * @returns {{text: string, space: boolean, wordPiece: boolean, endMark: boolean}}
+ */
+function piece(token, opts) {
   let t = String(token);
   if (opts.byteLevel) {
     const decoded = decodeByteLevel(t);
@@ -146,30 +169,72 @@ export function prettify(token, opts = {}) {
     const code = parseInt(fallback[1], 16);
     if (code < 0x80) t = String.fromCharCode(code);
   }
-  if (t.length > 1 && t.startsWith("\u2581")) t = t.slice(1); // ▁ (SentencePiece word start)
-  else if (t.length > 2 && t.startsWith("##")) t = t.slice(2); // WordPiece
-  if (t.length > 4 && t.endsWith("</w>")) t = t.slice(0, -4);
+  let space = false;
+  let wordPiece = false;
+  let endMark = false;
+  if (t.length > 1 && t.startsWith("\u2581")) {
+    t = t.slice(1); // ▁ (SentencePiece word start)
+    space = true;
+  } else if (t.length > 2 && t.startsWith("##")) {
+    t = t.slice(2); // WordPiece
+    wordPiece = true;
+  }
+  if (t.length > 4 && t.endsWith("</w>")) {
+    t = t.slice(0, -4);
+    endMark = true;
+  }
   t = t.replace(/\u2581/g, " ");
   if (t.length > 0 && t.trim() === "") {
     // A token that is only whitespace: show each character.
-    return [...t].map((c) => (c === " " ? "\u2423" : visible(c))).join("");
+    return { text: [...t].map((c) => (c === " " ? "\u2423" : visible(c))).join(""), space, wordPiece, endMark };
   }
-  if (t.length > 1 && t.startsWith(" ") && t.trim() !== "") t = t.replace(/^ +/, "");
-  if (t === "") return "\u2205"; // ∅
-  return visible(t);
+  if (t.length > 1 && t.startsWith(" ") && t.trim() !== "") {
+    t = t.replace(/^ +/, "");
+    space = true;
+  }
+  if (t === "") return { text: "\u2205", space, wordPiece, endMark }; // ∅
+  return { text: visible(t), space, wordPiece, endMark };
+}
+
+/**
+ * A token list as pieces of text: each token's visible text (no markers),
+ * whether a space stands before it (the text view puts one there) and
+ * whether it continues the word before it (`cont`: labels get `##`).
+ * WordPiece gives no spaces: every piece that is not `##...` starts a word.
+ * @param {readonly string[]} tokens
+ * @returns {Array<{text: string, space: boolean, cont: boolean}>}
+ */
+export function tokenPieces(tokens) {
+  const byteLevel = isByteLevel(tokens);
+  const endMarks = tokens.some((t) => t.length > 4 && t.endsWith("</w>"));
+  const spaced = byteLevel || tokens.some((t) => t.startsWith("\u2581"));
+  const out = [];
+  let prev = null;
+  for (const tok of tokens) {
+    const p = piece(tok, { byteLevel });
+    let cont = p.wordPiece;
+    if (!cont && prev && (spaced || endMarks) && !p.space) {
+      // glued to the piece before (no space marker; no word end before it)
+      cont = !(endMarks && prev.endMark) && WORD_END.test(prev.text) && WORD_START.test(p.text);
+    }
+    const space = out.length > 0 && !cont && (spaced ? p.space : endMarks ? prev.endMark : true);
+    out.push({ text: p.text, space, cont });
+    prev = p;
+  }
+  return out;
 }
 
 /**
  * Labels for a token list: prettified (the default) or raw.
- * Raw labels still make control characters visible.
+ * Raw labels still make control characters visible; pretty ones mark a
+ * continuation piece with `##` (tokenPieces).
  * @param {readonly string[]} tokens
  * @param {boolean} pretty
  * @returns {string[]}
  */
 export function tokenLabels(tokens, pretty = true) {
   if (!pretty) return tokens.map((t) => (t === "" ? "\u2205" : isolate(visible(t))));
-  const byteLevel = isByteLevel(tokens);
-  return tokens.map((t) => isolate(prettify(t, { byteLevel })));
+  return tokenPieces(tokens).map((p) => isolate(p.cont ? "##" + p.text : p.text));
 }
 
 /**

@@ -183,9 +183,10 @@ def check_comparable(name, key_a, kind_a, key_b, kind_b):
     problem = _compare.structure_mismatch(kind_a.layer_ids, kind_a.num_heads,
                                           kind_b.layer_ids, kind_b.num_heads)
     if problem is not None:
+        other = "" if key_b.tag == key_a.tag else " of tag %r" % (key_b.tag,)
         raise errors.InvalidArgumentError(
-            "cannot compare %s attention of run %r step %d with run %r step %d: %s"
-            % (name, key_a.run, key_a.step, key_b.run, key_b.step, problem))
+            "cannot compare %s attention of run %r step %d with run %r step %d%s: %s"
+            % (name, key_a.run, key_a.step, key_b.run, key_b.step, other, problem))
 
 
 def token_differences(kind_a, kind_b):
@@ -200,14 +201,20 @@ def head_jsd(a, b):
     return np.array([_compare.mean_jsd(a[h], b[h]) for h in range(a.shape[0])], np.float32)
 
 
-def compare(tag, name, key_a, key_b, kind, tokens, jsd, wall_times):
+def compare(tag, name, key_a, key_b, kind, tokens, jsd, wall_times, verdict=False):
     """`compare`: jsd the head_jsd() of each layer of the two steps, or None
-    when their tokens differ; wall_times those of the two steps."""
-    return {
+    when their tokens differ or only the verdict was asked for; wall_times
+    those of the two steps (their versions)."""
+    b = {"run": key_b.run, "step": key_b.step, "wall_time": wall_times[1]}
+    if key_b.tag != tag:
+        b["tag"] = key_b.tag
+    body = {
         "tag": tag, "kind": name,
-        "a": {"run": key_a.run, "step": key_a.step, "wall_time": wall_times[0]},
-        "b": {"run": key_b.run, "step": key_b.step, "wall_time": wall_times[1]},
+        "a": {"run": key_a.run, "step": key_a.step, "wall_time": wall_times[0]}, "b": b,
         "layer_ids": list(kind.layer_ids), "num_heads": kind.num_heads,
         "units": "nats", "max": _compare.LN2,
         "jsd": None if jsd is None else _compare.json_matrix(np.stack(jsd)), "tokens": tokens,
     }
+    if verdict:
+        body["verdict"] = True
+    return body

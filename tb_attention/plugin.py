@@ -17,6 +17,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from tb_attention import answers, codec, metadata, page, pagedata, store
+from tb_attention.aggregate import HOWS, Aggregate
 from tb_attention.metadata import FormatError
 from tb_attention.pagestate import PageError
 from tb_attention.store import DataLossError, StepKey
@@ -160,6 +161,70 @@ def _shape(array):
     return ",".join(map(str, array.shape))
 
 
+def _attention_target(request):
+    """(layer, head) of an `attention` request: head a head index, None (the
+    whole layer) or an aggregate over heads (HOWS); layer None for layer=all,
+    which only an aggregate takes."""
+    how = request.args.get("head")
+    all_layers = request.args.get("layer") == "all"
+    if how in HOWS:
+        return (None if all_layers else _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)), how
+    if all_layers:
+        raise errors.InvalidArgumentError("layer=all needs head=mean or head=max (an aggregate of every layer)")
+    layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
+    if how and not re.fullmatch(r"[0-9]+", how, re.ASCII):
+        raise errors.InvalidArgumentError("query parameter 'head' must be a head index, mean or max, got %r"
+                                          % how[:100])
+    return layer, _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
+
+
+def _compare_target(request):
+    """(tag, kind, key A, key B, verdict) of a `compare` request: B of
+    another probe (same kind name) with tag_b; verdict=1 asks only whether
+    the two steps line up."""
+    tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
+    key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
+    tag_b = request.args.get("tag_b")
+    if tag_b:
+        key_b = key_b._replace(tag=tag_b)
+    verdict = bool(_int_arg(request, "verdict", required=False, default=0, lo=0, hi=1))
+    return tag, kind, key_a, key_b, verdict
+
+
+def _neuron_headers(shape, scale, has_bias, score_steps):
+    """The `neurons` answer's headers (docs/routes.md)."""
+    return {
+        "X-Neuron-Shape": "%d,%d,%d" % shape,
+        "X-Neuron-Scale": repr(scale),
+        "X-Neuron-Has-Bias": "1" if has_bias else "0",
+        # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
+        "X-Neuron-Softcap": repr(score_steps["softcap"]),
+        "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
+    }
+
+
+def _aggregate(step, kind, index, how):
+    """The mean or max over heads of layer `index`, or of every layer when
+    index is None (its blobs read a batch at a time and added up as they come)."""
+    agg = Aggregate(how)
+    if index is None:
+        for _, part in step.parts(kind, _OVERVIEW_BATCH_BYTES):
+            agg.add(part)
+    else:
+        agg.add(step.layer(kind, index))
+    return agg.result()
+
+
+def _page_state(request):
+    """The view, kind, step, layer and head a saved page opens on."""
+    state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
+    for k in ("step", "layer", "head"):
+        value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
+        if value is not None:
+            state[k] = value
+    return state
+
+
 class AttentionPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
@@ -246,9 +311,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def attention_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
-        layer = _int_arg(request, "layer", lo=0, hi=_MAX_INDEX)
-        head = _int_arg(request, "head", required=False, lo=0, hi=_MAX_INDEX)
-        stored, dtype, wall_time = self.attention_impl(*_context(request), key, kind, layer, head)
+        layer, head = _attention_target(request)
+        impl = self.aggregate_impl if head in HOWS else self.attention_impl
+        stored, dtype, wall_time = impl(*_context(request), key, kind, layer, head)
         return _binary(request, stored.tobytes(), {"X-Attention-Shape": _shape(stored),
                                                    "X-Attention-Dtype": dtype},
                        _versions_match(request, [wall_time]))
@@ -267,6 +332,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
             first = step.layer_parts(kind, index)[part][1]
             stored = step.part(kind, index, part)[head - first:head - first + 1]
         return stored, codec.DTYPE_NAMES[kind.dtype], step.wall_time
+
+    def aggregate_impl(self, ctx, experiment, key, kind_name, layer, how):
+        """([1, Tq, Tk] mean or max over the heads of one layer, or of every
+        layer when layer is None, in the stored dtype; dtype name; the step's
+        wall time), cached."""
+        step = self._store.step(ctx, experiment, key)
+        kind = step.kind(kind_name)
+        index = None if layer is None else answers.layer_index(kind, layer, key.step)
+        cache_key = (key, step.wall_time, kind.name, "aggregate", "all" if layer is None else layer, how)
+        return (self._store.memo(cache_key, lambda: _aggregate(step, kind, index, how), lambda a: a.nbytes), codec.DTYPE_NAMES[kind.dtype],
+                step.wall_time)
 
     @_route
     def overview_route(self, request):
@@ -299,14 +375,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         head = _int_arg(request, "head", lo=0, hi=_MAX_INDEX)
         parts, shape, scale, has_bias, score_steps, wall_time = self.neurons_impl(
             *_context(request), key, kind, layer, head)
-        return _binary(request, b"".join(parts), {
-            "X-Neuron-Shape": "%d,%d,%d" % shape,
-            "X-Neuron-Scale": repr(scale),
-            "X-Neuron-Has-Bias": "1" if has_bias else "0",
-            # format 3: soft-cap (0 = none) and this head's sink logit ("" = none)
-            "X-Neuron-Softcap": repr(score_steps["softcap"]),
-            "X-Neuron-Sink": "" if score_steps["sink"] is None else repr(score_steps["sink"]),
-        }, _versions_match(request, [wall_time]))
+        return _binary(request, b"".join(parts), _neuron_headers(shape, scale, has_bias, score_steps),
+                       _versions_match(request, [wall_time]))
 
     def neurons_impl(self, ctx, experiment, key, kind_name, layer, head):
         """([queries, keys, masked, (bias)] bytes of one head, (Tq, Tk, D), scale, has bias,
@@ -336,11 +406,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @_route
     def html_route(self, request):
         run, tag = _str_arg(request, "run"), _str_arg(request, "tag")
-        state = {k: request.args[k] for k in ("kind", "view") if request.args.get(k)}
-        for k in ("step", "layer", "head"):
-            value = _int_arg(request, k, required=False, lo=0, hi=_MAX_STEP)
-            if value is not None:
-                state[k] = value
+        state = _page_state(request)
         max_mb = _int_arg(request, "max_mb", required=False, default=50, lo=0, hi=2 ** 20)
         try:
             text = self.html_impl(*_context(request), run, tag, state, max_mb * 2 ** 20 or None)
@@ -378,20 +444,25 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @_route
     def compare_route(self, request):
-        tag, kind = _str_arg(request, "tag"), _str_arg(request, "kind")
-        key_a, key_b = _step_key(request, "_a"), _step_key(request, "_b")
-        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b)
+        tag, kind, key_a, key_b, verdict = _compare_target(request)
+        body = self.compare_impl(*_context(request), tag, kind, key_a, key_b, verdict=verdict)
         return _json(request, body, _versions_match(
             request, [body["a"]["wall_time"], body["b"]["wall_time"]], ("_a", "_b")))
 
-    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b):
-        """The JSD of every layer and head of two steps (cached), or why there is none."""
+    def compare_impl(self, ctx, experiment, tag, kind_name, key_a, key_b, verdict=False):
+        """The JSD of every layer and head of two steps (cached), or why there
+        is none; with verdict, only whether they line up: the two headers are
+        read, no layer."""
         sides = []
         for key in (key_a, key_b):
             step = self._store.step(ctx, experiment, key)
             sides.append((step, step.kind(kind_name, name_run=True)))
         (a, kind_a), (b, kind_b) = sides
         answers.check_comparable(kind_name, key_a, kind_a, key_b, kind_b)
+        if verdict:
+            return answers.compare(tag, kind_name, key_a, key_b, kind_a,
+                                   answers.token_differences(kind_a, kind_b), None,
+                                   (a.wall_time, b.wall_time), verdict=True)
 
         def layer_jsd(index):
             # Each side as float as soon as it is read: converting both after

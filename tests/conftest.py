@@ -15,6 +15,18 @@ from tests.support import free_port, wait_until  # noqa: E402,F401
 from tests.support.backends import TensorBoard, attention_listing  # noqa: E402,F401
 
 
+def pytest_sessionstart(session):
+    """The tests start TensorBoard, the demo and the host page with the
+    INSTALLED package: a stale install would test other code than this
+    checkout's, so say so and stop (never skip quietly)."""
+    from tests.support import installed_differences
+    differ = installed_differences()
+    if differ:
+        pytest.exit("the installed tb_attention is not this checkout (%s): run "
+                    "`.venv/bin/python -m pip install -q --no-deps --force-reinstall .`"
+                    % ", ".join(differ[:5] + (["..."] if len(differ) > 5 else [])), returncode=3)
+
+
 @pytest.fixture(scope="module")
 def tensorboard_factory():
     """start(logdir, load_fast=True, extra_args=()) -> TensorBoard; all stopped

@@ -209,6 +209,23 @@ def test_image_mode_draws_a_planted_patch_attention_over_the_thumbnail(server, p
     wait_drawn(frame, view=view, query=0)
 
 
+@pytest.mark.parametrize("view,agg", [("head", "mean"), ("matrix", "max")])
+def test_image_mode_of_an_aggregate_over_heads_is_one_panel_named_for_it(server, page, view, agg):
+    """Issue 16's aggregates in image mode: one panel, named for the aggregate
+    (not "head 0"), hot on both heads' planted patches (0.45 each in the
+    mean, 0.9 in the max)."""
+    page.goto(url(server, run=RUN, tag="planted", view=view, query=PLANTED_QUERY, agg=agg))
+    frame = plugin_frame(page)
+    wait_drawn(frame, view=view, query=PLANTED_QUERY, agg=agg)
+    canvas = "%s-image" % view
+    g = geometry(frame, canvas)
+    assert [p["head"] for p in g["panels"]] == ["%s of layer" % agg]
+    keys = [PLANTED_KEY[h] - 1 for h in (0, 1)]
+    hot = canvas_pixels(frame, canvas, [patch_center(g, 0, k // GRID, k % GRID) for k in keys])
+    assert min(distance_from_gray(px) for px in hot) > 60, hot
+    assert not page.watch.errors
+
+
 def test_image_mode_off_draws_the_view_as_usual(server, page):
     page.goto(url(server, run=RUN, tag="planted", view="matrix", image=0))
     frame = plugin_frame(page)

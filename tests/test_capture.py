@@ -15,9 +15,10 @@ import tb_attention
 from tb_attention import adapters, interface
 from tb_attention import capturing as capture_mod
 from tb_attention.capturing import NeuronsNotSupportedWarning, capture, capture_batch, probe
-from tb_attention.record import AttentionInputError, AttentionRecord, softmax_scores
+from tb_attention.record import AttentionInputError, AttentionRecord
 from tests.models import (ARCHS, ENCODER_DECODER_ARCHS, NEURON_ARCHS, minilm, tiny_config,
                           tiny_model)
+from tests.support.records import reference_attention
 
 CAUSAL_SELF = {"ctrl", "gpt2", "llama", "qwen2"}
 OUTPUT_FIELDS = dict(interface.OUTPUT_FIELDS)
@@ -66,7 +67,7 @@ def fp16(x):
 
 def recompute_fp16(neurons):
     """What the neuron view shows after the on-disk float16 round trip."""
-    return softmax_scores(fp16(neurons.queries), fp16(neurons.keys), neurons.scales,
+    return reference_attention(fp16(neurons.queries), fp16(neurons.keys), neurons.scales,
                           neurons.masked, fp16(neurons.bias))
 
 

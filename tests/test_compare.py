@@ -13,6 +13,7 @@ import tb_attention
 from tb_attention import compare
 
 from tests.conftest import wait_until
+from tests.support.backends import WsgiBackend, kept_data, url
 
 LN2 = math.log(2)
 PREFIX = "/data/plugin/attention/"
@@ -137,9 +138,14 @@ def write_logdir(root):
         w.add_attention("probe", edge_attention(5, L=1), tokens=TOKENS, global_step=0)
     with tb_attention.AttentionWriter(os.path.join(root, "narrow")) as w:
         w.add_attention("probe", edge_attention(5, H=2), tokens=TOKENS, global_step=0)
+    # two probes of one run: B may be another probe than A
+    with tb_attention.AttentionWriter(os.path.join(root, "probes")) as w:
+        w.add_attention("probe", edge_attention(5), tokens=TOKENS, global_step=0)
+        w.add_attention("retold", edge_attention(6), tokens=TOKENS, global_step=0)
+        w.add_attention("halved", edge_attention(5, H=2), tokens=TOKENS, global_step=0)
 
 
-EXPECTED = {"train": 3, "other": 1, "retokenized": 1, "shallow": 1, "narrow": 1}
+EXPECTED = {"train": 3, "other": 1, "retokenized": 1, "shallow": 1, "narrow": 1, "probes": 1}
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +189,20 @@ def quantized(a):
     return np.rint(a * 255) / 255
 
 
+def reference_jsd(a, b):
+    """Mean JSD per head of rows with some weight, each renormalised:
+    1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2, in float64."""
+    p = a.astype(np.float64)
+    q = b.astype(np.float64)
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    m = (p + q) / 2
+
+    def kl(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, x * np.log(x / m), 0.0).sum(-1)
+    return (0.5 * kl(p) + 0.5 * kl(q)).mean(-1)
+
+
 def test_a_step_compared_with_itself_is_all_zero(board):
     status, headers, r = get_compare(board, run_a="train", step_a=10, run_b="train", step_b=10)
     assert status == 200, r
@@ -216,7 +236,8 @@ def test_one_changed_row_shows_in_its_head_only(board):
 def test_two_runs_at_different_steps_and_dtypes(board):
     status, _, r = get_compare(board, run_a="train", step_a=20, run_b="other", step_b=7)
     assert status == 200, r
-    want = compare.mean_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
+    # the textbook KL form in float64 (compare.py uses the entropy form in float32)
+    want = reference_jsd(quantized(smooth_attention(1)), smooth_attention(2).astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(np.array(r["jsd"]), want, rtol=1e-4, atol=1e-6)
     assert all(0 < v < LN2 for row in r["jsd"] for v in row)
 
@@ -248,8 +269,69 @@ def test_different_layers_or_heads_are_400_naming_them(board, run_b, named):
     (dict(run_a="train", step_a=0, run_b="train", step_b=10, kind="cross"), 404, "no attention kind 'cross'"),
     (dict(run_a="train", step_a=0, run_b="train"), 400, "missing query parameter 'step_b'"),
     (dict(run_a="train", step_a="x", run_b="train", step_b=0), 400, "'step_a' must be an integer"),
+    (dict(run_a="train", step_a=0, run_b="train", step_b=0, verdict=2), 400, "'verdict' = 2 is outside 0..1"),
+    (dict(run_a="train", step_a=0, run_b="train", step_b=0, tag_b="gone"), 404, "no attention tag 'gone'"),
 ])
 def test_bad_requests_name_what_is_wrong(board, params, status, named):
     got, _, r = get_compare(board, **params)
     assert got == status, r
     assert named in r["error"]["message"], r
+
+
+# -- B of another probe; the verdict alone -------------------------------------
+
+
+def test_b_may_be_another_probe(board):
+    status, _, r = get_compare(board, run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="retold")
+    assert status == 200, r
+    jsd = np.array(r["jsd"])
+    assert jsd[0, 1] == pytest.approx(LN2 / 8, rel=1e-5)  # key 5 -> key 6 in one of 8 rows
+    jsd[0, 1] = 0
+    assert (jsd == 0).all(), r["jsd"]
+    wall_a, wall_b = r["a"].pop("wall_time"), r["b"].pop("wall_time")
+    assert (r["tag"], r["a"], r["b"]) == ("probe", {"run": "train", "step": 0},
+                                          {"run": "probes", "step": 0, "tag": "retold"})
+    # B's version is that of the other probe's step: with both, the answer is stored
+    steps = lambda run, tag: board.get_json(PREFIX + "steps?run=%s&tag=%s" % (run, tag))
+    v_a = steps("train", "probe")["versions"][steps("train", "probe")["steps"].index(0)]
+    v_b = steps("probes", "retold")["versions"][steps("probes", "retold")["steps"].index(0)]
+    assert (round(wall_a * 1e6), round(wall_b * 1e6)) == (v_a, v_b)
+    _, headers, _ = get_compare(board, run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="retold",
+                                v_a=v_a, v_b=v_b)
+    assert headers["Cache-Control"] == "private, max-age=86400, immutable"
+    status, _, r = get_compare(board, run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="halved")
+    assert status == 400, r
+    assert "'probes' step 0 of tag 'halved': A has 4 heads per layer, B has 2" in r["error"]["message"]
+
+
+def test_verdict_alone_says_whether_a_and_b_line_up(board):
+    status, headers, r = get_compare(board, run_a="train", step_a=0, run_b="train", step_b=10, verdict=1)
+    assert status == 200, r
+    assert headers["Cache-Control"] == "no-store"  # no versions named
+    listing = board.get_json(PREFIX + "steps?run=train&tag=probe")
+    v_a, v_b = (listing["versions"][listing["steps"].index(s)] for s in (0, 10))
+    assert (round(r["a"]["wall_time"] * 1e6), round(r["b"]["wall_time"] * 1e6)) == (v_a, v_b)
+    _, headers, _ = get_compare(board, run_a="train", step_a=0, run_b="train", step_b=10, verdict=1, v_a=v_a, v_b=v_b)
+    assert headers["Cache-Control"] == "private, max-age=86400, immutable"
+    assert r["verdict"] is True and r["jsd"] is None
+    assert r["tokens"]["match"] and r["layer_ids"] == [0, 1] and r["num_heads"] == 4
+    status, _, r = get_compare(board, run_a="train", step_a=0, run_b="retokenized", step_b=0, verdict=1)
+    assert status == 200 and r["verdict"] is True and r["jsd"] is None, r
+    assert not r["tokens"]["match"] and r["tokens"]["query"]["first"] == 3
+    status, _, r = get_compare(board, run_a="train", step_a=0, run_b="shallow", step_b=0, verdict=1)
+    assert status == 400 and "A stores layers [0, 1], B stores layers [0]" in r["error"]["message"], r
+
+
+def test_verdict_alone_reads_the_two_headers_only(logdir):
+    backend = WsgiBackend(logdir, counting=True)
+    reads = backend.provider.blob_keys
+    (a,) = [d for d in kept_data(backend.provider.real, "train", "probe") if d.step == 0]
+    (b,) = kept_data(backend.provider.real, "probes", "retold")
+    params = dict(tag="probe", kind="self", run_a="train", step_a=0, run_b="probes", step_b=0, tag_b="retold")
+    r = backend.get(url("compare", verdict=1, **params))
+    assert r.status == 200 and r.json()["tokens"]["match"], r
+    assert reads == [a.values[0].blob_key, b.values[0].blob_key]
+    # the divergence reads every layer of both (the oracle that the verdict did not)
+    r = backend.get(url("compare", **params))
+    assert r.status == 200 and r.json()["jsd"] is not None, r
+    assert sorted(reads[2:]) == sorted([v.blob_key for v in a.values[1:]] + [v.blob_key for v in b.values[1:]])

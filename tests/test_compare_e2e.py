@@ -17,8 +17,8 @@ import tb_attention
 
 from tests.conftest import wait_until
 from tests.support.browser import (
-    TIMEOUT, Watch, canvas_pixels, detail, edge_point, geometry, next_frames, plugin_frame, root_attrs,
-    save_screenshot, top_hash_keys, url, watched_page,
+    Watch, canvas_pixels, edge_point, geometry, next_frames, plugin_frame, root_attrs,
+    save_screenshot, top_hash_keys, url, wait_compare, watched_page,
 )
 
 TOKENS = ["<s>", "\u0120the", "\u0120cat", "\u0120sat", "\u0120on", "\u0120the", "\u0120mat", "."]
@@ -99,17 +99,6 @@ def page(browser):
         assert not p.watch.errors and not p.watch.dialogs, (p.watch.errors, p.watch.dialogs)
 
 
-def wait_compare(frame, **want):
-    """Wait until the compare view has drawn with these data-detail values."""
-    frame.wait_for_function("""(want) => {
-        const r = document.getElementById('tba');
-        if (!r || r.dataset.state !== 'drawn' || r.dataset.view !== 'compare') return false;
-        const d = Object.fromEntries((r.dataset.detail || '').split(';').map(p => p.split('=')));
-        return Object.entries(want).every(([k, v]) => d[k] === v);
-    }""", arg={k: str(v) for k, v in want.items()}, timeout=TIMEOUT)
-    return detail(frame)
-
-
 def open_compare(page, board, **state):
     page.goto(url(board, view="compare", **state))
     frame = plugin_frame(page)
@@ -186,7 +175,7 @@ def test_a_record_compared_with_itself_is_blank_everywhere(page, board):
     assert (d["max"], d.get("top", "")) == ("0.0000", "")
     ranks = grid_pixels(frame, grid_centres(geometry(frame, "compare-grid")))
     assert len(ranks) == 8 and all(p == WHITE for p in ranks.values()), ranks
-    assert "no head changed" in frame.text_content('[data-name="compare-note"]')
+    assert "no head changed (B is A itself)" in frame.text_content('[data-name="compare-note"]')
     frame.click('button[data-cmode="model"]')
     wait_compare(frame, mode="model", diff="drawn", maxabs="0.000")
     diff = model_cells(frame, "diff")
@@ -210,7 +199,7 @@ def test_the_difference_is_where_the_attention_moved(page, board):
     assert sum(a[(2, 5)]) < 200 and a[(2, 6)] == WHITE
     assert sum(b[(2, 6)]) < 200 and b[(2, 5)] == WHITE
     titles = [frame.text_content('[data-name="compare-title-%s"]' % s) for s in ("a", "b")]
-    assert titles == ["A: train \u00b7 step 0", "B: train \u00b7 step 10"]
+    assert titles == ["A: train \u00b7 step 0 \u00b7 layer 0 \u00b7 head 1", "B: train \u00b7 step 10 \u00b7 layer 0 \u00b7 head 1"]
     # the readout gives A, B and B - A of a hovered cell
     geo = geometry(frame, "compare-diff")
     x, y = cell_centres(geo)[(2, 6)]

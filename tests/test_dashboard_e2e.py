@@ -7,7 +7,8 @@ data-state="drawn" plus data-view / data-step / data-layer / data-hover ...
 of what is on screen once a view has drawn (frontend/app.js); tests wait for
 those attributes, never for a fixed time.
 
-Screenshots of every view go to tests/screenshots/ (palette PNGs, small).
+Screenshots of every view go to build/screenshots/ (ignored), or with
+TBA_SCREENSHOTS=1 to the tracked tests/screenshots/ (palette PNGs, small).
 The dashboard is served from the installed package: `pip install .` first.
 """
 import json
@@ -183,9 +184,10 @@ def test_hover_keeps_only_that_tokens_lines(page, board):
     assert int(detail(frame)["edges"]) == 4  # one line per head: <s> -> <s>
     assert before == 32
     assert canvas_pixels(frame, "head-canvas", [on])[0][:3] == [255, 255, 255]
-    # per-head boxes on the key side: <s> attends to itself in every head
-    box_y = geo["top"] + 0.5 * geo["rowH"]
-    boxes = canvas_pixels(frame, "head-canvas", [(geo["rightBoxX"] + h * geo["boxW"] + 1, box_y) for h in range(4)])
+    # the key side's token box, a slice per head: <s> attends to itself in every head
+    x, w = geo["kBox"]["x"], geo["kBox"]["w"]
+    box_y = geo["top"] + geo["rowH"] - 2  # below the label
+    boxes = canvas_pixels(frame, "head-canvas", [(x + (h + 0.5) * w / 4, box_y) for h in range(4)])
     assert all(p[:3] != [255, 255, 255] for p in boxes), boxes
     save_screenshot(page, "head-hover")
     # hover the key 'mat' (5): only the lines into it (query 2 in head 0, and the identity line of 5)
@@ -364,10 +366,12 @@ def test_model_view_grid_and_click_opens_the_head(page, board):
     frame.wait_for_function("() => JSON.parse(document.querySelector('canvas[data-name=\"model-canvas\"]').dataset.geometry).cols === 2")
     wait_drawn(frame, view="model")
     assert geometry(frame, "model-canvas")["cols"] == 2
-    # click layer 1, head 2 (second column now): opens it in the head view
+    # click layer 1, head 2 (second column now): enlarges it in place; from there, the head view
     geo = geometry(frame, "model-canvas")
     x, y = geo["labelW"] + gap + 1 * (geo["thumb"] + gap) + geo["thumb"] / 2, geo["labelH"] + gap + (geo["thumb"] + gap) + geo["thumb"] / 2
     frame.locator('canvas[data-name="model-canvas"]').click(position={"x": x, "y": y})
+    frame.wait_for_function("() => (document.getElementById('tba').dataset.detail || '').includes('focus=1.2')", timeout=TIMEOUT)
+    frame.click('button[data-name="model-focus-open"]')
     attrs = wait_drawn(frame, view="head", layer=1, heads="2")
     assert attrs["data-step"] == "0"
 
@@ -466,10 +470,13 @@ def test_512_tokens_every_view(page, board):
     geo = geometry(frame, "model-canvas")
     assert (geo["rows"], geo["cols"]) == (12, 12)
     save_screenshot(page, "model-512")
-    # a heatmap thumbnail opens in the matrix view: layer 3, head 7
+    # a heatmap thumbnail enlarges in place as a heatmap, then opens in the matrix view: layer 3, head 7
     t, gap = geo["thumb"], geo["gap"]
     frame.locator('canvas[data-name="model-canvas"]').click(position={
         "x": geo["labelW"] + gap + 7 * (t + gap) + t / 2, "y": geo["labelH"] + gap + 3 * (t + gap) + t / 2})
+    frame.wait_for_function("() => (document.getElementById('tba').dataset.detail || '').includes('focus=3.7')", timeout=TIMEOUT)
+    assert geometry(frame, "model-focus")["type"] == "matrix"
+    frame.click('button[data-name="model-focus-open"]')
     wait_drawn(frame, view="matrix", layer=3, head=7)
     for view in ("head", "matrix", "neuron"):
         frame.click('button[data-view="%s"]' % view)
@@ -498,12 +505,14 @@ def test_512_tokens_every_view(page, board):
     assert "neurons=True" in text
 
 
-def test_model_view_at_512_tokens_draws_within_a_second_of_its_data(page, board):
+def test_model_view_at_512_tokens_redraws_the_same_picture(page, board):
+    # How long the redraw takes is a benchmark's question (bench_dashboard.py:
+    # "Model view, 512 tokens", goal <= 1000 ms), not this test's.
     frame = open_dashboard(page, board, run="long", tag="long", step=0, view="model")
-    ms = frame.evaluate("""() => { const v = window.tbAttention.views.model; const t0 = performance.now();
-        v.draw(); v.canvas.getContext('2d').getImageData(0, 0, 1, 1); return performance.now() - t0; }""")
-    print("model view redraw at 12x12x512: %.0f ms" % ms)
-    assert ms < 1000
+    before, after = frame.evaluate("""() => { const v = window.tbAttention.views.model;
+        const c = v.canvas, snap = () => c.toDataURL();
+        const a = snap(); v.draw(); return [a, snap()]; }""")
+    assert before == after and len(before) > 10_000  # a whole grid, drawn again alike
 
 
 def test_sampled_steps_notice(page, board):

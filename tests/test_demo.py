@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, attention_listing, free_port, wait_until
@@ -299,3 +300,58 @@ def test_stopping_the_demo_stops_its_tensorboard(demo):
     assert demo.proc.returncode is not None
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         _http.open(demo.url + "/data/plugins_listing", timeout=2)
+
+
+# ---------------------------------------------------------------------------
+# The demo's head scores on planted attention (hand-computed expectations)
+
+SEQ = ["<s>", "a", "b", "c", "d", "a", "b", "c", "d"]  # a segment and its copy
+COPY = [5, 6, 7, 8]  # the copy's queries; the induction target of query i is i - 3
+
+
+def _demo_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tba_demo", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(DEMO))  # its modules next to it (vit.py), as when run as a script
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(DEMO))
+    return module
+
+
+def _planted(trained):
+    """[2 layers, 2 heads] uniform attention; when trained, layer 0 head 1
+    attends to the previous token and layer 1 head 0 to the induction target."""
+    from tb_attention import AttentionRecord, KindRecord
+    T = len(SEQ)
+    a = np.full((2, 2, T, T), 1.0 / T, np.float32)
+    if trained:
+        a[0, 1, 1:] = 0
+        a[0, 1, np.arange(1, T), np.arange(T - 1)] = 1
+        a[1, 0, COPY] = 0
+        a[1, 0, COPY, [i - 3 for i in COPY]] = 1
+    kind = KindRecord(name="self", attention=a, query_tokens=tuple(SEQ), key_tokens=tuple(SEQ), layer_ids=(0, 1))
+    return AttentionRecord([kind], model_type="gpt2")
+
+
+def test_the_demo_scores_an_induction_and_a_previous_token_head(tmp_path):
+    demo = _demo_module()
+    induction, previous = demo.head_scores(_planted(True), COPY)
+    u = 1 / len(SEQ)
+    np.testing.assert_allclose(induction, [[u, 0], [1, u]], atol=1e-6)
+    # layer 1 head 0: queries 1-4 uniform (u each), the copy's 5-8 on i - 3 (0)
+    np.testing.assert_allclose(previous, [[u, 1], [4 * u / 8, u]], atol=1e-6)
+    # and read back from a logged run, as the demo's report does
+    import tb_attention
+    with tb_attention.AttentionWriter(str(tmp_path / demo.TRAIN_RUN)) as w:
+        for step, trained in ((0, False), (10, True)):
+            w.add_attention("probe", _planted(trained), global_step=step)
+    losses = np.ones((11, 2))
+    heads, steps = demo.specialised_heads(str(tmp_path), [("probe", None, COPY)], losses, window=2)
+    assert steps == [0, 10]
+    got = {(h["layer"], h["head"], h["kind"]): (h["first"], h["last"], h["formed_at"]) for h in heads}
+    assert set(got) == {(1, 0, "induction"), (0, 1, "previous-token")}, got
+    for first, last, formed_at in got.values():
+        assert abs(first - u) < 0.01 and abs(last - 1) < 0.01 and formed_at == 10

@@ -27,6 +27,26 @@ def test_max_pool_matches_the_golden_vectors():
         assert pooled.reshape(-1).tolist() == e["data"], c["name"]
 
 
+def test_aggregates_over_heads_match_the_golden_vectors():
+    from tb_attention.aggregate import Aggregate, aggregate
+    cases = golden("aggregate.json")["cases"]
+    assert len(cases) >= 12
+    for c in cases:
+        dtype = np.uint8 if c["dtype"] == "uint8" else np.float16
+        maps = np.array(c["values"], dtype).reshape(c["N"], c["Tq"], c["Tk"])
+        got = aggregate(maps, c["how"])
+        assert got.shape == (1, c["Tq"], c["Tk"]) and got.dtype == dtype, c["name"]
+        if dtype == np.uint8:
+            assert got.reshape(-1).tolist() == c["expected"], c["name"]
+        else:
+            np.testing.assert_allclose(got.reshape(-1).astype(np.float64), c["expected"], atol=1e-3, err_msg=c["name"])
+        # added a map at a time (a layer's blobs as they are read), the same answer
+        step = Aggregate(c["how"])
+        for m in maps:
+            step.add(m[None])
+        assert step.result().tobytes() == got.tobytes(), c["name"]
+
+
 def test_neuron_scores_match_the_golden_vectors():
     from tb_attention.record import softmax_scores
 

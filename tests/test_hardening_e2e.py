@@ -26,7 +26,7 @@ from tb_attention import AttentionRecord
 from tests.conftest import TensorBoard, free_port, wait_until
 from tests.support.backends import PREFIX
 from tests.support.browser import (
-    TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
+    SCREENSHOTS, TIMEOUT, plugin_frame, root_attrs, save_screenshot, top_hash_keys, url, wait_drawn, watched_page,
 )
 from tests.support.records import neuron_kind
 
@@ -443,11 +443,13 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     # head view: every label has ink (none blank, the long one cut to its gutter)
     geo = frame.evaluate("() => JSON.parse(document.querySelector('canvas[data-name=\"head-canvas\"]').dataset.geometry)")
     tops = [geo["top"] + i * geo["rowH"] + 2 - geo["viewY"] for i in range(len(HOSTILE))]
-    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["leftBoxX"], geo["leftTextX"], tops, geo["rowH"] - 4])
+    q_box, k_box = geo["qBox"], geo["kBox"]  # the token boxes the labels sit in
+    ink = frame.evaluate(ROW_INK, ["head-canvas", q_box["x"], geo["leftTextX"], tops, geo["rowH"] - 4])
     assert all(n > 3 for n in ink), ink
-    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["rightTextX"], geo["rightBoxX"], tops, geo["rowH"] - 4])
+    ink = frame.evaluate(ROW_INK, ["head-canvas", geo["rightTextX"], k_box["x"] + k_box["w"], tops, geo["rowH"] - 4])
     assert all(n > 3 for n in ink), ink
-    assert geo["leftTextX"] - geo["leftBoxX"] <= 200, geo  # the label gutter stays at its cap
+    # the long token widens nothing: the boxes stay at their cap (240 px, head.js BOX_MAX)
+    assert q_box["w"] <= 243 and k_box["w"] <= 243, geo
     assert_fits(frame, "head-canvas")
     # hovering the long token: the readout is cut, the whole token is in the titles
     canvas = frame.locator('canvas[data-name="head-canvas"]')
@@ -470,7 +472,8 @@ def test_hostile_tokens_are_text_in_every_view(page, board):
     frame.click('button[data-view="matrix"]')
     wait_drawn(frame, view="matrix")
     g = frame.evaluate("() => JSON.parse(document.querySelector('canvas[data-name=\"matrix-canvas\"]').dataset.geometry)")
-    assert g["ox"] <= 160 and g["oy"] <= 120, g
+    # labels cut to 160 x 120 px, beside the axis titles' strips
+    assert g["ox"] <= 160 + g["axis"] and g["oy"] <= 120 + g["axis"], g
     assert_fits(frame, "matrix-canvas")
     tops = [g["oy"] + i * g["cell"] + 1 for i in range(len(HOSTILE))]
     ink = frame.evaluate(ROW_INK, ["matrix-canvas", 0, g["ox"] - 2, tops, g["cell"] - 2])
@@ -541,7 +544,7 @@ def test_two_writers_are_named_and_a_bidi_run_name_exports_readably(page, board)
     path = info.value.path()
     img = Image.open(path)
     assert img.format == "PNG"
-    shot = os.path.join(os.path.dirname(__file__), "screenshots", "export-bidi-title.png")
+    shot = os.path.join(SCREENSHOTS, "export-bidi-title.png")
     os.makedirs(os.path.dirname(shot), exist_ok=True)
     img.save(shot)
     save_screenshot(page, "two-writers-notice")

@@ -11,8 +11,6 @@ import functools
 import http.server
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 
@@ -20,25 +18,18 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.support.browser import Watch, canvas_pixels, edge_point, geometry
+from tests.support import installed_package
+from tests.support.browser import Watch, canvas_pixels, edge_point, geometry, next_frames
 
 T = 8
 TOKENS = ["<s>", "the", "cat", "sat", "on", "the", "mat", "."]
 WHITE = [255, 255, 255]
 
 
-def installed_frontend():
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # the installed package, as users get it
-    out = subprocess.run([sys.executable, "-c", "import tb_attention.plugin as p; print(p._frontend_root())"],
-                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), check=True)
-    return out.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("host-page")
-    shutil.copytree(installed_frontend(), root / "frontend")
+    shutil.copytree(installed_package()[1], root / "frontend")
     shutil.copytree(os.path.join(REPO, "tests", "host_page"), root / "page")
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -80,9 +71,10 @@ def page(browser, site):
     ctx.close()
 
 
-def show(page, view, **state):
+def show(page, view, attention=None, **state):
+    attention = planted() if attention is None else attention
     page.evaluate("(args) => window.showView(args)",
-                  {"view": view, "state": state, "header": HEADER, "attention": planted().ravel().tolist()})
+                  {"view": view, "state": state, "header": HEADER, "attention": attention.ravel().tolist()})
     page.wait_for_selector('.tba[data-state="drawn"]', state="attached")
 
 
@@ -93,7 +85,7 @@ def test_the_head_view_draws_a_planted_edge_from_memory(page):
     (r, g, b, _), miss = canvas_pixels(page, "head-canvas", [on, off])
     assert b > r + 60 and b > 120, (r, g, b)  # head 0's colour (BertViz blue)
     assert miss[:3] == WHITE, miss
-    assert page.get_attribute(".tba", "data-detail") == "edges=24;candidates=24"
+    assert page.get_attribute(".tba", "data-detail").startswith("edges=24;candidates=24;")
     # hover the query "cat": only its lines, and the host is told
     page.locator('canvas[data-name="head-canvas"]').hover(position={"x": geo["leftTextX"] - 6, "y": geo["top"] + 2.5 * geo["rowH"]})
     page.wait_for_selector('.tba[data-hovered="yes"]', state="attached")
@@ -111,3 +103,40 @@ def test_the_matrix_view_draws_the_planted_cell_from_memory(page):
     assert sum(hot[:3]) < 200 and sum(diag[:3]) < 200, (hot, diag)  # weight 1: the darkest blue
     assert empty[:3] == WHITE
     assert geo["ox"] > 4  # token labels beside the rows
+
+
+def _ink(page, canvas, x, y, r=1):
+    """Largest distance from white (sum over RGB) around a CSS-pixel point."""
+    pts = [(x + dx, y + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)]
+    return max(765 - sum(p[:3]) for p in canvas_pixels(page, canvas, pts))
+
+
+def test_a_weak_line_and_its_hover_box_are_faint_and_the_padding_is_no_token(page):
+    """Opacity is the weight: a weight-64/255 line and hover box show about a
+    quarter of the ink of a weight-255 one drawn alike (hand-computed: the
+    line's bucket midpoint 68/255 = 0.27, the box 64/255 = 0.25; ink is linear
+    in alpha over white)."""
+    a = np.zeros((2, 3, T, T), np.uint8)
+    a[0, 0, 1, 3] = 255  # parallel lines of the same slope: same coverage
+    a[0, 0, 5, 7] = 64
+    a[0, 0, 5, 6] = 255  # query 5's boxes: key 6 full, key 7 weak
+    show(page, "head", a, layer=0)
+    geo = geometry(page, "head-canvas")
+    strong = _ink(page, "head-canvas", *edge_point(geo, 1, 3))
+    weak = _ink(page, "head-canvas", *edge_point(geo, 5, 7))
+    assert strong > 150 and 0.15 < weak / strong < 0.4, (weak, strong)
+    canvas = page.locator('canvas[data-name="head-canvas"]')
+    canvas.hover(position={"x": geo["leftTextX"] - 6, "y": geo["top"] + 5.5 * geo["rowH"]})
+    page.wait_for_selector('.tba[data-hovered="yes"]', state="attached")
+    # head 0's slice of key k's box (one slice per shown head, BertViz's boxes),
+    # low in the row: the token's label is drawn over the box
+    box = lambda k: (geo["kBox"]["x"] + geo["kBox"]["w"] / 3 / 2, geo["top"] + k * geo["rowH"] + geo["rowH"] - 2)
+    full, faint = _ink(page, "head-canvas", *box(6), r=0), _ink(page, "head-canvas", *box(7), r=0)
+    assert full > 150 and 0.15 < faint / full < 0.4, (faint, full)
+    # the padding below the last row is no token: nothing hovered, nothing thrown
+    canvas.hover(position={"x": geo["rightTextX"] + 5, "y": geo["top"] + T * geo["rowH"] + 3})
+    next_frames(page)
+    canvas.hover(position={"x": geo["leftTextX"] - 6, "y": geo["top"] + T * geo["rowH"] + 3})
+    next_frames(page)
+    assert not page.watch.errors, page.watch.errors
+    assert page.locator('[data-name="head-hover"]').text_content() == ""

@@ -39,7 +39,7 @@ def test_a_page_holds_the_stored_uint8_bytes_headers_and_query_key_vectors():
     np.testing.assert_array_equal(q, rec.neurons().queries[1].astype("<f2"))
     assert (scale, has_bias, softcap, sinks) == (0.5, False, 0.0, None)
     assert manifest["state"] == {"view": "matrix", "layer": "0", "head": "0"}
-    assert manifest["views"] == ["head", "model", "neuron", "matrix"]  # one step: no stats, no compare
+    assert manifest["views"] == ["head", "model", "neuron", "matrix", "text"]  # one step: no stats, no compare
 
 
 def test_steps_runs_and_the_stats_answer():

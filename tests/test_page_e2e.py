@@ -169,3 +169,17 @@ def test_512_tokens_open_and_draw(context, tmp_path):
     out.wait(view="head")
     assert int(out.detail()["edges"]) > 0
     done(page, url)
+
+
+def test_the_text_view_and_an_aggregate_draw_from_the_page(context, two_steps):
+    """Issue 16's text view and aggregates over heads in a page (MemoryData, no server)."""
+    page, out = opened(context, two_steps, view="head")
+    root = page.locator(".tba-output")
+    root.locator('button[data-view="text"]').click()
+    out.wait(view="text")
+    rows = root.locator('[data-name="text-rows"] .tba-text-row')
+    assert rows.count() == 1  # a row per kept step up to the shown one (step 0)
+    assert root.locator('[data-name="text-rows"] .tba-tok').count() == len(TOKENS)
+    root.locator('select[data-name="head"]').select_option("mean")
+    out.wait(view="text", agg="mean")
+    done(page, two_steps)

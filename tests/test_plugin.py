@@ -26,7 +26,7 @@ import pytest
 from tb_attention import codec, metadata
 from tb_attention import plugin as plugin_module
 from tb_attention import store as store_module
-from tests.support import wait_until
+from tests.support import installed_package, wait_until
 from tests.support.backends import (CTX, PREFIX, ServerBackend, WsgiBackend, attention_listing, kept_data,
                                     url)
 from tests.support.logdirs import ATTENTION_RUNS, HOSTILE, build_logdir, live_log
@@ -233,6 +233,30 @@ def test_attention_is_the_stored_bytes_for_a_layer_and_a_head(backend, logdir):
     assert get_attention(backend, "group/ü run", "probe", 3, layer=0)[1].body == want.tobytes()
 
 
+def test_attention_aggregates_over_heads_of_a_layer_and_of_every_layer(backend, logdir):
+    """head=mean|max: of the stored maps (the mean of bytes rounded half up),
+    within 1/255 of numpy's mean of the weights that were logged."""
+    step = tags_of(backend)[("train", "probe")]["steps"][-1]
+    record, _ = logdir.written[("train", "probe")][step]
+    weights = record.kind("self").attention  # float [L, H, T, T] as logged
+    stacks = {layer: expected_layer(logdir, "train", "probe", step, "self", layer) for layer in (0, 2)}
+    stacks["all"] = np.concatenate([stacks[0], stacks[2]])
+    floats = {0: weights[0], 2: weights[1], "all": weights.reshape(-1, *weights.shape[2:])}
+    for layer, maps in stacks.items():
+        mean, r = get_attention(backend, "train", "probe", step, layer=layer, head="mean")
+        assert r.headers["X-Attention-Dtype"] == "uint8" and mean.shape == (1,) + maps.shape[1:], r.headers
+        n = maps.shape[0]
+        assert (mean[0] == (2 * maps.sum(0, dtype=np.int64) + n) // (2 * n)).all(), layer
+        assert np.abs(mean[0] / 255 - floats[layer].mean(0)).max() <= 1 / 255 + 1e-6, layer
+        top, _ = get_attention(backend, "train", "probe", step, layer=layer, head="max")
+        assert (top[0] == maps.max(0)).all(), layer
+    # float16 layers aggregate as floats and answer float16
+    halves = expected_layer(logdir, "fp16", "probe", 2, "self", 1).astype(np.float32)
+    mean, r = get_attention(backend, "fp16", "probe", 2, layer=1, head="mean")
+    assert r.headers["X-Attention-Dtype"] == "float16"
+    np.testing.assert_allclose(mean[0].astype(np.float32), halves.mean(0), atol=1e-3)
+
+
 def numpy_max_pool(maps, p):
     """[.., Tq, Tk] max over p x p cells (the last ones partial), by reduceat."""
     idx_q, idx_k = np.arange(0, maps.shape[-2], p[0]), np.arange(0, maps.shape[-1], p[1])
@@ -326,6 +350,7 @@ NOT_FOUND = [  # (route, params, what the message must name)
     ("attention", dict(run="train", tag="probe", step=290, kind="bogus", layer=0), "'bogus'"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1), "layer 1"),
     ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=0, head=3), "head 3"),
+    ("attention", dict(run="train", tag="probe", step=290, kind="self", layer=1, head="mean"), "layer 1"),
     ("overview", dict(run="train", tag="probe", step=7, kind="self"), "step 7"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=5, head=0), "layer 5"),
     ("neurons", dict(run="train", tag="neurons", step=0, kind="self", layer=0, head=9), "head 9"),
@@ -382,6 +407,9 @@ BAD_PARAMS = [  # (route, params, what the message must name)
     ("attention", dict(STEP, kind="self", layer=0, head="-1"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="x"), "'head'"),
     ("attention", dict(STEP, kind="self", layer=0, head="9" * 100), "'head'"),
+    ("attention", dict(STEP, kind="self", layer=0, head="median"), "mean or max"),
+    ("attention", dict(STEP, kind="self", layer="all"), "head=mean or head=max"),
+    ("attention", dict(STEP, kind="self", layer="all", head=0), "head=mean or head=max"),
     ("overview", dict(STEP, kind="self", size=0), "'size'"),
     ("overview", dict(STEP, kind="self", size=10000), "'size'"),
     ("overview", dict(STEP, kind="self", size="big"), "'size'"),
@@ -430,7 +458,9 @@ def test_a_payload_failing_its_checksum_fails_only_that_step(backend, logdir):
     bad_newest = tags[("tampered", "bad_newest")]
     assert bad_newest["steps"] == [0, 1] and bad_newest["kinds"][0]["num_heads"] == 2
     assert "step 1" in bad_newest["error"] and "corrupt" in bad_newest["error"]
-    assert bad_newest["written"] == 2
+    # hand-computed: step 0 is sequence 7, so 8 steps up to it, plus step 1
+    # (unreadable, but written); len(data) alone would say 2
+    assert bad_newest["written"] == 9
     r = backend.get(url("attention", run="tampered", tag="bad_newest", step=0, kind="self", layer=0))
     assert r.status == 200 and r.body == expected_layer(logdir, "tampered", "bad_newest", 0, "self", 0).tobytes()
     # A step from a newer tb-attention says to upgrade.
@@ -624,20 +654,20 @@ def test_static_files_are_served_with_types_and_never_outside_the_frontend(logdi
 @pytest.mark.parametrize("name", ["rust", "python"])
 def test_installed_frontend_is_served_and_guarded(backends, name):
     backend = backends(name)
-    # What the subprocess runs: site-packages, not this checkout (conftest
-    # drops PYTHONPATH and starts it elsewhere).
+    # What the subprocess runs: the installed package (conftest drops
+    # PYTHONPATH and starts it elsewhere), a regular or an editable install.
     site = sysconfig.get_paths()["purelib"]
     (entry_points,) = glob.glob(os.path.join(site, "tb_attention-*.dist-info", "entry_points.txt"))
     assert "tensorboard_plugins" in open(entry_points).read()  # a served type (.txt), next to the package
-    target = os.path.relpath(entry_points, site).replace(os.sep, "/")
+    _, frontend = installed_package()
+    # the dist-info from the frontend directory, as a traversal would name it
+    target = os.path.relpath(entry_points, os.path.dirname(os.path.dirname(frontend))).replace(os.sep, "/")
     for rel in ("../../" + target, "%2e%2e/%2e%2e/" + target, "..%2f..%2f" + target.replace("/", "%2f"),
                 "../plugin.py", "../__init__.py%00.js"):
         r = backend.get(PREFIX + "static/" + rel)
         assert r.status == 404, (rel, r)
         assert b"tensorboard_plugins" not in r.body and b"AttentionPlugin" not in r.body
-    installed = os.path.join(site, "tb_attention", "frontend", "index.js")
-    if not os.path.isfile(installed):
-        pytest.skip("the installed package has no frontend/index.js yet (issue 4)")
+    installed = os.path.join(frontend, "index.js")
     r = backend.get(PREFIX + "static/index.js")
     assert r.status == 200 and r.headers["Content-Type"].split(";")[0] == "text/javascript"
     assert r.body == open(installed, "rb").read()

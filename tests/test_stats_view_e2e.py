@@ -5,7 +5,8 @@ The logged model has a head that specialises at a known step: layer 1 head 2
 becomes a previous-token head from step 20 on (every other head attends at
 random). The tests read the sparkline's pixels before and after that step's
 x, hover and click exact points (from the canvas's data-geometry), and
-compare the readout with tb_attention.load(logdir).stats(...).
+compare the readout with the statistics computed by plain numpy from the
+attention written (the `logged` fixture), never by tb_attention.stats.
 Synchronisation: #tba's data-state="drawn" and data-* attributes, never sleeps.
 The dashboard is served from the installed package: `pip install .` first.
 """
@@ -116,9 +117,20 @@ def board(tensorboard_factory, logdir, live):
 
 
 @pytest.fixture(scope="module")
-def logged(logdir):
-    """What the Python reader says the statistics are."""
-    return tb_attention.load(logdir).stats("grow", "probe")
+def logged():
+    """The statistics of the attention written, by plain numpy in float64
+    (not tb_attention.stats): [steps, layers, heads]."""
+    a = np.stack([grow_attention(s).astype(np.float64) for s in STEPS])  # [S, L, H, T, T]
+    previous = np.mean([a[..., i, i - 1] for i in range(1, T)], axis=0)
+    plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+    return {"previous_token": previous, "entropy": -plogp.sum(-1).mean(-1)}
+
+
+def shown_value(text, prefix, want, unit=""):
+    """The value the readout shows after `prefix`, within its 3 decimals of want."""
+    assert text.startswith(prefix) and text.endswith(unit), text
+    got = float(text[len(prefix):len(text) - len(unit)].strip())
+    assert abs(got - want) <= 0.0005 + 1e-6, (text, want)
 
 
 @pytest.fixture
@@ -228,7 +240,7 @@ def test_hover_shows_the_logged_value(page, board, logged):
         s = STEPS.index(step)
         want = float(logged["previous_token"][s, r, c])
         text = readout(frame, geo, r, c, s, want)
-        assert text == "layer %d \u00b7 head %d \u00b7 step %d \u00b7 previous token %.3f" % (r, c, step, want), text
+        shown_value(text, "layer %d \u00b7 head %d \u00b7 step %d \u00b7 previous token " % (r, c, step), want)
     # another statistic, with its unit
     frame.select_option('select[data-name="stat"]', "entropy")
     wait_drawn(frame, view="stats")
@@ -236,7 +248,7 @@ def test_hover_shows_the_logged_value(page, board, logged):
     geo = geometry(frame, "stats-canvas")
     want = float(logged["entropy"][STEPS.index(10), 0, 3])
     text = readout(frame, geo, 0, 3, STEPS.index(10), want)
-    assert text.endswith("entropy %.3f nats" % want), text
+    shown_value(text[text.index("entropy"):], "entropy ", want, " nats")
     # the hover dot sits on the line, and leaving the canvas clears the readout
     assert frame.is_visible('[data-name="stats-view"] .tba-cross')
     page.mouse.move(3, 3)
@@ -293,6 +305,9 @@ def test_a_statistic_the_route_does_not_name_falls_back_to_its_first(page, board
     frame.wait_for_selector('#tba[data-state="drawn"][data-detail^="stat=entropy;"]', state="attached", timeout=TIMEOUT)
     assert frame.eval_on_selector('select[data-name="stat"]', "s => s.value") == "entropy"
     wait_until(lambda: "stat" not in top_hash_keys(page), timeout=10, interval=0.05, what="stat=loss gone from the URL")
+    # and says so (never a silent fallback)
+    assert frame.text_content('[data-name="stats-notice"]').startswith(
+        "statistic \u201closs\u201d is not one this server computes (entropy, max_weight, ")
 
 
 def test_old_steps_and_unreadable_steps_are_named(page, board):

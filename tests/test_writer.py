@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import warnings
@@ -31,11 +30,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tb_attention import (AttentionInputError, AttentionRecord, AttentionWriter, AttentionWriterError,
                           KindRecord, Neurons, codec, load, metadata, summary)
 from tb_attention.proto import attention_pb2
-from tb_attention.record import softmax_scores
 from tests.support import REPO, sigkilled, wait_until
 from tests.support.backends import CTX, blob_steps, provider_blobs, python_loader, rust_data_server, scalar_steps
 from tests.support.events import record_ends
-from tests.support.records import FLOAT16_TOL, UINT8_TOL, softmax, tokens
+from tests.support.records import FLOAT16_TOL, UINT8_TOL, reference_attention, softmax, stored, tokens
 
 # Strings a tokenizer (or a user) can hand us; each must come back exactly.
 HOSTILE_TOKENS = (
@@ -187,7 +185,7 @@ def _neurons_kind(rng, name, L, H, Tq, Tk, D, causal, with_bias):
     masked[:, :, -1] |= not causal  # a padded key position
     bias = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if with_bias else None
     neurons = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=bias)
-    attention = softmax_scores(queries, keys, scales, masked, bias)
+    attention = reference_attention(queries, keys, scales, masked, bias)
     return KindRecord(name, attention, tokens(Tq, name), tokens(Tk, name), tuple(range(L)),
                       causal=causal, neurons=neurons)
 
@@ -272,7 +270,10 @@ def check_loader_blobs(provider, expected):
                     assert tuple(codec.token_strings(k.query_tokens)) == tuple(original.query_tokens)
                     assert tuple(codec.token_strings(k.key_tokens)) == tuple(original.key_tokens)
                     tol = UINT8_TOL if k.dtype == attention_pb2.UINT8 else FLOAT16_TOL
+                    dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
                     for i, ref in enumerate(k.attention):
+                        # independent of the codec: the weights as plain numpy stores them
+                        assert got_blobs[ref.index] == stored(original.attention[i], dtype).tobytes()
                         layer = codec.to_float(codec.attention_layer(k, i, got_blobs[ref.index]))
                         assert np.abs(layer - original.attention[i]).max() <= tol
 
@@ -302,29 +303,10 @@ def test_rust_data_server_reads_the_same_bytes(two_run_logdir):
         check_loader_blobs(provider, expected)
 
 
-def _installed_plugin_is_this_checkout():
-    code = ("import tb_attention.plugin, tb_attention.writer, sys; "
-            "print(tb_attention.writer.__file__)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       cwd=tempfile.gettempdir())
-    if r.returncode != 0:
-        return False, "tb_attention.plugin is not installed: pip install %s" % REPO
-    with open(r.stdout.strip(), "rb") as f:
-        installed = f.read()
-    with open(os.path.join(REPO, "tb_attention", "writer.py"), "rb") as f:
-        here = f.read()
-    if installed != here:
-        return False, "the installed tb_attention is not this checkout: pip install %s" % REPO
-    return True, ""
-
-
 def test_tensorboard_load_fast_serves_the_written_bytes(two_run_logdir, tensorboard_factory):
     """A real `tensorboard --load_fast=true` (Rust data server) through the
-    plugin's routes. Depends on the plugin (tb_attention/plugin.py) being installed."""
-    ok, why = _installed_plugin_is_this_checkout()
-    if not ok:
-        pytest.skip(why)
+    plugin's routes, with the installed plugin (conftest stops the session when
+    the installed package is not this checkout)."""
     logdir, expected = two_run_logdir
     tb = tensorboard_factory(logdir, load_fast=True, extra_args=("--samples_per_plugin", "attention=0"))
 
@@ -345,6 +327,8 @@ def test_tensorboard_load_fast_serves_the_written_bytes(two_run_logdir, tensorbo
                         assert status == 200, body[:300]
                         # the stored bytes, inflated (format 4) by the plugin
                         assert body == codec.open_blob(k.attention[i], blobs[k.attention[i].index], "x")
+                        dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
+                        assert body == stored(record.kind(k.name).attention[i], dtype).tobytes()
                 header_json = tb.get_json("/data/plugin/attention/header?" + _query(run=run, tag=tag, step=step))
                 assert header_json["sequence"] == header.sequence
                 for kj, k in zip(header_json["kinds"], header.kinds):
@@ -826,6 +810,19 @@ def test_error_at_interpreter_exit_is_reported(tmp_path):
 # back-pressure: a stalled disk blocks the training thread, memory stays bounded
 
 
+def _in_frame(thread, filename, function):
+    """The source line `thread` is at inside `function` of `filename` (its
+    innermost such frame), or "" when that function is not on its stack."""
+    import linecache
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == function and os.path.basename(code.co_filename) == filename:
+            return linecache.getline(code.co_filename, frame.f_lineno).strip() or "?"
+        frame = frame.f_back
+    return ""
+
+
 def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypatch):
     """The event file is swapped for a FIFO nobody reads: every write blocks in
     open(2), as on a hung network filesystem. add_attention must then block
@@ -868,12 +865,19 @@ def test_stalled_disk_blocks_training_within_the_memory_bound(tmp_path, monkeypa
     try:
         # In flight while the disk hangs: one record in TensorBoard's writer thread
         # (stuck in open), one in its queue, one in ours (waiting to hand it over).
-        wait_until(lambda: len(done) >= 3, timeout=30, what="three records to be accepted")
-        trainer.join(timeout=1.0)
+        # Event-driven, no time window: wait until the whole pipeline is stuck
+        # (our writer thread blocked handing a record to TensorBoard's full
+        # queue, the training thread inside add_attention), then look.
+        def stuck():
+            return (len(done) >= 3 and _in_frame(w._thread, "event_file_writer.py", "write")
+                    and _in_frame(trainer, "writer.py", "_put"))
+        wait_until(stuck, timeout=30, what="the trainer and the writer thread to block")
         blocked_at = list(done)
+        waiting_on = _in_frame(trainer, "writer.py", "_put")
     finally:  # whatever happened, let the disk go again
         reader.start()
-    assert trainer.is_alive() and blocked_at == [1, 2, 3], blocked_at  # blocked, not queueing more
+    assert blocked_at == [1, 2, 3], blocked_at  # blocked, not queueing more
+    assert "self._space.wait" in waiting_on, waiting_on  # at the byte bound, not the record queue
     trainer.join(timeout=60)
     assert not trainer.is_alive() and not errors, errors
     w.close()

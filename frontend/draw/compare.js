@@ -4,12 +4,13 @@
 // mode), and the ranking's grid of divergences.
 
 import { css, divergingIndex, headColor, lutToUint32, seqLut } from "../colors.js";
-import { sizeCanvas } from "../dom.js";
+import { FONT, sizeCanvas } from "../dom.js";
 import { gridLayout, headViewLayout, maxPool, rowHeight } from "../layout.js";
 import { diffLut, signedBytes } from "../comparing.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "./heatmap.js";
 import { drawGridFrame, drawHeatmapThumbs, drawThumbBorders } from "./grid.js";
 import { LINE_BUDGET, columnWidths, drawColumnLabels, drawLines, setLineStyle } from "./lines.js";
+import { colorBar, wrapText } from "./legend.js";
 
 // the head mode's three panels stay short enough to draw in full
 const HEAD_MAX_HEIGHT = 4000;
@@ -53,14 +54,13 @@ export function drawMatrixPanels(panels, x, d) {
 }
 
 /**
- * Head mode: A's and B's lines of one head in its colour, and (with `d`)
+ * Head mode: A's and B's lines of one head in `color`, and (with `d`)
  * B - A's lines by sign (blue: A higher, red: B higher), one row height.
  * @param {Record<"a" | "b" | "diff", Panel>} panels
  * @param {Sides} x
  */
-export function drawLinePanels(panels, x, d, head, zoom) {
+export function drawLinePanels(panels, x, d, color, zoom) {
   const { a, b, labels, labelsB, theme } = x;
-  const color = css(headColor(head));
   const sides = [
     { p: panels.a, w: a, labels, strokes: [[a.bytes, color]] },
     { p: panels.b, w: b, labels: labelsB, strokes: [[b.bytes, color]] },
@@ -156,4 +156,53 @@ export function drawRankGrid(canvas, answer, max, x) {
   drawThumbBorders(ctx, g, L, H, x.theme);
   canvas.dataset.geometry = JSON.stringify({ labelW: g.labelW, labelH: g.labelH, gap: g.gap, thumb: g.thumb, rows: L, cols: H, max });
   return g;
+}
+
+const PANEL_GAP = 14;
+const LINE_H = 16;
+
+/**
+ * One canvas of the compare view's panels side by side, each under its title
+ * (wrapped to its width), and under them the colour scale's legend: what
+ * PNG export saves (every panel, titled, with the sign convention). A part
+ * with `text` and no canvas is a line of text across the top (a problem).
+ * @param {Array<{canvas?: HTMLCanvasElement, title?: string, text?: string}>} parts
+ * @param {{lut: Uint8ClampedArray, left: string, right: string, caption: string} | null} scale
+ * @returns {HTMLCanvasElement} its dataset.panels: where each panel is (CSS px), JSON
+ */
+export function composePanels(parts, theme, scale) {
+  const out = document.createElement("canvas");
+  const m = out.getContext("2d");
+  m.font = `12px ${FONT}`;
+  const size = (c) => [parseFloat(c.style.width) || c.width, parseFloat(c.style.height) || c.height];
+  const panels = parts.filter((p) => p.canvas).map((p) => ({ ...p, size: size(p.canvas) }));
+  const panelsW = panels.reduce((w, p) => w + p.size[0], 0) + PANEL_GAP * Math.max(0, panels.length - 1);
+  const width = Math.max(panelsW, 480) + 16;
+  const notes = parts.filter((p) => p.text).flatMap((p) => wrapText(m, p.text, width - 16));
+  for (const p of panels) p.lines = wrapText(m, p.title || "", p.size[0]);
+  const titleH = Math.max(1, ...panels.map((p) => p.lines.length)) * LINE_H;
+  const top = 8 + notes.length * LINE_H;
+  const bodyH = Math.max(0, ...panels.map((p) => p.size[1]));
+  const height = top + titleH + bodyH + (scale ? 28 : 8);
+  const ctx = sizeCanvas(out, width, height);
+  ctx.fillStyle = theme.background;
+  ctx.fillRect(0, 0, width, height);
+  ctx.font = `12px ${FONT}`;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  ctx.fillStyle = theme.text;
+  notes.forEach((line, i) => ctx.fillText(line, 8, 8 + (i + 0.5) * LINE_H));
+  let x = 8;
+  const where = [];
+  for (const p of panels) {
+    ctx.fillStyle = theme.muted;
+    ctx.font = `12px ${FONT}`;
+    p.lines.forEach((line, i) => ctx.fillText(line, x, top + (i + 0.5) * LINE_H));
+    ctx.drawImage(p.canvas, x, top + titleH, p.size[0], p.size[1]);
+    where.push({ x, y: top + titleH, width: p.size[0], height: p.size[1], title: p.title });
+    x += p.size[0] + PANEL_GAP;
+  }
+  if (scale) colorBar(ctx, scale.lut, 8, top + titleH + bodyH + 10, 120, 10, { ...scale, theme });
+  out.dataset.panels = JSON.stringify(where);
+  return out;
 }

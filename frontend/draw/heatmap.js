@@ -4,6 +4,11 @@
 
 import { FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
 import { matrixCell } from "../layout.js";
+import { axisTitle } from "./legend.js";
+
+// a strip left of the query labels and one above the key labels, for the
+// axis titles ("query", "key"): there at any length, labels or not
+export const AXIS = 14;
 
 /**
  * Label gutters and cell size of a heatmap of Tq x Tk cells fitting `avail`
@@ -18,10 +23,10 @@ export function heatmapLayout(tile, labels, Tq, Tk, avail, zoom, cellOverride) {
   const c0 = tile.getContext("2d");
   const gutters = (cell) => {
     const fontPx = Math.min(12, cell - 1);
-    if (cell < 8) return { showText: false, fontPx, labelW: 4, labelH: 4 };
+    if (cell < 8) return { showText: false, fontPx, labelW: AXIS + 4, labelH: AXIS + 4 };
     c0.font = `${fontPx}px ${FONT}`;
-    const labelW = Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8);
-    const labelH = Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8);
+    const labelW = AXIS + Math.min(160, Math.ceil(maxLabelWidth(c0, labels.q)) + 8);
+    const labelH = AXIS + Math.min(120, Math.ceil(maxLabelWidth(c0, labels.k)) + 8);
     return { showText: true, fontPx, labelW, labelH };
   };
   let cell = cellOverride || (zoom ? matrixCell(Tk, avail, 0, zoom) : 0);
@@ -35,7 +40,7 @@ export function heatmapLayout(tile, labels, Tq, Tk, avail, zoom, cellOverride) {
     }
   }
   const { showText, fontPx, labelW, labelH } = gutters(cell);
-  return { ox: labelW, oy: labelH, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
+  return { ox: labelW, oy: labelH, axis: AXIS, cell, Tq, Tk, showText, fontPx, width: labelW + Tk * cell + 2, height: labelH + Tq * cell + 2 };
 }
 
 /**
@@ -90,10 +95,13 @@ export function renderHeatmap(canvas, tile, g, x0, y0, vw, vh, labels, theme, fi
     ctx.drawImage(tile, ox + j0 * cell - x0, oy + i0 * cell - y0, nj * cell, ni * cell);
     ctx.restore();
   }
-  // frozen gutters
+  // frozen gutters, with the axis titles
   ctx.fillStyle = theme.background;
   ctx.fillRect(0, 0, ox, vh);
   ctx.fillRect(0, 0, vw, oy);
+  axisTitle(ctx, "key \u2192", ox + 2, AXIS / 2, theme);
+  // rotated to read upwards: the arrow before the word points down the queries
+  axisTitle(ctx, "\u2190 query", AXIS / 2, oy + Math.max(30, Math.min(Tq * cell - y0, vh - oy) / 2), theme, true);
   if (g.showText) {
     ctx.font = `${g.fontPx}px ${FONT}`;
     ctx.fillStyle = theme.text;

@@ -11,6 +11,7 @@
 import { css, headColor, seqLut } from "../colors.js";
 import { canvasPoint, clear, el, FONT, sizeCanvas } from "../dom.js";
 import { weightAt } from "../decode.js";
+import { queryIndex } from "../state.js";
 
 const thumbs = new WeakMap(); // header image -> canvas of its thumbnail
 const MAX_ALPHA = 0.75;
@@ -62,7 +63,7 @@ export class ImagePanels {
     this.root.hidden = true;
     this.canvas.addEventListener("click", (e) => {
       const q = this.hit(e);
-      if (q !== null && q !== this.ctx.state.query) host.setState({ query: q });
+      if (q !== null && q !== queryIndex(this.ctx.state, this.ctx.kind)) host.setState({ query: q });
     });
     this.canvas.addEventListener("mousemove", (e) => {
       this.canvas.style.cursor = this.hit(e) === null ? "default" : "pointer";
@@ -71,16 +72,16 @@ export class ImagePanels {
   }
 
   /**
-   * Draw one panel per [index into the weights, head number] of `heads`.
+   * Draw one panel per [index into the weights, head number or an aggregate's name] of `heads`.
    * @param {import("../host.js").ViewContext} ctx
    * @param {import("../decode.js").Weights} weights [heads, Tq, Tk]
-   * @param {Array<[number, number]>} heads
+   * @param {Array<[number, number | string]>} heads
    */
   draw(ctx, weights, heads) {
     this.ctx = ctx;
     const im = imageOf(ctx);
     const [, Tq, Tk] = weights.shape;
-    const q = Math.min(ctx.state.query, Tq - 1);
+    const q = Math.min(queryIndex(ctx.state, ctx.kind), Tq - 1);
     const avail = Math.max(240, (this.root.clientWidth || 900) - 8);
     const side = Math.max(96, Math.min(360, Math.floor(avail / Math.max(1, heads.length)) - 12));
     const pw = im.width >= im.height ? side : Math.round(side * im.width / im.height);
@@ -130,13 +131,15 @@ export class ImagePanels {
       g.strokeRect(p.x + c * im.patch_width * sx + 1, p.y + r * im.patch_height * sy + 1,
         im.patch_width * sx - 2, im.patch_height * sy - 2);
     }
-    g.fillStyle = css(headColor(p.head));
+    // a head's number, or the name of an aggregate over heads ("mean of layer")
+    const named = typeof p.head === "string";
+    g.fillStyle = named ? theme.text : css(headColor(p.head));
     g.fillRect(p.x, p.y - 16, 10, 10);
     g.fillStyle = theme.text;
     g.font = `11px ${FONT}`;
     g.textBaseline = "middle";
     g.textAlign = "left";
-    g.fillText(`head ${p.head}`, p.x + 14, p.y - 11);
+    g.fillText(named ? p.head : `head ${p.head}`, p.x + 14, p.y - 11);
   }
 
   /** The prefix tokens as buttons with their weights, and the readout. */

@@ -1,7 +1,30 @@
 // A layers x heads grid of sparklines (the stats view): the grid's geometry,
 // the x offsets of the steps, each cell's latest value (its tint), and the
 // tracing of one sparkline into a path with at most one vertical stroke per
-// pixel column. Pure: tested in node.
+// pixel column, and the step axis under the grid. Pure but for that axis
+// (a canvas context): tested in node.
+
+/**
+ * Step indices where no statistic has any value (steps written before
+ * statistics existed, or unreadable).
+ * @param {Record<string, Array<Array<number | null>>>} stats
+ * @param {number} count number of steps
+ */
+export function stepsWithout(stats, count) {
+  const out = [];
+  for (let s = 0; s < count; s++) {
+    let any = false;
+    for (const name of Object.keys(stats)) {
+      const row = stats[name][s];
+      if (row && row.some((v) => v !== null)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) out.push(s);
+  }
+  return out;
+}
 
 /**
  * Integer x offsets (0..width) of the steps, proportional to the step
@@ -102,7 +125,8 @@ export function traceSparkline(path, values, xs, x0, yOf) {
  * plot area is inset by padX / padY; step s is the pixel column
  * cellX + padX + xs[s] and a value v the pixel row
  * floor(cellY + padY + (1 - (v - lo) / (hi - lo)) * plotH) (lines run
- * through pixel centres, so they stay crisp).
+ * through pixel centres, so they stay crisp). The step axis is the axisH
+ * px under the last row.
  */
 export function statsLayout({ rows, cols, availWidth }) {
   const labelW = 36;
@@ -112,11 +136,55 @@ export function statsLayout({ rows, cols, availWidth }) {
   const cellH = Math.max(20, Math.min(60, Math.round(cellW * 0.55)));
   const padX = 3;
   const padY = 3;
+  const axisH = 16; // the step axis under the last row
   return {
-    labelW, labelH, gap, cellW, cellH, padX, padY, rows, cols,
+    labelW, labelH, gap, cellW, cellH, padX, padY, rows, cols, axisH,
     plotW: cellW - 2 * padX - 1, plotH: cellH - 2 * padY,
-    width: labelW + gap + cols * (cellW + gap), height: labelH + gap + rows * (cellH + gap),
+    width: labelW + gap + cols * (cellW + gap), height: labelH + gap + rows * (cellH + gap) + axisH,
     x: (c) => labelW + gap + c * (cellW + gap),
     y: (r) => labelH + gap + r * (cellH + gap),
   };
+}
+
+/**
+ * The step axis under each column of the last row: a tick and the step at
+ * both ends of the x range (the first and last kept steps), "step" in the
+ * label column. Where a cell is too narrow for both numbers, the last step
+ * shows under the last column only.
+ * @param {CanvasRenderingContext2D} ctx
+ * @param {ReturnType<typeof statsLayout>} g
+ * @param {number} rows the grid's rows
+ * @param {readonly number[]} steps
+ * @param {(n: number) => string} text a step's text
+ * @returns {{y: number, first: string, last: string}} the axis's baseline and its end labels
+ */
+export function drawStepAxis(ctx, g, rows, steps, text, theme, font) {
+  const y = g.y(rows - 1) + g.cellH + g.gap + g.axisH / 2;
+  const first = text(steps[0]);
+  const last = text(steps[steps.length - 1]);
+  ctx.font = font;
+  ctx.textBaseline = "middle";
+  ctx.fillStyle = theme.muted;
+  ctx.strokeStyle = theme.muted;
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.fillText("step", g.labelW - 4, y);
+  const both = ctx.measureText(first).width + ctx.measureText(last).width + 8 <= g.plotW;
+  ctx.beginPath();
+  for (let c = 0; c < g.cols; c++) {
+    const x0 = g.x(c) + g.padX;
+    const x1 = x0 + g.plotW;
+    ctx.moveTo(x0 + 0.5, y - g.axisH / 2);
+    ctx.lineTo(x0 + 0.5, y - g.axisH / 2 + 3);
+    ctx.moveTo(x1 + 0.5, y - g.axisH / 2);
+    ctx.lineTo(x1 + 0.5, y - g.axisH / 2 + 3);
+    ctx.textAlign = "left";
+    ctx.fillText(first, x0, y + 2);
+    if (both || c === g.cols - 1) {
+      ctx.textAlign = "right";
+      ctx.fillText(last, x1 + 1, y + 2);
+    }
+  }
+  ctx.stroke();
+  return { y, first, last };
 }

@@ -271,6 +271,13 @@ test("compare: one route for both steps, cached; a structure mismatch is its 400
   assert.deepEqual(seen, ["/p/compare?tag=t%2F1&kind=self&run_a=r&step_a=1&run_b=r&step_b=2"]);
   await assert.rejects(api.compare("t/1", "self", a, { run: "other", step: 2 }),
     (e) => e instanceof ApiError && e.status === 400 && e.message === "A stores layers [0, 1], B stores layers [0]");
+  // B of another probe, and the verdict alone
+  await api.compare("t/1", "self", a, { run: "r", step: 2, tag: "t/2" }, true);
+  assert.equal(seen[seen.length - 1], "/p/compare?tag=t%2F1&kind=self&run_a=r&step_a=1&run_b=r&step_b=2&tag_b=t%2F2&verdict=1");
+  // B of A's probe: the same URL as without (cached)
+  const n = seen.length;
+  await api.compare("t/1", "self", a, { run: "r", step: 2, tag: "t/1" });
+  assert.equal(seen.length, n);
 });
 
 test("step URLs carry the version the steps answer listed: a step logged again is another URL", async () => {
@@ -293,4 +300,18 @@ test("step URLs carry the version the steps answer listed: a step logged again i
   assert.equal((await api.header("r", "t", 5)).url, "/p/header?run=r&tag=t&step=5&v=33");
   await api.compare("t", "self", { run: "r", step: 0 }, { run: "r", step: 5 });
   assert.equal(seen.at(-1), "/p/compare?tag=t&kind=self&run_a=r&step_a=0&run_b=r&step_b=5&v_a=11&v_b=33");
+});
+
+test("a compare whose B is another probe carries the version of B's probe's step", async () => {
+  const seen = [];
+  const api = new Api("/p/", async (url) => {
+    seen.push(url);
+    if (url.startsWith("/p/steps?run=r&tag=a")) return fakeResponse(200, JSON.stringify({ steps: [0, 5], versions: [11, 22] }));
+    if (url.startsWith("/p/steps?run=q&tag=b")) return fakeResponse(200, JSON.stringify({ steps: [5], versions: [77] }));
+    return fakeResponse(200, JSON.stringify({ url }));
+  });
+  await api.steps("r", "a");
+  await api.steps("q", "b");
+  await api.compare("a", "self", { run: "r", step: 0 }, { run: "q", step: 5, tag: "b" }, true);
+  assert.equal(seen.at(-1), "/p/compare?tag=a&kind=self&run_a=r&step_a=0&run_b=q&step_b=5&v_a=11&v_b=77&tag_b=b&verdict=1");
 });

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  compareVerdict, diffLut, difference, pickBRun, rankHeads, resolveB, runsWithTag, signedBytes,
+  compareVerdict, diffLut, difference, nothingToCompare, pickBRun, rankHeads, resolveB, runsWithTag, signedBytes,
 } from "../comparing.js";
 import { THEMES, divergingIndex } from "../colors.js";
 import { defaultState } from "../state.js";
@@ -18,7 +18,7 @@ const state = (patch) => ({ ...defaultState(), run: "train", tag: "probe", step:
 test("B: only runs with the probe; newest step, or the first other one", () => {
   assert.deepEqual(runsWithTag(TAGS, "probe").map((r) => r.run), ["train", "ft"]);
   let b = resolveB(state({}), TAGS);
-  assert.deepEqual(b, { run: "train", step: 20, steps: [0, 10, 20], runs: ["train", "ft"] });
+  assert.deepEqual(b, { run: "train", tag: "probe", step: 20, steps: [0, 10, 20], runs: ["train", "ft"] });
   // A is the newest step: B is the first other step
   assert.equal(resolveB(state({ step: 20 }), TAGS).step, 0);
   // a chosen step, the nearest kept one when it is gone
@@ -30,10 +30,24 @@ test("B: only runs with the probe; newest step, or the first other one", () => {
   assert.equal(resolveB(state({ brun: "ft", bstep: 3 }), TAGS).step, 3);
   // a run without the probe is not a B: back to A's run
   assert.equal(resolveB(state({ brun: "lonely" }), TAGS).run, "train");
-  // one step only: B is A (the difference is blank, not an error)
+  // one step only: B is A, and there is nothing to compare (said, not "no head changed")
   const one = { runs: [{ run: "r", tags: [{ tag: "t", steps: [4] }] }] };
-  assert.equal(resolveB({ ...defaultState(), run: "r", tag: "t", step: 4 }, one).step, 4);
+  const s1 = { ...defaultState(), run: "r", tag: "t", step: 4 };
+  assert.equal(resolveB(s1, one).step, 4);
+  assert.equal(nothingToCompare(s1, resolveB(s1, one)),
+    "nothing to compare: probe \u201ct\u201d has one logged step (4), in run \u201cr\u201d only; log more steps or another run, or choose another probe as B");
+  // B chosen as A while there are other steps: drawn (all zero), not refused
+  assert.equal(nothingToCompare(state({ bstep: 10 }), resolveB(state({ bstep: 10 }), TAGS)), null);
+  assert.equal(nothingToCompare(state({}), resolveB(state({}), TAGS)), null);
   assert.equal(resolveB(state({ tag: "missing" }), TAGS), null);
+});
+
+test("B may be another probe: its runs and steps are that probe's", () => {
+  const b = resolveB(state({ btag: "other" }), TAGS);
+  assert.deepEqual(b, { run: "train", tag: "other", step: 5, steps: [5], runs: ["train", "lonely"] });
+  assert.equal(nothingToCompare(state({ btag: "other" }), b), null);
+  assert.equal(resolveB(state({ btag: "other", brun: "lonely" }), TAGS).run, "lonely");
+  assert.equal(resolveB(state({ btag: "other", brun: "ft" }), TAGS).run, "train"); // ft has no "other"
 });
 
 test("B before its steps are fetched: the listing names the run, resolveB waits for the steps", () => {

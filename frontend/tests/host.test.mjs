@@ -149,7 +149,7 @@ test("the head view draws a planted edge from in-memory data", async () => {
   const strokes = ops.filter((o) => o.op === "stroke").map((o) => o.stroke);
   assert.ok(strokes.includes(css(headColor(0))));
   // T lines a head: T - 1 identity lines and the planted one in head 0
-  assert.equal(view.detail(), `edges=${H * T};candidates=${H * T}`);
+  assert.ok(view.detail().startsWith(`edges=${H * T};candidates=${H * T};`), view.detail());
   // the token labels are text on the canvas
   const texts = ops.filter((o) => o.op === "fillText").map((o) => o.args[0]);
   for (const t of ["cat", "mat"]) assert.ok(texts.includes(t), t);
@@ -164,9 +164,11 @@ test("hovering a token redraws only its lines and tells the host", async () => {
   frames.shift()();
   assert.deepEqual(view.hoverNow(), { side: "q", index: 2 });
   assert.equal(host.drawnCount, 1);
-  const lines = segments(view.canvas.context.ops);
+  // a 2-px line is two hairlines, the second a pixel lower: count the first
+  const onRow = (y) => Number.isInteger((y - geo.top) / geo.rowH - 0.5);
+  const lines = segments(view.canvas.context.ops).filter((s) => onRow(s.from[1]));
   assert.equal(lines.length, H); // query 2's line in each head: to 5 in head 0, to itself in the others
-  assert.equal(view.detail(), `edges=${H};candidates=${H}`);
+  assert.ok(view.detail().startsWith(`edges=${H};candidates=${H};`), view.detail());
   // a click pins it: the host's state
   view.canvas.dispatch("click", { clientX: geo.leftTextX - 4, clientY: geo.top + 2.5 * geo.rowH });
   assert.deepEqual(host.state().hover, { side: "q", index: 2 });
@@ -189,9 +191,31 @@ test("the matrix view draws one head's cells from in-memory data", async () => {
   assert.ok(geo.ox > 4, "labels beside the rows");
 });
 
+test("aggregates over heads: the matrix view of every layer's mean and max, the head view's layer mean", async () => {
+  const lut = lutToUint32(seqLut(THEMES.light));
+  const tileAt = async (agg) => {
+    const { view } = await show("matrix", { layer: 0, head: 0, agg });
+    const tile = view.tile.context.ops.find((o) => o.op === "putImageData").args[0];
+    const px = new Uint32Array(tile.data.buffer);
+    return (i, j) => px[i * tile.width + j];
+  };
+  // 6 maps (2 layers x 3 heads): key 5 of query 2 is 255 in one, key 2 in the other five
+  const mean = await tileAt("mean-all");
+  assert.equal(mean(2, 5), lut[Math.floor((2 * 255 + 6) / 12)]);
+  assert.equal(mean(2, 2), lut[Math.floor((2 * 5 * 255 + 6) / 12)]);
+  const max = await tileAt("max-all");
+  assert.equal(max(2, 5), lut[255]);
+  assert.equal(max(2, 2), lut[255]);
+  // the head view draws one map, the layer's mean, in the text's colour: one line a query
+  const { view } = await show("head", { agg: "mean" });
+  const strokes = view.canvas.context.ops.filter((o) => o.op === "stroke").map((o) => o.stroke);
+  assert.ok(strokes.length > 0 && strokes.every((c) => c === THEMES.light.text), strokes.join());
+  assert.ok(view.detail().startsWith(`edges=${T + 1};candidates=${T + 1};`), view.detail()); // query 2 has two
+});
+
 test("the model view draws every layer and head from the in-memory overview", async () => {
   const { view } = await show("model", {});
-  assert.equal(view.detail(), "mode=lines");
+  assert.equal(view.detail(), `mode=lines;lines=${L * H * T}`);
   const geo = JSON.parse(view.canvas.dataset.geometry);
   assert.deepEqual([geo.rows, geo.cols], [L, H]);
   const lines = segments(view.canvas.context.ops);

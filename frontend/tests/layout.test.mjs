@@ -1,9 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
-  collectEdges, budgetCutoff, bandKeys, edgeRanges, pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit,
-  gridLayout, matrixCell, matrixHit, maxPool, bucketAlpha, ALPHA_BUCKETS,
+  pairRanges, hasSegments, rowHeight, headViewLayout, headViewHit, gridLayout, matrixCell, matrixHit, maxPool,
 } from "../layout.js";
+import { collectEdges, budgetCutoff, bandKeys, edgeRanges, bucketAlpha, lineCosts, pickCutoff, ALPHA_BUCKETS } from "../edges.js";
 
 function edgesOf(he) {
   const out = [];
@@ -55,6 +55,17 @@ test("bucket opacity", () => {
   assert.ok(Math.abs(bucketAlpha(12) - 100 / 255) < 0.02);
 });
 
+test("a bucket is drawn at its bytes' midpoint: every byte within half a bucket (4/255)", () => {
+  // bucket b holds bytes 8b .. 8b + 7 (v >> 3); hand-computed midpoints
+  assert.equal(bucketAlpha(0), 4 / 255);
+  assert.equal(bucketAlpha(12), 100 / 255);
+  assert.equal(bucketAlpha(31), 252 / 255);
+  for (let v = 0; v < 256; v++) {
+    const err = Math.abs(bucketAlpha(v >> 3) - v / 255);
+    assert.ok(err <= 4 / 255 + 1e-12, `byte ${v}: drawn at ${bucketAlpha(v >> 3) * 255}/255`);
+  }
+});
+
 test("sentence pair ranges", () => {
   assert.deepEqual(pairRanges("all", 4, 4, 10, 10), { qRange: [0, 10], kRange: [0, 10] });
   assert.deepEqual(pairRanges("ab", 4, 4, 10, 10), { qRange: [0, 4], kRange: [4, 10] });
@@ -73,6 +84,10 @@ test("row height shrinks for long lists and honours zoom", () => {
   assert.equal(rowHeight(4096, 0), 3);
   assert.equal(rowHeight(10, 30), 30);
   assert.equal(rowHeight(4096, 30), 3);
+  // the head view's rows stay readable (it scrolls)
+  assert.equal(rowHeight(512, 0, 4e6, 14), 14);
+  assert.equal(rowHeight(4096, 0, 4e6, 14), 14);
+  assert.equal(rowHeight(100, 0, 4e6, 14), 18);
 });
 
 test("head view layout and hit testing", () => {
@@ -84,6 +99,22 @@ test("head view layout and hit testing", () => {
   assert.deepEqual(headViewHit(L, 5, 7, L.lineX1 + 3, 8 + 65), { side: "k", index: 6 });
   assert.equal(headViewHit(L, 5, 7, 10, 8 + 65), null); // no 7th query
   assert.equal(headViewHit(L, 5, 7, (L.lineX0 + L.lineX1) / 2, 14), null);
+});
+
+test("head view hit testing at the edges: the padding below the last row is no token", () => {
+  // Tq = 5 queries, Tk = 7 keys, rows 10 px from top 8: key j spans 8 + 10j .. 8 + 10(j + 1)
+  const L = headViewLayout({ Tq: 5, Tk: 7, rowH: 10, leftW: 50, rightW: 60, boxW: 4, nBox: 3 });
+  const kx = L.lineX1 + 3, qx = 10;
+  assert.deepEqual(headViewHit(L, 5, 7, kx, 8 + 69.9), { side: "k", index: 6 });
+  assert.equal(headViewHit(L, 5, 7, kx, 8 + 70), null); // row 7: the bottom padding
+  assert.equal(headViewHit(L, 5, 7, kx, L.height - 1), null);
+  assert.deepEqual(headViewHit(L, 5, 7, qx, 8 + 49.9), { side: "q", index: 4 });
+  assert.equal(headViewHit(L, 5, 7, qx, 8 + 50), null);
+  assert.equal(headViewHit(L, 5, 7, kx, 7.9), null); // the top padding
+  // more queries than keys: the query side's bottom padding
+  const M = headViewLayout({ Tq: 7, Tk: 5, rowH: 10, leftW: 50, rightW: 60, boxW: 4, nBox: 3 });
+  assert.equal(headViewHit(M, 7, 5, qx, 8 + 70), null);
+  assert.equal(headViewHit(M, 7, 5, M.lineX1 + 3, 8 + 50), null);
 });
 
 test("grid layout", () => {
@@ -187,4 +218,23 @@ test("band: only lines crossing the visible rows, costed by their visible part",
   const above = new Uint8Array(16);
   above[0] = 255;
   assert.equal(budgetCutoff(above, 4, 4, [0], { budget: 1e9, gap: 1, rowQ: 10, rowK: 10, band: [20, 40] }).lines, 0);
+});
+
+test("skip: lines between two rows of a window are left out, the others kept", () => {
+  const all = new Uint8Array(16).fill(200); // 1 head, 4 x 4
+  const [e] = collectEdges(all, 4, 4, [0], { skip: [1, 3] });
+  assert.equal(e.count, 16 - 4);
+  assert.ok(edgesOf(e).every(([q, k]) => !(q >= 1 && q < 3 && k >= 1 && k < 3)));
+  const c = budgetCutoff(all, 4, 4, [0], { budget: 1e9, gap: 10, rowQ: 1, rowK: 1, skip: [1, 3] });
+  assert.equal(c.lines, 12);
+});
+
+test("pickCutoff adds up the costs of several selections", () => {
+  const w = new Uint8Array([255, 10, 10, 255]); // 1 head, 2 x 2
+  const geo = { gap: 100, rowQ: 10, rowK: 10 };
+  const a = lineCosts(w, 2, 2, [0], { ...geo, qRange: [0, 1] });
+  const b = lineCosts(w, 2, 2, [0], { ...geo, qRange: [1, 2] });
+  assert.deepEqual(pickCutoff([a, b], 1e9), { cutoff: 10, lines: 4, drawn: 4, cost: 400 });
+  assert.deepEqual(pickCutoff([a, b], 250), { cutoff: 255, lines: 4, drawn: 2, cost: 200 });
+  assert.deepEqual(pickCutoff([], 100), { cutoff: 256, lines: 0, drawn: 0, cost: 0 });
 });

@@ -22,7 +22,7 @@ test("state round-trips through URL keys", () => {
   const s = {
     ...defaultState(), run: "exp/1 a&b=c", tag: "probe/cat", step: 50, kind: "cross", view: "matrix",
     layer: 3, heads: [0, 2, 3], head: 7, query: 4, hover: { side: "k", index: 12 }, pair: "ab",
-    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token",
+    raw: true, mlayers: [1, 2], mheads: [0], zoom: 9, stat: "previous_token", nmode: "lines", mfocus: { layer: 3, head: 11 },
   };
   const keys = encodeState(s);
   assert.deepEqual(decodeState(keys), s);
@@ -32,7 +32,7 @@ test("state round-trips through URL keys", () => {
 });
 
 test("the compare view's B and mode round-trip and fall back", () => {
-  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", bstep: 30, cmode: "head" };
+  const s = { ...defaultState(), run: "a", view: "compare", brun: "ft run/2 &x", btag: "probe/b", bstep: 30, cmode: "head" };
   const keys = encodeState(s);
   assert.deepEqual([keys.view, keys.brun, keys.bstep, keys.cmode], ["compare", "ft run/2 &x", "30", "head"]);
   assert.deepEqual(decodeState(readPluginKeys(writePluginKeys("#attention", keys))), s);
@@ -49,6 +49,17 @@ test("defaults are left out of the URL and no heads is not all heads", () => {
   const none = { ...defaultState(), heads: [] };
   assert.deepEqual(decodeState(encodeState(none)).heads, []);
   assert.equal(decodeState({}).heads, null);
+});
+
+test("a URL step is digits only: text after a number is no step", () => {
+  // parseInt would read "12abc" as 12 and "1.5" as 1: a step nobody asked for
+  for (const bad of ["12abc", "1.5", "1e3", " 7", "7 ", "+7", "0x10", "-1", ""]) {
+    assert.equal(decodeState({ step: bad }).step, null, JSON.stringify(bad));
+    assert.equal(decodeState({ bstep: bad }).bstep, null, JSON.stringify(bad));
+  }
+  assert.equal(decodeState({ step: "12" }).step, 12);
+  assert.equal(decodeState({ step: "007" }).step, 7);
+  assert.equal(decodeState({ step: "9223372036854775807" }).step, 2 ** 63);
 });
 
 test("garbage in the URL falls back to defaults", () => {
@@ -128,7 +139,7 @@ test("resolveState picks what exists", () => {
 test("clampToKind works with a header's token lists", () => {
   const s = clampToKind({ ...defaultState(), query: 5, hover: { side: "k", index: 2 } },
     { name: "self", layer_ids: [3], num_heads: 2, query_tokens: ["a", "b"], key_tokens: ["a", "b", "c"] });
-  assert.equal(s.query, 0);
+  assert.equal(s.query, null); // beyond the tokens: the kind's default (queryIndex)
   assert.deepEqual(s.hover, { side: "k", index: 2 });
   assert.equal(s.layer, 3);
 });
@@ -236,6 +247,18 @@ test("int64 steps (2**62) round-trip through the URL exactly", () => {
   assert.equal(decodeState({ step: "12345678901234567890" }).step, null);
   assert.equal(nearestStep([0, 2 ** 62], 2 ** 62), 2 ** 62);
   assert.equal(stepBy([0, 2 ** 62], 2 ** 62, -1), 0);
+});
+
+test("the text view's keys and the aggregate round-trip through the URL", () => {
+  const s = { ...defaultState(), view: "text", tdir: "k", tsteps: 8, agg: "mean-all" };
+  const keys = encodeState(s);
+  assert.deepEqual([keys.tdir, keys.tsteps, keys.agg], ["k", "8", "mean-all"]);
+  const back = decodeState(keys);
+  assert.deepEqual([back.view, back.tdir, back.tsteps, back.agg], ["text", "k", 8, "mean-all"]);
+  // malformed values fall back to the defaults
+  const bad = decodeState({ tdir: "x", tsteps: "5", agg: "median" });
+  assert.deepEqual([bad.tdir, bad.tsteps, bad.agg], ["q", 4, null]);
+  assert.deepEqual(encodeState(defaultState()), {});
 });
 
 test("image mode is on by default, off with image=0, and only off is written", () => {

@@ -1,7 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { boundedText, pickStat, statLabel, statScale, stepsWithout } from "../views/stats.js";
-import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
+import { pickStat, statLabel, statScale } from "../views/stats.js";
+import { boundedText } from "../statnotes.js";
+import { latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 /** A path that records its calls. */
 function recorder() {
@@ -67,7 +68,7 @@ test("grid layout fits 32 heads in a dashboard's width and caps small grids", ()
   assert.ok(g.width <= 1150, g.width);
   assert.ok(g.cellW >= 24);
   assert.equal(g.x(1) - g.x(0), g.cellW + g.gap);
-  assert.equal(g.y(31) + g.cellH + g.gap, g.height);
+  assert.equal(g.y(31) + g.cellH + g.gap + g.axisH, g.height); // the step axis under the last row
   const small = statsLayout({ rows: 2, cols: 4, availWidth: 1150 });
   assert.equal(small.cellW, 160);
   assert.equal(small.plotH, small.cellH - 2 * small.padY);

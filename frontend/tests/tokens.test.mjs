@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { prettify, tokenLabels, isByteLevel, decodeByteLevel, visible, truncate, isolate, shortLabel } from "../tokens.js";
+import { prettify, tokenLabels, tokenPieces, isByteLevel, decodeByteLevel, visible, truncate, isolate, shortLabel } from "../tokens.js";
 
 test("byte-level BPE tokens decode to text", () => {
   assert.equal(decodeByteLevel("\u0120the"), " the");
@@ -25,9 +25,30 @@ test("raw labels keep the tokenizer's strings", () => {
 
 test("WordPiece, SentencePiece and </w> markers", () => {
   const bert = tokenLabels(["[CLS]", "play", "##ing", "##", "[SEP]"], true);
-  assert.deepEqual(bert, ["[CLS]", "play", "ing", "##", "[SEP]"]);
-  assert.deepEqual(tokenLabels(["\u2581The", "\u2581cat", "s", "\u2581", "</s>"], true), ["The", "cat", "s", "\u2423", "</s>"]);
-  assert.deepEqual(tokenLabels(["hello</w>", "wor", "ld</w>", "</w>"], true), ["hello", "wor", "ld", "</w>"]);
+  assert.deepEqual(bert, ["[CLS]", "play", "##ing", "##", "[SEP]"]);
+  assert.deepEqual(tokenLabels(["\u2581The", "\u2581cat", "s", "\u2581", "</s>"], true), ["The", "cat", "##s", "\u2423", "</s>"]);
+  assert.deepEqual(tokenLabels(["hello</w>", "wor", "ld</w>", "</w>"], true), ["hello", "wor", "##ld", "</w>"]);
+});
+
+test("sub-word continuation stays visible in every tokenizer's labels", () => {
+  // "unbelievably" as WordPiece, byte-level BPE and SentencePiece split it
+  assert.deepEqual(tokenLabels(["[CLS]", "un", "##bel", "##ie", "##va", "##bly", "[SEP]"], true),
+    ["[CLS]", "un", "##bel", "##ie", "##va", "##bly", "[SEP]"]);
+  assert.deepEqual(tokenLabels(["<s>", "It", "\u0120was", "\u0120un", "bel", "iev", "ably", ",", "\u0120a", "\u0120cat", "</s>"], true),
+    ["<s>", "It", "was", "un", "##bel", "##iev", "##ably", ",", "a", "cat", "</s>"]);
+  assert.deepEqual(tokenLabels(["\u2581un", "bel", "iev", "ably", "\u2581good", ".", "</s>"], true),
+    ["un", "##bel", "##iev", "##ably", "good", ".", "</s>"]);
+  // a glued piece that is not a letter or digit (punctuation) is not a continuation
+  assert.deepEqual(tokenLabels(["\u0120good", "!", "\u010a", "Next"], true), ["good", "!", "\u21b5", "Next"]);
+});
+
+test("tokenPieces: the text, the spaces between words, the continuations", () => {
+  const text = (toks) => tokenPieces(toks).map((p) => (p.space ? " " : "") + p.text).join("");
+  assert.equal(text(["It", "\u0120was", "\u0120un", "bel", "iev", "ably", ",", "\u0120a", "\u0120cat"]), "It was unbelievably, a cat");
+  assert.equal(text(["[CLS]", "un", "##bel", "##ie", "##va", "##bly", "good", "[SEP]"]), "[CLS] unbelievably good [SEP]");
+  assert.equal(text(["\u2581The", "\u2581cat", "s", "."]), "The cats.");
+  assert.equal(text(["hello</w>", "wor", "ld</w>", "again</w>"]), "hello world again");
+  assert.deepEqual(tokenPieces(["\u0120a", "b"]).map((p) => p.cont), [false, true]);
 });
 
 test("byte fallback and control characters", () => {

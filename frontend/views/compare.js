@@ -22,16 +22,16 @@
 // difference; A and B are still drawn each with its own tokens in the
 // matrix, head and model modes.
 
-import { divergingIndex, lutToUint32, seqLut } from "../colors.js";
+import { css, divergingIndex, headColor, lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el, labelled, setOptions } from "../dom.js";
 import { OVERVIEW_SIZE } from "../api.js";
 import { weightAt } from "../decode.js";
 import { matrixHit } from "../layout.js";
 import { CMODES, intText } from "../state.js";
-import { load, need } from "../host.js";
+import { headParams, headTitle, load, need } from "../host.js";
 import { shortLabel } from "../tokens.js";
-import { compareVerdict, diffLut, difference, pickBRun, rankHeads, resolveB } from "../comparing.js";
-import { drawLinePanels, drawMatrixPanels, drawModelGrids, drawRankGrid } from "../draw/compare.js";
+import { compareVerdict, diffLut, difference, isA, nothingToCompare, pickBRun, rankHeads, resolveB } from "../comparing.js";
+import { composePanels, drawLinePanels, drawMatrixPanels, drawModelGrids, drawRankGrid } from "../draw/compare.js";
 import { headControl, layerControl } from "./controls.js";
 
 const MODE_NAMES = { rank: "Ranking", matrix: "Matrix", model: "Model", head: "Head" };
@@ -53,15 +53,18 @@ function diffTitle(prefix, d) {
 
 export default class CompareView {
   /**
-   * B's header and the verdict on A and B, and A's and B's arrays of the
-   * mode; only A's before B is known (the entry point, prefetching).
-   * @param {{state: any, b?: {run: string, step: number} | null}} ctx
+   * B's header and the verdict on A and B (the ranking: with every head's
+   * divergence; the other modes: the verdict alone, from the two headers),
+   * and A's and B's arrays of the mode; only A's before B is known (the
+   * entry point, prefetching).
+   * @param {{state: any, b?: {run: string, tag: string, step: number} | null}} ctx
    */
   static needs({ state, b = null }) {
-    const sides = b ? [state, { ...state, run: b.run, step: b.step }] : [state];
-    const out = b ? [need("header", sides[1]), need("compare", state, { a: { run: state.run, step: state.step }, b: { run: b.run, step: b.step } })] : [];
+    const sides = b ? [state, { ...state, run: b.run, tag: b.tag, step: b.step }] : [state];
+    const ab = b && { a: { run: state.run, step: state.step }, b: { run: b.run, step: b.step, tag: b.tag }, verdict: state.cmode !== "rank" };
+    const out = b ? [need("header", sides[1]), need("compare", state, ab)] : [];
     if (state.cmode === "model") for (const s of sides) out.push(need("overview", s, { size: OVERVIEW_SIZE }));
-    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, { layer: state.layer, head: state.head }));
+    if (state.cmode === "matrix" || state.cmode === "head") for (const s of sides) out.push(need("attention", s, headParams(state)));
     return out;
   }
 
@@ -75,7 +78,8 @@ export default class CompareView {
       this.modeButtons[m] = b;
       this.modeBox.appendChild(b);
     }
-    this.brunSel = el("select", { attrs: { "data-name": "brun" }, title: "B: a run that logged this probe", on: { change: () => host.setState({ brun: this.brunSel.value, bstep: null }) } });
+    this.btagSel = el("select", { attrs: { "data-name": "btag" }, title: "B: a probe (A's by default)", on: { change: () => host.setState({ btag: this.btagSel.value === host.state().tag ? null : this.btagSel.value, bstep: null }) } });
+    this.brunSel = el("select", { attrs: { "data-name": "brun" }, title: "B: a run that logged B's probe", on: { change: () => host.setState({ brun: this.brunSel.value, bstep: null }) } });
     this.bstepSel = el("select", { attrs: { "data-name": "bstep" }, title: "B: a step of that run (A is the main step)", on: { change: () => host.setState({ bstep: Number(this.bstepSel.value) }) } });
     this.layer = layerControl(host);
     this.head = headControl(host);
@@ -83,7 +87,7 @@ export default class CompareView {
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "compare-readout" } });
     this.note = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "compare-note" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.modeBox, this.aLabel, labelled("B run", this.brunSel), labelled("B step", this.bstepSel),
+      this.modeBox, this.aLabel, labelled("B probe", this.btagSel), labelled("B run", this.brunSel), labelled("B step", this.bstepSel),
       this.layer.field, this.head.field, this.readout, this.note);
     this.message = el("div", { className: "tba-notice tba-compare-message", attrs: { "data-name": "compare-message", role: "status" } });
     this.message.hidden = true;
@@ -129,11 +133,13 @@ export default class CompareView {
     for (const m of CMODES) this.modeButtons[m].setAttribute("aria-pressed", String(m === state.cmode));
     // B's run may not be A's: its steps are fetched (once per listing) first
     const brun = pickBRun(state, host.catalogue.listing());
-    if (brun !== null) await host.catalogue.probe(brun, state.tag);
+    if (brun !== null) await host.catalogue.probe(brun, state.btag || state.tag);
     if (!ctx.isCurrent()) return;
     const b = resolveB(state, host.catalogue.listing());
-    if (!b || b.step === null) throw new Error(`no run has steps of probe "${state.tag}"`);
+    if (!b || b.step === null) throw new Error(`no run has steps of probe "${state.btag || state.tag}"`);
     this.updateControls(ctx, b);
+    const nothing = nothingToCompare(state, b);
+    if (nothing) return this.keep(ctx, b, null, { tokens: "n/a" }, nothing);
     const [headerB, verdict, ...arrays] = await Promise.allSettled(CompareView.needs({ state, b }).map((n) => load(host.data, n)));
     if (!ctx.isCurrent()) return;
     if (headerB.status === "rejected") throw headerB.reason;
@@ -148,16 +154,23 @@ export default class CompareView {
       if (failed) throw failed.reason;
       data = state.cmode === "model" ? { oa: arrays[0].value, ob: arrays[1].value } : { wa: arrays[0].value, wb: arrays[1].value };
     }
-    this.ctx = { ...ctx, kindB, labelsB: kindB ? host.labels(kindB, state.raw) : null };
+    this.keep({ ...ctx, kindB, labelsB: kindB ? host.labels(kindB, state.raw) : null }, b, data, v, v.problem || v.message || null);
+  }
+
+  /** Keep what show() found and draw it: the data of the mode, or the problem to say. */
+  keep(ctx, b, data, verdict, problem) {
+    this.ctx = ctx;
     this.b = b;
     this.data = data;
-    this.info = { mode: state.cmode, brun: b.run, bstep: b.step, tokens: v.tokens, diff: "none" };
-    this.problem = v.problem || v.message || null;
+    this.info = { mode: ctx.state.cmode, brun: b.run, bstep: b.step, tokens: verdict.tokens, diff: "none" };
+    this.problem = problem;
     this.draw();
   }
 
   /** B's run and step selects, A's label, and the layer and head (per-head modes only). */
   updateControls({ state, kind }, b) {
+    const probes = [...new Set(this.host.catalogue.listing().runs.flatMap((r) => r.tags.map((t) => t.tag)))];
+    setOptions(this.btagSel, probes.map((t) => ({ value: t, label: t })), b.tag);
     setOptions(this.brunSel, b.runs.map((r) => ({ value: r, label: r })), b.run);
     setOptions(this.bstepSel, b.steps.map((st) => ({ value: intText(st), label: intText(st) })), intText(b.step));
     this.aLabel.textContent = `A: ${state.run} \u00b7 step ${intText(state.step)} (the main scrubber)`;
@@ -168,9 +181,12 @@ export default class CompareView {
     this.head.field.hidden = !perHead;
   }
 
-  /** What the view shows, for an export's title. */
+  /** What the view shows, for an export's title: the mode, B, and the head of the per-head modes. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer}`;
+    const s = this.ctx.state;
+    const b = this.b;
+    const head = s.cmode === "matrix" || s.cmode === "head" ? headTitle(s) : "";
+    return ` \u00b7 ${MODE_NAMES[s.cmode]} \u00b7 B: ${b.run}${b.tag !== s.tag ? ` \u00b7 ${b.tag}` : ""} \u00b7 step ${intText(b.step)}${head}`;
   }
 
   detail() {
@@ -190,7 +206,12 @@ export default class CompareView {
     this.setReadout("");
     this.note.textContent = "";
     this.info = { mode: this.info.mode, brun: this.info.brun, bstep: this.info.bstep, tokens: this.info.tokens, diff: "none" };
-    const titles = { a: `A: ${s.run} \u00b7 step ${intText(s.step)}`, b: `B: ${this.b.run} \u00b7 step ${intText(this.b.step)}` };
+    const other = this.b.tag !== s.tag;
+    const head = mode === "matrix" || mode === "head" ? headTitle(s) : "";
+    const titles = {
+      a: `A: ${s.run}${other ? ` \u00b7 ${s.tag}` : ""} \u00b7 step ${intText(s.step)}${head}`,
+      b: `B: ${this.b.run}${other ? ` \u00b7 ${this.b.tag}` : ""} \u00b7 step ${intText(this.b.step)}${head}`,
+    };
     const panels = (mode === "matrix" || mode === "head") && this.data && this.data.wa;
     this.panels.box.hidden = !panels;
     this.gridBox.hidden = panels || !this.data || mode !== "rank";
@@ -218,9 +239,11 @@ export default class CompareView {
     this.diff = d;
     if (d) {
       Object.assign(this.info, { diff: "drawn", maxabs: d.maxAbs });
-      this.panels.diff.title.textContent = diffTitle(`layer ${s.layer} head ${s.head} \u00b7 `, d);
+      this.panels.diff.title.textContent = diffTitle(`${headTitle(s).slice(3)} \u00b7 `, d);
     }
-    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, s.head, s.zoom);
+    // an aggregate over heads is drawn in the text's colour, as in the head view
+    const color = s.agg ? this.ctx.theme.text : css(headColor(s.head));
+    if (s.cmode === "head") drawLinePanels(this.panels, this.sides(wa, wb), d, color, s.zoom);
     else drawMatrixPanels(this.panels, this.sides(wa, wb), d);
   }
 
@@ -258,7 +281,8 @@ export default class CompareView {
     this.info.max = max;
     this.info.top = ranked.length && max > 0 ? `${ranked[0].layer},${ranked[0].head}` : "";
     const top = ranked.filter((r) => r.value > 0).slice(0, TOP_LISTED).map((r) => `L${r.layer} H${r.head} ${r.value.toFixed(4)}`);
-    this.note.textContent = (top.length ? `most changed: ${top.join(" \u00b7 ")}` : "no head changed") +
+    const none = isA(this.ctx.state, this.b) ? "no head changed (B is A itself)" : "no head changed";
+    this.note.textContent = (top.length ? `most changed: ${top.join(" \u00b7 ")}` : none) +
       ` \u00b7 mean Jensen-Shannon divergence over query rows, nats (0 to ln 2 = ${data.max.toFixed(3)}) \u00b7 click a cell to open that head`;
   }
 
@@ -291,7 +315,7 @@ export default class CompareView {
 
   /** Open a head of a grid (or nothing) in matrix mode. */
   openHead(c) {
-    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head });
+    if (c) this.host.setState({ cmode: "matrix", layer: c.layer, head: c.head, agg: null });
   }
 
   onPanelMove(name, e) {
@@ -316,9 +340,19 @@ export default class CompareView {
     this.setReadout(cell + `A ${a.toFixed(3)}` + (both ? ` \u00b7 B ${(a + d).toFixed(3)} \u00b7 B ${MINUS} A ${d >= 0 ? "+" : MINUS}${Math.abs(d).toFixed(3)}` : ""));
   }
 
+  /** Every panel of the mode under its title, and the colour scale's legend, for PNG export. */
   exportCanvas() {
-    if (!this.modelPanels.box.hidden) return this.modelPanels[this.modelPanels.diff.box.hidden ? "a" : "diff"].canvas;
-    if (this.panels.box.hidden) return this.gridCanvas;
-    return this.panels.diff.box.hidden ? this.panels.a.canvas : this.panels.diff.canvas;
+    const { theme } = this.ctx;
+    const shown = (set) => ["a", "b", "diff"].filter((n) => !set[n].box.hidden).map((n) => ({ canvas: set[n].canvas, title: set[n].title.textContent }));
+    const diff = this.info.diff === "drawn" ? { lut: diffLut(theme), left: `A higher \u2212${this.info.maxabs.toFixed(3)}`, right: `+${this.info.maxabs.toFixed(3)} B higher`, caption: `B ${MINUS} A` } : null;
+    const parts = [];
+    if (this.problem) parts.push({ text: this.problem });
+    if (!this.modelPanels.box.hidden) return composePanels([...parts, ...shown(this.modelPanels)], theme, diff);
+    if (!this.panels.box.hidden) return composePanels([...parts, ...shown(this.panels)], theme, diff);
+    if (!this.gridBox.hidden) {
+      const scale = { lut: seqLut(theme), left: "0", right: `${(this.info.max || 0).toFixed(4)} nats`, caption: "mean Jensen-Shannon divergence of B from A" };
+      return composePanels([...parts, { canvas: this.gridCanvas, title: this.note.textContent }], theme, scale);
+    }
+    return composePanels(parts.length ? parts : [{ text: "nothing drawn" }], theme, null);
   }
 }

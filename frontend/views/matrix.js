@@ -12,20 +12,22 @@
 import { lutToUint32, seqLut } from "../colors.js";
 import { canvasPoint, el } from "../dom.js";
 import { weightAt } from "../decode.js";
+import { queryIndex } from "../state.js";
 import { matrixHit } from "../layout.js";
-import { need, showNeeds } from "../host.js";
-import { headControl, imageControl, layerControl, zoomControl } from "./controls.js";
+import { headParams, headTitle, need, showNeeds } from "../host.js";
+import { headControl, imageControl, keyboardArea, layerControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
 import { cellFill, heatmapLayout, renderHeatmap } from "../draw/heatmap.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
 import { ImagePanels } from "../draw/image.js";
+import { AGG_LABELS } from "../aggregate.js";
 
 const EXPORT_MAX_SIDE = 8192;
 
 export default class MatrixView {
-  /** One head of one layer. */
+  /** One head of one layer, or an aggregate over heads (computed by the server). */
   static needs({ state }) {
-    return [need("attention", state, { layer: state.layer, head: state.head })];
+    return [need("attention", state, headParams(state))];
   }
 
   /** @param {import("../host.js").Host} host */
@@ -51,6 +53,10 @@ export default class MatrixView {
     this.root = el("div", { className: "tba-viewroot", attrs: { "data-name": "matrix-view" } }, this.scroll, this.image.root);
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setCell(null));
+    keyboardArea(this.canvas, "Matrix view: up and down arrows move along the queries, shift with left or right arrow along the keys", {
+      ArrowUp: () => this.moveCell(-1, 0), ArrowDown: () => this.moveCell(1, 0),
+      "Shift+ArrowLeft": () => this.moveCell(0, -1), "Shift+ArrowRight": () => this.moveCell(0, 1),
+    });
     this.tile = document.createElement("canvas");
     this.ctx = null;
     this.weights = null;
@@ -73,11 +79,11 @@ export default class MatrixView {
 
   /** What the view shows, for an export's title. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head}`;
+    return headTitle(this.ctx.state);
   }
 
   detail() {
-    if (this.imaging) return `image=1;query=${this.ctx.state.query}`;
+    if (this.imaging) return `image=1;query=${queryIndex(this.ctx.state, this.ctx.kind)}`;
     const g = this.geo;
     return g ? `cell=${g.cell}` : "";
   }
@@ -91,14 +97,15 @@ export default class MatrixView {
 
   draw() {
     if (this.imaging) {
-      this.image.draw(this.ctx, this.weights, [[0, this.ctx.state.head]]);
+      const { agg, head } = this.ctx.state;
+      this.image.draw(this.ctx, this.weights, [[0, agg ? AGG_LABELS[agg] : head]]);
       return;
     }
     const g = this.layout();
     const { x0, y0, vw, vh } = this.sc.visible(g.width, g.height);
     this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
     this.canvas.dataset.geometry = JSON.stringify({
-      ox: g.ox, oy: g.oy, cell: g.cell, Tq: g.Tq, Tk: g.Tk, width: g.width, height: g.height,
+      ox: g.ox, oy: g.oy, axis: g.axis, cell: g.cell, Tq: g.Tq, Tk: g.Tk, width: g.width, height: g.height,
       viewX: x0, viewY: y0, viewW: vw, viewH: vh,
     });
     this.render(this.canvas, g, x0, y0, vw, vh);
@@ -125,6 +132,20 @@ export default class MatrixView {
       return;
     }
     this.setCell(matrixHit(p.x + g.viewX, p.y + g.viewY, g.ox, g.oy, g.cell, g.Tq, g.Tk));
+  }
+
+  /** The arrow keys: the readout's cell moves, scrolled into view. */
+  moveCell(di, dj) {
+    const g = this.geo;
+    if (!g) return;
+    const c = this.cell || { i: 0, j: 0 };
+    const next = this.cell ? { i: Math.max(0, Math.min(g.Tq - 1, c.i + di)), j: Math.max(0, Math.min(g.Tk - 1, c.j + dj)) } : c;
+    const s = this.scroll;
+    const x = next.j * g.cell;
+    const y = next.i * g.cell;
+    if (x < s.scrollLeft || x + g.cell > s.scrollLeft + s.clientWidth - g.ox) s.scrollLeft = Math.max(0, x - (s.clientWidth - g.ox) / 2);
+    if (y < s.scrollTop || y + g.cell > s.scrollTop + s.clientHeight - g.oy) s.scrollTop = Math.max(0, y - (s.clientHeight - g.oy) / 2);
+    this.setCell(next);
   }
 
   setCell(c) {

@@ -1,25 +1,31 @@
-// Neuron view (BertViz's expanded neuron view, for a logged step): one layer,
-// one head, one query token. Columns: the query tokens (click one), the key
-// tokens, every key vector k with the query vector q drawn above them
-// (dimensions aligned), the elementwise product q x k, then every step the
-// model takes to the softmax (draw/scores.js: scale, soft-cap, bias, sink).
-// Masked (causal, padding, window) positions are greyed. The numbers come
-// from the logged queries and keys (capture(..., neurons=True)); the
-// softmax they give is what the model computed.
+// Neuron view (BertViz's neuron view, for a logged step): one layer, one
+// head. Every query token with its q vector on the left; for the query shown
+// (hovered, else pinned by a click or the arrow keys; by default the last
+// token of causal attention, the first otherwise) every key's k vector, the
+// elementwise product q x k, then q . k, the scaled score (x scale), the
+// soft-cap, the additive bias and the sink when the model has them, and the softmax
+// (draw/scores.js). Or, collapsed
+// ("lines", BertViz's collapsed form): the shown query's lines to the keys
+// and the softmax. Signed values use a diverging scale (blue < 0 < red, the
+// legend on top); masked (causal or padding) positions are greyed; a
+// sentence-pair filter veils the tokens it leaves out. The numbers come from
+// the logged queries and keys (capture(..., neurons=True));
+// the softmax they give is what the model computed.
 
-import { css, headColor } from "../colors.js";
-import { canvasPoint, el, FONT, fitText, maxLabelWidth, sizeCanvas } from "../dom.js";
+import { canvasPoint, el, labelled, setOptions } from "../dom.js";
 import { need, loadAll } from "../host.js";
-import { headControl, layerControl, zoomControl } from "./controls.js";
+import { headControl, keyboardArea, layerControl, pairControl, zoomControl } from "./controls.js";
 import { shortLabel } from "../tokens.js";
-import { intText } from "../state.js";
+import { intText, queryIndex } from "../state.js";
 import { ScrolledCanvas } from "../draw/scroll.js";
-import { drawScoreCells, drawSinkRow, fmt, hasSink, neuronNumbers, painter, scoreColumns } from "../draw/scores.js";
+import { neuronLayout, neuronNumbers, renderNeurons } from "../draw/neuron.js";
+import { fmt, hasSink } from "../draw/scores.js";
 
 const NEURONS_SNIPPET = [
   "record = tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)",
   "w.add_attention(\"probe\", record, global_step=step)",
 ].join("\n");
+const MODES = [{ value: "vectors", label: "vectors" }, { value: "lines", label: "lines (collapsed)" }];
 
 export default class NeuronView {
   /** One head's queries and keys, when the step logged them. */
@@ -31,14 +37,16 @@ export default class NeuronView {
   constructor(host) {
     this.host = host;
     this.layer = layerControl(host);
-    this.head = headControl(host);
+    this.head = headControl(host, { aggregates: false });
+    this.pair = pairControl(host);
     this.zoom = zoomControl(host, "Row height");
+    this.modeSel = el("select", { attrs: { "data-name": "nmode" }, title: "Every number of the shown query (vectors), or its lines only (collapsed)", on: { change: () => host.setState({ nmode: this.modeSel.value }) } });
     this.queryLabel = el("span", { attrs: { "data-name": "neuron-query" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "neuron-readout" } });
     this.controls = el("div", { className: "tba-controls" },
-      this.layer.field, this.head.field, this.zoom.field,
+      this.layer.field, this.head.field, this.pair.field, labelled("Show", this.modeSel), this.zoom.field,
       el("span", { className: "tba-field" }, el("span", { text: "Query" }), this.queryLabel),
-      el("span", { className: "tba-hint", text: "click a query token on the left" }),
+      el("span", { className: "tba-hint", text: "hover a query token to preview it \u00b7 click (or \u2191/\u2193) to pin" }),
       this.readout,
     );
     this.sc = new ScrolledCanvas("neuron-canvas", () => {
@@ -52,37 +60,38 @@ export default class NeuronView {
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => {
       this.readout.textContent = "";
+      this.setPreview(null);
+    });
+    keyboardArea(this.canvas, "Neuron view: up and down arrows choose the query token", {
+      ArrowUp: () => this.pinBy(-1), ArrowDown: () => this.pinBy(1),
     });
     this.ctx = null;
     this.neurons = null;
     this.geo = null;
     this.status = "";
+    /** @type {number | null} the query under the pointer, shown until the pointer leaves */
+    this.preview = null;
+    this.frame = 0;
   }
 
   async show(ctx) {
     const { state, kind } = ctx;
     this.layer.update(kind, state);
     this.head.update(kind, state);
+    this.ranges = this.pair.update(kind, state);
     this.zoom.update(state);
-    this.queryLabel.textContent = `${state.query} \u201c${shortLabel(ctx.labels.q[state.query] ?? "")}\u201d`;
-    this.queryLabel.title = ctx.labels.q[state.query] ?? "";
-    if (!kind.has_neurons) {
-      this.ctx = ctx;
-      this.neurons = null;
-      this.showMessage(`Step ${intText(state.step)} of probe \u201c${state.tag}\u201d has no query/key vectors (${state.kind} attention).`);
-      return;
-    }
+    setOptions(this.modeSel, MODES, state.nmode);
+    const qi = queryIndex(state, kind);
+    this.queryLabel.textContent = `${qi} \u201c${shortLabel(ctx.labels.q[qi] ?? "")}\u201d`;
+    this.queryLabel.title = ctx.labels.q[qi] ?? "";
+    this.preview = null;
+    if (!kind.has_neurons) return this.noNeurons(ctx, `Step ${intText(state.step)} of probe \u201c${state.tag}\u201d has no query/key vectors (${state.kind} attention).`);
     let n;
     try {
       [n] = await loadAll(this.host.data, NeuronView.needs(ctx));
     } catch (e) {
       if (!ctx.isCurrent()) return;
-      if (e && e.status === 404) {
-        this.ctx = ctx;
-        this.neurons = null;
-        this.showMessage(e.message);
-        return;
-      }
+      if (e && e.status === 404) return this.noNeurons(ctx, e.message);
       throw e;
     }
     if (!ctx.isCurrent()) return;
@@ -92,18 +101,23 @@ export default class NeuronView {
     this.scroll.hidden = false;
     this.status = "drawn";
     this.draw();
-    // a newly chosen query (or a link to one) scrolled out of sight: bring it in
+    this.scrollToQuery(qi);
+  }
+
+  /** A newly chosen query (or a link to one) scrolled out of sight: bring it in. */
+  scrollToQuery(qi) {
     const g = this.geo;
-    if (this.shownQuery !== state.query) {
-      this.shownQuery = state.query;
-      const y = g.top + state.query * g.rowH;
-      if (y - g.viewY < g.top || y - g.viewY > g.viewH - g.rowH) {
-        this.scroll.scrollTop = Math.max(0, y - g.top - (g.viewH - g.top) / 2);
-      }
+    if (this.shownQuery === qi) return;
+    this.shownQuery = qi;
+    const y = g.top + qi * g.rowH;
+    if (y - g.viewY < g.top || y - g.viewY > g.viewH - g.rowH) {
+      this.scroll.scrollTop = Math.max(0, y - g.top - (g.viewH - g.top) / 2);
     }
   }
 
-  showMessage(text) {
+  noNeurons(ctx, text) {
+    this.ctx = ctx;
+    this.neurons = null;
     this.status = "no-neurons";
     this.scroll.hidden = true;
     this.message.hidden = false;
@@ -123,47 +137,30 @@ export default class NeuronView {
 
   /** What the view shows, for an export's title. */
   describe() {
-    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head}`;
+    return ` \u00b7 layer ${this.ctx.state.layer} \u00b7 head ${this.ctx.state.head} \u00b7 query ${this.pinned()}`;
   }
 
   detail() {
     if (this.status === "no-neurons") return "no-neurons";
     const r = this.numbers;
     if (!r) return "";
-    return `top=${r.top}` + (r.cap ? `;cap=${r.cap}` : "") + (r.sink !== null ? `;sink=${r.sink};sinkp=${r.sinkP.toFixed(4)}` : "");
+    return `top=${r.top};shown=${r.qi};mode=${this.ctx.state.nmode}` + (r.cap ? `;cap=${r.cap}` : "") +
+      (r.sink !== null ? `;sink=${r.sink};sinkp=${r.sinkP.toFixed(4)}` : "");
   }
 
-  /** Geometry of the whole view (CSS px). */
+  /** The previewed query, as the head view's hovered token (data-hover). */
+  hoverNow() {
+    return this.preview === null ? null : { side: "q", index: this.preview };
+  }
+
+  pinned() {
+    return queryIndex(this.ctx.state, this.ctx.kind);
+  }
+
   layout() {
-    const { state, labels } = this.ctx;
-    const n = this.neurons;
-    const { Tq, Tk, D } = n;
-    const rowH = state.zoom ? Math.max(6, Math.min(64, state.zoom)) : Math.max(10, Math.min(18, Math.floor(16000 / Math.max(Tq, Tk))));
-    const fontPx = Math.min(12, rowH - 3);
-    const cw = Math.max(2, Math.min(8, Math.floor(256 / D)));
-    const c0 = this.canvas.getContext("2d");
-    c0.font = `${fontPx}px ${FONT}`;
-    const qW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.q)) + 10);
-    const kW = Math.min(150, Math.ceil(maxLabelWidth(c0, labels.k)) + 10);
-    const headerH = 26; // column titles
-    const top = headerH + rowH + 8; // the q vector row sits between titles and rows
-    const numW = 64;
-    const blockW = Math.max(D * cw, 64); // room for the column title
-    const x = {};
-    x.q = 8; // query labels (right aligned at x.q + qW)
-    x.k = x.q + qW + 24; // key labels
-    x.kv = x.k + kW + 6; // k vectors
-    x.prod = x.kv + blockW + 14; // q x k
-    const columns = scoreColumns(n);
-    let at = x.prod + blockW + 14;
-    for (const [key] of columns) {
-      x[key] = at;
-      at += numW;
-    }
-    x.soft = at;
-    const width = x.soft + 120;
-    const height = top + Math.max(Tq, Tk + (hasSink(n) ? 1 : 0)) * rowH + 10;
-    return { x, rowH, top, headerH, cw, width, height, qW, kW, Tq, Tk, D, fontPx, numW, columns };
+    const avail = (this.scroll.clientWidth || 1000) - 2;
+    return neuronLayout(this.canvas.getContext("2d"), this.neurons, this.ctx.labels,
+      { zoom: this.ctx.state.zoom, avail, lines: this.ctx.state.nmode === "lines" });
   }
 
   /** Draw what is visible in the scroller. */
@@ -171,104 +168,37 @@ export default class NeuronView {
     const g = this.layout();
     const { x0, y0, vw, vh } = this.sc.visible(g.width, g.height);
     this.geo = { ...g, viewX: x0, viewY: y0, viewW: vw, viewH: vh };
+    this.geo.legend = this.render(this.canvas, g, x0, y0, vw, vh);
     this.canvas.dataset.geometry = JSON.stringify(this.geo);
-    this.render(this.canvas, g, x0, y0, vw, vh);
   }
 
-  /**
-   * Draw the view scrolled by (x0, y0) into a vw x vh canvas; the column
-   * titles and the q vector stay frozen at the top.
-   */
   render(canvas, g, x0, y0, vw, vh) {
-    const { state, theme } = this.ctx;
     const n = this.neurons;
-    const qi = Math.min(state.query, n.Tq - 1);
-    const nums = neuronNumbers(n, qi);
-    this.numbers = nums;
-    const ctx = sizeCanvas(canvas, vw, vh);
-    ctx.fillStyle = theme.background;
-    ctx.fillRect(0, 0, vw, vh);
-    const paint = painter(theme);
-    // rows visible below the frozen header
-    const first = Math.max(0, Math.floor(y0 / g.rowH) - 1);
-    const last = Math.ceil((y0 + vh) / g.rowH) + 1;
-    ctx.save();
-    ctx.translate(-x0, -y0);
-    this.drawQueries(ctx, g, qi, first, last);
-    for (let j = first; j < Math.min(n.Tk, last); j++) this.drawKeyRow(ctx, g, nums, j, paint);
-    if (nums.sink !== null && n.Tk < last) drawSinkRow(ctx, g, nums, g.columns, paint, theme);
-    ctx.restore();
-    this.drawHeader(ctx, g, nums, qi, x0, vw, paint);
+    const qi = Math.min(this.preview ?? this.pinned(), n.Tq - 1);
+    this.numbers = neuronNumbers(n, qi);
+    const v = { n, nums: this.numbers, labels: this.ctx.labels, theme: this.ctx.theme, head: this.ctx.state.head, pinned: this.pinned(), ranges: this.ranges };
+    return renderNeurons(canvas, g, x0, y0, vw, vh, v);
   }
 
-  /** The query tokens (left), the selected one highlighted. */
-  drawQueries(ctx, g, qi, first, last) {
-    const { labels, theme } = this.ctx;
-    ctx.font = `${g.fontPx}px ${FONT}`;
-    ctx.textBaseline = "middle";
-    for (let i = first; i < Math.min(g.Tq, last); i++) {
-      const y = g.top + i * g.rowH;
-      if (i === qi) {
-        ctx.fillStyle = theme.highlight;
-        ctx.fillRect(g.x.q - 4, y, g.qW + 8, g.rowH);
-      }
-      ctx.fillStyle = theme.text;
-      fitText(ctx, labels.q[i], g.x.q + g.qW, y + g.rowH / 2, g.qW - 4, "right");
-    }
+  /** Show another query while the pointer is on it (null: the pinned one again). */
+  setPreview(qi) {
+    if (qi === this.preview || !this.neurons) return;
+    this.preview = qi;
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (!this.ctx || !this.ctx.isCurrent() || !this.neurons) return;
+      this.draw();
+      this.host.drawn(this);
+    });
   }
 
-  /** Key j's row: its label, k vector, q x k, then the score columns and the softmax. */
-  drawKeyRow(ctx, g, nums, j, paint) {
-    const { labels, theme } = this.ctx;
-    const n = this.neurons;
-    const { x, rowH, cw, fontPx, D } = g;
-    const y = g.top + j * rowH;
-    const masked = nums.masked[j] === 1;
-    ctx.fillStyle = masked ? theme.muted : theme.text;
-    ctx.font = `${fontPx}px ${FONT}`;
-    fitText(ctx, labels.k[j], x.k + g.kW, y + rowH / 2, g.kW - 4, "right");
-    for (let d = 0; d < D; d++) {
-      ctx.fillStyle = paint.div(n.keys[j * D + d], nums.maxQK);
-      ctx.fillRect(x.kv + d * cw, y, cw, rowH - 1);
-      ctx.fillStyle = masked ? paint.masked : paint.div(nums.prod[j * D + d], nums.maxProd);
-      ctx.fillRect(x.prod + d * cw, y, cw, rowH - 1);
-    }
-    drawScoreCells(ctx, g, nums, j, g.columns, paint, theme);
-  }
-
-  /** The frozen header: column titles and the q vector, its dimensions under the k vectors'. */
-  drawHeader(ctx, g, nums, qi, x0, vw, paint) {
-    const { state, labels, theme } = this.ctx;
-    const n = this.neurons;
-    const { x, rowH, top, cw, D } = g;
-    ctx.save();
-    ctx.translate(-x0, 0);
-    ctx.fillStyle = theme.background;
-    ctx.fillRect(x0, 0, vw, top - 2);
-    ctx.fillStyle = theme.muted;
-    ctx.font = `11px ${FONT}`;
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    const titles = [["query", x.q], ["key", x.k], [`k \u00b7 ${D} dims`, x.kv], ["q \u00d7 k", x.prod],
-      ...g.columns.map(([key, title]) => [title, x[key]]), [hasSink(n) ? "softmax (+ sink)" : "softmax", x.soft]];
-    for (const [text, at] of titles) ctx.fillText(text, at, 13);
-    ctx.fillStyle = css(headColor(state.head));
-    ctx.fillRect(x.soft + ctx.measureText(titles[titles.length - 1][0]).width + 6, 8, 10, 10);
-    ctx.font = `${g.fontPx}px ${FONT}`;
-    ctx.fillStyle = theme.text;
-    fitText(ctx, `q of \u201c${shortLabel(labels.q[qi], 40)}\u201d`, x.kv - 6, g.headerH + rowH / 2, x.kv - 6 - x.q, "right");
-    for (let d = 0; d < D; d++) {
-      ctx.fillStyle = paint.div(nums.q[d], nums.maxQK);
-      ctx.fillRect(x.kv + d * cw, g.headerH, cw, rowH - 1);
-    }
-    ctx.strokeStyle = theme.grid;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(x0, top - 2.5);
-    ctx.lineTo(x0 + vw, top - 2.5);
-    ctx.stroke();
-    ctx.restore();
-    ctx.textAlign = "left";
+  /** The arrow keys: pin the previous or next query the pair filter keeps. */
+  pinBy(delta) {
+    if (!this.neurons) return;
+    const [a, b] = this.ranges.qRange;
+    const next = Math.max(a, Math.min(b - 1, this.pinned() + delta));
+    if (next !== this.pinned()) this.host.setState({ query: next });
   }
 
   hit(e) {
@@ -278,12 +208,13 @@ export default class NeuronView {
     if (p.y < g.top) return null; // the frozen header
     const px = p.x + g.viewX;
     const row = Math.floor((p.y + g.viewY - g.top) / g.rowH);
-    if (px < g.x.q + g.qW + 6) return row >= 0 && row < g.Tq ? { query: row } : null;
-    if (row === g.Tk && hasSink(this.neurons)) return { sink: true };
+    const [a, b] = this.ranges.qRange;
+    if (px < (g.lines ? g.x.lines0 : g.x.k - 6)) return row >= a && row < b && row < g.Tq ? { query: row } : null;
+    if (row === g.Tk && !g.lines && hasSink(this.neurons)) return { sink: true };
     if (row < 0 || row >= g.Tk) return null;
     let dim = null;
-    if (px >= g.x.kv && px < g.x.kv + g.D * g.cw) dim = Math.floor((px - g.x.kv) / g.cw);
-    else if (px >= g.x.prod && px < g.x.prod + g.D * g.cw) dim = Math.floor((px - g.x.prod) / g.cw);
+    if (!g.lines && px >= g.x.kv && px < g.x.kv + g.D * g.cw) dim = Math.floor((px - g.x.kv) / g.cw);
+    else if (!g.lines && px >= g.x.prod && px < g.x.prod + g.D * g.cw) dim = Math.floor((px - g.x.prod) / g.cw);
     return { key: row, dim };
   }
 
@@ -299,25 +230,31 @@ export default class NeuronView {
       this.readout.textContent = `sink logit ${fmt(this.numbers.sink)} \u00b7 softmax=${this.numbers.sinkP.toFixed(4)} (weight no key gets)`;
       return;
     }
+    if (h && h.query !== undefined) this.setPreview(h.query);
     if (!h || h.key === undefined || !this.numbers) {
       const q = h && h.query !== undefined ? this.ctx.labels.q[h.query] : "";
-      this.readout.textContent = h && h.query !== undefined ? `click: query ${h.query} \u201c${shortLabel(q)}\u201d` : "";
+      this.readout.textContent = h && h.query !== undefined
+        ? `query ${h.query} \u201c${shortLabel(q)}\u201d` + (h.query === this.pinned() ? " (pinned)" : " (preview: click to pin)") : "";
       this.readout.title = q;
       this.canvas.title = q;
       return;
     }
+    this.readout.textContent = this.keyText(h);
+  }
+
+  /** The readout of a key (and a dimension) of the shown query. */
+  keyText(h) {
     const nums = this.numbers;
     const n = this.neurons;
     const j = h.key;
     this.readout.title = this.ctx.labels.k[j];
     this.canvas.title = this.ctx.labels.k[j];
-    let text = `key ${j} \u201c${shortLabel(this.ctx.labels.k[j])}\u201d`;
+    let text = `query ${nums.qi} \u2192 key ${j} \u201c${shortLabel(this.ctx.labels.k[j])}\u201d`;
     if (h.dim !== null) {
       const d = h.dim;
       text += ` \u00b7 dim ${d}: q=${fmt(nums.q[d])} k=${fmt(n.keys[j * n.D + d])} q\u00d7k=${fmt(nums.prod[j * n.D + d])}`;
     }
-    text += nums.masked[j] ? " \u00b7 masked" : ` \u00b7 q\u00b7k=${fmt(nums.dot[j])} score=${fmt(nums.score[j])} softmax=${nums.softmax[j].toFixed(4)}`;
-    this.readout.textContent = text;
+    return text + (nums.masked[j] ? " \u00b7 masked" : ` \u00b7 q\u00b7k=${fmt(nums.dot[j])} score=${fmt(nums.score[j])} softmax=${nums.softmax[j].toFixed(4)}`);
   }
 
   /** The whole view (not only the visible rows), for PNG export. */

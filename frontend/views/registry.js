@@ -10,6 +10,7 @@ export const VIEWS = [
   { name: "model", title: "Model", module: "model.js" },
   { name: "neuron", title: "Neuron", module: "neuron.js" },
   { name: "matrix", title: "Matrix", module: "matrix.js" },
+  { name: "text", title: "Text", module: "text.js" },
   { name: "stats", title: "Stats", module: "stats.js" },
   { name: "compare", title: "Compare", module: "compare.js" },
 ];

@@ -14,7 +14,9 @@ import { css, seqLut } from "../colors.js";
 import { canvasPoint, el, FONT, labelled, setOptions, sizeCanvas } from "../dom.js";
 import { intText } from "../state.js";
 import { need, loadAll } from "../host.js";
-import { latestValue, statsLayout, stepOffsets, traceSparkline } from "../draw/sparklines.js";
+import { keyboardArea } from "./controls.js";
+import { noticeParts } from "../statnotes.js";
+import { drawStepAxis, latestValue, statsLayout, stepOffsets, stepsWithout, traceSparkline } from "../draw/sparklines.js";
 
 // The statistics and their descriptions are the `stats` route's (in its
 // order); what follows is only how some of them are drawn (any other name
@@ -28,7 +30,6 @@ export const UNITS = { entropy: "nats", distance: "tokens" };
 // sparkline (text colour) stays readable on the strongest tint.
 const MAX_TINT = 150;
 const ACCENT = { light: "rgba(245, 124, 0, 0.45)", dark: "rgba(255, 167, 38, 0.45)" };
-const LIST_MAX = 12;
 
 /**
  * The y range of a statistic, shared by the whole grid.
@@ -43,28 +44,6 @@ export function statScale(name, rows) {
     for (const v of row) if (v !== null && v > hi && Number.isFinite(v)) hi = v;
   }
   return { lo: 0, hi: hi > 0 ? hi : 1 };
-}
-
-/**
- * Step indices where no statistic has any value (steps written before
- * statistics existed, or unreadable).
- * @param {Record<string, Array<Array<number | null>>>} stats
- * @param {number} count number of steps
- */
-export function stepsWithout(stats, count) {
-  const out = [];
-  for (let s = 0; s < count; s++) {
-    let any = false;
-    for (const name of Object.keys(stats)) {
-      const row = stats[name][s];
-      if (row && row.some((v) => v !== null)) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) out.push(s);
-  }
-  return out;
 }
 
 /** A statistic's name as people read it: max_weight -> "max weight". */
@@ -86,17 +65,6 @@ function formatValue(v) {
   return v.toFixed(3);
 }
 
-function listSteps(steps) {
-  const head = steps.slice(0, LIST_MAX).join(", ");
-  return steps.length > LIST_MAX ? `${head} and ${steps.length - LIST_MAX} more` : head;
-}
-
-/** What a bounded answer left out (docs/routes.md: at most max_values per statistic). */
-export function boundedText(b, steps, layers, heads) {
-  const cut = [[steps, b.steps, "steps, evenly spaced"], [layers, b.layers, "layers (the first)"], [heads, b.heads, "heads (the first)"]];
-  return `showing ${cut.filter(([n, of]) => n < of).map(([n, of, what]) => `${n} of ${of} ${what}`).join(", ")}: at most ${b.max_values} values per statistic`;
-}
-
 export default class StatsView {
   /** Every kept step's statistics of the probe (not of one step: never prefetched). */
   static needs({ state }) {
@@ -107,7 +75,10 @@ export default class StatsView {
   constructor(host) {
     this.host = host;
     // the first statistic is the default, left out of the URL
-    const choose = () => host.setState({ stat: this.statSel.value === this.names()[0] ? null : this.statSel.value });
+    const choose = () => {
+      this.statNotice = "";
+      host.setState({ stat: this.statSel.value === this.names()[0] ? null : this.statSel.value });
+    };
     this.statSel = el("select", { attrs: { "data-name": "stat" }, title: "Statistic", on: { change: choose } });
     this.caption = el("span", { className: "tba-hint tba-note", attrs: { "data-name": "stats-caption" } });
     this.readout = el("span", { className: "tba-readout", attrs: { "data-name": "stats-readout" }, text: "hover a sparkline" });
@@ -134,6 +105,11 @@ export default class StatsView {
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("mouseleave", () => this.setPoint(null));
     this.canvas.addEventListener("click", (e) => this.onClick(e));
+    const move = (dr, dc) => () => this.movePoint(dr, dc);
+    keyboardArea(this.canvas, "Stats view: up and down arrows move across layers, shift with left or right arrow across heads, Enter opens that head at the shown step", {
+      ArrowUp: move(-1, 0), ArrowDown: move(1, 0), "Shift+ArrowLeft": move(0, -1), "Shift+ArrowRight": move(0, 1),
+      Enter: () => this.point && this.open(this.point),
+    });
     this.ctx = null;
     this.data = null;
     this.key = "";
@@ -153,8 +129,11 @@ export default class StatsView {
     }
     this.ctx = ctx;
     if (state.stat !== null && pickStat(this.names(), state.stat) !== state.stat) {
-      // a statistic this server does not have (an old link, a typo): the default
+      // a statistic this server does not have (an old link, a typo): the default, said
+      this.statNotice = `statistic \u201c${state.stat}\u201d is not one this server computes (${this.names().join(", ")}): showing ${this.names()[0]}`;
       this.host.setState({ stat: null });
+    } else if (state.stat !== null) {
+      this.statNotice = "";
     }
     this.draw();
   }
@@ -185,20 +164,7 @@ export default class StatsView {
   }
 
   updateNotice(missing) {
-    const { steps, errors } = this.data;
-    const parts = [];
-    const errs = errors || [];
-    if (errs.length) {
-      const more = errs.length > 1 ? ` (and ${errs.length - 1} more)` : "";
-      parts.push(`could not read the statistics of step${errs.length > 1 ? "s" : ""} ${listSteps(errs.map((e) => e.step))}: ${errs[0].message}${more}`);
-    }
-    const bad = new Set(errs.map((e) => e.step));
-    const old = missing.map((s) => steps[s]).filter((st) => !bad.has(st));
-    if (old.length && old.length < steps.length) {
-      parts.push(`step${old.length > 1 ? "s" : ""} ${listSteps(old)} carr${old.length > 1 ? "y" : "ies"} no statistics (logged before tb-attention computed them): gaps in every line`);
-    }
-    if (this.data.bounded) parts.push(boundedText(this.data.bounded, steps.length, (this.data.layer_ids || []).length, this.data.num_heads || 0));
-    this.notice.textContent = parts.join(" \u00b7 ");
+    this.notice.textContent = [this.statNotice, ...noticeParts(this.data, missing)].filter(Boolean).join(" \u00b7 ");
   }
 
   draw() {
@@ -237,7 +203,7 @@ export default class StatsView {
     this.canvas.dataset.geometry = JSON.stringify({
       labelW: g.labelW, labelH: g.labelH, gap: g.gap, cellW: g.cellW, cellH: g.cellH, padX: g.padX, padY: g.padY,
       plotW: g.plotW, plotH: g.plotH, rows: ids.length, cols: H, layer_ids: ids, steps, xs, lo, hi,
-      current: cur, width: g.width, height: g.height,
+      current: cur, width: g.width, height: g.height, axisH: g.axisH, axisY: g.y(ids.length - 1) + g.cellH + g.gap + g.axisH / 2,
     });
     this.render(this.canvas, theme);
     this.summary = `stat=${name};cells=${ids.length * H};steps=${S};missing=${missing.length};errors=${errs.length}`;
@@ -281,6 +247,7 @@ export default class StatsView {
     ids.forEach((id, r) => ctx.fillText(`L${id}`, g.labelW - 4, g.y(r) + g.cellH / 2));
     this.drawTints(ctx, theme);
     this.drawSparklines(ctx, theme);
+    drawStepAxis(ctx, g, ids.length, g.steps, intText, theme, `10px ${FONT}`);
     // the current step, as a translucent band in every cell
     if (cur >= 0) {
       ctx.fillStyle = ACCENT[theme.name] || ACCENT.light;
@@ -361,6 +328,7 @@ export default class StatsView {
 
   setPoint(p) {
     const g = this.geo;
+    this.point = p;
     if (!p || !g) {
       this.dot.hidden = true;
       this.readout.textContent = "hover a sparkline";
@@ -385,10 +353,23 @@ export default class StatsView {
 
   onClick(e) {
     const p = this.pointAt(e);
-    if (!p) return;
+    if (p) this.open(p);
+  }
+
+  /** The head of cell p opened in the head view at p's step. */
+  open(p) {
     const g = this.geo;
-    const head = p.c;
-    this.host.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [head], head, hover: null });
+    this.host.setState({ view: "head", step: g.steps[p.s], layer: g.ids[p.r], heads: [p.c], head: p.c, hover: null });
+  }
+
+  /** The arrow keys: the readout's cell moves, at the step shown. */
+  movePoint(dr, dc) {
+    const g = this.geo;
+    if (!g) return;
+    const p = this.point || { r: 0, c: 0 };
+    const r = this.point ? Math.max(0, Math.min(g.ids.length - 1, p.r + dr)) : 0;
+    const c = this.point ? Math.max(0, Math.min(g.H - 1, p.c + dc)) : 0;
+    this.setPoint({ r, c, s: Math.max(0, g.cur) });
   }
 
   exportCanvas() {

@@ -7,7 +7,9 @@ Runs the INSTALLED package (`pip install .` first). Writes --steps steps of
 12 layers x 12 heads of random softmax attention (uint8) with AttentionWriter,
 starts one `tensorboard`, then compares consecutive pairs of steps: "cold"
 is the first request for a pair (reads both steps' 24 layer blobs and
-computes), "warm" the same request again (the plugin's cache). Prints medians.
+computes), "warm" the same request again (the plugin's cache); "verdict" is
+the verdict-only form (`verdict=1`: both headers, no layer) asked first, cold.
+Prints medians.
 """
 import argparse
 import os
@@ -49,16 +51,18 @@ def main():
     try:
         wait_until(lambda: tb.get_json("/data/plugin/attention/steps?run=run&tag=probe")["kept"] == args.steps,
                    timeout=300, what="the logdir to load")
-        cold, warm = [], []
+        verdict, cold, warm = [], [], []
         for s in range(args.steps - 1):
             q = "/data/plugin/attention/compare?tag=probe&kind=self&run_a=run&step_a=%d&run_b=run&step_b=%d" % (s, s + 1)
-            for times in (cold, warm):
+            for times, path in ((verdict, q + "&verdict=1"), (cold, q), (warm, q)):
                 t0 = time.perf_counter()
-                status, _, body = tb.get(q)
+                status, _, body = tb.get(path)
                 times.append(1000 * (time.perf_counter() - t0))
                 assert status == 200, body[:300]
-        print("compare, 12 layers x 12 heads x %d tokens, load_fast=%s: cold %.0f ms, warm %.1f ms (medians of %d pairs)"
-              % (T, args.load_fast, statistics.median(cold), statistics.median(warm), len(cold)))
+        print("compare, 12 layers x 12 heads x %d tokens, load_fast=%s: verdict only %.1f ms, cold %.0f ms, "
+              "warm %.1f ms (medians of %d pairs)"
+              % (T, args.load_fast, statistics.median(verdict), statistics.median(cold), statistics.median(warm),
+                 len(cold)))
     finally:
         tb.stop()
         shutil.rmtree(root, ignore_errors=True)  # 145 MB at the defaults

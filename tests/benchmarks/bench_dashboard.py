@@ -293,17 +293,18 @@ class OurSide:
 
     RUN = "bench"
 
-    def __init__(self, workdir, data):
+    def __init__(self, workdir, data, python=None):
         import tb_attention
         from tests.support import wait_until
         from tests.support.backends import TensorBoard
         self.logdir = os.path.join(workdir, "logdir")
+        self.python = python
         with tb_attention.AttentionWriter(os.path.join(self.logdir, self.RUN)) as w:
             for tag, steps in data.items():
                 for step, (attention, tokens) in steps.items():
                     w.add_attention(tag, attention, tokens=tokens, global_step=step)
         self.expected = {tag: sorted(steps) for tag, steps in data.items()}
-        self.tb = TensorBoard(self.logdir, extra_args=("--samples_per_plugin=attention=0",))
+        self.tb = TensorBoard(self.logdir, extra_args=("--samples_per_plugin=attention=0",), python=python)
         wait_until(self._loaded, timeout=180, what="tensorboard to load the benchmark logdir")
 
     def _loaded(self):
@@ -447,16 +448,20 @@ def our_data(a128, t128):
     """tag -> {step: (attention [L, H, T, T], tokens)} written for our side."""
     a128b = random_attention(LAYERS, HEADS, 128, seed=1)  # step 1: different weights
     return {
+        "t16": {0: (random_attention(LAYERS, HEADS, 16, seed=2), bert_tokens(16))},
         "t128": {0: (a128, t128), 1: (a128b, t128)},
         "t512": {0: (lazy_attention(512)(), bert_tokens(512))},
         "t4096": {0: (random_attention(1, 1, 4096, seed=0), bert_tokens(4096))},
     }
 
 
-def our_scenarios(browser, workdir, a128, t128, args, sides_out):
-    keys = ["ours_model_128", "ours_model_512", "ours_head_128", "ours_head_512", "ours_layer_128",
-            "ours_matrix_4096", "ours_step_128", "ours_step_model_128"]
-    missing = dashboard_missing()
+def our_scenarios(browser, workdir, a128, t128, args, sides_out, prefix="ours", python=None):
+    """Our side's scenarios, keyed prefix_*: the dashboard installed for this
+    Python, or (python=) for another one, the baseline side by side."""
+    keys = [prefix + k for k in ("_model_128", "_model_512", "_head_128", "_head_512", "_layer_128",
+                                 "_matrix_4096", "_step_128", "_step_model_128", "_redraw_128", "_redraw_512",
+                                 "_head_16", "_redraw_16", "_head_16_3", "_redraw_16_3")]
+    missing = None if python else dashboard_missing()
     if missing:
         out = []
         for key in keys:
@@ -465,7 +470,7 @@ def our_scenarios(browser, workdir, a128, t128, args, sides_out):
             out.append(sc)
         return out
 
-    side = OurSide(workdir, our_data(a128, t128))
+    side = OurSide(os.path.join(workdir, prefix), our_data(a128, t128), python)
     sides_out.append(side)
     d = DASHBOARD
     base = side.tb.url
@@ -476,17 +481,18 @@ def our_scenarios(browser, workdir, a128, t128, args, sides_out):
                 return f
         raise RuntimeError("no dashboard frame in %s" % [f.url for f in page.frames])
 
-    def nav(state, after=None):
+    def nav(state, *after):
         url = d["url"](base, dict(run=OurSide.RUN, **state))
-        label = "%s view, %s" % (state["view"], state["tag"][1:] + " tokens")
+        label = "%s: %s view, %s tokens%s" % (prefix, state["view"], state["tag"][1:],
+                                              ", heads %s" % state["heads"] if "heads" in state else "")
 
         def after_all(page):
             # what the view drew (the dashboard's data-detail: lines or heatmap, edge counts)
             if label not in OUR_DETAILS:
                 OUR_DETAILS[label] = frame_of(page).evaluate(
                     "document.querySelector('#tba').getAttribute('data-detail')")
-            if after:
-                after(page)
+            for a in after:
+                a(page)
 
         def run():
             ms, rss, frame_start = browser.navigate(url, d["ready"](state), frame=d["frame"],
@@ -501,23 +507,39 @@ def our_scenarios(browser, workdir, a128, t128, args, sides_out):
             return timed_switch(frame_of(page), change(to_state), d["ready"](to_state))
         return after
 
+    def redraw(scenario):
+        @follower(scenario)
+        def after(page):
+            return frame_of(page).evaluate(d["redraw"])
+        return after
+
     head128 = dict(tag="t128", step=0, view="head", layer=0)
-    out = [Scenario("ours_model_128", nav(dict(tag="t128", step=0, view="model")), args.reps),
-           Scenario("ours_model_512", nav(dict(tag="t512", step=0, view="model")), args.reps)]
-    layer_sw = Scenario("ours_layer_128")
-    head = Scenario("ours_head_128", nav(head128, switch(layer_sw, d["switch_layer"], dict(head128, layer=1))),
-                    args.reps)
-    layer_sw.leader = head
-    out += [head, layer_sw,
-            Scenario("ours_head_512", nav(dict(tag="t512", step=0, view="head", layer=0)), args.reps),
-            Scenario("ours_matrix_4096", nav(dict(tag="t4096", step=0, view="matrix", layer=0, head=0)),
+    out = [Scenario(prefix + "_model_128", nav(dict(tag="t128", step=0, view="model")), args.reps),
+           Scenario(prefix + "_model_512", nav(dict(tag="t512", step=0, view="model")), args.reps)]
+    layer_sw, redraw128, redraw512 = (Scenario(prefix + k) for k in ("_layer_128", "_redraw_128", "_redraw_512"))
+    head = Scenario(prefix + "_head_128", nav(head128, redraw(redraw128),
+                                              switch(layer_sw, d["switch_layer"], dict(head128, layer=1))), args.reps)
+    head512 = Scenario(prefix + "_head_512", nav(dict(tag="t512", step=0, view="head", layer=0), redraw(redraw512)),
+                       args.reps)
+    layer_sw.leader = redraw128.leader = head
+    redraw512.leader = head512
+    out += [head, layer_sw, redraw128, head512, redraw512]
+    # 16 tokens: every head (BertViz draws all 3,072 lines), and heads 0-2 (768
+    # lines: both this checkout and main's draw them all, equal work)
+    for key, more in (("_16", {}), ("_16_3", {"heads": "0-2"})):
+        again = Scenario(prefix + "_redraw" + key)
+        again.leader = Scenario(prefix + "_head" + key, nav(dict(tag="t16", step=0, view="head", layer=0, **more),
+                                                             redraw(again)), args.reps)
+        out += [again.leader, again]
+    out += [
+            Scenario(prefix + "_matrix_4096", nav(dict(tag="t4096", step=0, view="matrix", layer=0, head=0)),
                      args.reps)]
     # Step switches: navigate to the view at step 0 (that navigation is not
     # reported), then step 1 through the "next step" button.
     model128 = dict(tag="t128", step=0, view="model")
-    for key, state in (("ours_step_128", head128), ("ours_step_model_128", model128)):
-        step_sw = Scenario(key)
-        step_nav = Scenario(key + "_nav", nav(state, switch(step_sw, d["switch_step"], dict(state, step=1))),
+    for key, state in (("_step_128", head128), ("_step_model_128", model128)):
+        step_sw = Scenario(prefix + key)
+        step_nav = Scenario(prefix + key + "_nav", nav(state, switch(step_sw, d["switch_step"], dict(state, step=1))),
                             args.reps)
         step_sw.leader = step_nav
         out += [step_nav, step_sw]
@@ -562,6 +584,12 @@ DASHBOARD = {
       sel.dispatchEvent(new Event('change', {bubbles: true}));
     }""" % state["layer"],
     "switch_step": lambda state: """() => document.querySelector('button[data-name="next"]').click()""",
+    # a warm redraw of the view on screen (its data in memory): the median ms of
+    # 7 calls of its draw(), each finished by reading a pixel back
+    "redraw": """() => { const app = window.tbAttention; const v = app.views[app.state.view]; const ts = [];
+      for (let i = 0; i < 7; i++) { const t0 = performance.now(); v.draw();
+        document.querySelector('canvas').getContext('2d').getImageData(0, 0, 1, 1); ts.push(performance.now() - t0); }
+      return ts.sort((a, b) => a - b)[3]; }""",
 }
 
 
@@ -663,6 +691,30 @@ ROWS = [  # label, BertViz key, our key, goal (on the ratio or on our ms)
     ("Step switch, 128 tokens, head view", None, "ours_step_128", ("ours", 100, "ours <= 100 ms")),
     ("Step switch, 128 tokens, model view", None, "ours_step_model_128", ("ours", 100, "ours <= 100 ms")),
 ]
+# --baseline: our scenarios for the baseline's dashboard too, side by side
+BASE_ROWS = [
+    ("Model view, 128 tokens", "_model_128"), ("Model view, 512 tokens", "_model_512"),
+    ("Head view, 16 tokens, 12 heads (cold)", "_head_16"), ("Head view redraw, 16 tokens, 12 heads (warm)", "_redraw_16"),
+    ("Head view, 16 tokens, heads 0-2 (cold)", "_head_16_3"),
+    ("Head view redraw, 16 tokens, heads 0-2 (warm; both draw all 768 lines)", "_redraw_16_3"),
+    ("Head view, 128 tokens (cold: navigation to drawn)", "_head_128"),
+    ("Head view, 512 tokens (cold)", "_head_512"),
+    ("Head view redraw, 128 tokens (warm: draw() with its data)", "_redraw_128"),
+    ("Head view redraw, 512 tokens (warm)", "_redraw_512"),
+    ("Head view layer switch, 128 tokens", "_layer_128"), ("Matrix view, 1 head, 4096 tokens", "_matrix_4096"),
+    ("Step switch, 128 tokens, head view", "_step_128"), ("Step switch, 128 tokens, model view", "_step_model_128"),
+]
+
+
+def baseline_table(s, cell, baseline):
+    """Markdown lines: this checkout's dashboard against the baseline's, scenario by scenario."""
+    lines = ["", "Side by side with the baseline (`--baseline %s`), measured interleaved in the same run:" % baseline, "",
+             "| Scenario | baseline ms | this checkout ms | baseline / this |", "|---|---|---|---|"]
+    for label, k in BASE_ROWS:
+        a, b = s.get("base" + k), s.get("ours" + k)
+        r = "%.2f" % (a.median / b.median) if a and b and a.samples and b.samples else "-"
+        lines.append("| %s | %s | %s | %s |" % (label, cell("base" + k), cell("ours" + k), r))
+    return lines
 
 
 def report(scenarios, browser_version, bertviz_version, sizes, args, elapsed_s, load=None):
@@ -741,6 +793,8 @@ def report(scenarios, browser_version, bertviz_version, sizes, args, elapsed_s, 
             label, cell(bv), cell(ours), ratio(bv, ours) if bv else "-", mem(bv) if bv else "-", mem(ours),
             goal(bv, ours, g)))
     lines.append("")
+    if args.baseline:
+        lines += baseline_table(s, cell, args.baseline) + [""]
     if DASHBOARD_SOURCE:
         lines.append("tb-attention's dashboard: %s." % DASHBOARD_SOURCE)
     if OUR_DETAILS:
@@ -775,6 +829,9 @@ def main():
     ap.add_argument("--sides", default="bertviz,ours", help="bertviz, ours, or bertviz,ours (default)")
     ap.add_argument("--no-512-bertviz", action="store_true",
                     help="skip BertViz at 512 tokens (~1 GB pages, several GB of RAM to build)")
+    ap.add_argument("--baseline", metavar="PYTHON",
+                    help="also measure our scenarios for the dashboard installed for this other Python (a venv "
+                         "with main's package, say), interleaved, as base_*: a side-by-side table")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "dashboard.md"))
     args = ap.parse_args()
     sides = set(args.sides.split(","))
@@ -792,6 +849,8 @@ def main():
             scenarios += bertviz_scenarios(browser, bv, a128, t128, args)
         if "ours" in sides:
             scenarios += our_scenarios(browser, workdir, a128, t128, args, servers)
+            if args.baseline:
+                scenarios += our_scenarios(browser, workdir, a128, t128, args, servers, "base", args.baseline)
         rnd = 0
         while not all(sc.done for sc in scenarios):
             rnd += 1
@@ -804,7 +863,7 @@ def main():
                     rnd, sc.key, fmt_ms(sc.samples[-1]) + " ms" if sc.samples and not sc._note else sc.note,
                     "".join("  %s %s ms" % (f.key, fmt_ms(f.samples[-1])) for f in followers)), flush=True)
         from harness import bertviz_version
-        md = report(scenarios, browser.version, bertviz_version(), bv.sizes if bv else {}, args,
+        md = report(scenarios, browser.version, bertviz_version() if bv else "(not run)", bv.sizes if bv else {}, args,
                     time.monotonic() - t_start, (load_start, os.getloadavg()[0]))
     finally:
         browser.close()

@@ -56,6 +56,7 @@ def timed(fn, reps=3):
 
 def write_ours(root, a, tokens, view):
     import tb_attention
+    import tb_attention.page
     from tb_attention.record import from_raw
     path = os.path.join(root, "ours_%s_%d.html" % (view, len(tokens)))
     record = from_raw(a, tokens)
@@ -98,9 +99,12 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a page counts as not drawn")
     ap.add_argument("--no-512-bertviz", action="store_true", help="skip BertViz at 512 tokens (a 1.7 GB page)")
+    ap.add_argument("--no-bertviz", action="store_true",
+                    help="ours only (BertViz's pages take minutes to open: a quick check of our own figures)")
     args = ap.parse_args()
     import harness
     import tb_attention
+    import tb_attention.page
     t_start, load_start = time.monotonic(), os.getloadavg()
     bundle_kb = os.path.getsize(tb_attention.page.BUNDLE_PATH) / 1024  # what the pages hold
     work = tempfile.mkdtemp(prefix="bench-notebook-")
@@ -117,7 +121,7 @@ def main():
             for view in ("head", "model"):
                 path, row["ours_size"], row["ours_write_%s" % view] = write_ours(work, a, tokens, view)
                 scenarios.append(Scenario(("ours", view, T), "file://" + path, OURS_READY % repr(view), args.timeout))
-            if T >= 512 and args.no_512_bertviz:
+            if args.no_bertviz or (T >= 512 and args.no_512_bertviz):
                 continue
             for view in ("head", "model"):
                 if view == "model" and T >= 512:
@@ -137,8 +141,10 @@ def main():
         if server:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as f:
+    # an ours-only run keeps the side-by-side table of the last full run
+    out = RESULTS.replace(".md", "-ours.md") if args.no_bertviz else RESULTS
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
         f.write(text)
     print(text)
 
@@ -148,7 +154,8 @@ def _mb(n):
 
 
 def report(args, rows, sc, tb_attention, harness, browser, took, load_start, bundle_kb):
-    out = ["# Standalone pages: tb_attention.save_html against BertViz %s\n" % harness.bertviz_version(),
+    out = ["# Standalone pages: tb_attention.save_html against BertViz %s\n"
+           % ("(not run: --no-bertviz)" if args.no_bertviz else harness.bertviz_version()),
            "%s on %s; Chromium %s (headless, Playwright), viewport 1280x900; took %.0f s; load average "
            "(1, 5, 15 min) %s at the start, %s at the end. Other jobs share the CPUs: compare the two sides "
            "(measured interleaved) rather than read absolute numbers.\n" % (

@@ -46,3 +46,47 @@ def sigkilled(child):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def installed_package():
+    """(package dir, frontend dir) of the tb_attention a TensorBoard
+    subprocess imports: PYTHONPATH dropped, started outside the checkout."""
+    import subprocess
+    import sys
+    import tempfile
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import os, tb_attention.plugin as p; "
+            "print(os.path.dirname(os.path.abspath(p.__file__))); print(p._frontend_root())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=tempfile.gettempdir())
+    if r.returncode != 0:
+        return None, None
+    package, frontend = r.stdout.split("\n")[:2]
+    return package, frontend
+
+
+def installed_differences():
+    """What the installed tb_attention (as TensorBoard subprocesses get it)
+    has different from this checkout: [] when it is this checkout's code
+    (a regular or an editable install)."""
+    package, frontend = installed_package()
+    if package is None:
+        return ["tb_attention is not installed"]
+    pairs = []
+    for sub, installed in (("tb_attention", package), ("frontend", frontend)):
+        root = os.path.join(REPO, sub)
+        for dirpath, dirnames, names in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d not in ("__pycache__", "tests", "frontend")]
+            for name in names:
+                if name.endswith((".py", ".proto", ".js", ".css", ".html")):
+                    rel = os.path.relpath(os.path.join(dirpath, name), root)
+                    pairs.append((os.path.join(root, rel), os.path.join(installed, rel)))
+    differ = []
+    for here, there in pairs:
+        try:
+            with open(here, "rb") as a, open(there, "rb") as b:
+                if a.read() != b.read():
+                    differ.append(os.path.relpath(here, REPO))
+        except FileNotFoundError:
+            differ.append(os.path.relpath(here, REPO) + " (not installed)")
+    return differ

@@ -38,13 +38,15 @@ def url(route, **params):
 class TensorBoard:
     """A real `tensorboard` subprocess on a free port."""
 
-    def __init__(self, logdir, load_fast=True, extra_args=(), python=sys.executable):
+    def __init__(self, logdir, load_fast=True, extra_args=(), python=None):
+        """python: the interpreter whose installed tb_attention it serves
+        (this one by default; a benchmark's baseline may be another venv's)."""
         self.logdir = str(logdir)
         self.load_fast = load_fast
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self._log = tempfile.NamedTemporaryFile(prefix="tensorboard-", suffix=".log", delete=False)
-        cmd = [python, "-m", "tensorboard.main", "--logdir", self.logdir,
+        cmd = [python or sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir,
                "--port", str(self.port), "--host", "127.0.0.1", "--reload_interval", "1",
                "--load_fast", "true" if load_fast else "false", *extra_args]
         env = dict(os.environ)

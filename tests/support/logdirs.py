@@ -148,8 +148,10 @@ def build_logdir(root):
         events.append(attention_event("probe", step, blobs))
     ok, bad = self_record(rng, 1, 2, tokens), self_record(rng, 1, 2, tokens)
     log.written[("tampered", "bad_newest")] = {0: (ok, "uint8"), 1: (bad, "uint8")}
-    events.append(attention_event("bad_newest", 0, summary.step_blobs(ok, 0, WRITER_ID)))
-    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *summary.step_blobs(bad, 1, WRITER_ID)[1:]]))
+    # the writer's 8th and 9th steps (sequence 7 and 8: seven earlier ones not
+    # kept): `written` is 7 + 1 + the one unreadable newer step = 9
+    events.append(attention_event("bad_newest", 0, summary.step_blobs(ok, 7, WRITER_ID)))
+    events.append(attention_event("bad_newest", 1, [b"\xff\xff", *summary.step_blobs(bad, 8, WRITER_ID)[1:]]))
     events.append(attention_event("future", 0, step_of_version(ok, 0, WRITER_ID, metadata.FORMAT_VERSION + 1)))
     # plugin metadata of a newer format version, over a step this version reads
     newer = metadata.create_summary_metadata()

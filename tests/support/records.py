@@ -2,7 +2,7 @@
 here with plain numpy, never through the code under test)."""
 import numpy as np
 
-from tb_attention.record import AttentionRecord, KindRecord, Neurons, softmax_scores
+from tb_attention.record import AttentionRecord, KindRecord, Neurons
 
 UINT8_TOL = 1.0 / 510 + 1e-6  # uint8 keeps a weight to within half of 1/255
 FLOAT16_TOL = 2.0 ** -12 + 1e-7  # half of float16's spacing just below 1.0 (2**-11)
@@ -45,14 +45,27 @@ def neurons_for(rng, L, H, Tq, Tk, D, masked, bias):
     scales = np.full(L, 1 / np.sqrt(D), np.float32)
     b = rng.standard_normal((L, H, Tq, Tk)).astype(np.float32) if bias else None
     n = Neurons(queries=queries, keys=keys, scales=scales, masked=masked, bias=b)
-    return n, softmax_scores(queries, keys, scales, masked, b)
+    return n, reference_attention(queries, keys, scales, masked, b)
 
 
 def row_softmax(x):
-    """Softmax over the last axis, in plain numpy."""
-    x = x - np.max(x, axis=-1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=-1, keepdims=True)
+    """Softmax over the last axis, in plain numpy; a row of only -inf gives 0s."""
+    top = np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(top), top, 0.0))
+    total = e.sum(axis=-1, keepdims=True)
+    return e / np.where(total > 0, total, 1.0)
+
+
+def reference_attention(queries, keys, scales, masked, bias=None):
+    """The attention queries and keys give (softmax of q.k * scale + bias,
+    masked keys excluded), in float64 by einsum: the tests' oracle, not
+    tb_attention.record.softmax_scores. Shapes as in Neurons."""
+    scores = np.einsum("lhqd,lhkd->lhqk", np.asarray(queries, np.float64), np.asarray(keys, np.float64))
+    scores = scores * np.asarray(scales, np.float64)[:, None, None, None]
+    if bias is not None:
+        scores = scores + np.asarray(bias, np.float64)
+    scores = np.where(np.asarray(masked, bool)[:, None], -np.inf, scores)
+    return row_softmax(scores).astype(np.float32)
 
 
 def neuron_kind(name, L, H, q_tokens, k_tokens, rng, causal=False, bias=False, D=8):
@@ -65,11 +78,7 @@ def neuron_kind(name, L, H, q_tokens, k_tokens, rng, causal=False, bias=False, D
     if causal:
         masked[:] = np.triu(np.ones((Tq, Tk), bool), 1)
     b = (rng.standard_normal((L, H, Tq, Tk)) * 0.5).astype(np.float32) if bias else None
-    scores = np.einsum("lhqd,lhkd->lhqk", q, k) * scales[:, None, None, None]
-    if b is not None:
-        scores = scores + b
-    scores = np.where(masked[:, None], -np.inf, scores)
-    att = row_softmax(scores).astype(np.float32)
+    att = reference_attention(q, k, scales, masked, b)
     return KindRecord(name=name, attention=att, query_tokens=tuple(q_tokens), key_tokens=tuple(k_tokens),
                       layer_ids=tuple(range(L)), causal=causal,
                       neurons=Neurons(queries=q, keys=k, scales=scales, masked=masked, bias=b))
