@@ -34,8 +34,8 @@ from . import inputs as _inputs
 from . import interface as _interface
 from . import scores as _scores
 from .interface import PROBE_IMPLEMENTATION, AttentionCall  # noqa: F401  (public names)
-from .record import (AttentionInputError, AttentionRecord, KindRecord, Neurons, validate_image,
-                     validate_kind)
+from .record import (AttentionInputError, AttentionRecord, KindRecord, Neurons, expand_keys,
+                     validate_image, validate_kind)
 
 NO_TOKENIZER_FORMAT = _inputs.NO_TOKENIZER_FORMAT
 
@@ -246,9 +246,22 @@ class _Keeper:
             n = c.neurons
             if picked is not None and isinstance(n, _scores.CallNeurons):
                 c.neurons = dataclasses.replace(
-                    n, queries=n.queries[:, picked], keys=n.keys[:, picked],
+                    n, queries=n.queries[:, picked], keys=_picked_keys(n, picked),
                     bias=None if n.bias is None else n.bias[:, picked],
                     sinks=None if n.sinks is None else n.sinks[picked])
+
+
+def _picked_keys(n, picked):
+    """CallNeurons keys [B, Hk, Tk, D] for the query heads picked: still
+    grouped when the picked heads are whole groups in order (each key head
+    once), else one key per picked head."""
+    group = n.queries.shape[1] // n.keys.shape[1]
+    owners = [h // group for h in picked]
+    kept = list(dict.fromkeys(owners))
+    per = len(picked) // len(kept)
+    if owners == [o for o in kept for _ in range(per)]:
+        return n.keys[:, kept]
+    return n.keys[:, owners]
 
 
 def _stack_example(calls, b, grid, qi, ki, last, final_dtype=None):
@@ -545,10 +558,18 @@ def _neurons(calls, b, qi, ki, grid):
     softcaps = np.array([n.softcap for n in ns], np.float32)
     return Neurons(
         queries=np.stack([n.queries[b][:, qi] for n in ns]),
-        keys=np.stack([n.keys[b][:, ki] for n in ns]),
+        keys=_stack_keys([n.keys[b][:, ki] for n in ns], H),
         scales=np.array([n.scale for n in ns], np.float32),
         masked=np.stack([n.masked[b][grid] for n in ns]),
         bias=bias, softcaps=softcaps if softcaps.any() else None, sinks=sinks)
+
+
+def _stack_keys(keys, H):
+    """[L, Hk, Tk, D] of each layer's keys; per query head if the layers
+    group their heads differently."""
+    if len({k.shape[0] for k in keys}) > 1:
+        keys = [expand_keys(k, H // k.shape[0], axis=0) for k in keys]
+    return np.stack(keys)
 
 
 def _causal(calls, b, grid, attention, adapter, known, config, kind):

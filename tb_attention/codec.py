@@ -16,7 +16,7 @@ import zstandard
 from tb_attention import metadata, sizes
 from tb_attention.metadata import FormatError
 from tb_attention.proto import attention_pb2
-from tb_attention.record import AttentionRecord, ImageLayout, KindRecord, Neurons
+from tb_attention.record import AttentionRecord, ImageLayout, KindRecord, Neurons, expand_keys
 
 DTYPES = {"uint8": attention_pb2.UINT8, "float16": attention_pb2.FLOAT16}
 _NUMPY = {attention_pb2.UINT8: np.dtype(np.uint8), attention_pb2.FLOAT16: np.dtype("<f2")}
@@ -174,6 +174,9 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
         n = k.neurons
         if n is not None:
             kh.head_dim = n.queries.shape[-1]
+            if n.keys.shape[1] != H:  # grouped keys stored once per key head
+                kh.key_heads = n.keys.shape[1]
+                header.version = max(header.version, 4)
             for layer in range(L):
                 parts = [n.queries[layer].astype("<f2").tobytes(), n.keys[layer].astype("<f2").tobytes(),
                          np.ascontiguousarray(n.masked[layer], dtype=np.uint8).tobytes()]
@@ -338,23 +341,44 @@ def to_float(stored):
     return stored.astype(np.float32)
 
 
+def key_heads(kind):
+    """Key heads a Kind's neurons store: Kind.key_heads (grouped keys, format
+    4), or one per query head."""
+    return kind.key_heads or kind.num_heads
+
+
 def neuron_layer(kind, layer_index, blob):
-    """(queries f16 [H,Tq,D], keys f16 [H,Tk,D], masked u8 [Tq,Tk], bias f16 [H,Tq,Tk] or None, scale)."""
+    """(queries f16 [H,Tq,D], keys f16 [Hk,Tk,D], masked u8 [Tq,Tk], bias f16 [H,Tq,Tk] or None,
+    scale); Hk = key_heads(kind): query head h's keys are keys[h // (H // Hk)]."""
     nl = kind.neurons[layer_index]
     blob = open_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
-    parts = sizes.neuron_sizes(H, Tq, Tk, D, nl.has_bias)
+    Hk = key_heads(kind)
+    parts = sizes.neuron_sizes(H, Tq, Tk, D, nl.has_bias, Hk)
     if sum(parts) != len(blob):
         raise FormatError("%s neurons of layer %d have %d bytes, not the %d their header implies"
                           % (kind.name, kind.layer_ids[layer_index], len(blob), sum(parts)))
     o = np.cumsum([0] + parts)
     q = np.frombuffer(blob, "<f2", count=H * Tq * D, offset=o[0]).reshape(H, Tq, D)
-    k = np.frombuffer(blob, "<f2", count=H * Tk * D, offset=o[1]).reshape(H, Tk, D)
+    k = np.frombuffer(blob, "<f2", count=Hk * Tk * D, offset=o[1]).reshape(Hk, Tk, D)
     masked = np.frombuffer(blob, np.uint8, count=Tq * Tk, offset=o[2]).reshape(Tq, Tk)
     bias = None
     if nl.has_bias:
         bias = np.frombuffer(blob, "<f2", count=H * Tq * Tk, offset=o[3]).reshape(H, Tq, Tk)
     return q, k, masked, bias, nl.scale
+
+
+def neuron_payload_per_head(kind, layer_index, blob):
+    """One stored layer's neuron payload, checked and inflated, laid out with
+    a key per query head (what the browser reads, whatever the step stores)."""
+    q, k, masked, bias, _ = neuron_layer(kind, layer_index, blob)
+    if k.shape[0] == kind.num_heads:
+        return open_blob(kind.neurons[layer_index].blob, blob, "neurons")
+    parts = [q.tobytes(), expand_keys(k, kind.num_heads // k.shape[0], axis=0).tobytes(),
+             masked.tobytes()]
+    if bias is not None:
+        parts.append(bias.tobytes())
+    return b"".join(parts)
 
 
 def decode_step(blobs, model_type=None) -> AttentionRecord:

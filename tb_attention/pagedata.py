@@ -165,9 +165,8 @@ def _step_entry(s, header, out):
         if len(kind.neurons):
             layers = []
             for i, nl in enumerate(kind.neurons):
-                blob = _blob(s.blobs, nl.blob)
-                codec.neuron_layer(kind, i, blob)  # checks it
-                blob = codec.open_blob(nl.blob, blob, "neurons")  # as stored, inflated (format 4)
+                # checked, inflated (format 4), grouped keys expanded per query head
+                blob = codec.neuron_payload_per_head(kind, i, _blob(s.blobs, nl.blob))
                 # format 3's score steps, as the neurons route sends them: soft-cap (0: none), sinks per head
                 sinks = ([float(x) if np.isfinite(x) else None for x in nl.sinks]  # -inf: that head has none
                          if len(nl.sinks) == kind.num_heads else None)

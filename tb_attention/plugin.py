@@ -392,7 +392,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
                     "capture with tb_attention.capture(model, inputs, tokenizer=tok, neurons=True)")))
         q, k, masked, bias, scale = step.neurons(kind, index)
         # The order they are stored in (proto/attention.proto NeuronLayer)
-        parts = [q[head].tobytes(), k[head].tobytes(), masked.tobytes()]
+        # grouped keys (format 4) stored once per key head: this head's key head
+        parts = [q[head].tobytes(), k[head // (q.shape[0] // k.shape[0])].tobytes(), masked.tobytes()]
         if bias is not None:
             parts.append(bias[head].tobytes())
         nl = kind.neurons[index]

@@ -30,15 +30,35 @@ class Neurons:
 
     (see `AttentionRecord.recompute_attention`). Queries and keys are what
     the attention function receives: after RoPE and after q/k norms.
+
+    Grouped keys (GQA, MQA: Llama/Mistral configs with num_key_value_heads <
+    num_attention_heads) are kept once per key head, as the model computed
+    them: keys is then [L, Hk, Tk, D] with Hk dividing H, and query head h
+    uses key head h // (H // Hk), the order of transformers' repeat_kv.
+    `expanded_keys()` gives them per query head.
     """
 
     queries: np.ndarray  # float32 [L, H, Tq, D], after RoPE
-    keys: np.ndarray  # float32 [L, H, Tk, D], grouped keys expanded per head
+    keys: np.ndarray  # float32 [L, Hk, Tk, D]: Hk = H, or the key heads of grouped attention
     scales: np.ndarray  # float32 [L]
     masked: np.ndarray  # bool [L, Tq, Tk]; True = position masked out
     bias: Optional[np.ndarray] = None  # float32 [L, H, Tq, Tk] additive score bias
     softcaps: Optional[np.ndarray] = None  # float32 [L]; 0 = no soft-capping in that layer
     sinks: Optional[np.ndarray] = None  # float32 [L, H] sink logits; -inf = no sink
+
+    @property
+    def key_groups(self) -> int:
+        """Query heads per stored key head (1: a key per query head)."""
+        return max(1, self.queries.shape[1] // max(1, self.keys.shape[1]))
+
+    def expanded_keys(self) -> np.ndarray:
+        """keys per query head, float32 [L, H, Tk, D] (a copy when grouped)."""
+        return expand_keys(self.keys, self.key_groups, axis=1)
+
+
+def expand_keys(keys, groups, axis):
+    """Grouped keys repeated per query head along axis (transformers' repeat_kv)."""
+    return keys if groups == 1 else np.repeat(keys, groups, axis=axis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +176,7 @@ class AttentionRecord:
         soft-cap, bias, mask and sinks: exactly what the neuron view shows.
         float32 [L, H, Tq, Tk]."""
         n = self.neurons(kind)
-        return softmax_scores(n.queries, n.keys, n.scales, n.masked, n.bias, n.softcaps, n.sinks)
+        return softmax_scores(n.queries, n.expanded_keys(), n.scales, n.masked, n.bias, n.softcaps, n.sinks)
 
     def _repr_html_(self):
         """In a notebook: a compact head view (tb_attention.show for the other views)."""
@@ -174,6 +194,15 @@ class AttentionRecord:
             )
         return "AttentionRecord(%s%s)" % (
             "model_type=%r; " % self.model_type if self.model_type else "", "; ".join(parts))
+
+
+def _key_heads(n, H, kind):
+    """The key heads neurons keep: H, or fewer that H query heads group over."""
+    hk = n.keys.shape[1] if n.keys.ndim == 4 else H
+    if hk < 1 or H % hk:
+        raise AttentionInputError("%s neurons: keys have %d heads, which %d query heads do not group "
+                                  "over (key heads must divide query heads)" % (kind, hk, H))
+    return hk
 
 
 def softmax_scores(queries, keys, scales, masked, bias=None, softcaps=None, sinks=None):
@@ -398,7 +427,7 @@ def validate_kind(k: KindRecord):
         D = n.queries.shape[-1] if n.queries.ndim == 4 else -1
         expect = {
             "queries": (n.queries, (L, H, Tq, D)),
-            "keys": (n.keys, (L, H, Tk, D)),
+            "keys": (n.keys, (L, _key_heads(n, H, k.name), Tk, D)),
             "scales": (n.scales, (L,)),
             "masked": (n.masked, (L, Tq, Tk)),
         }

@@ -44,7 +44,7 @@ class CallNeurons:
     """Neurons of one call, numpy, batch kept."""
 
     queries: np.ndarray  # float32 [B, H, Tq, D]
-    keys: np.ndarray  # float32 [B, H, Tk, D], expanded per query head
+    keys: np.ndarray  # float32 [B, Hk, Tk, D]: once per key head (grouped keys kept grouped)
     scale: float
     masked: np.ndarray  # bool [B, Tq, Tk]
     bias: Optional[np.ndarray]  # float32 [B, H, Tq, Tk] or None
@@ -112,10 +112,8 @@ def capture(t: Terms, weights):
     if tuple(weights.shape) != (B, H, Tq, Tk):
         return "its weights have shape %s for queries %s and keys %s" % (
             tuple(weights.shape), tuple(q.shape), tuple(k.shape))
-    if k.shape[1] != H:
-        if k.shape[1] == 0 or H % k.shape[1]:
-            return "%d query heads do not group over %d key heads" % (H, k.shape[1])
-        k = k.repeat_interleave(H // k.shape[1], dim=1)  # as transformers' repeat_kv
+    if k.shape[1] != H and (k.shape[1] == 0 or H % k.shape[1]):
+        return "%d query heads do not group over %d key heads" % (H, k.shape[1])
     hard = torch.zeros((B, 1, Tq, Tk), dtype=torch.bool)
     soft = None
     if t.mask is not None:
@@ -161,6 +159,8 @@ def _error(q, k, scale, softcap, bias, masked, sinks, weights):
     masked rows are padding, where eager's additive mask gives a uniform
     row), a few heads at a time so that a long sequence needs no second copy
     of the whole layer's scores."""
+    import torch
+
     live = ~masked.all(-1)
     if not bool(live.any()):
         return 0.0
@@ -169,8 +169,11 @@ def _error(q, k, scale, softcap, bias, masked, sinks, weights):
     error = 0.0
     for h in range(0, H, step):
         part = slice(h, h + step)
-        mine = recompute(q[:, part], k[:, part], scale, softcap, None if bias is None else bias[:, part],
-                         masked, None if sinks is None else sinks[part])
+        # grouped keys expanded for these heads only, as transformers' repeat_kv
+        heads = torch.arange(h, min(H, h + step), device=k.device) // (H // k.shape[1])
+        mine = recompute(q[:, part], k.index_select(1, heads), scale, softcap,
+                         None if bias is None else bias[:, part], masked,
+                         None if sinks is None else sinks[part])
         diff = (mine - weights[:, part].detach().float().cpu()).abs().amax(-1).amax(1)  # [B, Tq]
         error = max(error, float(diff[live].max()))
     return error

@@ -57,9 +57,11 @@ def _check_attention(kind):
                    kind.layer_ids[i // parts], heads * per_head, ref.index, payload_length(ref)))
 
 
-def neuron_sizes(H, Tq, Tk, D, has_bias):
-    """Bytes of queries, keys, mask and bias in one layer's neuron blob."""
-    return [H * Tq * D * 2, H * Tk * D * 2, Tq * Tk, H * Tq * Tk * 2 if has_bias else 0]
+def neuron_sizes(H, Tq, Tk, D, has_bias, key_heads=None):
+    """Bytes of queries, keys, mask and bias in one layer's neuron blob
+    (keys of key_heads heads: grouped keys; H when None)."""
+    Hk = H if key_heads is None else key_heads
+    return [H * Tq * D * 2, Hk * Tk * D * 2, Tq * Tk, H * Tq * Tk * 2 if has_bias else 0]
 
 
 def _check_neurons(kind):
@@ -68,8 +70,12 @@ def _check_neurons(kind):
         raise FormatError("the %s header lists neurons for %d of its %d layers"
                           % (kind.name, len(kind.neurons), L))
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
+    Hk = kind.key_heads or H
+    if Hk < 0 or H % Hk:
+        raise FormatError("the %s header claims %d key heads for %d query heads, which do not "
+                          "group over them" % (kind.name, Hk, H))
     for i, nl in enumerate(kind.neurons):
-        want = sum(neuron_sizes(H, Tq, Tk, D, nl.has_bias))
+        want = sum(neuron_sizes(H, Tq, Tk, D, nl.has_bias, Hk))
         if payload_length(nl.blob) != want:
             raise FormatError("the %s header claims %d bytes of neurons for layer %d but lists "
                               "its blob %d with %d bytes"

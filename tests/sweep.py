@@ -385,7 +385,7 @@ def recompute_fp16(n):
     """What the neuron view shows after the float16 round trip."""
     from tb_attention.record import softmax_scores
 
-    return softmax_scores(_fp16(n.queries), _fp16(n.keys), n.scales, n.masked, _fp16(n.bias),
+    return softmax_scores(_fp16(n.queries), _fp16(n.expanded_keys()), n.scales, n.masked, _fp16(n.bias),
                           n.softcaps, n.sinks)
 
 
@@ -510,7 +510,7 @@ def _neuron_status(model_type, rec, ref, caught, warning_cls):
             return "WRONG", "%s neurons recompute the attention only to %.3g (%.3g in float16)" % (
                 kind, err32, err)
         if err > 1e-3:  # float32 is faithful: float16 storage loses it on large logits
-            logits = np.abs(np.matmul(n.queries, np.swapaxes(n.keys, -1, -2))
+            logits = np.abs(np.matmul(n.queries, np.swapaxes(n.expanded_keys(), -1, -2))
                             * n.scales[:, None, None, None]).max()
             precision = ("float16 storage: the %s neurons recompute to %.2g (logits up to %.0f; "
                          "float32 %.1g)" % (kind, err, logits, err32))

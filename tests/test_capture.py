@@ -67,7 +67,7 @@ def fp16(x):
 
 def recompute_fp16(neurons):
     """What the neuron view shows after the on-disk float16 round trip."""
-    return reference_attention(fp16(neurons.queries), fp16(neurons.keys), neurons.scales,
+    return reference_attention(fp16(neurons.queries), fp16(neurons.expanded_keys()), neurons.scales,
                           neurons.masked, fp16(neurons.bias))
 
 
@@ -122,7 +122,7 @@ def test_neurons_reproduce_models_own_attention(arch):
     for kind in rec.kinds:
         n = rec.neurons(kind)
         L, H, Tq, Tk = rec.attention(kind).shape
-        assert n.queries.shape[:3] == (L, H, Tq) and n.keys.shape[:3] == (L, H, Tk)
+        assert n.queries.shape[:3] == (L, H, Tq) and n.keys.shape[:3] == (L, H // n.key_groups, Tk)
         assert n.masked.shape == (L, Tq, Tk) and n.masked.dtype == bool
         assert n.scales.shape == (L,)
         recomputed = rec.recompute_attention(kind)
@@ -136,13 +136,17 @@ def test_neurons_reproduce_models_own_attention(arch):
 
 
 def test_neuron_details_per_architecture():
-    # LLaMA: grouped-query attention (2 key heads for 4 query heads) expanded per head.
+    # LLaMA: grouped-query attention (2 key heads for 4 query heads) kept once per
+    # key head, expanded per query head on demand (tests/test_scale_big.py: against repeat_kv).
     model, _ = tiny_model("llama")
     n = capture(model, example_inputs("llama", None), neurons=True).neurons()
-    assert model.config.num_key_value_heads == 2 and n.keys.shape[1] == 4
-    np.testing.assert_array_equal(n.keys[:, 0], n.keys[:, 1])
-    np.testing.assert_array_equal(n.keys[:, 2], n.keys[:, 3])
-    assert not np.array_equal(n.keys[:, 1], n.keys[:, 2])
+    assert model.config.num_key_value_heads == 2 and n.keys.shape[1] == 2 and n.key_groups == 2
+    e = n.expanded_keys()
+    np.testing.assert_array_equal(e[:, 0], n.keys[:, 0])
+    np.testing.assert_array_equal(e[:, 1], n.keys[:, 0])
+    np.testing.assert_array_equal(e[:, 2], n.keys[:, 1])
+    np.testing.assert_array_equal(e[:, 3], n.keys[:, 1])
+    assert not np.array_equal(n.keys[:, 0], n.keys[:, 1])
     np.testing.assert_allclose(n.scales, 8 ** -0.5, rtol=1e-6)
     assert n.bias is None
     # T5: no scaling; the relative position bias is the score bias, shared by the layers

@@ -163,7 +163,7 @@ def test_capture_quantizes_and_picks_heads():
     picked = capture(model, ids, neurons=True, heads=[3, -4], dtype="uint8")
     np.testing.assert_array_equal(picked.kind().attention, stored(exact.attention()[:, [3, 0]]))
     np.testing.assert_array_equal(picked.neurons().queries, exact.neurons().queries[:, [3, 0]])
-    np.testing.assert_array_equal(picked.neurons().keys, exact.neurons().keys[:, [3, 0]])
+    np.testing.assert_array_equal(picked.neurons().expanded_keys(), exact.neurons().expanded_keys()[:, [3, 0]])
     np.testing.assert_allclose(picked.recompute_attention(), picked.attention(), atol=UINT8_TOL + 1e-4)
     # a padded batch: padding removed from the quantized arrays too
     batch = capture_batch(model, {"input_ids": torch.tensor([[5, 9, 13, 2], [5, 9, 0, 0]]),
