@@ -38,8 +38,9 @@ def pb(tag, record, *, sequence=0, writer_id=None, dtype="uint8", description=""
     if not isinstance(record, AttentionRecord):
         raise AttentionInputError("record must be an AttentionRecord (tb_attention.capture), got %s"
                                   % type(record).__name__)
-    check_record(record, dtype)
+    check_record(record, dtype, compressed=True)
     blobs = step_blobs(record, sequence, writer_id or codec.new_writer_id(), dtype)
+    check_event_size(blobs, tag, record, dtype)
     summary = summary_pb2.Summary()
     add_value(summary, tag, blobs, metadata.create_summary_metadata(description))
     return summary
@@ -60,22 +61,42 @@ def check_tag(tag):
     check_name("tag", tag)
 
 
-def check_record(record, dtype):
-    """Every check add_attention promises on a record; raises AttentionInputError."""
+class RecordTooLarge(AttentionInputError):
+    """A step whose blobs, as they would be written, exceed one TensorBoard Event."""
+
+
+def check_record(record, dtype, compressed=False):
+    """Every check add_attention promises on a record; raises AttentionInputError.
+
+    compressed: the payloads will be compressed (format 4), so their size is
+    known only once they are (check_event_size, on the writer's thread); a
+    32 x 32 x 2048 uint8 record is 4 GiB before compression and ~1 after."""
     if not isinstance(record.model_type or "", str):
         raise AttentionInputError("model_type must be a str, got %r" % (record.model_type,))
     for name in record.kinds:
         validate_kind(record.kind(name))
     validate_image(record)
-    stored = _stored_nbytes(record, codec.weight_bytes(dtype))
-    if stored > MAX_EVENT_BYTES:
-        shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))
-                           for n in record.kinds)
-        raise AttentionInputError(
-            "this step would store %.2f GiB (%d bytes: %s as %s) in one TensorBoard event, which is a "
-            "protobuf message of at most 2 GiB: log fewer layers (layer_ids=, or "
-            "capture(..., layers=[...])), fewer tokens, or use dtype='uint8'"
-            % (stored / 2 ** 30, stored, shapes, dtype))
+    if not compressed:
+        stored = _stored_nbytes(record, codec.weight_bytes(dtype))
+        if stored > MAX_EVENT_BYTES:
+            raise RecordTooLarge(_too_large(record, dtype, stored, "uncompressed"))
+
+
+def check_event_size(blobs, tag, record, dtype):
+    """Raise RecordTooLarge unless the blobs fit one Event (they are what is written)."""
+    total = sum(len(b) for b in blobs)
+    if total > MAX_EVENT_BYTES:
+        raise RecordTooLarge("%r: %s" % (tag, _too_large(record, dtype, total, "compressed")))
+
+
+def _too_large(record, dtype, nbytes, how):
+    shapes = "; ".join("%s %s" % (n, "x".join(map(str, record.kind(n).attention.shape)))
+                       for n in record.kinds)
+    return ("this step would store %.2f GiB %s (%d bytes: %s as %s) in one TensorBoard event, which "
+            "is a protobuf message of at most 2 GiB: log fewer layers (layer_ids=, or "
+            "capture(..., layers=[...])), fewer heads (capture(..., heads=[...])) or fewer tokens%s"
+            % (nbytes / 2 ** 30, how, nbytes, shapes, dtype,
+               ", or use dtype='uint8'" if dtype != "uint8" else ""))
 
 
 def _stored_nbytes(record, itemsize):

@@ -114,7 +114,9 @@ class AttentionWriter:
         self._queue = queue.Queue(maxsize=max_queue)
         self._queued_bytes = 0
         self._space = threading.Condition()
-        self._error = None
+        self._error = None  # the event file failed: sticky, nothing more is written
+        self._refused = []  # steps refused alone (too large once compressed): raised once
+        self._lock_refused = threading.Lock()
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tb-attention-writer", daemon=True)
@@ -157,7 +159,7 @@ class AttentionWriter:
         are copied (to float32) before this returns.
         """
         self._check_process()
-        self._raise_pending()
+        self._raise_error()
         summary.check_tag(tag)
         step = _step(global_step)
         if walltime is None:
@@ -191,7 +193,7 @@ class AttentionWriter:
         else:
             record = from_raw(attention, tokens, layer_ids=layer_ids, segment_b=segment_b,
                               causal=causal, kind=kind, special_tokens=special_tokens)
-        summary.check_record(record, self._dtype)
+        summary.check_record(record, self._dtype, compressed=self._compress)
         with self._lock:
             if self._closed:
                 raise AttentionWriterError("this AttentionWriter for %s is closed" % self.logdir)
@@ -207,6 +209,7 @@ class AttentionWriter:
             self._put((tag, step, float(walltime), record, sequence), _record_nbytes(record))
             self._sequences[tag] = sequence + 1
             self._logged.add((tag, step))
+        self._raise_refused()  # earlier steps' refusals; this one is queued
 
     def _check_process(self):
         if os.getpid() != self._pid:
@@ -223,7 +226,7 @@ class AttentionWriter:
         with self._space:
             while self._queued_bytes and self._queued_bytes + nbytes > _MAX_QUEUED_BYTES:
                 self._space.wait(0.5)
-                self._raise_pending()
+                self._raise_error()
             self._queued_bytes += nbytes
         try:
             while True:
@@ -231,7 +234,7 @@ class AttentionWriter:
                     self._queue.put(item + (nbytes,), timeout=0.5)
                     return
                 except queue.Full:
-                    self._raise_pending()
+                    self._raise_error()
         except BaseException:  # KeyboardInterrupt too: the bytes were never queued
             self._release(nbytes)
             raise
@@ -244,14 +247,15 @@ class AttentionWriter:
     def flush(self):
         """Block until everything added so far is in the event file."""
         self._check_process()
-        self._raise_pending()
+        self._raise_error()
         self._queue.join()
-        self._raise_pending()
+        self._raise_error()
         try:
             self._sink.flush()
         except Exception as e:
             self._error = self._wrap(e)  # sticky: later calls raise it too
             raise self._error from e
+        self._raise_refused()
 
     def close(self):
         with self._lock:
@@ -283,9 +287,23 @@ class AttentionWriter:
                 pass
 
     def _raise_pending(self):
+        self._raise_error()
+        self._raise_refused()
+
+    def _raise_error(self):
+        """The event file failed: raised by every call from then on."""
         error = self._error
         if error is not None:
             raise error
+
+    def _raise_refused(self):
+        """Steps the background thread refused alone: raised once, on the next call."""
+        with self._lock_refused:
+            refused, self._refused = self._refused, []
+        if refused:
+            raise AttentionWriterError(
+                "%d step(s) were not written (steps logged before and after them were): %s"
+                % (len(refused), "; ".join(refused)))
 
     def _wrap(self, e):
         return AttentionWriterError("writing attention to %s failed: %s" % (self._sink.path, e))
@@ -299,7 +317,9 @@ class AttentionWriter:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    self._sink.add_event(self._encode(*item[:-1]))
+                    event = self._encode_or_refuse(*item[:-1])
+                    if event is not None:
+                        self._sink.add_event(event)
             except Exception as e:  # surfaced to the user on their next call
                 self._error = self._wrap(e)
             finally:
@@ -308,8 +328,22 @@ class AttentionWriter:
                 item = None  # do not hold the last record while waiting for the next
                 self._queue.task_done()
 
+    def _encode_or_refuse(self, tag, step, walltime, record, sequence):
+        """The step's Event, or None when this one record cannot be written
+        (the reason is raised on the user's next call; later steps go on)."""
+        try:
+            return self._encode(tag, step, walltime, record, sequence)
+        except summary.RecordTooLarge as e:
+            message = "step %d of %s" % (step, e)
+        except Exception as e:  # this record's encoding; the file is untouched
+            message = "step %d of %r: encoding failed: %s: %s" % (step, tag, type(e).__name__, e)
+        with self._lock_refused:
+            self._refused.append(message)
+        return None
+
     def _encode(self, tag, step, walltime, record, sequence):
         blobs = summary.step_blobs(record, sequence, self._writer_id, self._dtype, self._compress)
+        summary.check_event_size(blobs, tag, record, self._dtype)
         if isinstance(self._sink, sinks.OwnFile):  # the Event's bytes, payloads copied once
             return summary.event_bytes(walltime, step, tag, blobs, self._metadata_bytes)
         event = event_pb2.Event(wall_time=walltime, step=step)

@@ -9,7 +9,7 @@ import torch
 import tb_attention
 from tb_attention import codec
 from tb_attention import page as tba_page
-from tests.support.backends import WsgiBackend, url
+from tests.support.backends import CTX, WsgiBackend, url
 from tests.support.pages import read_page
 
 H, HK, D, T = 8, 2, 8, 9  # 4 query heads per key head
@@ -141,3 +141,74 @@ def test_key_heads_that_do_not_divide_the_query_heads_are_refused():
     header.kinds[0].key_heads = 3
     with pytest.raises(FormatError, match="claims 3 key heads for 8 query heads"):
         codec.parse_header(header.SerializeToString())
+
+
+# --------------------------------------------------------------------------
+# Records larger than one uncompressed Event: sized as written
+
+
+def onehot(L, H, T, shift=0):
+    """Every query on one key: uint8 payloads of a few bytes once compressed."""
+    a = np.zeros((L, H, T, T), np.float32)
+    a[:, :, np.arange(T), (np.arange(T) + shift) % T] = 1.0
+    return a
+
+
+def test_a_step_over_the_event_limit_before_compression_is_written_split_by_heads(tmp_path, monkeypatch):
+    """The 32 x 32 x 2048 path scaled down: the uncompressed step exceeds the
+    (lowered) Event limit, its compressed blobs do not; each layer is blobs of
+    whole heads, and the dashboard's one-head read takes the header and one blob."""
+    from tb_attention import summary
+    from tests.support.backends import kept_data
+    from tests.support.records import stored
+
+    L, Hh, Tt = 3, 6, 40
+    a = onehot(L, Hh, Tt, shift=3)
+    raw = L * Hh * Tt * Tt  # uint8 bytes of the step's attention
+    monkeypatch.setattr(summary, "MAX_EVENT_BYTES", raw // 2)
+    monkeypatch.setattr(codec, "LAYER_BLOB_BYTES", 2 * Tt * Tt)  # two heads a blob: 3 blobs a layer
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("big", a, tokens=["t%d" % i for i in range(Tt)], global_step=7)
+    backend = WsgiBackend(tmp_path, counting=True)
+    counting = backend.provider
+    (datum,) = kept_data(counting.real, ".", "big")
+    blob_keys = [v.blob_key for v in datum.values]
+    kind = codec.parse_header(counting.real.read_blob(CTX, blob_key=blob_keys[0])).kinds[0]
+    assert kind.heads_per_blob == 2 and len(kind.attention) == 3 * L
+    assert all(ref.compression == 1 for ref in kind.attention)  # zstd
+    assert sum(len(counting.real.read_blob(CTX, blob_key=k)) for k in blob_keys) <= raw // 2
+    before = len(counting.blob_keys)
+    r = backend.get(url("attention", run=".", tag="big", step=7, kind="self", layer=2, head=5))
+    assert r.status == 200 and r.headers["X-Attention-Shape"] == "1,%d,%d" % (Tt, Tt)
+    np.testing.assert_array_equal(np.frombuffer(r.body, np.uint8).reshape(Tt, Tt), stored(a[2, 5]))
+    part = codec.layer_parts(kind, 2)[2][0]  # layer 2, heads 4-5
+    assert counting.blob_keys[before:] == [blob_keys[0], blob_keys[part.index]]
+
+
+def test_a_step_too_large_once_compressed_is_refused_by_name_and_later_steps_are_written(
+        tmp_path, monkeypatch):
+    from tb_attention import summary
+    from tb_attention.writer import AttentionWriterError
+    from tests.support.records import stored
+
+    Tt = 16
+    toks = ["t%d" % i for i in range(Tt)]
+    rng = np.random.default_rng(5)
+    noisy = rng.dirichlet(np.ones(Tt), size=(1, 512, Tt)).astype(np.float32)  # ~5 bits a weight
+    small = onehot(1, 2, Tt)
+    monkeypatch.setattr(summary, "MAX_EVENT_BYTES", 40_000)  # noisy: 131 kB raw, more compressed
+    w = tb_attention.AttentionWriter(str(tmp_path))
+    w.add_attention("p", small, tokens=toks, global_step=0)
+    w.add_attention("p", noisy, tokens=toks, global_step=1)  # refused on the writer's thread
+    w.add_attention("p", onehot(1, 2, Tt, shift=1), tokens=toks, global_step=2)
+    with pytest.raises(AttentionWriterError) as e:
+        w.flush()
+    message = str(e.value)
+    assert "1 step(s) were not written" in message and "step 1 of 'p'" in message, message
+    assert "compressed" in message and "at most 2 GiB" in message and "1x512x16x16" in message, message
+    w.add_attention("p", onehot(1, 2, Tt, shift=2), tokens=toks, global_step=3)  # not poisoned
+    w.close()  # raises nothing more: the refusal was reported once
+    log = tb_attention.load(str(tmp_path))
+    assert log.steps(".", "p") == [0, 2, 3]
+    for step, shift in ((0, 0), (2, 1), (3, 2)):
+        np.testing.assert_array_equal(stored(log.get(".", "p", step).attention()), stored(onehot(1, 2, Tt, shift)))
