@@ -19,7 +19,8 @@ PLUGIN_NAME = "attention"
 # older reader would ignore and so recompute other numbers; only steps that
 # use them are written as version 3. 4: payloads compressed
 # (BlobRef.compression, .raw_length; zstd, or zlib): every step with a
-# compressed blob.
+# compressed blob; also grouped keys stored once per key head
+# (Kind.key_heads), which an older reader would size wrongly.
 FORMAT_VERSION = 4
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python tests/benchmarks/bench_scale.py --before /work/main          # all parts
     .venv/bin/python tests/benchmarks/bench_scale.py --before /work/main --parts background
     .venv/bin/python tests/benchmarks/bench_scale.py --quick ...                   # fewer reps
+    .venv/bin/python tests/benchmarks/bench_scale.py --big [bench_big.py's options] # 32 x 32 x 2048
 
 Each measurement runs in a child process against one source tree (--before:
 another checkout, e.g. main; --after: this one), the children alternating
@@ -442,5 +443,11 @@ def main():
 
 
 if __name__ == "__main__":
+    if "--big" in sys.argv:  # the whole 32 x 32 (8 key heads) x 2048 case: bench_big.py
+        sys.argv.remove("--big")
+        sys.path.insert(0, HERE)
+        import bench_big
+        bench_big.main()
+        sys.exit(0)
     sys.path.insert(0, os.environ.get("PYTHONPATH", REPO))
     main()
