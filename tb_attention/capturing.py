@@ -169,7 +169,7 @@ def _capture(model, inputs, tokenizer, neurons, layers, dtype=None, heads=None):
     batch = _inputs.prepare(model, inputs, adapter)
     keeper = _Keeper(dtype, heads, float_needed=adapter.convert is not None)
     result = _interface.run(model, batch.model_kwargs, bool(neurons), dict(adapter.extras),
-                            adapter.interface, keep=keeper)
+                            adapter.interface, keep=keeper, early=keeper.early)
     keeper.finish(result.calls)
     what = "model type %r (%s)" % (adapter.model_type, type(model).__name__)
     _check_probabilities(result.calls, what)
@@ -187,6 +187,13 @@ def _capture(model, inputs, tokenizer, neurons, layers, dtype=None, heads=None):
     return [_example_record(b, selected, adapter, known, batch, tokenizer, sep_ids, model.config,
                             no_neurons, dtype)
             for b in range(batch.size)]
+
+
+class _Quantized:
+    __slots__ = ("host", "value_range")
+
+    def __init__(self, host, value_range):
+        self.host, self.value_range = host, value_range
 
 
 class _Keeper:
@@ -221,7 +228,20 @@ class _Keeper:
             self.picked[kind] = chosen
         return self.picked[kind]
 
+    @property
+    def early(self):
+        """interface.run's early: each layer quantized during its call (its
+        float weights then freed), or None when floats are kept."""
+        return None if self.dtype is None else self._quantized
+
+    def _quantized(self, t):
+        return _Quantized(_device.host_stored(t, self.dtype), _device.value_range(t))
+
     def __call__(self, kind, t):
+        if isinstance(t, _Quantized):  # taken during the call (early)
+            host = t.host
+            picked = self.pick(kind, host.shape[1]) if host.dim() == 4 else None
+            return (host if picked is None else host[:, picked]), t.value_range
         if t.dim() == 4:
             picked = self.pick(kind, t.shape[1])
             if picked is not None:

@@ -132,17 +132,24 @@ def _probe_attention(module, query, key, value, attention_mask, scaling=None, dr
         module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     session = getattr(_ACTIVE, "session", None)
     if session is not None:
-        session.record(module, query, key, attention_mask, scaling, kwargs, weights)
+        weights = session.record(module, query, key, attention_mask, scaling, kwargs, weights)
     return out, weights
 
 
 class _Session:
     """What the probe function saw during one forward."""
 
-    def __init__(self, model, neurons):
+    def __init__(self, model, neurons, early=None):
         self.neurons = neurons
+        # early(weights) -> what is kept of them, taken during the call; the
+        # model then gets a stand-in of their shape (one element, broadcast),
+        # so its output_attentions holds no layer's weights: at 32 x 32 x 2048
+        # those are 16 GiB of float32 (512 MiB a layer), the record 4 of uint8
+        self.early = early
         self.names = {id(m): n for n, m in model.named_modules()}
-        self.seen = []  # (name, weights tensor, CallNeurons or reason str or None, masked, sinks)
+        # (name, weights tensor or its stand-in, CallNeurons or reason str or None, masked, sinks,
+        #  what early() kept or None)
+        self.seen = []
         self.counts = collections.Counter()
         self.masks = {}  # id(mask tensor) -> (tensor, hard mask numpy), shared by layers
 
@@ -158,8 +165,13 @@ class _Session:
             name = "%s#%d" % (name, n)  # one module called for several layers (ALBERT)
         terms = _scores.terms(module, query, key, mask, scaling, kwargs)
         neurons = _scores.capture(terms, weights) if self.neurons else None
+        kept = None
+        if self.early is not None:
+            kept = self.early(weights)
+            weights = weights.new_zeros(()).expand(weights.shape)
         self.seen.append((name, weights, neurons, self._hard_mask(mask, query, key),
-                          terms.sinks is not None))
+                          terms.sinks is not None, kept))
+        return weights
 
     def _hard_mask(self, mask, query, key):
         if mask is None:
@@ -314,8 +326,8 @@ def _interface_calls(session, outputs, keep):
             if i is None:
                 return None
             used.add(i)
-            name, weights, neurons, masked, sinks = session.seen[i]
-            attention, value_range = keep(kind, weights)
+            name, weights, neurons, masked, sinks, kept = session.seen[i]
+            attention, value_range = keep(kind, weights if kept is None else kept)
             calls.append(AttentionCall(name=name, kind=kind, layer=layer, attention=attention,
                                        neurons=neurons, masked=masked, has_sinks=sinks,
                                        extra=None if x is None else _np(x), via_interface=True,
@@ -323,7 +335,8 @@ def _interface_calls(session, outputs, keep):
     return calls
 
 
-def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32) -> PassResult:
+def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32,
+        early=None) -> PassResult:
     """The attention calls of one forward of `model` on `kwargs`.
 
     extras: kind -> name of an output field to hand over with each layer
@@ -331,19 +344,17 @@ def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32) 
     pass 1 (model types known to compute attention their own way).
     keep(kind, weights tensor) -> (AttentionCall.attention, .value_range):
     what is kept of each layer's weights (float32 numpy by default;
-    capture(..., dtype=) quantizes on the device, tb_attention.device)."""
+    capture(..., dtype=) quantizes on the device, tb_attention.device).
+    early(weights tensor) -> what keep() is then given instead of the
+    weights, taken inside each call of pass 1 (see _Session)."""
     extras = extras or {}
     if interface:
         _register()
-        session = _Session(model, neurons)
-        try:
-            out = _forward(model, PROBE_IMPLEMENTATION, kwargs, session)
-        except Exception:
-            if session.seen:
-                raise  # the model's layers ran through the probe: a real error
-            out = None  # the model refuses an unknown implementation: plain eager below
-        outputs = _outputs(out, extras) if out is not None else []
-        calls = _interface_calls(session, outputs, keep) if outputs else None
+        calls, seen = _interface_pass(model, kwargs, neurons, extras, keep, early)
+        if calls is None and early is not None and seen:
+            # a model that does something with the weights it returns besides
+            # returning them (a stand-in would not do): once more, keeping them
+            calls, seen = _interface_pass(model, kwargs, neurons, extras, keep, None)
         if calls:
             return PassResult(calls, _neuron_reasons(calls, neurons, model), "interface")
     out = _forward(model, "eager", kwargs)
@@ -358,7 +369,7 @@ def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32) 
     arrays = [a for _, layers, _ in outputs for a in layers]
     for c, a in zip(calls, arrays):
         c.attention, c.value_range = keep(c.kind, a)
-    if interface and session.seen:
+    if interface and seen:
         why = ("the attention it returns is not what its calls of transformers' AttentionInterface "
                "computed (it splits or post-processes those weights, or computes some layers its own "
                "way), so queries and keys cannot be matched to it")
@@ -367,6 +378,20 @@ def run(model, kwargs, neurons, extras=None, interface=True, keep=keep_float32) 
                "compute attention their own way), so tb-attention sees no queries and keys")
     return PassResult(calls, {k: why for k in dict.fromkeys(c.kind for c in calls)} if neurons else {},
                       "eager")
+
+
+def _interface_pass(model, kwargs, neurons, extras, keep, early):
+    """(AttentionCalls of pass 1 or None: pass 2 then; whether the model's
+    layers called the probe function)."""
+    session = _Session(model, neurons, early)
+    try:
+        out = _forward(model, PROBE_IMPLEMENTATION, kwargs, session)
+    except Exception:
+        if session.seen and early is None:
+            raise  # the model's layers ran through the probe: a real error
+        return None, bool(session.seen)  # an unknown implementation refused: plain eager below
+    outputs = _outputs(out, extras)
+    return (_interface_calls(session, outputs, keep) if outputs else None), bool(session.seen)
 
 
 def _neuron_reasons(calls, neurons, model):

@@ -212,3 +212,39 @@ def test_a_step_too_large_once_compressed_is_refused_by_name_and_later_steps_are
     assert log.steps(".", "p") == [0, 2, 3]
     for step, shift in ((0, 0), (2, 1), (3, 2)):
         np.testing.assert_array_equal(stored(log.get(".", "p", step).attention()), stored(onehot(1, 2, Tt, shift)))
+
+
+# --------------------------------------------------------------------------
+# capture(..., dtype=) keeps no layer's float weights past its call
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "bart", "t5"])
+def test_quantized_capture_takes_each_layer_during_its_call(arch, monkeypatch):
+    """The model's output_attentions held every layer's float weights until
+    the forward ended (16 GiB of float32 at 32 x 32 x 2048); now each layer
+    is quantized inside its call and the output holds one-element stand-ins.
+    The bytes are those of the float capture, quantized (the oracle: round(w * 255))."""
+    from tb_attention import interface
+    from tests.models import tiny_model
+    from tests.support.records import stored
+
+    model, tok = tiny_model(arch)
+    ids = torch.tensor([[5, 9, 13, 2, 7, 11]])
+    real, held = interface._outputs, []
+
+    def spy(out, extras):
+        found = real(out, extras)
+        held.append([(a.untyped_storage().nbytes(), a.numel() * a.element_size())
+                     for _, layers, _ in found for a in layers])
+        return found
+
+    monkeypatch.setattr(interface, "_outputs", spy)
+    exact = tb_attention.capture(model, ids, neurons=True)
+    assert all(storage >= size > 4 for storage, size in held[-1])  # float weights, as returned
+    quantized = tb_attention.capture(model, ids, neurons=True, dtype="uint8")
+    assert all(storage <= 4 < size for storage, size in held[-1]), held[-1]  # one element each
+    assert quantized.kinds == exact.kinds
+    for kind in exact.kinds:
+        np.testing.assert_array_equal(quantized.kind(kind).attention, stored(exact.attention(kind)))
+        assert quantized.kind(kind).causal == exact.kind(kind).causal
+        assert (quantized.kind(kind).neurons is None) == (exact.kind(kind).neurons is None)

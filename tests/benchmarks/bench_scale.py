@@ -349,13 +349,14 @@ def blocked_rows(trees, reps, shapes):
             if not r:
                 rows.append("| %dx%dx%d | %s | skipped: not enough free memory | | | | |" % (L, H, T, name))
                 continue
-            rows.append("| %dx%dx%d | %s | %.2f | %.0f | %.2fx | %.2fx | %.1f |" % (
-                L, H, T, name, med(r, "blocked_ms"), uint8 / 2 ** 20, (med(r, "peak") - fwd) / uint8,
-                fwd / uint8, med(r, "load")))
+            rows.append("| %dx%dx%d | %s | %.2f | %.0f | %.2fx | %.2fx | %.2fx | %.1f |" % (
+                L, H, T, name, med(r, "blocked_ms"), uint8 / 2 ** 20, med(r, "peak") / uint8,
+                (med(r, "peak") - fwd) / uint8, fwd / uint8, med(r, "load")))
     head = ("| model L x H x T | tree | add_attention blocked ms (median) | record uint8 MiB | peak host "
-            "memory of capture + add_attention + encoding above the model's own forward, x uint8 size "
-            "| the model's own forward (output_attentions) peak, x uint8 size | load avg |\n"
-            "|---|---|---|---|---|---|---|")
+            "memory of capture + add_attention + encoding above the process before it, x uint8 size "
+            "| the same above the model's own forward (output_attentions) peak | that forward's "
+            "peak, x uint8 size | load avg |\n"
+            "|---|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows)
 
 
