@@ -24,7 +24,6 @@ Writes tests/benchmarks/results/big.md (or --out), the load average beside
 every figure.
 """
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -47,18 +46,14 @@ def child_write(L, H, T, logdir, neurons, forward_only):
     import torch
 
     import tb_attention
-    from bench_scale import llama, reset_hwm, rss_bytes, rss_hwm_bytes, file_bytes
+    from bench_scale import file_bytes, forward_peak, fresh_peak, llama, rss_hwm_bytes
 
     model = llama(L, H, T)  # H / 4 key heads, head_dim 8
     ids = torch.randint(5, 1000, (1, T), generator=torch.Generator().manual_seed(0))
     out = {"uint8_bytes": L * H * T * T, "key_heads": model.config.num_key_value_heads}
-    gc.collect()
-    base = rss_bytes()
-    reset_hwm()
+    base = fresh_peak()
     if forward_only:
-        with torch.no_grad():
-            model(ids, output_attentions=True)
-        out["peak_bytes"] = rss_hwm_bytes() - base
+        out["peak_bytes"] = forward_peak(model, ids, base)
         return out
     t0 = time.perf_counter()
     record = tb_attention.capture(model, ids, dtype="uint8", neurons=neurons)
@@ -206,11 +201,8 @@ def main():
         print("served", served, file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    text = report(args, w, fwd, served)
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    from bench_scale import write_result
+    write_result(args.out, report(args, w, fwd, served))
 
 
 if __name__ == "__main__":

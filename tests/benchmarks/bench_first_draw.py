@@ -32,6 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
 
 WRITE = """
 import sys
@@ -121,11 +122,8 @@ def main():
                 loads += [r[(view, T, when)][1] for r in got[name]]
                 cells.append("%.0f (%.0f-%.0f)" % (statistics.median(values), min(values), max(values)))
         rows.append("| %s | %d | %s | %.1f |" % (view, T, " | ".join(cells), statistics.median(loads)))
-    text = "\n".join(rows) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    from bench_scale import write_result
+    write_result(args.out, "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

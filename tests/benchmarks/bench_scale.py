@@ -142,6 +142,30 @@ def llama(L, H, T):
     return transformers.LlamaForCausalLM(config).eval()
 
 
+def fresh_peak():
+    """The RSS now, with the high-water mark reset to it."""
+    import gc
+    gc.collect()
+    base = rss_bytes()
+    reset_hwm()
+    return base
+
+
+def forward_peak(model, ids, base):
+    """Bytes of the model's own forward with output_attentions=True above base."""
+    import torch
+    with torch.no_grad():
+        model(ids, output_attentions=True)
+    return rss_hwm_bytes() - base
+
+
+def write_result(path, text):
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def rss_bytes():
     with open("/proc/self/status") as f:
         for line in f:
@@ -157,7 +181,6 @@ def child_blocked(L, H, T, calls, forward_only):
     output_attentions=True, which capture runs; then ms add_attention blocks
     the training thread for a captured record (after: capture(...,
     dtype="uint8"); before: the float32 record capture returned)."""
-    import gc
     import inspect
     import torch
     from tb_attention import AttentionWriter, capturing
@@ -167,13 +190,9 @@ def child_blocked(L, H, T, calls, forward_only):
     quantized = "dtype" in inspect.signature(capturing.capture).parameters
     kwargs = {"dtype": "uint8"} if quantized else {}
     out = {"blocked_ms": [], "uint8_mib": L * H * T * T / 2 ** 20, "quantized": quantized}
-    gc.collect()
-    base = rss_bytes()
-    reset_hwm()
+    base = fresh_peak()
     if forward_only:
-        with torch.no_grad():
-            model(ids, output_attentions=True)
-        out["peak"] = rss_hwm_bytes() - base
+        out["peak"] = forward_peak(model, ids, base)
         return out
     with tempfile.TemporaryDirectory() as tmp:
         with AttentionWriter(tmp, max_queue=2) as w:
@@ -436,11 +455,7 @@ def main():
     if "bytes" in args.parts:
         sections += ["", "## Bytes on disk per weight, pretrained MiniLM (6 x 12 heads)", "",
                      bytes_rows(trees)]
-    text = "\n".join(sections) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_result(args.out, "\n".join(sections) + "\n")
 
 
 if __name__ == "__main__":
