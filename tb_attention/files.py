@@ -54,8 +54,7 @@ def cause(url, error):
     name = type(error).__name__
     text = str(error)
     if isinstance(error, ImportError):
-        missing = getattr(error, "name", None) or text
-        return "%s is not installed (%s): %s" % (missing, text, _package_hint(url))
+        return "a package it needs is not installed (%s): %s" % (text, _package_hint(url))
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
         return ("no credentials (%s): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                 "AWS_PROFILE" % text)
@@ -108,6 +107,17 @@ def names(url):
         return sorted(p.rstrip("/").rpartition("/")[2] for p in fs.find(path, maxdepth=1))
     except Exception as e:
         raise remote_error(url, e) from e
+
+
+def prepare_tensorboard_layer(url):
+    """Before TensorBoard's file layer writes url: its S3 filesystem reads
+    S3_ENDPOINT once, when TensorBoard is imported; give it the current one,
+    as s3fs gets it (a notebook often sets the variable after importing)."""
+    if _URL.match(url).group(1).lower() != "s3":
+        return
+    from tensorboard.compat.tensorflow_stub.io import gfile
+    if getattr(gfile, "S3_ENABLED", False):
+        gfile.register_filesystem("s3", gfile.S3FileSystem())
 
 
 def event_files(logdir):
