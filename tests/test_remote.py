@@ -197,3 +197,25 @@ def test_dashboard_draws_a_step_from_s3(s3_board, browser):
         assert frame.locator("canvas").count() >= 1
         save_screenshot(page, "remote-s3-step")
         assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_plugin_serves_memory_url_in_process():
+    """memory:// lives in one process: TensorBoard's WSGI app and Python
+    loader in this one serve it (a `tensorboard` subprocess cannot see it)."""
+    from tests.support.backends import WsgiBackend, url
+    written = _log_steps("memory://tba-test/wsgi/r", [2], seed=5, T=4)
+    backend = WsgiBackend("memory://tba-test/wsgi")
+    for layer in range(2):
+        r = backend.get(url("attention", run="r", tag="probe", step=2, kind="self", layer=layer))
+        assert r.status == 200, r
+        assert r.body == stored(written[2].kind("self").attention)[layer].tobytes()
+
+
+def test_rust_data_server_refuses_s3():
+    """What docs/limitations.md says: --load_fast=true (the Rust data server)
+    cannot read s3://; TensorBoard exits naming it (auto picks the Python loader)."""
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", "s3://%s/board" % BUCKET,
+           "--port", "0", "--host", "127.0.0.1", "--load_fast", "true"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert 'unknown protocol "s3"' in out.stdout + out.stderr, out.stdout + out.stderr
