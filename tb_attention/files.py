@@ -63,7 +63,8 @@ def cause(url, error):
         return "cannot connect to the store (%s)" % text
     if name == "NoSuchBucket" or (isinstance(error, FileNotFoundError) and "bucket" in text.lower()):
         return "no such bucket (%s)" % text
-    code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
     if code:
         return "%s (%s)" % (code, text)
     return "%s: %s" % (name, text)
@@ -116,8 +117,11 @@ def prepare_tensorboard_layer(url):
     if _URL.match(url).group(1).lower() != "s3":
         return
     from tensorboard.compat.tensorflow_stub.io import gfile
-    if getattr(gfile, "S3_ENABLED", False):
-        gfile.register_filesystem("s3", gfile.S3FileSystem())
+    if not getattr(gfile, "S3_ENABLED", False):
+        # without boto3 TensorBoard would hand s3:// to fsspec, ignoring S3_ENDPOINT
+        raise RemoteLogdirError(url, "a package it needs is not installed (boto3, for TensorBoard's "
+                                     "S3 layer): %s" % _package_hint(url))
+    gfile.register_filesystem("s3", gfile.S3FileSystem())
 
 
 def event_files(logdir):

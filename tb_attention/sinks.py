@@ -88,9 +88,9 @@ class OwnFile:
 
     def __init__(self, logdir):
         self.logdir = logdir
-        _warn_if_run_has_events(logdir)
         if files.is_url(logdir):
             files.prepare_tensorboard_layer(logdir)
+        _warn_if_run_has_events(logdir)
         self._open()
 
     def _open(self):

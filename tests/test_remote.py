@@ -61,6 +61,11 @@ def test_memory_url_written_and_loaded():
     _assert_loaded(log, "exp1", written)
 
 
+def test_file_url_is_a_local_folder(tmp_path):
+    written = _log_steps(str(tmp_path / "exp"), [1])
+    _assert_loaded(tb_attention.load("file://" + str(tmp_path)), "exp", written)
+
+
 def test_s3_written_and_loaded_with_runs_nested(s3):
     a = _log_steps("s3://%s/nested/a" % BUCKET, [0, 1, 2], seed=1)
     b = _log_steps("s3://%s/nested/group/b" % BUCKET, [3], seed=2)
@@ -120,27 +125,35 @@ def test_connection_refused(s3, monkeypatch):
         fresh_clients()
 
 
-_WITHOUT_S3FS = """
+_WITHOUT = """
 import sys
-sys.modules["s3fs"] = None  # as if it were not installed: `import s3fs` raises ImportError
+sys.modules[sys.argv[1]] = None  # as if it were not installed: importing it raises ImportError
 import tb_attention
-for make in (lambda: tb_attention.load("s3://logs/runs"), lambda: tb_attention.AttentionWriter("s3://logs/runs/a")):
+makes = {"load": lambda: tb_attention.load("s3://logs/runs"),
+         "writer": lambda: tb_attention.AttentionWriter("s3://logs/runs/a")}
+for name in sys.argv[2:]:
     try:
-        make()
+        makes[name]()
     except tb_attention.RemoteLogdirError as e:
         print("%s|%s" % (e.url, e.cause))
 """
 
 
-def test_s3fs_not_installed():
-    out = subprocess.run([sys.executable, "-c", _WITHOUT_S3FS], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+@pytest.mark.parametrize("module, calls, package", [
+    ("s3fs", ["load", "writer"], "s3fs"),
+    # load() needs no boto3 (s3fs has its own client); TensorBoard's S3 layer does
+    ("boto3", ["writer"], "boto3")])
+def test_s3_packages_not_installed(module, calls, package):
+    out = subprocess.run([sys.executable, "-c", _WITHOUT, module] + calls, capture_output=True,
+                         text=True, cwd=REPO, timeout=120)
     lines = out.stdout.splitlines()
-    assert out.returncode == 0 and len(lines) == 2, out.stdout + out.stderr
-    for line, url in zip(lines, ["s3://logs/runs", "s3://logs/runs/a"]):
+    assert out.returncode == 0 and len(lines) == len(calls), out.stdout + out.stderr
+    urls = {"load": "s3://logs/runs", "writer": "s3://logs/runs/a"}
+    for line, call in zip(lines, calls):
         got_url, cause = line.split("|", 1)
-        assert got_url == url
-        assert "not installed" in cause and "pip install 'tb-attention[s3]'" in cause, cause
+        assert got_url == urls[call]
+        assert "not installed" in cause and package in cause, cause
+        assert "pip install 'tb-attention[s3]'" in cause, cause
 
 
 def test_remote_failing_mid_run_loses_nothing_already_logged(s3):
