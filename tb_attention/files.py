@@ -10,7 +10,7 @@ becomes one RemoteLogdirError naming the URL and the cause.
 
 S3 endpoints: TensorBoard's S3 layer takes S3_ENDPOINT (read when
 TensorBoard is imported); s3fs is given the same, so one variable serves
-the writer, load() and `tensorboard --load_fast=false`.
+the writer, load() and `tensorboard` (whose Python loader reads s3://).
 """
 import os
 import re
@@ -125,9 +125,9 @@ def prepare_tensorboard_layer(url):
 
 
 def event_files(logdir):
-    """[(run, file's URL, source for read_bytes)] of every event file under a URL logdir, sorted by run then
-    name; run is "." for the logdir itself. RemoteLogdirError when it cannot
-    be listed, or nothing is there."""
+    """[(run, file's URL, source for read_bytes)] of every event file under a
+    URL logdir, sorted by run then name; run is "." for the logdir itself.
+    RemoteLogdirError when it cannot be listed, or nothing is there."""
     fs, root = filesystem(logdir)
     try:
         found = fs.find(root)

@@ -297,7 +297,7 @@ class AttentionWriter:
             raise error
 
     def _wrap(self, e):
-        if isinstance(e, (AttentionWriterError, files.RemoteLogdirError)):
+        if isinstance(e, files.RemoteLogdirError):  # it names the URL and the cause
             return e
         return AttentionWriterError("writing attention to %s failed: %s" % (self._sink.path, e))
 
