@@ -183,10 +183,20 @@ def test_remote_failing_mid_run_loses_nothing_already_logged(s3):
 
 @pytest.fixture(scope="module")
 def s3_board(s3, tensorboard_factory):
-    written = _log_steps("s3://%s/board/run1" % BUCKET, [0, 7], seed=4, T=12)
+    """TensorBoard on an s3:// logdir while a run is written: step 0 flushed
+    before it starts, step 7 uploaded (the event file rewritten whole) while
+    it watches."""
+    rng = np.random.default_rng(4)
+    written = {step: self_record(rng, 2, 2, tokens(12)) for step in (0, 7)}
+    w = tb_attention.AttentionWriter("s3://%s/board/run1" % BUCKET)
+    w.add_attention("probe", written[0], global_step=0)
+    w.flush()
     # --load_fast=auto (TensorBoard's default) picks the Python loader for s3://:
     # the Rust data server cannot read it ("unknown protocol")
     board = tensorboard_factory("s3://%s/board" % BUCKET, load_fast="auto")
+    board.wait_kept({"run1": ("probe", 1)}, timeout=120)
+    w.add_attention("probe", written[7], global_step=7)
+    w.close()
     board.wait_kept({"run1": ("probe", 2)}, timeout=120)
     return board, written
 
