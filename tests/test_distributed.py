@@ -1,0 +1,140 @@
+"""Probe under torch.distributed, 2 processes on CPU (gloo): DDP (rank 0
+alone runs the probe), FSDP2 `fully_shard` (every rank runs the collective
+forward pass, rank 0 alone writes) and DDP forced with sharded=True; once
+from one `torchrun --nproc_per_node 2` and once across two "nodes", two
+`torchrun --nnodes 2 --node_rank 0/1` on 127.0.0.1. The worker is
+tests/support/dist_worker.py; each launch is shared by the assertions.
+
+What is written is checked against an oracle: the same model unsharded in
+this process (the weights rank 0 saved at each probed step), its attention
+from transformers' own eager forward pass.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import tb_attention
+from conftest import REPO, free_port
+from tests.models import tiny_model
+from tests.support import dist_worker as worker
+
+TIMEOUT = 180  # seconds a launch may take before its process groups are killed
+SETUPS = ("ddp", "fsdp", "ddp_forced")
+PROBED = [s for s in range(worker.STEPS) if s % worker.EVERY == 0]
+
+
+def _launch(commands, work):
+    """Run the torchrun commands side by side, each in its own session; on a
+    timeout kill every process group and fail with the children's output."""
+    env = dict(os.environ, REPO=REPO, OUT=str(work), LOGDIR=str(work / "logs"), OMP_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)
+    procs = [subprocess.Popen(cmd, env=env, cwd=str(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True) for cmd in commands]
+    outputs, hung = [], False
+    for p in procs:
+        try:
+            out, _ = p.communicate(timeout=TIMEOUT if not hung else 5)
+        except subprocess.TimeoutExpired:
+            hung = True
+            for q in procs:
+                try:
+                    os.killpg(q.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            out, _ = p.communicate()
+        outputs.append(out.decode(errors="replace"))
+    text = "\n".join("--- launch %d ---\n%s" % (i, o[-4000:]) for i, o in enumerate(outputs))
+    if hung:
+        pytest.fail("torchrun did not finish within %d s (killed):\n%s" % (TIMEOUT, text))
+    assert [p.returncode for p in procs] == [0] * len(procs), text
+    return [json.loads((work / ("rank%d.json" % r)).read_text()) for r in range(2)]
+
+
+def _torchrun():
+    return [os.path.join(os.path.dirname(sys.executable), "torchrun")]
+
+
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory):
+    work = tmp_path_factory.mktemp("one_node")
+    cmd = _torchrun() + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                         "--master_port", str(free_port()), worker.__file__]
+    return work, _launch([cmd], work)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    work = tmp_path_factory.mktemp("two_nodes")
+    port = str(free_port())
+    cmds = [_torchrun() + ["--nnodes", "2", "--node_rank", str(n), "--nproc_per_node", "1",
+                           "--master_addr", "127.0.0.1", "--master_port", port, worker.__file__]
+            for n in range(2)]
+    return work, _launch(cmds, work)
+
+
+@pytest.fixture(params=["one_node", "two_nodes"])
+def launch(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_who_runs_the_probe(launch):
+    _, (r0, r1) = launch
+    assert r0["world_size"] == r1["world_size"] == 2
+    for setup in SETUPS:
+        a, b = r0["setups"][setup], r1["setups"][setup]
+        probed = [s in PROBED for s in range(worker.STEPS)]
+        assert a["logged"] == probed and a["opened_writer"], setup
+        assert b["logged"] == [False] * worker.STEPS and not b["opened_writer"], setup
+        assert [n > 0 for n in a["forwards"]] == probed, setup
+        # rank 1 joins the forward pass exactly when the model is sharded (or forced)
+        joins = setup != "ddp"
+        assert [n > 0 for n in b["forwards"]] == [p and joins for p in probed], setup
+        assert a["sharded"] == b["sharded"] == (setup == "fsdp"), setup
+        assert a["replicas_equal"] and b["replicas_equal"], setup
+
+
+def test_the_probe_leaves_training_as_it_was(launch):
+    _, ranks = launch
+    for r in ranks:
+        for setup in SETUPS:
+            s = r["setups"][setup]
+            assert len(s["losses"]) == worker.STEPS
+            assert s["losses"] == s["losses_without_probe"], setup  # bit for bit (float.hex)
+            assert len(set(s["losses"])) > 1  # the model trained
+
+
+def _oracle(weights, tok):
+    model, _ = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+    model.load_state_dict(weights)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        out = model(**tok(worker.TEXT, return_tensors="pt"), output_attentions=True)
+    return np.stack([a[0].numpy() for a in out.attentions])  # [layers, heads, T, T]
+
+
+def test_rank_zero_writes_the_oracles_attention(launch):
+    work, _ = launch
+    logdir = work / "logs"
+    assert sorted(os.listdir(logdir)) == sorted(SETUPS)
+    log = tb_attention.load(str(logdir))
+    _, tok = tiny_model("bert")
+    for setup in SETUPS:
+        assert len(glob.glob(str(logdir / setup / "events.out.tfevents.*"))) == 1  # rank 0's only
+        assert log.steps(setup, "probe/cat") == PROBED
+        for step in PROBED:
+            expected = _oracle(torch.load(str(work / ("%s-%d.pt" % (setup, step)))), tok)
+            got = log.get(setup, "probe/cat", step).attention()
+            assert got.shape == expected.shape
+            # uint8 storage: within half a step of 1/255
+            np.testing.assert_allclose(got, expected, atol=0.5 / 255 + 1e-6, err_msg="%s step %d" % (setup, step))
+    # the weights moved between probes, so the steps' attention differs
+    first, last = (log.get("fsdp", "probe/cat", s).attention() for s in (PROBED[0], PROBED[-1]))
+    assert np.abs(first - last).max() > 0.01
