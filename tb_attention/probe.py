@@ -178,16 +178,6 @@ def is_sharded(model) -> bool:
     return False
 
 
-def _check_not_fsdp1(model):
-    # FSDP1 holds the root's parameters flattened in its wrapper: the
-    # transformers model inside it cannot run a forward pass of its own.
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
-        raise TypeError("Probe does not support FSDP1 (FullyShardedDataParallel); shard the model "
-                        "with torch.distributed.fsdp.fully_shard (FSDP2)")
-
-
 def _reshard(model):
     """Free what the probe's forward pass all-gathered: without a backward
     pass FSDP2 leaves the root module's parameters unsharded."""
@@ -236,7 +226,7 @@ class Probe:
     def __init__(self, model, tokenizer, texts, writer, every_n_steps: int = 50,
                  neurons: bool = False, tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None,
                  sharded: Optional[bool] = None):
-        if sharded not in (None, True, False):
+        if sharded is not None and not isinstance(sharded, bool):
             raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError("every_n_steps must be a positive int, got %r" % (every_n_steps,))
@@ -295,13 +285,6 @@ class Probe:
             return False
         return self.log(step)
 
-    def runs_forward(self) -> bool:
-        """Whether this process takes part in the probe's forward pass: rank 0
-        always, every rank when the model is sharded."""
-        if distributed_rank() == 0:
-            return True
-        return self.sharded if self.sharded is not None else is_sharded(self.model)
-
     def log(self, step) -> bool:
         """Log the probe texts at `step` now. Rank 0 runs and writes them;
         other ranks return False, after running the forward pass with rank 0
@@ -310,8 +293,6 @@ class Probe:
         sharded = self.sharded if self.sharded is not None else is_sharded(self.model)
         if rank != 0 and not sharded:
             return False
-        if _distributed():
-            _check_not_fsdp1(self.model)
         from tb_attention import capturing
 
         start = time.perf_counter()

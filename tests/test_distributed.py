@@ -138,3 +138,15 @@ def test_rank_zero_writes_the_oracles_attention(launch):
     # the weights moved between probes, so the steps' attention differs
     first, last = (log.get("fsdp", "probe/cat", s).attention() for s in (PROBED[0], PROBED[-1]))
     assert np.abs(first - last).max() > 0.01
+
+
+def test_sharded_argument_and_detection_without_a_process_group(tmp_path):
+    model, tok = tiny_model("bert")
+    with pytest.raises(ValueError, match="sharded must be None"):
+        tb_attention.Probe(model, tok, ["the cat"], str(tmp_path), sharded="yes")
+    from tb_attention.integrations.transformers import AttentionCallback
+
+    with pytest.raises(ValueError, match="sharded must be None"):
+        AttentionCallback(["the cat"], sharded=1)
+    assert not torch.distributed.is_initialized()
+    assert not tb_attention.probe.is_sharded(model)  # no process group: nothing is collective

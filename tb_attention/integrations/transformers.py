@@ -91,7 +91,7 @@ class AttentionCallback(TrainerCallback):
         self.layers = layers
         self.log_at_start = log_at_start
         self.log_at_end = log_at_end
-        if sharded not in (None, True, False):
+        if sharded is not None and not isinstance(sharded, bool):
             raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
         self.sharded = sharded
         self.logdir = None  # where the attention went (set on the first log)
