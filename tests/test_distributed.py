@@ -98,6 +98,7 @@ def test_who_runs_the_probe(launch):
         joins = setup != "ddp"
         assert [n > 0 for n in b["forwards"]] == [p and joins for p in probed], setup
         assert a["sharded"] == b["sharded"] == (setup == "fsdp"), setup
+        assert a["resharded"] == b["resharded"] == [setup == "fsdp"] * worker.STEPS, setup
         assert a["replicas_equal"] and b["replicas_equal"], setup
 
 
@@ -112,12 +113,21 @@ def test_the_probe_leaves_training_as_it_was(launch):
 
 
 def _oracle(weights, tok):
+    """(attention [L, H, T, T], queries and keys [L, H, T, D]) of the
+    unsharded model: transformers' eager attention and its q/k projections."""
     model, _ = tiny_model("bert", model_class=transformers.BertForMaskedLM)
     model.load_state_dict(weights)
     model.set_attn_implementation("eager")
+    heads = model.config.num_attention_heads
+    projections = {"query": [], "key": []}
+    for layer in model.bert.encoder.layer:
+        for name, seen in projections.items():
+            getattr(layer.attention.self, name).register_forward_hook(
+                lambda m, i, out, seen=seen: seen.append(out[0].view(out.shape[1], heads, -1).transpose(0, 1)))
     with torch.no_grad():
         out = model(**tok(worker.TEXT, return_tensors="pt"), output_attentions=True)
-    return np.stack([a[0].numpy() for a in out.attentions])  # [layers, heads, T, T]
+    q, k = (torch.stack(projections[n]).numpy() for n in ("query", "key"))
+    return np.stack([a[0].numpy() for a in out.attentions]), q, k
 
 
 def test_rank_zero_writes_the_oracles_attention(launch):
@@ -130,11 +140,18 @@ def test_rank_zero_writes_the_oracles_attention(launch):
         assert len(glob.glob(str(logdir / setup / "events.out.tfevents.*"))) == 1  # rank 0's only
         assert log.steps(setup, "probe/cat") == PROBED
         for step in PROBED:
-            expected = _oracle(torch.load(str(work / ("%s-%d.pt" % (setup, step)))), tok)
-            got = log.get(setup, "probe/cat", step).attention()
-            assert got.shape == expected.shape
+            attention, queries, keys = _oracle(torch.load(str(work / ("%s-%d.pt" % (setup, step)))), tok)
+            rec = log.get(setup, "probe/cat", step)
+            what = "%s step %d" % (setup, step)
+            got = rec.attention()
+            assert got.shape == attention.shape
             # uint8 storage: within half a step of 1/255
-            np.testing.assert_allclose(got, expected, atol=0.5 / 255 + 1e-6, err_msg="%s step %d" % (setup, step))
+            np.testing.assert_allclose(got, attention, atol=0.5 / 255 + 1e-6, err_msg=what)
+            neurons = rec.neurons()
+            for name, got, want in (("queries", neurons.queries, queries), ("keys", neurons.keys, keys)):
+                assert got.shape == want.shape, (what, name)
+                np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max(),
+                                           err_msg="%s %s" % (what, name))
     # the weights moved between probes, so the steps' attention differs
     first, last = (log.get("fsdp", "probe/cat", s).attention() for s in (PROBED[0], PROBED[-1]))
     assert np.abs(first - last).max() > 0.01

@@ -20,6 +20,7 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import transformers  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
+from torch.distributed.tensor import DTensor  # noqa: E402
 
 import tb_attention  # noqa: E402
 from tb_attention.probe import is_sharded  # noqa: E402
@@ -54,11 +55,11 @@ def train(setup, probe_dir, rank):
     opt = torch.optim.SGD(wrapped.parameters(), lr=0.5)
     probe = None
     if probe_dir is not None:
-        probe = tb_attention.Probe(wrapped, tok, {"cat": TEXT}, probe_dir, every_n_steps=EVERY,
+        probe = tb_attention.Probe(wrapped, tok, {"cat": TEXT}, probe_dir, every_n_steps=EVERY, neurons=True,
                                    sharded=True if setup == "ddp_forced" else None)
     torch.manual_seed(100 + rank)  # dropout, per rank
     g = torch.Generator().manual_seed(rank)  # each rank its own batches
-    result = {"losses": [], "logged": [], "forwards": [], "sharded": is_sharded(wrapped)}
+    result = {"losses": [], "logged": [], "forwards": [], "resharded": [], "sharded": is_sharded(wrapped)}
     forwards = []
     model.bert.register_forward_hook(lambda *_: forwards.append(1))
     for step in range(STEPS):
@@ -73,6 +74,9 @@ def train(setup, probe_dir, rank):
         before = len(forwards)
         result["logged"].append(probe.maybe_log(step))
         result["forwards"].append(len(forwards) - before)
+        # the probe freed what its forward pass gathered (FSDP2 keeps the root's
+        # parameters unsharded after a forward pass without backward)
+        result["resharded"].append(all(isinstance(p, DTensor) for p in model.parameters()))
         if probe.should_log(step):
             weights = full_weights(model)
             if rank == 0:
