@@ -27,7 +27,7 @@ from tests.models import tiny_model
 from tests.support import dist_worker as worker
 
 TIMEOUT = 180  # seconds a launch may take before its process groups are killed
-SETUPS = ("ddp", "fsdp", "ddp_forced")
+SETUPS = worker.SETUPS
 PROBED = [s for s in range(worker.STEPS) if s % worker.EVERY == 0]
 
 
@@ -95,10 +95,11 @@ def test_who_runs_the_probe(launch):
         assert b["logged"] == [False] * worker.STEPS and not b["opened_writer"], setup
         assert [n > 0 for n in a["forwards"]] == probed, setup
         # rank 1 joins the forward pass exactly when the model is sharded (or forced)
-        joins = setup != "ddp"
+        joins = setup != "ddp"  # fsdp, fsdp_llama, ddp_forced
         assert [n > 0 for n in b["forwards"]] == [p and joins for p in probed], setup
-        assert a["sharded"] == b["sharded"] == (setup == "fsdp"), setup
-        assert a["resharded"] == b["resharded"] == [setup == "fsdp"] * worker.STEPS, setup
+        fsdp = setup.startswith("fsdp")
+        assert a["sharded"] == b["sharded"] == fsdp, setup
+        assert a["resharded"] == b["resharded"] == [fsdp] * worker.STEPS, setup
         assert a["replicas_equal"] and b["replicas_equal"], setup
 
 
@@ -112,22 +113,29 @@ def test_the_probe_leaves_training_as_it_was(launch):
             assert len(set(s["losses"])) > 1  # the model trained
 
 
-def _oracle(weights, tok):
-    """(attention [L, H, T, T], queries and keys [L, H, T, D]) of the
-    unsharded model: transformers' eager attention and its q/k projections."""
-    model, _ = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+def _oracle(setup, weights, tok):
+    """(attention [L, H, T, T], {"queries", "keys": [L, H, T, D]}) of the
+    unsharded model: transformers' eager attention and, for BERT, its q/k
+    projections (LLaMA's are rotated after them: checked by the attention
+    they recompute)."""
+    if setup == "fsdp_llama":
+        model, _ = tiny_model("llama", model_class=transformers.LlamaForCausalLM)
+        inputs = {"input_ids": torch.tensor([worker.LLAMA_IDS])}
+    else:
+        model, _ = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+        inputs = tok(worker.TEXT, return_tensors="pt")
     model.load_state_dict(weights)
     model.set_attn_implementation("eager")
     heads = model.config.num_attention_heads
-    projections = {"query": [], "key": []}
-    for layer in model.bert.encoder.layer:
+    projections = {"queries": [], "keys": []}
+    for layer in model.bert.encoder.layer if setup != "fsdp_llama" else ():
         for name, seen in projections.items():
-            getattr(layer.attention.self, name).register_forward_hook(
+            getattr(layer.attention.self, {"queries": "query", "keys": "key"}[name]).register_forward_hook(
                 lambda m, i, out, seen=seen: seen.append(out[0].view(out.shape[1], heads, -1).transpose(0, 1)))
     with torch.no_grad():
-        out = model(**tok(worker.TEXT, return_tensors="pt"), output_attentions=True)
-    q, k = (torch.stack(projections[n]).numpy() for n in ("query", "key"))
-    return np.stack([a[0].numpy() for a in out.attentions]), q, k
+        out = model(**inputs, output_attentions=True)
+    return (np.stack([a[0].numpy() for a in out.attentions]),
+            {n: torch.stack(seen).numpy() for n, seen in projections.items() if seen})
 
 
 def test_rank_zero_writes_the_oracles_attention(launch):
@@ -140,18 +148,21 @@ def test_rank_zero_writes_the_oracles_attention(launch):
         assert len(glob.glob(str(logdir / setup / "events.out.tfevents.*"))) == 1  # rank 0's only
         assert log.steps(setup, "probe/cat") == PROBED
         for step in PROBED:
-            attention, queries, keys = _oracle(torch.load(str(work / ("%s-%d.pt" % (setup, step)))), tok)
+            attention, projections = _oracle(setup, torch.load(str(work / ("%s-%d.pt" % (setup, step)))), tok)
             rec = log.get(setup, "probe/cat", step)
             what = "%s step %d" % (setup, step)
             got = rec.attention()
             assert got.shape == attention.shape
             # uint8 storage: within half a step of 1/255
             np.testing.assert_allclose(got, attention, atol=0.5 / 255 + 1e-6, err_msg=what)
+            np.testing.assert_allclose(rec.recompute_attention(), attention, atol=2e-3, err_msg=what)
             neurons = rec.neurons()
-            for name, got, want in (("queries", neurons.queries, queries), ("keys", neurons.keys, keys)):
+            for name, want in projections.items():
+                got = getattr(neurons, name)
                 assert got.shape == want.shape, (what, name)
                 np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max(),
                                            err_msg="%s %s" % (what, name))
+        assert (setup == "fsdp_llama") != bool(projections)
     # the weights moved between probes, so the steps' attention differs
     first, last = (log.get("fsdp", "probe/cat", s).attention() for s in (PROBED[0], PROBED[-1]))
     assert np.abs(first - last).max() > 0.01

@@ -1,7 +1,8 @@
 """One rank of tests/test_distributed.py, started by torchrun.
 
-For each setup (DDP; FSDP2 `fully_shard`; DDP with sharded=True forced) it
-trains a tiny BertForMaskedLM for STEPS steps twice from the same weights
+For each setup (SETUPS: a BertForMaskedLM under DDP, under FSDP2
+`fully_shard`, under DDP with sharded=True forced; a LlamaForCausalLM with
+grouped keys under FSDP2) it trains the tiny model for STEPS steps twice from the same weights
 and seeds, once with a Probe every EVERY steps and once without, and keeps
 the losses of both (as float.hex: compared bit for bit). With the probe it
 also counts this rank's forward passes during each maybe_log, and rank 0
@@ -29,17 +30,25 @@ from tests.models import tiny_model  # noqa: E402
 STEPS = 5
 EVERY = 2
 TEXT = "the cat sat on the mat"
+LLAMA_IDS = [98, 17, 33, 8, 41, 60, 12, 5]  # the LLaMA has no tokenizer: token ids
+SETUPS = ("ddp", "fsdp", "ddp_forced", "fsdp_llama")
 
 
 def build(setup):
-    model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+    """(model, what training calls, tokenizer or None, its transformer body)"""
+    if setup == "fsdp_llama":
+        model, tok = tiny_model("llama", model_class=transformers.LlamaForCausalLM)
+        body, layers = model.model, model.model.layers
+    else:
+        model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+        body, layers = model.bert, model.bert.encoder.layer
     model.train()
-    if setup == "fsdp":
-        for layer in model.bert.encoder.layer:
+    if setup.startswith("fsdp"):
+        for layer in layers:
             fully_shard(layer)
         fully_shard(model)
-        return model, model, tok
-    return model, torch.nn.parallel.DistributedDataParallel(model), tok
+        return model, model, tok, body
+    return model, torch.nn.parallel.DistributedDataParallel(model), tok, body
 
 
 def full_weights(model):
@@ -51,17 +60,17 @@ def full_weights(model):
 
 
 def train(setup, probe_dir, rank):
-    model, wrapped, tok = build(setup)
+    model, wrapped, tok, body = build(setup)
     opt = torch.optim.SGD(wrapped.parameters(), lr=0.5)
     probe = None
     if probe_dir is not None:
-        probe = tb_attention.Probe(wrapped, tok, {"cat": TEXT}, probe_dir, every_n_steps=EVERY, neurons=True,
+        probe = tb_attention.Probe(wrapped, tok, {"cat": LLAMA_IDS if tok is None else TEXT}, probe_dir, every_n_steps=EVERY, neurons=True,
                                    sharded=True if setup == "ddp_forced" else None)
     torch.manual_seed(100 + rank)  # dropout, per rank
     g = torch.Generator().manual_seed(rank)  # each rank its own batches
     result = {"losses": [], "logged": [], "forwards": [], "resharded": [], "sharded": is_sharded(wrapped)}
     forwards = []
-    model.bert.register_forward_hook(lambda *_: forwards.append(1))
+    body.register_forward_hook(lambda *_: forwards.append(1))
     for step in range(STEPS):
         ids = torch.randint(5, 99, (2, 10), generator=g)
         loss = wrapped(input_ids=ids, labels=ids).loss
@@ -97,7 +106,7 @@ def main():
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     result = {"world_size": dist.get_world_size(), "setups": {}}
-    for setup in ("ddp", "fsdp", "ddp_forced"):
+    for setup in SETUPS:
         with_probe = train(setup, os.path.join(os.environ["LOGDIR"], setup), rank)
         without = train(setup, None, rank)
         with_probe["losses_without_probe"] = without["losses"]
