@@ -142,23 +142,21 @@ def check_length(inputs, config, what):
     return n
 
 
+def _distributed():
+    """Whether torch.distributed is initialized (without importing it)."""
+    import sys
+
+    dist_mod = sys.modules.get("torch.distributed")  # never imported: not distributed
+    return dist_mod is not None and dist_mod.is_available() and dist_mod.is_initialized()
+
+
 def distributed_rank():
     """This process's rank under torch.distributed, 0 when not distributed."""
-    import sys
+    if _distributed():
+        import torch.distributed
 
-    dist_mod = sys.modules.get("torch.distributed")
-    if dist_mod is None:  # torch.distributed never imported: not distributed
-        return 0
-    if dist_mod.is_available() and dist_mod.is_initialized():
-        return dist_mod.get_rank()
+        return torch.distributed.get_rank()
     return 0
-
-
-def _distributed():
-    import sys
-
-    dist_mod = sys.modules.get("torch.distributed")
-    return dist_mod is not None and dist_mod.is_available() and dist_mod.is_initialized()
 
 
 def is_sharded(model) -> bool:
