@@ -33,7 +33,7 @@ from tb_attention.proto import attention_pb2
 from tests.support import REPO, sigkilled, wait_until
 from tests.support.backends import CTX, blob_steps, provider_blobs, python_loader, rust_data_server, scalar_steps
 from tests.support.events import record_ends
-from tests.support.records import FLOAT16_TOL, UINT8_TOL, reference_attention, softmax, stored, tokens
+from tests.support.records import FLOAT16_TOL, UINT8_TOL, plain, reference_attention, softmax, stored, tokens
 
 # Strings a tokenizer (or a user) can hand us; each must come back exactly.
 HOSTILE_TOKENS = (
@@ -273,7 +273,7 @@ def check_loader_blobs(provider, expected):
                     dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
                     for i, ref in enumerate(k.attention):
                         # independent of the codec: the weights as plain numpy stores them
-                        assert got_blobs[ref.index] == stored(original.attention[i], dtype).tobytes()
+                        assert plain(ref, got_blobs[ref.index]) == stored(original.attention[i], dtype).tobytes()
                         layer = codec.to_float(codec.attention_layer(k, i, got_blobs[ref.index]))
                         assert np.abs(layer - original.attention[i]).max() <= tol
 
