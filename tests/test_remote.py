@@ -181,6 +181,35 @@ def test_remote_failing_mid_run_loses_nothing_already_logged(s3):
     _assert_loaded(tb_attention.load("s3://%s/midrun" % BUCKET), "exp", written)
 
 
+def test_summary_writer_shares_its_s3_event_file(s3):
+    """AttentionWriter(summary_writer) on s3://: attention and scalars in the
+    SummaryWriter's one event file. torch's SummaryWriter opens its file
+    through TensorBoard's S3 layer itself, which reads S3_ENDPOINT when
+    TensorBoard is imported: the test gives it the server's first (as a
+    user sets the variable before importing)."""
+    from tensorboard.util import tensor_util
+    from torch.utils.tensorboard import SummaryWriter
+    from tb_attention import files
+    from tests.support.backends import python_loader
+    files.prepare_tensorboard_layer("s3://%s" % BUCKET)
+    sw = SummaryWriter("s3://%s/shared/run" % BUCKET)
+    rng = np.random.default_rng(6)
+    written = {}
+    with tb_attention.AttentionWriter(sw) as w:
+        for step in range(3):
+            sw.add_scalar("loss", 1.0 / (step + 1), step)
+            written[step] = self_record(rng, 2, 2, tokens(4))
+            w.add_attention("probe", written[step], global_step=step)
+    sw.close()
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET, Prefix="shared/")["Contents"]]
+    assert len([k for k in keys if "tfevents" in k]) == 1, keys
+    _assert_loaded(tb_attention.load("s3://%s/shared" % BUCKET), "run", written)
+    mux, _ = python_loader("s3://%s/shared" % BUCKET)
+    assert sorted(mux.Runs()["run"]["tensors"]) == ["loss", "probe"]
+    losses = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in mux.Tensors("run", "loss")]
+    assert losses == pytest.approx([1.0, 0.5, 1.0 / 3])
+
+
 @pytest.fixture(scope="module")
 def s3_board(s3, tensorboard_factory):
     """TensorBoard on an s3:// logdir while a run is written: step 0 flushed
