@@ -3,7 +3,6 @@
 on 127.0.0.1 (moto's standalone server, one for the module), and on memory://
 (fsspec). Every remote failure is one tb_attention.RemoteLogdirError naming
 the URL and the cause. Expected bytes: the quantised input (plain numpy)."""
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -13,7 +12,7 @@ import pytest
 
 import tb_attention
 from tb_attention import RemoteLogdirError
-from tests.support import REPO
+from tests.support import REPO, free_port
 from tests.support.browser import open_dashboard, save_screenshot, watched_page
 from tests.support.records import self_record, stored, tokens
 from tests.support.s3 import fresh_clients, moto_s3
@@ -46,12 +45,6 @@ def _assert_loaded(log, run, written):
         assert got.kind("self").query_tokens == record.kind("self").query_tokens
         np.testing.assert_array_equal(np.rint(got.attention() * 255).astype(np.uint8),
                                       stored(record.kind("self").attention))
-
-
-def _dead_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_memory_url_written_and_loaded():
@@ -114,7 +107,7 @@ def test_no_credentials(s3, monkeypatch):
 
 
 def test_connection_refused(s3, monkeypatch):
-    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:%d" % _dead_port())
+    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:%d" % free_port())  # nothing listens there
     fresh_clients()
     try:
         url = "s3://%s/runs" % BUCKET
