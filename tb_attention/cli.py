@@ -92,12 +92,12 @@ def _parser():
 
 
 def write_html(args):
-    from tb_attention import page, reader
+    from tb_attention import files, page, reader
     from tb_attention.pagestate import PageError
 
     try:
         log = reader.load(args.logdir)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, files.RemoteLogdirError) as e:
         raise CliError(str(e)) from None
     try:
         path = page.save_html(log, args.output, args.view, runs=args.run, tags=args.tag, steps=args.steps,

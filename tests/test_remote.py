@@ -14,6 +14,7 @@ import tb_attention
 from tb_attention import RemoteLogdirError
 from tests.support import REPO, free_port
 from tests.support.browser import open_dashboard, save_screenshot, watched_page
+from tests.support.pages import read_page
 from tests.support.records import self_record, stored, tokens
 from tests.support.s3 import fresh_clients, moto_s3
 
@@ -172,6 +173,20 @@ def test_remote_failing_mid_run_loses_nothing_already_logged(s3):
     # close() still says what went wrong, and uploads what was logged before it
     _raises_remote(url, w.close, "cannot connect")
     _assert_loaded(tb_attention.load("s3://%s/midrun" % BUCKET), "exp", written)
+
+
+def test_cli_html_from_s3(s3, tmp_path, capsys):
+    from tb_attention import cli
+    written = _log_steps("s3://%s/cli/run" % BUCKET, [4], seed=7, T=5)
+    out = tmp_path / "page.html"
+    assert cli.main(["html", "s3://%s/cli" % BUCKET, "-o", str(out)]) == 0
+    (manifest, blobs), = read_page(out.read_text(encoding="utf-8"))
+    assert [(st["run"], st["tag"], st["step"]) for st in manifest["steps"]] == [("run", "probe", 4)]
+    off, n = manifest["steps"][0]["attention"]["self"]
+    assert blobs[off:off + n] == stored(written[4].kind("self").attention).tobytes()
+    assert cli.main(["html", "s3://no-such-bucket/cli", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "s3://no-such-bucket/cli: no such bucket" in err and "Traceback" not in err, err
 
 
 def test_summary_writer_shares_its_s3_event_file(s3):
