@@ -9,6 +9,7 @@
 """
 __version__ = "0.1.0"
 
+from tb_attention.files import RemoteLogdirError
 from tb_attention.reader import AttentionLog, load
 from tb_attention.record import AttentionInputError, AttentionRecord, ImageLayout, KindRecord, Neurons
 from tb_attention.writer import AttentionWriter, AttentionWriterError
@@ -38,4 +39,5 @@ def save_html(x, path, view="head", **options):
 
 
 __all__ = ["capture", "show", "save_html", "AttentionWriter", "AttentionWriterError", "load", "AttentionLog",
+           "RemoteLogdirError",
            "AttentionRecord", "AttentionInputError", "ImageLayout", "KindRecord", "Neurons", "Probe"]

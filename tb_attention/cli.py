@@ -109,13 +109,15 @@ def write_html(args):
 
 
 def main(argv=None):
+    from tb_attention.files import RemoteLogdirError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "log":
             return log_checkpoints(args)
         if args.command == "html":
             return write_html(args)
-    except CliError as e:
+    except (CliError, RemoteLogdirError) as e:  # an s3:// --logdir / LOGDIR that fails: its URL and cause
         sys.stderr.write("tb-attention: error: %s\n" % e)
         return EXIT_USAGE
     return EXIT_USAGE

@@ -16,8 +16,14 @@ loss trajectory with and without a probe is bit-identical, dropout included).
 The record goes to the writer's queue; encoding and writing happen on the
 writer's background thread.
 
-Under torch.distributed only rank 0 logs; the other ranks return at once and
-never touch the logdir.
+Under torch.distributed only rank 0 writes, and no other rank touches the
+logdir. Who runs the probe's forward pass depends on the model as it is at
+run time: a replicated model (plain, DDP) is probed by rank 0 alone, the
+other ranks return at once; a sharded one (FSDP2 `fully_shard` modules,
+DTensor parameters) needs every rank in its forward pass (parameters are
+all-gathered), so every rank runs the probe and only rank 0 keeps the
+record. The schedule (should_log) is a function of the step alone, so ranks
+calling maybe_log with the same step agree on it.
 """
 import collections
 import re
@@ -136,16 +142,48 @@ def check_length(inputs, config, what):
     return n
 
 
-def distributed_rank():
-    """This process's rank under torch.distributed, 0 when not distributed."""
+def _distributed():
+    """Whether torch.distributed is initialized (without importing it)."""
     import sys
 
-    dist_mod = sys.modules.get("torch.distributed")
-    if dist_mod is None:  # torch.distributed never imported: not distributed
-        return 0
-    if dist_mod.is_available() and dist_mod.is_initialized():
-        return dist_mod.get_rank()
+    dist_mod = sys.modules.get("torch.distributed")  # never imported: not distributed
+    return dist_mod is not None and dist_mod.is_available() and dist_mod.is_initialized()
+
+
+def distributed_rank():
+    """This process's rank under torch.distributed, 0 when not distributed."""
+    if _distributed():
+        import torch.distributed
+
+        return torch.distributed.get_rank()
     return 0
+
+
+def is_sharded(model) -> bool:
+    """Whether a forward pass of `model` is collective, so every rank must run
+    it: it holds FSDP2 (`fully_shard`) modules or DTensor parameters (FSDP2,
+    tensor parallel). False when torch.distributed is not initialized."""
+    if not _distributed():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            return True
+        if any(isinstance(p, DTensor) for p in module.parameters(recurse=False)):
+            return True
+    return False
+
+
+def _reshard(model):
+    """Free what the probe's forward pass all-gathered: without a backward
+    pass FSDP2 leaves the root module's parameters unsharded."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def unwrap_model(model):
@@ -176,10 +214,18 @@ class Probe:
     every_n_steps: maybe_log(step) logs when step % every_n_steps == 0.
     neurons: also log queries and keys (the neuron view).
     layers: layer indices to keep (see tb_attention.capture).
+    sharded: whether every rank runs the probe's forward pass (True) or rank
+        0 alone (False); None (default) decides at each log from the model
+        (is_sharded: FSDP2 modules or DTensor parameters). With a sharded
+        model call maybe_log / log on every rank with the same step. Only
+        rank 0 opens or writes the writer in every case.
     """
 
     def __init__(self, model, tokenizer, texts, writer, every_n_steps: int = 50,
-                 neurons: bool = False, tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None):
+                 neurons: bool = False, tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None,
+                 sharded: Optional[bool] = None):
+        if sharded is not None and not isinstance(sharded, bool):
+            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError("every_n_steps must be a positive int, got %r" % (every_n_steps,))
         if writer is None:
@@ -189,6 +235,7 @@ class Probe:
         self.every_n_steps = every_n_steps
         self.neurons = bool(neurons)
         self.layers = layers
+        self.sharded = sharded
         inner = unwrap_model(model)
         from tb_attention.integrations import transformer_lens
 
@@ -230,30 +277,41 @@ class Probe:
         return int(step) % self.every_n_steps == 0
 
     def maybe_log(self, step) -> bool:
-        """Log the probe texts at `step` when step % every_n_steps == 0 (on rank 0).
-        Returns whether it logged."""
-        if distributed_rank() != 0 or not self.should_log(step):
+        """Log the probe texts at `step` when step % every_n_steps == 0. Returns
+        whether this process wrote them (rank 0; see log)."""
+        if not self.should_log(step):
             return False
         return self.log(step)
 
     def log(self, step) -> bool:
-        """Log the probe texts at `step` now (rank 0 only; other ranks return False)."""
-        if distributed_rank() != 0:
+        """Log the probe texts at `step` now. Rank 0 runs and writes them;
+        other ranks return False, after running the forward pass with rank 0
+        when the model is sharded (then call log on every rank)."""
+        rank = distributed_rank()
+        sharded = self.sharded if self.sharded is not None else is_sharded(self.model)
+        if rank != 0 and not sharded:
             return False
         from tb_attention import capturing
 
         start = time.perf_counter()
-        writer = self.writer
+        writer = self.writer if rank == 0 else None  # other ranks never open it
         model = unwrap_model(self.model)
-        for tag, inputs in self._inputs:
-            # quantized on the model's device, as the writer stores it: the
-            # record is a quarter of float32 and add_attention takes it as is
-            record = capturing.capture(model, inputs, tokenizer=self.tokenizer,
-                                       neurons=self.neurons, layers=self.layers,
-                                       dtype=getattr(writer, "dtype", None))
-            writer.add_attention(tag, record, global_step=int(step))
-        self.logged_steps.append(int(step))
+        try:
+            for tag, inputs in self._inputs:
+                # quantized on the model's device, as the writer stores it: the
+                # record is a quarter of float32 and add_attention takes it as is
+                record = capturing.capture(model, inputs, tokenizer=self.tokenizer,
+                                           neurons=self.neurons, layers=self.layers,
+                                           dtype=getattr(writer, "dtype", "uint8"))
+                if writer is not None:
+                    writer.add_attention(tag, record, global_step=int(step))
+        finally:
+            if sharded and _distributed():
+                _reshard(self.model)
         self.seconds += time.perf_counter() - start
+        if writer is None:
+            return False
+        self.logged_steps.append(int(step))
         return True
 
     def flush(self):

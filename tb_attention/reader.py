@@ -10,7 +10,7 @@ import warnings
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import codec, metadata, provenance, tfrecord
+from tb_attention import codec, files, metadata, provenance, tfrecord
 from tb_attention import stats as _stats
 
 # What load() says about a damaged record of an event file; it goes on past
@@ -40,9 +40,9 @@ def _file_bytes(path):
         return None
 
 
-def _records(path):
-    """The payloads of the TFRecord file at path, skipping what is damaged."""
-    data = _file_bytes(path)
+def _records(path, data):
+    """The payloads of the TFRecord file at path (its bytes: data), skipping
+    what is damaged."""
     if data is None:
         return
     for record in tfrecord.scan(data, tfrecord.EVENT_FIRST_BYTE):
@@ -71,16 +71,24 @@ class AttentionLog:
 
     def __init__(self, logdir):
         self.logdir = os.fspath(logdir)
-        if not os.path.isdir(self.logdir):
-            raise FileNotFoundError("no such logdir: %s" % self.logdir)
         self._data = {}  # run -> tag -> step -> _Step
-        for dirpath, dirnames, filenames in os.walk(self.logdir):
+        if files.is_url(self.logdir):  # s3://, memory://, ...: RemoteLogdirError when it fails
+            for run, url, source in files.event_files(self.logdir):
+                self._read_file(run, url, files.read_bytes(source))
+        else:
+            self._read_local(files.local_path(self.logdir))
+        self._warn_concurrent_writers()
+
+    def _read_local(self, logdir):
+        if not os.path.isdir(logdir):
+            raise FileNotFoundError("no such logdir: %s" % logdir)
+        for dirpath, dirnames, filenames in os.walk(logdir):
             dirnames.sort()
-            run = os.path.relpath(dirpath, self.logdir)
+            run = os.path.relpath(dirpath, logdir)
             run = "." if run == os.curdir else run.replace(os.sep, "/")
             for name in sorted(filter(_is_event_file, filenames)):
-                self._read_file(run, os.path.join(dirpath, name))
-        self._warn_concurrent_writers()
+                path = os.path.join(dirpath, name)
+                self._read_file(run, path, _file_bytes(path))
 
     def _warn_concurrent_writers(self):
         for run, tags in self._data.items():
@@ -95,8 +103,8 @@ class AttentionLog:
                 if writers:
                     warnings.warn(provenance.warning(run, tag, writers))
 
-    def _read_file(self, run, path):
-        for payload in _records(path):
+    def _read_file(self, run, path, data):
+        for payload in _records(path, data):
             try:
                 event = event_pb2.Event.FromString(payload)
             except Exception:  # foreign or damaged bytes that passed the CRC
@@ -174,4 +182,7 @@ class AttentionLog:
 
 
 def load(logdir):
+    """Everything logged under logdir: a local folder, or an fsspec URL
+    (s3://bucket/runs, memory://runs, ...; tb_attention.RemoteLogdirError
+    when the store cannot be read)."""
     return AttentionLog(logdir)

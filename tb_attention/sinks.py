@@ -21,7 +21,7 @@ from tensorboard import version as tensorboard_version
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from tb_attention import tfrecord
+from tb_attention import files, tfrecord
 
 # TensorBoard frames records computing CRC32C in pure Python (about 7 MB/s,
 # holding the GIL) and offers no public way to replace it. In the versions
@@ -56,10 +56,13 @@ def accelerate(event_file_writer):
 
 
 def _warn_if_run_has_events(logdir):
-    try:
-        existing = sorted(glob.glob(os.path.join(glob.escape(logdir), "*tfevents*")))
-    except OSError:
-        return
+    if files.is_url(logdir):  # RemoteLogdirError here when the store cannot be reached
+        existing = [n for n in files.names(logdir) if "tfevents" in n]
+    else:
+        try:
+            existing = sorted(glob.glob(os.path.join(glob.escape(logdir), "*tfevents*")))
+        except OSError:
+            return
     if existing:
         warnings.warn(
             "%s already holds an event file (%s); AttentionWriter adds a second one. TensorBoard's "
@@ -77,10 +80,16 @@ ROTATE_BYTES = 64 * 2 ** 20
 
 
 class OwnFile:
-    """Event files of our own in a directory, one after another (ROTATE_BYTES)."""
+    """Event files of our own in a directory, one after another (ROTATE_BYTES).
+    A URL logdir (s3://, memory://, ...) is written through TensorBoard's file
+    layer, which its Python loader reads with: S3 through boto3 (S3_ENDPOINT),
+    other schemes through fsspec; an object store has no append, so each
+    flush uploads the file whole (at most ROTATE_BYTES)."""
 
     def __init__(self, logdir):
         self.logdir = logdir
+        if files.is_url(logdir):
+            files.prepare_tensorboard_layer(logdir)
         _warn_if_run_has_events(logdir)
         self._open()
 

@@ -22,7 +22,7 @@ import weakref
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import codec, metadata, sinks, summary
+from tb_attention import codec, files, metadata, sinks, summary
 from tb_attention.record import AttentionInputError, AttentionRecord, from_encoder_decoder, from_raw
 
 
@@ -75,6 +75,9 @@ class AttentionWriter:
     SummaryWriter's event file, so attention and scalars are one run.
     compress=False stores payloads uncompressed (format 3 and older): about
     4x the bytes on disk, for about half the background thread's time.
+    A logdir may be a URL (s3://bucket/runs/exp1, memory://..., any fsspec
+    scheme): a store that fails raises tb_attention.RemoteLogdirError naming
+    the URL and the cause, here or on the call after the failure.
     """
 
     def __init__(self, logdir_or_summary_writer, dtype="uint8", max_queue=8, compress=True):
@@ -94,7 +97,13 @@ class AttentionWriter:
             _check_run_name(logdir)
             try:
                 self._sink = sinks.OwnFile(logdir)
-            except OSError as e:
+            except files.RemoteLogdirError:
+                raise
+            except Exception as e:
+                if files.is_url(logdir):
+                    raise files.remote_error(logdir, e) from e
+                if not isinstance(e, OSError):
+                    raise
                 raise AttentionWriterError("cannot create an event file in %s: %s" % (logdir, e)) from e
         else:
             raise TypeError(
@@ -251,7 +260,7 @@ class AttentionWriter:
         self._queue.join()
         self._raise_error()
         try:
-            self._sink.flush()
+            self._to_sink(self._sink.flush)
         except Exception as e:
             self._error = self._wrap(e)  # sticky: later calls raise it too
             raise self._error from e
@@ -268,7 +277,7 @@ class AttentionWriter:
         self._queue.put(_STOP)
         self._thread.join()
         try:
-            self._sink.close()
+            self._to_sink(self._sink.close)
         except Exception as e:
             if self._error is None:
                 self._error = self._wrap(e)
@@ -306,7 +315,18 @@ class AttentionWriter:
                 % (len(refused), "; ".join(refused)))
 
     def _wrap(self, e):
+        if isinstance(e, files.RemoteLogdirError):  # it names the URL and the cause
+            return e
         return AttentionWriterError("writing attention to %s failed: %s" % (self._sink.path, e))
+
+    def _to_sink(self, method, *args):
+        """The sink's method: the remote store's errors as RemoteLogdirError."""
+        try:
+            return method(*args)
+        except Exception as e:
+            if files.is_url(self.logdir):
+                raise files.remote_error(self._sink.path, e) from e
+            raise
 
     # -- background thread -------------------------------------------------
 
@@ -319,7 +339,7 @@ class AttentionWriter:
                 if self._error is None:
                     event = self._encode_or_refuse(*item[:-1])
                     if event is not None:
-                        self._sink.add_event(event)
+                        self._to_sink(self._sink.add_event, event)
             except Exception as e:  # surfaced to the user on their next call
                 self._error = self._wrap(e)
             finally:

@@ -169,27 +169,35 @@ ACCELERATE_WORKER = textwrap.dedent("""
     from tb_attention.integrations.transformers import AttentionCallback
 
     torch.set_num_threads(1)
-    model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
     g = np.random.default_rng(0)
     texts = [" ".join(g.choice(["the", "cat", "dog", "sat", "on", "mat"], size=8)) for _ in range(16)]
-    data = [dict(input_ids=e, labels=e.clone()) for e in
-            (tok(t, padding="max_length", max_length=12, return_tensors="pt")["input_ids"][0] for t in texts)]
-    args = transformers.TrainingArguments(
-        output_dir=os.environ["OUT"], max_steps=4, per_device_train_batch_size=2, logging_steps=2,
-        report_to=["tensorboard"], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
-        ddp_backend="gloo")
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, processing_class=tok)
-    callback = AttentionCallback({"cat": "the cat sat on the mat"}, trainer=trainer)
-    trainer.add_callback(callback)
-    trainer.train()
-    result = {"world_size": trainer.args.world_size, "logged": callback.logged_steps,
-              "logdir": callback.logdir, "zero": trainer.state.is_world_process_zero}
+    results = {}
+    # the second run forces sharded=True: every process runs the probe's
+    # forward pass (as under FSDP2, which accelerate does not run on CPU)
+    for run, sharded in (("trainer_ddp", None), ("trainer_ddp_forced", True)):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(os.environ["LOGROOT"], run)
+        model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+        forwards = []  # forward passes of the model on this process (training and probes)
+        model.bert.register_forward_hook(lambda *_: forwards.append(1))
+        data = [dict(input_ids=e, labels=e.clone()) for e in
+                (tok(t, padding="max_length", max_length=12, return_tensors="pt")["input_ids"][0] for t in texts)]
+        args = transformers.TrainingArguments(
+            output_dir=os.environ["OUT"], max_steps=4, per_device_train_batch_size=2, logging_steps=2,
+            report_to=["tensorboard"], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+            ddp_backend="gloo")
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=data, processing_class=tok)
+        callback = AttentionCallback({"cat": "the cat sat on the mat"}, trainer=trainer, sharded=sharded)
+        trainer.add_callback(callback)
+        trainer.train()
+        results[run] = {"world_size": trainer.args.world_size, "logged": callback.logged_steps,
+                        "logdir": callback.logdir, "zero": trainer.state.is_world_process_zero,
+                        "forwards": len(forwards)}
+        trainer.accelerator.wait_for_everyone()
     # Tear down in lockstep (a rank leaving while the other's gloo threads
     # still talk to it can abort in C++ at exit).
-    trainer.accelerator.wait_for_everyone()
     torch.distributed.destroy_process_group()
     with open(os.path.join(os.environ["OUT"], "rank%d.json" % trainer.args.process_index), "w") as f:
-        json.dump(result, f)
+        json.dump(results, f)
 """)
 
 
@@ -198,8 +206,7 @@ def accelerate_run(logroot, tmp_path_factory):
     work = tmp_path_factory.mktemp("accelerate")
     script = work / "worker.py"
     script.write_text(ACCELERATE_WORKER)
-    env = dict(os.environ, REPO=REPO, OUT=str(work), OMP_NUM_THREADS="1",
-               TENSORBOARD_LOGGING_DIR=str(logroot / "trainer_ddp"))
+    env = dict(os.environ, REPO=REPO, OUT=str(work), OMP_NUM_THREADS="1", LOGROOT=str(logroot))
     env.pop("PYTHONPATH", None)
     cmd = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--multi_gpu",
            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -218,12 +225,22 @@ def accelerate_run(logroot, tmp_path_factory):
 
 
 def test_trainer_under_accelerate_launch_two_processes(accelerate_run, logroot):
-    r0, r1 = accelerate_run
+    r0, r1 = (r["trainer_ddp"] for r in accelerate_run)
     assert r0["world_size"] == r1["world_size"] == 2 and r0["zero"] and not r1["zero"]
     assert r0["logged"] == [0, 2, 4] and r0["logdir"] == str(logroot / "trainer_ddp")
     assert r1["logged"] == [] and r1["logdir"] is None  # rank 1 never opened anything
+    assert (r0["forwards"], r1["forwards"]) == (4 + 3, 4)  # 4 training steps; the probes on rank 0 alone
     assert len(event_files(logroot / "trainer_ddp")) == 1
     assert tb_attention.load(str(logroot)).steps("trainer_ddp", "probe/cat") == [0, 2, 4]
+
+
+def test_trainer_sharded_every_process_runs_the_probe(accelerate_run, logroot):
+    r0, r1 = (r["trainer_ddp_forced"] for r in accelerate_run)
+    assert r0["logged"] == [0, 2, 4] and r0["logdir"] == str(logroot / "trainer_ddp_forced")
+    assert r1["logged"] == [] and r1["logdir"] is None  # rank 1 ran the probes, wrote nothing
+    assert r0["forwards"] == r1["forwards"] == 4 + 3
+    assert len(event_files(logroot / "trainer_ddp_forced")) == 1
+    assert tb_attention.load(str(logroot)).steps("trainer_ddp_forced", "probe/cat") == [0, 2, 4]
 
 
 # ---------------------------------------------------------------------------
@@ -344,6 +361,7 @@ def test_trainer_with_a_tensorboardx_writer(trainer_tbx_run, logroot):
 EXPECTED = {  # run: (scalar tag, scalar steps, attention tag, attention steps)
     "lightning/v0": ("train_loss", [1, 3, 5], "probe/cat", [0, 2, 4, 6]),
     "trainer_ddp": ("train/loss", [2, 4], "probe/cat", [0, 2, 4]),
+    "trainer_ddp_forced": ("train/loss", [2, 4], "probe/cat", [0, 2, 4]),
     "lens": ("loss", [0, 1, 2, 3, 4], "probe/ids", [0, 2, 4]),
     "tbx": ("loss", [0, 1, 2, 3], "probe/cat", [0, 2]),
     "pb_torch": ("loss", [0, 2], "probe/cat", [0, 2]),

@@ -82,8 +82,10 @@ def test_wheel_contents_and_metadata(built):
     assert "tb_attention/proto/attention.proto" in names and "tb_attention/__main__.py" in names
     assert "tb_attention/integrations/transformers.py" in names
     assert meta["Requires-Python"] == ">=3.10"  # transformers 5, lightning 2.6, transformer-lens 4
-    assert set(meta.get_all("Provides-Extra")) == {"transformers", "lightning", "transformer-lens"}
+    assert set(meta.get_all("Provides-Extra")) == {"transformers", "lightning", "transformer-lens", "s3"}
     requires = meta.get_all("Requires-Dist")
+    s3 = sorted(r.split(";")[0].split(">=")[0] for r in requires if 'extra == "s3"' in r)
+    assert s3 == ["boto3", "fsspec", "s3fs"], s3  # object-storage logdirs: tb_attention/files.py
     assert any(r.startswith("tqdm") for r in requires), requires  # the CLI's progress bar
     base = [r for r in requires if "extra ==" not in r]
     assert not any(r.startswith(("torch", "transformers")) for r in base), base

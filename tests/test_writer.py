@@ -20,7 +20,6 @@ import threading
 import warnings
 
 import numpy as np
-import zstandard
 import pytest
 import torch
 from tensorboard.backend.event_processing import data_provider as mux_data_provider
@@ -34,7 +33,7 @@ from tb_attention.proto import attention_pb2
 from tests.support import REPO, sigkilled, wait_until
 from tests.support.backends import CTX, blob_steps, provider_blobs, python_loader, rust_data_server, scalar_steps
 from tests.support.events import record_ends
-from tests.support.records import FLOAT16_TOL, UINT8_TOL, reference_attention, softmax, stored, tokens
+from tests.support.records import FLOAT16_TOL, UINT8_TOL, plain, reference_attention, softmax, stored, tokens
 
 # Strings a tokenizer (or a user) can hand us; each must come back exactly.
 HOSTILE_TOKENS = (
@@ -273,12 +272,8 @@ def check_loader_blobs(provider, expected):
                     tol = UINT8_TOL if k.dtype == attention_pb2.UINT8 else FLOAT16_TOL
                     dtype = "uint8" if k.dtype == attention_pb2.UINT8 else "float16"
                     for i, ref in enumerate(k.attention):
-                        # independent of the codec: the weights as plain numpy stores them,
-                        # inflated with zstandard itself when stored compressed (format 4)
-                        raw = got_blobs[ref.index]
-                        if ref.compression == attention_pb2.ZSTD:
-                            raw = zstandard.ZstdDecompressor().decompress(raw)
-                        assert raw == stored(original.attention[i], dtype).tobytes()
+                        # independent of the codec: the weights as plain numpy stores them
+                        assert plain(ref, got_blobs[ref.index]) == stored(original.attention[i], dtype).tobytes()
                         layer = codec.to_float(codec.attention_layer(k, i, got_blobs[ref.index]))
                         assert np.abs(layer - original.attention[i]).max() <= tol
 

@@ -26,14 +26,18 @@ Where, through public Trainer API only:
   TensorBoardCallback would use ($TENSORBOARD_LOGGING_DIR, else
   output_dir/runs/<date>_<host>), closed at the end of training.
 
-Only the main process (state.is_world_process_zero) logs.
+Only the main process (state.is_world_process_zero) writes. It alone runs
+the probe when the model is replicated (DDP); when the model the Trainer
+hands to callbacks is sharded (FSDP2 modules or DTensor parameters, see
+tb_attention.probe.is_sharded; `sharded=` overrides) every process runs the
+probe's forward pass with it, at the same steps.
 """
 import os
 import warnings
 
 from transformers.trainer_callback import TrainerCallback
 
-from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe
+from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, is_sharded
 
 
 def _tokenizer_of(processing_class):
@@ -66,11 +70,13 @@ class AttentionCallback(TrainerCallback):
     neurons: also log queries and keys (the neuron view).
     tag_prefix, layers: as in tb_attention.Probe.
     log_at_start, log_at_end: also log before the first step / at the last step.
+    sharded: whether every process runs the probe's forward pass (True) or
+        the main process alone (False); None: decided from the model.
     """
 
     def __init__(self, texts, trainer=None, tokenizer=None, every_n_steps=None, neurons: bool = False,
                  tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None, log_at_start: bool = True,
-                 log_at_end: bool = True):
+                 log_at_end: bool = True, sharded=None):
         if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int)
                                           or every_n_steps < 1):
             raise ValueError("every_n_steps must be a positive int or None, got %r" % (every_n_steps,))
@@ -85,9 +91,13 @@ class AttentionCallback(TrainerCallback):
         self.layers = layers
         self.log_at_start = log_at_start
         self.log_at_end = log_at_end
+        if sharded is not None and not isinstance(sharded, bool):
+            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
+        self.sharded = sharded
         self.logdir = None  # where the attention went (set on the first log)
         self.probe = None
-        self.logged_steps = []
+        self.logged_steps = []  # steps written (main process only)
+        self._probed = []  # steps probed; on every process that runs the probe
         self._every = every_n_steps
         self._start = 0
         self._done = False
@@ -99,7 +109,7 @@ class AttentionCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._check_target(args)
-        self.probe, self.logdir, self.logged_steps, self._done = None, None, [], False
+        self.probe, self.logdir, self.logged_steps, self._probed, self._done = None, None, [], [], False
         self._every = self.every_n_steps or max(int(state.logging_steps or 1), 1)
         self._start = state.global_step
 
@@ -107,7 +117,7 @@ class AttentionCallback(TrainerCallback):
         # The first step's begin, not train_begin: by now every callback's
         # on_train_begin ran, so a TensorBoardCallback listed after this one
         # has opened its writer too.
-        if self.log_at_start and state.global_step == self._start and not self.logged_steps:
+        if self.log_at_start and state.global_step == self._start and not self._probed:
             self._log(args, state, model, processing_class)
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -122,12 +132,11 @@ class AttentionCallback(TrainerCallback):
         self._maybe_finish(args, state, control, model, processing_class)
 
     def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if self._done or not state.is_world_process_zero:
+        if self._done or not self._runs_probe(state, model):
             return
-        tb = self._tensorboard_callback()
-        if tb is None or tb.tb_writer is not None:  # our own file, or theirs still open
+        if not self._tensorboard_closed(state):  # our own file, or theirs still open
             self._finish(args, state, model, processing_class)
-        elif self.log_at_end and state.global_step not in self.logged_steps:
+        elif state.is_world_process_zero and self.log_at_end and state.global_step not in self.logged_steps:
             warnings.warn("AttentionCallback: the TensorBoardCallback closed its writer before the "
                           "last step (%d) could be logged" % state.global_step)
 
@@ -145,16 +154,28 @@ class AttentionCallback(TrainerCallback):
             self.probe.close()
         self._done = True
 
+    def _runs_probe(self, state, model):
+        """The main process always; every process when the model is sharded
+        (its forward pass is collective). The same answer on every process."""
+        if state.is_world_process_zero:
+            return True
+        if model is None:
+            return False
+        return self.sharded if self.sharded is not None else is_sharded(model)
+
     def _log(self, args, state, model, processing_class):
         step = state.global_step
-        if model is None or self._done or step in self.logged_steps or not state.is_world_process_zero:
+        if model is None or self._done or step in self._probed or not self._runs_probe(state, model):
             return
         if self.probe is None:
             tokenizer = self.tokenizer if self.tokenizer is not None else _tokenizer_of(processing_class)
-            self.probe = Probe(model, tokenizer, self.texts, self._writer_target(args),
+            # other processes run the forward pass only: the Probe opens no writer there
+            target = self._writer_target(args) if state.is_world_process_zero else args.output_dir
+            self.probe = Probe(model, tokenizer, self.texts, target,
                                every_n_steps=self._every, neurons=self.neurons,
-                               tag_prefix=self.tag_prefix, layers=self.layers)
+                               tag_prefix=self.tag_prefix, layers=self.layers, sharded=self.sharded)
         self.probe.model = model
+        self._probed.append(step)
         if self.probe.log(step):
             self.logged_steps.append(step)
 
@@ -165,6 +186,19 @@ class AttentionCallback(TrainerCallback):
 
         return next((c for c in self.trainer.callback_handler.callbacks
                      if isinstance(c, TensorBoardCallback)), None)
+
+    def _tensorboard_closed(self, state):
+        """Whether the TensorBoardCallback has closed its writer. Other
+        processes have none; they tell from the callbacks' order (the one
+        listed before this callback ran its on_train_end first), so every
+        process makes the main process's choice."""
+        tb = self._tensorboard_callback()
+        if tb is None:
+            return False
+        if state.is_world_process_zero:
+            return tb.tb_writer is None
+        callbacks = self.trainer.callback_handler.callbacks
+        return self in callbacks and callbacks.index(tb) < callbacks.index(self)
 
     def _check_target(self, args):
         if self.trainer is None and _reports_to_tensorboard(args):

@@ -40,7 +40,8 @@ class TensorBoard:
 
     def __init__(self, logdir, load_fast=True, extra_args=(), python=None):
         """python: the interpreter whose installed tb_attention it serves
-        (this one by default; a benchmark's baseline may be another venv's)."""
+        (this one by default; a benchmark's baseline may be another venv's);
+        load_fast: True, False or "auto" (TensorBoard's default)."""
         self.logdir = str(logdir)
         self.load_fast = load_fast
         self.port = free_port()
@@ -48,7 +49,7 @@ class TensorBoard:
         self._log = tempfile.NamedTemporaryFile(prefix="tensorboard-", suffix=".log", delete=False)
         cmd = [python or sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir,
                "--port", str(self.port), "--host", "127.0.0.1", "--reload_interval", "1",
-               "--load_fast", "true" if load_fast else "false", *extra_args]
+               "--load_fast", {True: "true", False: "false"}.get(load_fast, load_fast), *extra_args]
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # the installed package, as users get it
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,

@@ -25,6 +25,19 @@ def stored(att, dtype="uint8"):
     return att.astype("<f2")
 
 
+def plain(ref, blob):
+    """A stored blob's raw bytes, inflated by the codec's library itself (not
+    by tb_attention.codec): the oracle for what format 4 compresses."""
+    from tb_attention.proto import attention_pb2
+    if ref.compression == attention_pb2.ZSTD:
+        import zstandard
+        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=ref.raw_length)
+    if ref.compression == attention_pb2.ZLIB:
+        import zlib
+        return zlib.decompress(blob)
+    return blob
+
+
 def tokens(n, prefix="t"):
     return ["%s%d" % (prefix, i) for i in range(n)]
 
