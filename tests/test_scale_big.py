@@ -248,3 +248,25 @@ def test_quantized_capture_takes_each_layer_during_its_call(arch, monkeypatch):
         np.testing.assert_array_equal(quantized.kind(kind).attention, stored(exact.attention(kind)))
         assert quantized.kind(kind).causal == exact.kind(kind).causal
         assert (quantized.kind(kind).neurons is None) == (exact.kind(kind).neurons is None)
+
+
+def test_neuron_values_are_checked_without_a_bool_copy_of_each_array():
+    """NaN and Inf still refused by name; huge finite values (whose sum
+    overflows) still accepted."""
+    from tb_attention.record import AttentionInputError, validate_kind
+
+    toks = tuple("t%d" % i for i in range(T))
+    a = np.full((1, H, T, T), 1 / T, np.float32)
+
+    def kind(queries, keys):
+        return tb_attention.KindRecord("self", a, toks, toks, (0,), neurons=tb_attention.Neurons(
+            queries=queries, keys=keys, scales=np.ones(1, np.float32), masked=np.zeros((1, T, T), bool)))
+
+    q, k = np.zeros((1, H, T, D), np.float32), np.zeros((1, HK, T, D), np.float32)
+    big = np.full_like(q, 3e38)  # every value finite, their sum is not
+    validate_kind(kind(big, k))
+    for which, bad in (("queries", np.nan), ("keys", np.inf), ("keys", -np.inf)):
+        qq, kk = q.copy(), k.copy()
+        (qq if which == "queries" else kk)[0, 1, 2, 3] = bad
+        with pytest.raises(AttentionInputError, match="self neurons: %s holds NaN or Inf" % which):
+            validate_kind(kind(qq, kk))
