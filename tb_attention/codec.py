@@ -171,25 +171,32 @@ def encode_step(record: AttentionRecord, sequence: int, writer_id: str, dtype: s
                 else:
                     payload = quantize(heads, DTYPES[dtype]).tobytes()
                 kh.attention.append(add_blob(payload))
-        n = k.neurons
-        if n is not None:
-            kh.head_dim = n.queries.shape[-1]
-            if n.keys.shape[1] != H:  # grouped keys stored once per key head
-                kh.key_heads = n.keys.shape[1]
-                header.version = max(header.version, 4)
-            for layer in range(L):
-                parts = [n.queries[layer].astype("<f2").tobytes(), n.keys[layer].astype("<f2").tobytes(),
-                         np.ascontiguousarray(n.masked[layer], dtype=np.uint8).tobytes()]
-                has_bias = n.bias is not None
-                if has_bias:
-                    parts.append(n.bias[layer].astype("<f2").tobytes())
-                kh.neurons.append(attention_pb2.NeuronLayer(
-                    blob=add_blob(b"".join(parts)), scale=float(n.scales[layer]), has_bias=has_bias))
-                if put_score_steps(kh.neurons[-1], n, layer):
-                    header.version = max(header.version, 3)
+        if k.neurons is not None:
+            header.version = max(header.version, _put_neurons(kh, k.neurons, add_blob))
     put_image(header, record.image)
     blobs[0] = header.SerializeToString()
     return blobs
+
+
+def _put_neurons(kh, n, add_blob):
+    """Each layer's neuron blob into Kind kh (proto/attention.proto
+    NeuronLayer); the format version the neurons need."""
+    version = 1
+    kh.head_dim = n.queries.shape[-1]
+    if n.keys.shape[1] != kh.num_heads:  # grouped keys stored once per key head
+        kh.key_heads = n.keys.shape[1]
+        version = 4
+    for layer in range(n.queries.shape[0]):
+        parts = [n.queries[layer].astype("<f2").tobytes(), n.keys[layer].astype("<f2").tobytes(),
+                 np.ascontiguousarray(n.masked[layer], dtype=np.uint8).tobytes()]
+        has_bias = n.bias is not None
+        if has_bias:
+            parts.append(n.bias[layer].astype("<f2").tobytes())
+        kh.neurons.append(attention_pb2.NeuronLayer(
+            blob=add_blob(b"".join(parts)), scale=float(n.scales[layer]), has_bias=has_bias))
+        if put_score_steps(kh.neurons[-1], n, layer):
+            version = max(version, 3)
+    return version
 
 
 # --------------------------------------------------------------------------

@@ -124,8 +124,7 @@ class AttentionWriter:
         self._queued_bytes = 0
         self._space = threading.Condition()
         self._error = None  # the event file failed: sticky, nothing more is written
-        self._refused = []  # steps refused alone (too large once compressed): raised once
-        self._lock_refused = threading.Lock()
+        self._refused = _Refusals()
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tb-attention-writer", daemon=True)
@@ -218,7 +217,7 @@ class AttentionWriter:
             self._put((tag, step, float(walltime), record, sequence), _record_nbytes(record))
             self._sequences[tag] = sequence + 1
             self._logged.add((tag, step))
-        self._raise_refused()  # earlier steps' refusals; this one is queued
+        self._refused.raise_once()  # earlier steps' refusals; this one is queued
 
     def _check_process(self):
         if os.getpid() != self._pid:
@@ -264,7 +263,7 @@ class AttentionWriter:
         except Exception as e:
             self._error = self._wrap(e)  # sticky: later calls raise it too
             raise self._error from e
-        self._raise_refused()
+        self._refused.raise_once()
 
     def close(self):
         with self._lock:
@@ -297,22 +296,13 @@ class AttentionWriter:
 
     def _raise_pending(self):
         self._raise_error()
-        self._raise_refused()
+        self._refused.raise_once()
 
     def _raise_error(self):
         """The event file failed: raised by every call from then on."""
         error = self._error
         if error is not None:
             raise error
-
-    def _raise_refused(self):
-        """Steps the background thread refused alone: raised once, on the next call."""
-        with self._lock_refused:
-            refused, self._refused = self._refused, []
-        if refused:
-            raise AttentionWriterError(
-                "%d step(s) were not written (steps logged before and after them were): %s"
-                % (len(refused), "; ".join(refused)))
 
     def _wrap(self, e):
         if isinstance(e, files.RemoteLogdirError):  # it names the URL and the cause
@@ -337,7 +327,7 @@ class AttentionWriter:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    event = self._encode_or_refuse(*item[:-1])
+                    event = self._refused.event_or_none(self._encode, *item[:-1])
                     if event is not None:
                         self._to_sink(self._sink.add_event, event)
             except Exception as e:  # surfaced to the user on their next call
@@ -348,19 +338,6 @@ class AttentionWriter:
                 item = None  # do not hold the last record while waiting for the next
                 self._queue.task_done()
 
-    def _encode_or_refuse(self, tag, step, walltime, record, sequence):
-        """The step's Event, or None when this one record cannot be written
-        (the reason is raised on the user's next call; later steps go on)."""
-        try:
-            return self._encode(tag, step, walltime, record, sequence)
-        except summary.RecordTooLarge as e:
-            message = "step %d of %s" % (step, e)
-        except Exception as e:  # this record's encoding; the file is untouched
-            message = "step %d of %r: encoding failed: %s: %s" % (step, tag, type(e).__name__, e)
-        with self._lock_refused:
-            self._refused.append(message)
-        return None
-
     def _encode(self, tag, step, walltime, record, sequence):
         blobs = summary.step_blobs(record, sequence, self._writer_id, self._dtype, self._compress)
         summary.check_event_size(blobs, tag, record, self._dtype)
@@ -369,6 +346,36 @@ class AttentionWriter:
         event = event_pb2.Event(wall_time=walltime, step=step)
         summary.add_value(event.summary, tag, blobs, self._metadata)
         return event
+
+
+class _Refusals:
+    """Steps the background thread refused alone (too large once compressed,
+    or failing to encode): raised once, on the user's next call. Unlike a
+    failing event file they stop nothing: later steps are written."""
+
+    def __init__(self):
+        self._messages = []
+        self._lock = threading.Lock()
+
+    def event_or_none(self, encode, tag, step, *args):
+        """encode(tag, step, *args), or None when this one record cannot be written."""
+        try:
+            return encode(tag, step, *args)
+        except summary.RecordTooLarge as e:
+            message = "step %d of %s" % (step, e)
+        except Exception as e:  # this record's encoding; the event file is untouched
+            message = "step %d of %r: encoding failed: %s: %s" % (step, tag, type(e).__name__, e)
+        with self._lock:
+            self._messages.append(message)
+        return None
+
+    def raise_once(self):
+        with self._lock:
+            messages, self._messages = self._messages, []
+        if messages:
+            raise AttentionWriterError(
+                "%d step(s) were not written (steps logged before and after them were): %s"
+                % (len(messages), "; ".join(messages)))
 
 
 def _step(global_step):
