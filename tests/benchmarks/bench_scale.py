@@ -19,7 +19,9 @@ Parts:
   writing an Event holding the same record as uncompressed uint8 layers
   (the same bytes for both trees), and against torch's
   SummaryWriter.add_tensor of the float32 attention [L, H, T, T]. Also bytes
-  on disk per attention weight.
+  on disk per attention weight. The after tree also without compression,
+  and with the record already uint8 (what capture(..., dtype="uint8") and
+  Probe hand over: no quantization left, statistics of the stored bytes).
 - blocked: through a real LLaMA (random weights) at 12 x 12 x 512 and
   32 x 32 x 1024: ms the training thread spends in add_attention of the
   record tb_attention.capture returns (after: dtype="uint8", quantized on
@@ -77,7 +79,7 @@ def reference_event(a):
     return event.SerializeToString()
 
 
-def child_background(L, H, T, torch_too, compress=True):
+def child_background(L, H, T, torch_too, compress=True, uint8_record=False):
     import numpy as np
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
     from tb_attention import AttentionWriter
@@ -85,6 +87,11 @@ def child_background(L, H, T, torch_too, compress=True):
 
     a = softmax_attention(L, H, T)
     record = from_raw(a, ["t%d" % i for i in range(T)], special_tokens=[0, T - 1])
+    if uint8_record:  # as capture(..., dtype="uint8") hands it over: nothing left to quantize
+        import dataclasses
+        from tb_attention.record import AttentionRecord
+        k = record.kind()
+        record = AttentionRecord([dataclasses.replace(k, attention=np.rint(a * 255).astype(np.uint8))])
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         w = AttentionWriter(os.path.join(tmp, "ours"), **({} if compress else {"compress": False}))
@@ -288,7 +295,8 @@ def child_route(T, reps):
 
 def child_main(args):
     if args.part == "background":
-        result = child_background(args.L, args.H, args.T, args.torch, not args.no_compress)
+        result = child_background(args.L, args.H, args.T, args.torch, not args.no_compress,
+                                  args.uint8_record)
     elif args.part == "bytes":
         result = child_bytes()
     elif args.part == "route":
@@ -325,10 +333,12 @@ def background_rows(trees, reps, torch_512=True):
         runs = dict(trees)
         if "after" in trees:
             runs["after, compress=False"] = trees["after"]
+            runs["after, uint8 record (capture's)"] = trees["after"]
         got = {name: [] for name in runs}
         for rep in range(reps):
             for name, tree in runs.items():
-                extra = ["--no-compress"] if name.endswith("compress=False") else []
+                extra = (["--no-compress"] if name.endswith("compress=False") else
+                         ["--uint8-record"] if "uint8 record" in name else [])
                 if name == "after" and (T == 128 or (rep == 0 and torch_512)):
                     extra.append("--torch")
                 got[name].append(run_child(tree, "background", L, H, T, extra))
@@ -427,6 +437,7 @@ def main():
     parser.add_argument("--torch", action="store_true")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--no-compress", action="store_true")
+    parser.add_argument("--uint8-record", action="store_true")
     parser.add_argument("--skip-torch-512", action="store_true",
                         help="time torch's add_tensor at 128 tokens only (about 2 min at 512)")
     parser.add_argument("--before", help="source tree of the 'before' column (e.g. /work/main)")
