@@ -92,9 +92,18 @@ function candidates() {
   return CANDIDATES;
 }
 
-/** @type {RGB[]} */
-const HEAD_COLORS = [];
 const FIRST = /** @type {RGB} */ ([31, 119, 180]); // BertViz's (d3's) first blue
+// The search below's first 32 answers, written out: searching them cold cost
+// ~5-10 ms of a page's first draw. colors.test.mjs checks that the search
+// still gives exactly these.
+export const HEAD_COLOR_TABLE = /** @type {RGB[]} */ ([
+  FIRST, [250, 94, 43], [129, 217, 67], [228, 121, 243], [101, 105, 3], [175, 14, 110], [87, 212, 212], [119, 58, 193],
+  [234, 180, 68], [251, 159, 177], [154, 164, 240], [161, 66, 6], [25, 159, 100], [244, 86, 147], [89, 120, 253], [25, 114, 107],
+  [154, 160, 35], [47, 185, 244], [178, 120, 52], [208, 42, 57], [0, 121, 0], [168, 62, 183], [169, 124, 240], [62, 222, 146],
+  [68, 147, 161], [192, 200, 34], [56, 181, 51], [78, 75, 209], [246, 140, 17], [224, 161, 251], [249, 167, 130], [148, 195, 239],
+]);
+/** @type {RGB[]} */
+const HEAD_COLORS = HEAD_COLOR_TABLE.slice();
 
 /**
  * Colour of head `i` (0-based), stable across head counts.
@@ -103,18 +112,29 @@ const FIRST = /** @type {RGB} */ ([31, 119, 180]); // BertViz's (d3's) first blu
  */
 export function headColor(i) {
   if (i < 0) i = 0;
+  if (i >= HEAD_COLORS.length) extendHeadColors(HEAD_COLORS, i + 1);
+  return HEAD_COLORS[i];
+}
+
+/**
+ * Grow `colors` to n head colours: each next one the candidate farthest from
+ * every colour chosen so far.
+ * @param {RGB[]} colors
+ * @param {number} n
+ */
+export function extendHeadColors(colors, n) {
   const cands = candidates();
-  while (HEAD_COLORS.length <= i) {
-    if (HEAD_COLORS.length === 0) {
-      HEAD_COLORS.push(FIRST);
+  while (colors.length < n) {
+    if (colors.length === 0) {
+      colors.push(FIRST);
       continue;
     }
-    if (HEAD_COLORS.length >= 240) {
+    if (colors.length >= 240) {
       // past a few hundred heads only repeats are left: cycle.
-      HEAD_COLORS.push(HEAD_COLORS[HEAD_COLORS.length % 240]);
+      colors.push(colors[colors.length % 240]);
       continue;
     }
-    const chosen = HEAD_COLORS.map(rgbToOklab);
+    const chosen = colors.map(rgbToOklab);
     let best = null;
     let bestD = -1;
     for (const c of cands) {
@@ -129,9 +149,9 @@ export function headColor(i) {
         best = c.rgb;
       }
     }
-    HEAD_COLORS.push(best);
+    colors.push(best);
   }
-  return HEAD_COLORS[i];
+  return colors;
 }
 
 /** @param {RGB} rgb @param {number} [alpha] */

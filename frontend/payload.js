@@ -19,6 +19,9 @@ export const PAYLOAD_FORMAT = 1;
 
 /** base64 text -> bytes. */
 export function fromBase64(text) {
+  // native where the browser has it (Chromium 140+, Firefox 133+, Safari 18.2+):
+  // the loop below costs ~10 ms of a 128-token page's first draw while cold
+  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
   const bin = atob(text);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);

@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { headColor, deltaE, THEMES, seqLut, divLut, divergingIndex, divergingColor, makeLut, hex, css, lutToUint32, oklchToRgb, rgbToOklab } from "../colors.js";
+import { headColor, HEAD_COLOR_TABLE, extendHeadColors, deltaE, THEMES, seqLut, divLut, divergingIndex, divergingColor, makeLut, hex, css, lutToUint32, oklchToRgb, rgbToOklab } from "../colors.js";
 
 test("head colours are distinct for 32 heads and unique for 64", () => {
   const cs = [];
@@ -68,4 +68,10 @@ test("LUT helpers", () => {
   assert.equal(u32[0], 0xff000000);
   assert.equal(css([1, 2, 3]), "rgb(1,2,3)");
   assert.equal(css([1, 2, 3], 0.5), "rgba(1,2,3,0.5)");
+});
+
+test("the written-out head colours are what the search finds, and the search goes on past them", () => {
+  const searched = extendHeadColors([], 40);
+  assert.deepEqual(searched.slice(0, HEAD_COLOR_TABLE.length), HEAD_COLOR_TABLE);
+  for (let i = 0; i < 40; i++) assert.deepEqual(headColor(i), searched[i], `head ${i}`);
 });
