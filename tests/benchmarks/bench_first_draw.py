@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 WRITE = """
 import sys
 sys.path.insert(0, %r)
-from bench_scale import softmax_attention
+from synthetic import softmax_attention
 import tb_attention
 with tb_attention.AttentionWriter(sys.argv[1]) as w:
     for T in (128, 512):
