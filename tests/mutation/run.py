@@ -79,8 +79,8 @@ MUTATIONS = [
       "    return layer_ids.index(layer)\n", "    return min(layer_ids.index(layer) + 1, len(layer_ids) - 1)\n",
       ("tests/test_plugin.py::test_attention_is_the_stored_bytes_for_a_layer_and_a_head",)),
     M("query/key axes swapped in capture", "tb_attention/capturing.py",
-      "attention = np.stack([c.attention[b][:, grid[0], grid[1]] for c in calls])",
-      "attention = np.stack([c.attention[b][:, grid[0], grid[1]].swapaxes(-1, -2) for c in calls])",
+      "        out[i] = layer\n",
+      "        out[i] = layer.swapaxes(-1, -2)\n",
       ("tests/test_capture.py::test_attention_matches_models_own_eager_output",)),
     M("neuron scale dropped in Python", "tb_attention/record.py",
       "scores = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scales, np.float32)[:, None, None, None]",
@@ -98,10 +98,10 @@ MUTATIONS = [
       ("tests/test_capture.py::test_segments_by_token_type_and_by_separator",)),
     # -- statistics and comparison -------------------------------------------
     M("entropy base", "tb_attention/stats.py",
-      "plogp = a * np.log(np.where(a > 0, a, 1.0))", "plogp = a * np.log2(np.where(a > 0, a, 1.0))",
+      "np.log(lg, out=lg)", "np.log2(lg, out=lg)",
       ("tests/test_stats.py::test_hand_computed_values",)),
     M("previous-token offset", "tb_attention/stats.py",
-      "prev = np.diagonal(a, offset=-1, axis1=-2, axis2=-1)", "prev = np.diagonal(a, offset=1, axis1=-2, axis2=-1)",
+      "prev = np.diagonal(v, offset=-1, axis1=-2, axis2=-1)", "prev = np.diagonal(v, offset=1, axis1=-2, axis2=-1)",
       ("tests/test_stats.py::test_causal_head_and_previous_token_head",)),
     M("JSD renormalisation", "tb_attention/compare.py",
       "    p = a / np.where(valid, sa, 1.0).astype(np.float32)[..., None]\n"
