@@ -45,10 +45,7 @@ def _launch(commands, work):
         except subprocess.TimeoutExpired:
             hung = True
             for q in procs:
-                try:
-                    os.killpg(q.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _kill_tree(q)
             out, _ = p.communicate()
         outputs.append(out.decode(errors="replace"))
     text = "\n".join("--- launch %d ---\n%s" % (i, o[-4000:]) for i, o in enumerate(outputs))
@@ -56,6 +53,27 @@ def _launch(commands, work):
         pytest.fail("torchrun did not finish within %d s (killed):\n%s" % (TIMEOUT, text))
     assert [p.returncode for p in procs] == [0] * len(procs), text
     return [json.loads((work / ("rank%d.json" % r)).read_text()) for r in range(2)]
+
+
+def _kill_tree(proc):
+    """SIGKILL a launch and everything under it. torchrun starts each worker
+    in a session of its own, so killing torchrun's process group left the
+    workers running, holding the output pipe open: communicate() then waited
+    for them forever."""
+    import psutil
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def _torchrun():
@@ -178,3 +196,55 @@ def test_sharded_argument_and_detection_without_a_process_group(tmp_path):
         AttentionCallback(["the cat"], sharded=1)
     assert not torch.distributed.is_initialized()
     assert not tb_attention.probe.is_sharded(model)  # no process group: nothing is collective
+
+
+@pytest.fixture(scope="module")
+def lightning_fsdp2(tmp_path_factory):
+    from tests.support import lightning_worker
+
+    work = tmp_path_factory.mktemp("lightning_fsdp2")
+    cmd = _torchrun() + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                         "--master_port", str(free_port()), lightning_worker.__file__]
+    return work, _launch([cmd], work), lightning_worker
+
+
+def test_lightning_callback_under_fsdp2_every_rank_runs_the_probe(lightning_fsdp2):
+    """lightning.Trainer with ModelParallelStrategy (fully_shard in
+    configure_model): the callback used to run the probe on global rank zero
+    alone, whose forward pass then waited for the other rank forever."""
+    work, (r0, r1), lw = lightning_fsdp2
+    probed = list(range(0, lw.STEPS + 1, lw.EVERY))  # start, every EVERY steps, end
+    training = list(range(lw.STEPS))
+    for r in (r0, r1):  # one forward per training step plus one per probe, on both ranks
+        assert sorted(r["forwards"]) == sorted(training + probed), r
+    assert r0["logged"] == probed and r1["logged"] == []
+    run_dir = work / "logs" / "lightning_fsdp2" / "v0"
+    assert len(glob.glob(str(run_dir / "events.out.tfevents.*"))) == 1
+    log = tb_attention.load(str(work / "logs"))
+    assert log.steps("lightning_fsdp2/v0", "probe/cat") == probed
+    # step 0 is probed before training: the oracle is the freshly built model, unsharded
+    model, tok = tiny_model("bert", model_class=transformers.BertForMaskedLM)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        want = torch.stack(model(**tok("the cat sat on the mat", return_tensors="pt"),
+                                 output_attentions=True).attentions)[:, 0].numpy()
+    got = log.get("lightning_fsdp2/v0", "probe/cat", 0).attention()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_hung_launch_is_killed_whole_and_fails(tmp_path, monkeypatch):
+    """The hang guard itself: workers that never finish are killed, torchrun's
+    and their own sessions alike, and the test fails with their output
+    instead of waiting forever."""
+    import psutil
+
+    hang = tmp_path / "hang_worker.py"
+    hang.write_text("import time\nprint('worker up', flush=True)\ntime.sleep(600)\n")
+    monkeypatch.setattr(sys.modules[__name__], "TIMEOUT", 5)
+    cmd = _torchrun() + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                         "--master_port", str(free_port()), str(hang)]
+    with pytest.raises(pytest.fail.Exception, match="did not finish within 5 s"):
+        _launch([cmd], tmp_path)
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(hang) in " ".join(p.info["cmdline"] or [])]
+    assert left == []

@@ -20,11 +20,15 @@ transformers or TransformerLens model, else the first such submodule.
 Where: into the first TensorBoardLogger's SummaryWriter (its public
 `experiment`), so the logged metrics and the attention are one run in one
 event file; without a TensorBoardLogger, an event file of its own in
-trainer.log_dir. Only global rank zero logs.
+trainer.log_dir. Only global rank zero writes. Under a sharded strategy
+(FSDP2 `fully_shard` in configure_model, e.g. ModelParallelStrategy) the
+probe's forward pass is collective, so every rank runs it at the same steps
+(decided from the model, tb_attention.probe.is_sharded; `sharded=`
+overrides); otherwise global rank zero alone runs it.
 """
 import lightning.pytorch as pl
 
-from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe
+from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, is_sharded
 
 
 def _capturable(module):
@@ -50,14 +54,18 @@ class AttentionCallback(pl.Callback):
     every_n_steps: default trainer.log_every_n_steps.
     neurons, tag_prefix, layers: as in tb_attention.Probe.
     log_at_start, log_at_end: also log at the start / the end of training.
+    sharded: whether every rank runs the probe's forward pass (True) or
+        global rank zero alone (False); None (default) decides from the model.
     """
 
     def __init__(self, texts, tokenizer=None, model=None, every_n_steps=None, neurons: bool = False,
                  tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None, log_at_start: bool = True,
-                 log_at_end: bool = True):
+                 log_at_end: bool = True, sharded=None):
         if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int)
                                           or every_n_steps < 1):
             raise ValueError("every_n_steps must be a positive int or None, got %r" % (every_n_steps,))
+        if sharded is not None and not isinstance(sharded, bool):
+            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
         self.texts = texts
         self.tokenizer = tokenizer
         self.model = model
@@ -67,13 +75,15 @@ class AttentionCallback(pl.Callback):
         self.layers = layers
         self.log_at_start = log_at_start
         self.log_at_end = log_at_end
+        self.sharded = sharded
         self.probe = None
         self.logdir = None
-        self.logged_steps = []
+        self.logged_steps = []  # steps written (global rank zero)
+        self._probed = []  # steps this process ran the probe at
         self._target = None
 
     def on_train_start(self, trainer, pl_module):
-        self.probe, self.logged_steps = None, []
+        self.probe, self.logged_steps, self._probed = None, [], []
         self._target = self._writer_target(trainer)  # on every rank: trainer.log_dir is collective
         if self.log_at_start:
             self._log(trainer, pl_module)
@@ -97,13 +107,19 @@ class AttentionCallback(pl.Callback):
 
     def _log(self, trainer, pl_module):
         step = trainer.global_step
-        if not trainer.is_global_zero or step in self.logged_steps:
+        if step in self._probed:
+            return
+        model = self._model(pl_module)
+        sharded = self.sharded if self.sharded is not None else is_sharded(model)
+        if not trainer.is_global_zero and not sharded:
             return
         if self.probe is None:
-            model = self._model(pl_module)
             tokenizer = self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None)
-            self.probe = Probe(model, tokenizer, self.texts, self._target, neurons=self.neurons,
-                               tag_prefix=self.tag_prefix, layers=self.layers)
+            # other ranks run the forward pass only: the Probe opens no writer there
+            target = self._target if trainer.is_global_zero else self.logdir
+            self.probe = Probe(model, tokenizer, self.texts, target, neurons=self.neurons,
+                               tag_prefix=self.tag_prefix, layers=self.layers, sharded=self.sharded)
+        self._probed.append(step)
         if self.probe.log(step):
             self.logged_steps.append(step)
 
