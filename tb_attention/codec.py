@@ -357,30 +357,43 @@ def key_heads(kind):
 def neuron_layer(kind, layer_index, blob):
     """(queries f16 [H,Tq,D], keys f16 [Hk,Tk,D], masked u8 [Tq,Tk], bias f16 [H,Tq,Tk] or None,
     scale); Hk = key_heads(kind): query head h's keys are keys[h // (H // Hk)]."""
+    return _neuron_parts(kind, layer_index, _open_neurons(kind, layer_index, blob))
+
+
+def _open_neurons(kind, layer_index, blob):
+    """One stored layer's neuron payload, checked, inflated and sized."""
     nl = kind.neurons[layer_index]
-    blob = open_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
+    raw = open_blob(nl.blob, blob, "%s neurons of layer %d" % (kind.name, kind.layer_ids[layer_index]))
+    want = sum(sizes.neuron_sizes(kind.num_heads, len(kind.query_tokens), len(kind.key_tokens),
+                                  kind.head_dim, nl.has_bias, key_heads(kind)))
+    if want != len(raw):
+        raise FormatError("%s neurons of layer %d have %d bytes, not the %d their header implies"
+                          % (kind.name, kind.layer_ids[layer_index], len(raw), want))
+    return raw
+
+
+def _neuron_parts(kind, layer_index, raw):
+    nl = kind.neurons[layer_index]
     H, Tq, Tk, D = kind.num_heads, len(kind.query_tokens), len(kind.key_tokens), kind.head_dim
     Hk = key_heads(kind)
-    parts = sizes.neuron_sizes(H, Tq, Tk, D, nl.has_bias, Hk)
-    if sum(parts) != len(blob):
-        raise FormatError("%s neurons of layer %d have %d bytes, not the %d their header implies"
-                          % (kind.name, kind.layer_ids[layer_index], len(blob), sum(parts)))
-    o = np.cumsum([0] + parts)
-    q = np.frombuffer(blob, "<f2", count=H * Tq * D, offset=o[0]).reshape(H, Tq, D)
-    k = np.frombuffer(blob, "<f2", count=Hk * Tk * D, offset=o[1]).reshape(Hk, Tk, D)
-    masked = np.frombuffer(blob, np.uint8, count=Tq * Tk, offset=o[2]).reshape(Tq, Tk)
+    o = np.cumsum([0] + sizes.neuron_sizes(H, Tq, Tk, D, nl.has_bias, Hk))
+    q = np.frombuffer(raw, "<f2", count=H * Tq * D, offset=o[0]).reshape(H, Tq, D)
+    k = np.frombuffer(raw, "<f2", count=Hk * Tk * D, offset=o[1]).reshape(Hk, Tk, D)
+    masked = np.frombuffer(raw, np.uint8, count=Tq * Tk, offset=o[2]).reshape(Tq, Tk)
     bias = None
     if nl.has_bias:
-        bias = np.frombuffer(blob, "<f2", count=H * Tq * Tk, offset=o[3]).reshape(H, Tq, Tk)
+        bias = np.frombuffer(raw, "<f2", count=H * Tq * Tk, offset=o[3]).reshape(H, Tq, Tk)
     return q, k, masked, bias, nl.scale
 
 
 def neuron_payload_per_head(kind, layer_index, blob):
-    """One stored layer's neuron payload, checked and inflated, laid out with
-    a key per query head (what the browser reads, whatever the step stores)."""
-    q, k, masked, bias, _ = neuron_layer(kind, layer_index, blob)
-    if k.shape[0] == kind.num_heads:
-        return open_blob(kind.neurons[layer_index].blob, blob, "neurons")
+    """One stored layer's neuron payload, checked and inflated (once), laid
+    out with a key per query head (what the browser reads, whatever the step
+    stores)."""
+    raw = _open_neurons(kind, layer_index, blob)
+    if key_heads(kind) == kind.num_heads:
+        return raw
+    q, k, masked, bias, _ = _neuron_parts(kind, layer_index, raw)
     parts = [q.tobytes(), expand_keys(k, kind.num_heads // k.shape[0], axis=0).tobytes(),
              masked.tobytes()]
     if bias is not None:
