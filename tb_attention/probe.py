@@ -176,6 +176,18 @@ def is_sharded(model) -> bool:
     return False
 
 
+def check_sharded(sharded):
+    """The `sharded=` argument of Probe and the callbacks: None, True or False."""
+    if sharded is not None and not isinstance(sharded, bool):
+        raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
+    return sharded
+
+
+def runs_sharded(sharded, model) -> bool:
+    """`sharded=` when given, else what the model is (is_sharded)."""
+    return sharded if sharded is not None else is_sharded(model)
+
+
 def _reshard(model):
     """Free what the probe's forward pass all-gathered: without a backward
     pass FSDP2 leaves the root module's parameters unsharded."""
@@ -224,8 +236,7 @@ class Probe:
     def __init__(self, model, tokenizer, texts, writer, every_n_steps: int = 50,
                  neurons: bool = False, tag_prefix: str = DEFAULT_TAG_PREFIX, layers=None,
                  sharded: Optional[bool] = None):
-        if sharded is not None and not isinstance(sharded, bool):
-            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
+        check_sharded(sharded)
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError("every_n_steps must be a positive int, got %r" % (every_n_steps,))
         if writer is None:
@@ -288,7 +299,7 @@ class Probe:
         other ranks return False, after running the forward pass with rank 0
         when the model is sharded (then call log on every rank)."""
         rank = distributed_rank()
-        sharded = self.sharded if self.sharded is not None else is_sharded(self.model)
+        sharded = runs_sharded(self.sharded, self.model)
         if rank != 0 and not sharded:
             return False
         from tb_attention import capturing

@@ -28,7 +28,7 @@ overrides); otherwise global rank zero alone runs it.
 """
 import lightning.pytorch as pl
 
-from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, is_sharded
+from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, check_sharded, runs_sharded
 
 
 def _capturable(module):
@@ -64,8 +64,7 @@ class AttentionCallback(pl.Callback):
         if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int)
                                           or every_n_steps < 1):
             raise ValueError("every_n_steps must be a positive int or None, got %r" % (every_n_steps,))
-        if sharded is not None and not isinstance(sharded, bool):
-            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
+        check_sharded(sharded)
         self.texts = texts
         self.tokenizer = tokenizer
         self.model = model
@@ -110,7 +109,7 @@ class AttentionCallback(pl.Callback):
         if step in self._probed:
             return
         model = self._model(pl_module)
-        sharded = self.sharded if self.sharded is not None else is_sharded(model)
+        sharded = runs_sharded(self.sharded, model)
         if not trainer.is_global_zero and not sharded:
             return
         if self.probe is None:

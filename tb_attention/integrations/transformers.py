@@ -37,7 +37,7 @@ import warnings
 
 from transformers.trainer_callback import TrainerCallback
 
-from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, is_sharded
+from tb_attention.probe import DEFAULT_TAG_PREFIX, Probe, check_sharded, runs_sharded
 
 
 def _tokenizer_of(processing_class):
@@ -91,8 +91,7 @@ class AttentionCallback(TrainerCallback):
         self.layers = layers
         self.log_at_start = log_at_start
         self.log_at_end = log_at_end
-        if sharded is not None and not isinstance(sharded, bool):
-            raise ValueError("sharded must be None (decide from the model), True or False, got %r" % (sharded,))
+        check_sharded(sharded)
         self.sharded = sharded
         self.logdir = None  # where the attention went (set on the first log)
         self.probe = None
@@ -161,7 +160,7 @@ class AttentionCallback(TrainerCallback):
             return True
         if model is None:
             return False
-        return self.sharded if self.sharded is not None else is_sharded(model)
+        return runs_sharded(self.sharded, model)
 
     def _log(self, args, state, model, processing_class):
         step = state.global_step
