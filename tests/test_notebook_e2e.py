@@ -101,6 +101,18 @@ def context(browser):
     ctx.close()
 
 
+def _drawn_with_the_planted_edge(page):
+    """Every output of the page drawn; the first (a head view) shows the
+    planted edge 2 -> 5 and nothing on 2 -> 6."""
+    outs = [Output(page, i) for i in range(OUTPUTS)]
+    for out in outs:
+        out.wait()
+    geo = outs[0].geometry("head-canvas")
+    (r, g, b, _), off = outs[0].pixels("head-canvas", [edge_point(geo, 2, 5), edge_point(geo, 2, 6)])
+    assert b > r + 60 and off[:3] == WHITE, ((r, g, b), off)
+    return outs
+
+
 def test_the_saved_outputs_draw_from_file_and_do_not_disturb_each_other(notebook, context):
     root, nb = notebook
     path = root / "outputs.html"
@@ -108,12 +120,7 @@ def test_the_saved_outputs_draw_from_file_and_do_not_disturb_each_other(notebook
                     % "\n".join(html_outputs(nb)), encoding="utf-8")
     url = "file://%s" % path
     page = open_page(context, url)
-    outs = [Output(page, i) for i in range(OUTPUTS)]
-    for out in outs:
-        out.wait()
-    geo = outs[0].geometry("head-canvas")
-    (r, g, b, _), off = outs[0].pixels("head-canvas", [edge_point(geo, 2, 5), edge_point(geo, 2, 6)])
-    assert b > r + 60 and off[:3] == WHITE, ((r, g, b), off)
+    outs = _drawn_with_the_planted_edge(page)
     d = outs[5].detail()
     assert (d["mode"], d["maxabs"]) == ("matrix", "1.000")
     # hovering one output draws that one only
@@ -219,12 +226,7 @@ def test_untrusted_the_outputs_show_their_fallback(lab, context):
 
 def test_trusted_every_output_draws_in_jupyterlab(lab, context):
     page = open_lab(context, lab, "trusted.ipynb")
-    outs = [Output(page, i) for i in range(OUTPUTS)]
-    for out in outs:
-        out.wait()
-    geo = outs[0].geometry("head-canvas")
-    (r, g, b, _), off = outs[0].pixels("head-canvas", [edge_point(geo, 2, 5), edge_point(geo, 2, 6)])
-    assert b > r + 60 and off[:3] == WHITE, ((r, g, b), off)
+    outs = _drawn_with_the_planted_edge(page)
     assert outs[4].attrs()["data-view"] == "neuron" and outs[4].detail().get("top")
     # JupyterLab's own styles are what they are without our outputs (ours live in shadow roots)
     untrusted = open_lab(context, lab, "untrusted.ipynb")
