@@ -113,36 +113,53 @@ def _stored_nbytes(record, itemsize):
     return total
 
 
-def step_blobs(record, sequence, writer_id, dtype="uint8", compress=True):
+# Weights quantized and measured at once by stored_layers: 1 MiB as float32,
+# half of a core's L2 cache here (the other half holds the temporaries).
+CACHE_ELEMENTS = 2 ** 18
+
+
+def step_blobs(record, sequence, writer_id, dtype="uint8", compress=True, pmap=map):
     """The blobs of one step (codec.encode_step): each kind's attention as
-    stored and the statistics of those stored weights (stored_and_stats)."""
-    statistics, stored = {}, {}
+    stored and the statistics of those stored weights (stored_layers).
+    pmap: as codec.encode_step's (the writer's thread pool)."""
+    layers, accumulators = {}, {}
     for name in record.kinds:
-        stored[name], statistics[name] = stored_and_stats(record.kind(name), dtype)
-    return codec.encode_step(record, sequence, writer_id, dtype, statistics=statistics, stored=stored,
-                             compress_payloads=compress)
+        layers[name], accumulators[name] = stored_layers(record.kind(name), dtype)
+    return codec.encode_step(
+        record, sequence, writer_id, dtype, stored=layers, compress_payloads=compress, pmap=pmap,
+        statistics=lambda: {name: acc.result() for name, acc in accumulators.items()})
 
 
-def stored_and_stats(kind, dtype):
-    """(the kind's attention as stored, dtype [L, H, Tq, Tk]; its statistics).
+def stored_layers(kind, dtype):
+    """(function(layer) -> that layer of the kind's attention as stored,
+    dtype [H, Tq, Tk]; the stats.Accumulator it feeds).
 
     One pass per layer: the layer is quantized and its statistics taken
     while it is in the cache, from the record's own weights: float when the
     record holds floats; a record already quantized (capture(...,
     dtype="uint8")) is stored as it is and its statistics are those of the
     uint8 weights, whose error stats.compute documents (diffuse rows of long
-    sequences lose entropy and distance)."""
+    sequences lose entropy and distance). Layers may be asked for from
+    several threads at once: each writes its own part of the accumulator."""
     a = kind.attention
-    L, H, Tq, Tk = a.shape
     acc = stats.Accumulator(a.shape, kind.key_special,
-                            stats.relative_positions_defined(kind.name, Tq, Tk))
+                            stats.relative_positions_defined(kind.name, a.shape[2], a.shape[3]))
     want = codec.numpy_dtype(dtype)
-    out = a if a.dtype == want else np.empty(a.shape, want)
-    for layer in range(L):
-        if out is not a:
-            codec.quantize_into(a[layer], out[layer])
-        acc.add(layer, a[layer])
-    return out, acc.result()
+
+    def layer_stored(layer):
+        stored = a[layer] if a.dtype == want else np.empty(a.shape[1:], want)
+        # a few heads at a time, about a core's cache of float32: quantized
+        # and measured while in it (at 512 tokens a layer is 12 MB, and each
+        # pass over it from memory took as long as the pass's arithmetic)
+        step = max(1, CACHE_ELEMENTS // (a.shape[2] * a.shape[3]))
+        for h0 in range(0, a.shape[1], step):
+            heads = a[layer, h0:h0 + step]
+            if stored is not a[layer]:
+                # in range: every record reaching here passed check_record
+                codec.quantize_into(heads, stored[h0:h0 + step], in_range=True)
+            acc.add(layer, heads, first_head=h0)
+        return stored
+    return layer_stored, acc
 
 
 def add_value(summary, tag, blobs, summary_metadata):

@@ -77,13 +77,13 @@ def test_add_attention_takes_the_record_without_a_copy(tmp_path, monkeypatch):
     """The background thread encodes the very arrays of the record: no copy on
     the training thread."""
     seen = []
-    real = summary.stored_and_stats
+    real = summary.stored_layers
 
     def spy(kind, dtype):
         seen.append((threading.current_thread().name, kind.attention))
         return real(kind, dtype)
 
-    monkeypatch.setattr(summary, "stored_and_stats", spy)
+    monkeypatch.setattr(summary, "stored_layers", spy)
     record, _ = uint8_record(np.random.default_rng(4))
     with tb_attention.AttentionWriter(str(tmp_path)) as w:
         w.add_attention("p", record, global_step=0)
@@ -200,3 +200,102 @@ def test_compress_false_writes_uncompressed_steps(tmp_path):
     header = log.header(".", "p", 0)
     assert header.version < 4 and all(r.compression == 0 for r in header.kinds[0].attention)
     np.testing.assert_array_equal(stored(log.get(".", "p", 0).attention()), stored(a))
+
+
+# --------------------------------------------------------------------------
+# Encoding threads: a step's layers quantized, measured and compressed side by side
+
+
+def test_a_steps_layers_are_encoded_on_two_threads_at_once(tmp_path, monkeypatch):
+    """Two layers' statistics are taken at the same moment: each waits at a
+    barrier for the other, which one thread alone never passes."""
+    from tb_attention import stats
+    met = threading.Barrier(2, timeout=60)
+    real_add = stats.Accumulator.add
+    names = []
+
+    def add(self, layer, *args, **kwargs):
+        names.append(threading.current_thread().name)
+        if layer < 2:
+            met.wait()
+        return real_add(self, layer, *args, **kwargs)
+
+    monkeypatch.setattr(stats.Accumulator, "add", add)
+    a = softmax(np.random.default_rng(9), 4, 2, 6, 6)
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("p", a, tokens=tokens(6), global_step=0)
+    assert set(names) == {"tb-attention-writer", "tb-attention-encode-0"}
+    np.testing.assert_array_equal(stored(tb_attention.load(str(tmp_path)).get(".", "p", 0).attention()),
+                                  stored(a))
+
+
+def test_encoding_on_several_threads_gives_the_same_bytes_as_on_one():
+    from tb_attention import writer
+    from tests.support.records import neuron_kind
+    rng = np.random.default_rng(10)
+    toks = tokens(12)
+    record = AttentionRecord([neuron_kind("self", 5, 4, toks, toks, rng, causal=True, bias=True),
+                              neuron_kind("cross", 3, 4, toks, toks[:7], rng)])
+    helpers = writer._Helpers(3)
+    try:
+        one = summary.step_blobs(record, 4, "w")
+        for dtype, compress in (("uint8", True), ("float16", True), ("uint8", False)):
+            want = summary.step_blobs(record, 4, "w", dtype, compress)
+            for _ in range(5):  # the jobs end in a different order each time
+                assert summary.step_blobs(record, 4, "w", dtype, compress, pmap=helpers.map) == want
+    finally:
+        helpers.stop()
+    assert one == summary.step_blobs(record, 4, "w", "uint8", True)
+
+
+def test_a_failing_job_fails_the_step_once_every_started_job_has_ended():
+    from tb_attention import writer
+    helpers = writer._Helpers(2)
+    ended = []
+
+    def job(i):
+        if i == 3:
+            raise ValueError("job 3")
+        ended.append(i)
+        return i * i
+
+    try:
+        assert helpers.map(job, range(3)) == [0, 1, 4]
+        with pytest.raises(ValueError, match="job 3"):
+            helpers.map(job, range(40))
+        assert 3 not in ended and len(ended) < 3 + 40 - 1  # the jobs after the failure were not started
+        assert helpers.map(job, []) == []
+    finally:
+        helpers.stop()
+
+
+def test_a_step_that_fails_to_encode_on_a_helper_thread_is_refused_alone(tmp_path, monkeypatch):
+    from tb_attention import stats
+    real_add = stats.Accumulator.add
+    met = threading.Barrier(2, timeout=60)
+
+    def add(self, layer, heads, *args, **kwargs):
+        if heads.shape[-1] == 7 and layer < 2:  # step 1: its first two layers on the two threads
+            met.wait()
+            if threading.current_thread().name == "tb-attention-encode-0":
+                raise MemoryError("no room for layer %d" % layer)
+        return real_add(self, layer, heads, *args, **kwargs)
+
+    monkeypatch.setattr(stats.Accumulator, "add", add)
+    rng = np.random.default_rng(11)
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("p", softmax(rng, 2, 2, 6, 6), tokens=tokens(6), global_step=0)
+        w.add_attention("p", softmax(rng, 3, 2, 7, 7), tokens=tokens(7), global_step=1)
+        w.add_attention("p", softmax(rng, 2, 2, 6, 6), tokens=tokens(6), global_step=2)
+        with pytest.raises(tb_attention.AttentionWriterError, match="step 1 .*no room for layer"):
+            w.flush()
+    assert tb_attention.load(str(tmp_path)).steps(".", "p") == [0, 2]
+
+
+def test_encode_threads_is_checked(tmp_path):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="encode_threads must be a positive int"):
+            tb_attention.AttentionWriter(str(tmp_path), encode_threads=bad)
+    with tb_attention.AttentionWriter(str(tmp_path), encode_threads=1) as w:
+        w.add_attention("p", softmax(np.random.default_rng(12), 3, 2, 5, 5), tokens=tokens(5), global_step=0)
+    assert tb_attention.load(str(tmp_path)).steps(".", "p") == [0]

@@ -247,8 +247,8 @@ def test_written_stats_are_those_of_the_float_attention(tmp_path, monkeypatch):
             w.add_attention("probe/x", maps[s], tokens=tokens, global_step=s, layer_ids=[0, 2, 5],
                             special_tokens=[0, 3, 6])
             w.add_attention("probe/raw", maps[s], tokens=tokens, global_step=s)
-    # Computed on the writer's background thread, not the caller's.
-    assert threads and set(threads) == {"tb-attention-writer"}, threads
+    # Computed on the writer's threads, not the caller's.
+    assert threads and set(threads) <= {"tb-attention-writer", "tb-attention-encode-0"}, threads
 
     log = tb_attention.load(str(tmp_path))
     got = log.stats("run", "probe/x")
