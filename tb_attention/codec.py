@@ -384,6 +384,33 @@ def attention_layer(kind, layer_index, blob):
     return attention_part(kind, layer_index, 0, blob)
 
 
+def zstd_layer(kind, layer_index, blob_of):
+    """(the zstd bytes of a layer kept in one blob, checked; its shape) to
+    send as they are stored (Content-Encoding: zstd, the browser inflates),
+    or None when the layer is not one zstd blob of that shape (split,
+    uncompressed, zlib). blob_of(index) reads a blob. The checks the
+    plugin's own inflation makes on the way: the stored bytes' checksum, and
+    a zstd frame declaring the raw length and carrying its checksum (which
+    the browser's decoder verifies)."""
+    ref, h0, h1 = layer_parts(kind, layer_index)[0]
+    dt = _NUMPY.get(kind.dtype)
+    shape = (kind.num_heads, len(kind.query_tokens), len(kind.key_tokens))
+    if (kind.heads_per_blob > 0 or ref.compression != attention_pb2.ZSTD or dt is None
+            or ref.raw_length != int(np.prod(shape)) * dt.itemsize):
+        return None
+    blob = blob_of(ref.index)
+    what = "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index])
+    check_blob(ref, blob, what)
+    try:
+        frame = zstandard.get_frame_parameters(blob)
+    except zstandard.ZstdError as e:
+        raise FormatError("%s is not a zstd frame (%s)" % (what, e)) from e
+    if frame.content_size != ref.raw_length or not frame.has_checksum:
+        raise FormatError("%s is a zstd frame of %d bytes%s where %d were written" % (
+            what, frame.content_size, "" if frame.has_checksum else " without a checksum", ref.raw_length))
+    return blob, shape
+
+
 def to_float(stored):
     """Stored weights (uint8 round(w * 255), float16 or float) as float32."""
     if stored.dtype == np.uint8:

@@ -142,10 +142,23 @@ def _json(request, body, immutable=None):
                       immutable)
 
 
-def _binary(request, body, headers, immutable):
+def _binary(request, body, headers, immutable, content_encoding=None):
     return _versioned(http_util.Respond(request, body, "application/octet-stream",
-                                        expires=_IMMUTABLE_SECONDS, headers=list(headers.items())),
+                                        expires=_IMMUTABLE_SECONDS, headers=list(headers.items()),
+                                        content_encoding=content_encoding),
                       immutable)
+
+
+def _accepts_zstd(request):
+    """Whether the browser inflates zstd (Accept-Encoding). Chromium offers
+    it to localhost and https only: to a TensorBoard reached over plain http
+    by address it offers gzip and deflate, and fails on a zstd body."""
+    for coding in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = coding.partition(";")
+        if name.strip().lower() == "zstd":
+            q = params.strip().lower().replace(" ", "")
+            return not re.fullmatch(r"q=0(\.0*)?", q)
+    return False
 
 
 def _versioned(response, immutable):
@@ -155,10 +168,6 @@ def _versioned(response, immutable):
     response.headers["Cache-Control"] = (_IMMUTABLE_CACHE_CONTROL if immutable
                                          else _UNVERSIONED_CACHE_CONTROL)
     return response
-
-
-def _shape(array):
-    return ",".join(map(str, array.shape))
 
 
 def _attention_target(request):
@@ -312,11 +321,21 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def attention_route(self, request):
         key, kind = _step_key(request), _str_arg(request, "kind")
         layer, head = _attention_target(request)
-        impl = self.aggregate_impl if head in HOWS else self.attention_impl
-        stored, dtype, wall_time = impl(*_context(request), key, kind, layer, head)
-        return _binary(request, stored.tobytes(), {"X-Attention-Shape": _shape(stored),
-                                                   "X-Attention-Dtype": dtype},
-                       _versions_match(request, [wall_time]))
+        packed = None
+        if head is None and _accepts_zstd(request):
+            packed = self.zstd_layer_impl(*_context(request), key, kind, layer)
+        if packed is not None:
+            body, shape, dtype, wall_time = packed
+            encoding = "zstd"
+        else:
+            impl = self.aggregate_impl if head in HOWS else self.attention_impl
+            stored, dtype, wall_time = impl(*_context(request), key, kind, layer, head)
+            body, shape, encoding = stored.tobytes(), stored.shape, None
+        response = _binary(request, body, {"X-Attention-Shape": ",".join(map(str, shape)),
+                                           "X-Attention-Dtype": dtype},
+                           _versions_match(request, [wall_time]), content_encoding=encoding)
+        response.headers["Vary"] = "Accept-Encoding"  # one URL, zstd or raw bytes by the browser
+        return response
 
     def attention_impl(self, ctx, experiment, key, kind_name, layer, head=None):
         """(stored [heads, Tq, Tk] of one layer, or [1, Tq, Tk] of one head;
@@ -332,6 +351,21 @@ class AttentionPlugin(base_plugin.TBPlugin):
             first = step.layer_parts(kind, index)[part][1]
             stored = step.part(kind, index, part)[head - first:head - first + 1]
         return stored, codec.DTYPE_NAMES[kind.dtype], step.wall_time
+
+    def zstd_layer_impl(self, ctx, experiment, key, kind_name, layer):
+        """(zstd bytes of one layer as stored, its shape, dtype name, the
+        step's wall time), or None when the layer is not stored so
+        (codec.zstd_layer). Sent as they are: over a 20 Mbit/s link (an SSH
+        tunnel) a 512-token layer of 12 heads arrived in 0.25 s instead of
+        1.4 s, and over loopback no slower (bench_content_encoding.py)."""
+        step = self._store.step(ctx, experiment, key)
+        kind = step.kind(kind_name)
+        index = answers.layer_index(kind, layer, key.step)
+        with store.read_errors(key):
+            packed = codec.zstd_layer(kind, index, step.blob)
+        if packed is None:
+            return None
+        return (*packed, codec.DTYPE_NAMES[kind.dtype], step.wall_time)
 
     def aggregate_impl(self, ctx, experiment, key, kind_name, layer, how):
         """([1, Tq, Tk] mean or max over the heads of one layer, or of every

@@ -171,6 +171,21 @@ def test_head_view_draws_the_strong_edge_where_it_belongs(page, board):
     assert not page.watch.errors and not page.watch.dialogs
 
 
+def test_layers_arrive_as_stored_zstd_and_draw_the_same_edge(page, board):
+    """Chromium offers zstd to 127.0.0.1: a whole layer comes as the zstd
+    bytes the writer stored and the browser inflates them (issue 12)."""
+    layers = []
+    page.on("response", lambda r: layers.append((r.url, r.headers.get("content-encoding")))
+            if "/data/plugin/attention/attention?" in r.url and "head=" not in r.url else None)
+    frame = open_dashboard(page, board, run="edge", tag="probe", step=10, layer=0)
+    geo = geometry(frame, "head-canvas")
+    img = element_image(frame, 'canvas[data-name="head-canvas"]')
+    assert ink(img, *edge_point(geo, 2, EDGE_KEY[10])) > 250, "no line from 'cat' to key %d" % EDGE_KEY[10]
+    assert ink(img, *edge_point(geo, 2, EDGE_KEY[0])) < 60, "a line where there is no attention"
+    assert layers and all(encoding == "zstd" for _, encoding in layers), layers
+    assert not page.watch.errors and not page.watch.dialogs
+
+
 def test_hover_keeps_only_that_tokens_lines(page, board):
     frame = open_dashboard(page, board, run="edge", tag="probe", step=0, layer=0)
     geo = geometry(frame, "head-canvas")
