@@ -145,16 +145,17 @@ def stored_layers(kind, dtype):
     acc = stats.Accumulator(a.shape, kind.key_special,
                             stats.relative_positions_defined(kind.name, a.shape[2], a.shape[3]))
     want = codec.numpy_dtype(dtype)
+    as_stored = a.dtype == want  # stored as it is, never written to
 
     def layer_stored(layer):
-        stored = a[layer] if a.dtype == want else np.empty(a.shape[1:], want)
+        stored = a[layer] if as_stored else np.empty(a.shape[1:], want)
         # a few heads at a time, about a core's cache of float32: quantized
         # and measured while in it (at 512 tokens a layer is 12 MB, and each
         # pass over it from memory took as long as the pass's arithmetic)
         step = max(1, CACHE_ELEMENTS // (a.shape[2] * a.shape[3]))
         for h0 in range(0, a.shape[1], step):
             heads = a[layer, h0:h0 + step]
-            if stored is not a[layer]:
+            if not as_stored:
                 # in range: every record reaching here passed check_record
                 codec.quantize_into(heads, stored[h0:h0 + step], in_range=True)
             acc.add(layer, heads, first_head=h0)

@@ -274,6 +274,9 @@ def test_ctrl_c_while_add_attention_waits_loses_no_byte_budget_nor_a_sequence_nu
     record's bytes from the queue's budget and advanced the sequence number."""
     import threading
     from tb_attention import AttentionWriter
+    # Python leaves SIGINT ignored when it starts ignored (a background job
+    # of a script): this test then waited forever for its Ctrl-C
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     writer = AttentionWriter(str(tmp_path), max_queue=1)
     record = small_record(0)
     nbytes = record.kind("self").attention.nbytes
@@ -302,6 +305,7 @@ def test_ctrl_c_while_add_attention_waits_loses_no_byte_budget_nor_a_sequence_nu
         assert writer._queued_bytes == 2 * nbytes  # step 2's bytes given back
     finally:
         file_lock.release()
+        signal.signal(signal.SIGINT, previous)
     writer.flush()
     assert writer._queued_bytes == 0
     writer.add_attention("probe", record, global_step=3)

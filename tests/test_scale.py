@@ -73,6 +73,17 @@ def test_a_uint8_record_reads_as_float32_and_round_trips(tmp_path):
         np.testing.assert_allclose(got[name][0], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_a_uint8_record_is_stored_without_writing_to_it(tmp_path):
+    """Its array may be read-only (a memory map, np.frombuffer): the writer
+    reads it and never writes to it, even the same bytes."""
+    record, a = uint8_record(np.random.default_rng(14), L=3, H=2, T=6)
+    record.kind().attention.setflags(write=False)
+    with tb_attention.AttentionWriter(str(tmp_path)) as w:
+        w.add_attention("p", record, global_step=0)
+    np.testing.assert_array_equal(stored(tb_attention.load(str(tmp_path)).get(".", "p", 0).attention()),
+                                  stored(a))
+
+
 def test_add_attention_takes_the_record_without_a_copy(tmp_path, monkeypatch):
     """The background thread encodes the very arrays of the record: no copy on
     the training thread."""
