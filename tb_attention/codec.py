@@ -359,14 +359,19 @@ def part_of_head(kind, layer_index, head):
     return 0 if kind.heads_per_blob <= 0 else head // kind.heads_per_blob
 
 
-def attention_part(kind, layer_index, part, blob):
-    """Stored bytes of one blob of a layer, checked, as dtype [heads, Tq, Tk] (no copy)."""
+def _part_layout(kind, layer_index, part):
+    """(BlobRef, shape [heads, Tq, Tk], what it is in words) of one blob of a layer."""
     ref, h0, h1 = layer_parts(kind, layer_index)[part]
     what = "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index])
     if kind.heads_per_blob > 0:
         what += " (heads %d..%d)" % (h0, h1 - 1)
+    return ref, (h1 - h0, len(kind.query_tokens), len(kind.key_tokens)), what
+
+
+def attention_part(kind, layer_index, part, blob):
+    """Stored bytes of one blob of a layer, checked, as dtype [heads, Tq, Tk] (no copy)."""
+    ref, shape, what = _part_layout(kind, layer_index, part)
     blob = open_blob(ref, blob, what)
-    shape = (h1 - h0, len(kind.query_tokens), len(kind.key_tokens))
     dt = _NUMPY.get(kind.dtype)
     if dt is None:
         raise FormatError("unknown attention dtype %d" % kind.dtype)
@@ -392,14 +397,12 @@ def zstd_layer(kind, layer_index, blob_of):
     plugin's own inflation makes on the way: the stored bytes' checksum, and
     a zstd frame declaring the raw length and carrying its checksum (which
     the browser's decoder verifies)."""
-    ref, h0, h1 = layer_parts(kind, layer_index)[0]
+    ref, shape, what = _part_layout(kind, layer_index, 0)
     dt = _NUMPY.get(kind.dtype)
-    shape = (kind.num_heads, len(kind.query_tokens), len(kind.key_tokens))
     if (kind.heads_per_blob > 0 or ref.compression != attention_pb2.ZSTD or dt is None
             or ref.raw_length != int(np.prod(shape)) * dt.itemsize):
         return None
     blob = blob_of(ref.index)
-    what = "%s attention of layer %d" % (kind.name, kind.layer_ids[layer_index])
     check_blob(ref, blob, what)
     try:
         frame = zstandard.get_frame_parameters(blob)

@@ -82,11 +82,17 @@ def _raises_remote(url, fn, *causes):
     return e
 
 
+def _load_and_writer_raise(url, cause):
+    """load(url) and AttentionWriter(url/exp) both raise RemoteLogdirError
+    naming cause; the first of them."""
+    e = _raises_remote(url, lambda: tb_attention.load(url), cause)
+    _raises_remote(url, lambda: tb_attention.AttentionWriter(url + "/exp"), cause)
+    return e
+
+
 def test_no_such_bucket(s3):
-    url = "s3://no-such-bucket/runs"
-    e = _raises_remote(url, lambda: tb_attention.load(url), "no such bucket")
+    e = _load_and_writer_raise("s3://no-such-bucket/runs", "no such bucket")
     assert "botocore" not in type(e).__module__
-    _raises_remote(url, lambda: tb_attention.AttentionWriter(url + "/exp"), "no such bucket")
 
 
 def test_no_such_logdir_in_a_bucket(s3):
@@ -94,29 +100,26 @@ def test_no_such_logdir_in_a_bucket(s3):
     _raises_remote(url, lambda: tb_attention.load(url), "no such logdir")
 
 
-def test_no_credentials(s3, monkeypatch):
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+def _with_environment_changed(monkeypatch, url, cause):
+    """_load_and_writer_raise with the S3 clients made afresh from the
+    environment monkeypatch changed, then restored as they were."""
     fresh_clients()
     try:
-        url = "s3://%s/runs" % BUCKET
-        _raises_remote(url, lambda: tb_attention.load(url), "no credentials")
-        _raises_remote(url, lambda: tb_attention.AttentionWriter(url + "/exp"), "no credentials")
+        _load_and_writer_raise(url, cause)
     finally:
         monkeypatch.undo()
         fresh_clients()
+
+
+def test_no_credentials(s3, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    _with_environment_changed(monkeypatch, "s3://%s/runs" % BUCKET, "no credentials")
 
 
 def test_connection_refused(s3, monkeypatch):
     monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:%d" % free_port())  # nothing listens there
-    fresh_clients()
-    try:
-        url = "s3://%s/runs" % BUCKET
-        _raises_remote(url, lambda: tb_attention.load(url), "cannot connect")
-        _raises_remote(url, lambda: tb_attention.AttentionWriter(url + "/exp"), "cannot connect")
-    finally:
-        monkeypatch.undo()
-        fresh_clients()
+    _with_environment_changed(monkeypatch, "s3://%s/runs" % BUCKET, "cannot connect")
 
 
 _WITHOUT = """
